@@ -1,0 +1,134 @@
+//! Stable reason codes. Every refusal a node makes carries exactly one of these (in a
+//! `google.rpc.ErrorInfo`, domain [`DOMAIN`]) so scripts and auditors can act on the code while
+//! humans read the message. Codes are never renamed or reused; docs/reason-codes.md lists them.
+
+use std::fmt;
+
+/// The `ErrorInfo.domain` every ftz reason code is reported under.
+pub const DOMAIN: &str = "ftz.exchange";
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident => $code:literal ),+ $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Reason {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[ $( Reason::$variant, )+ ];
+
+            /// The stable SCREAMING_SNAKE code.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Reason::$variant => $code, )+ }
+            }
+
+            pub fn from_code(code: &str) -> Option<Reason> {
+                match code { $( $code => Some(Reason::$variant), )+ _ => None }
+            }
+        }
+    };
+}
+
+reasons! {
+    // --- transport identity (mTLS) ---
+    /// The caller presented no client certificate.
+    NoClientCertificate => "NO_CLIENT_CERTIFICATE",
+    /// The certificate carries no `ftz://` identity, or a malformed one.
+    BadCertificateIdentity => "BAD_CERTIFICATE_IDENTITY",
+    /// The certificate names a zone the registry does not list.
+    UnknownZone => "UNKNOWN_ZONE",
+    /// The certificate does not chain to the CA the registry lists for the zone it names.
+    UntrustedCertificate => "UNTRUSTED_CERTIFICATE",
+    /// The zone named by the certificate is outside its validity in the registry.
+    ZoneNotValid => "ZONE_NOT_VALID",
+    /// A user certificate called the node-to-node service.
+    NotAPeer => "NOT_A_PEER",
+    /// A node certificate called a service meant for a zone's own users.
+    NotAUser => "NOT_A_USER",
+    /// A user of another zone called a service meant for this zone's own users.
+    ForeignUser => "FOREIGN_USER",
+    /// The caller's role may not call this method.
+    RoleNotAllowed => "ROLE_NOT_ALLOWED",
+    /// No rule allows anyone to call this method (deny by default).
+    MethodNotAllowed => "METHOD_NOT_ALLOWED",
+
+    // --- signed envelopes ---
+    /// The envelope's payload type is not the one expected here.
+    WrongPayloadType => "WRONG_PAYLOAD_TYPE",
+    /// A signature is malformed (wrong key id or signature length).
+    MalformedSignature => "MALFORMED_SIGNATURE",
+    /// The same key signed twice.
+    DuplicateSignature => "DUPLICATE_SIGNATURE",
+    /// A signature by a known key does not verify.
+    BadSignature => "BAD_SIGNATURE",
+    /// No signature is by a key trusted for this purpose.
+    NoTrustedSignature => "NO_TRUSTED_SIGNATURE",
+    /// The payload does not decode, or a field is out of range.
+    MalformedPayload => "MALFORMED_PAYLOAD",
+
+    // --- federation registry ---
+    /// The registry document breaks a structural rule.
+    RegistryMalformed => "REGISTRY_MALFORMED",
+    /// Fewer distinct zone authorities signed it than the quorum requires.
+    RegistryUnderQuorum => "REGISTRY_UNDER_QUORUM",
+    /// Its version is not newer than the installed one.
+    RegistryOlderVersion => "REGISTRY_OLDER_VERSION",
+    /// Same version as the installed registry, different content.
+    RegistryVersionConflict => "REGISTRY_VERSION_CONFLICT",
+    /// Its validity period has ended.
+    RegistryExpired => "REGISTRY_EXPIRED",
+    /// Its validity period has not begun.
+    RegistryNotYetValid => "REGISTRY_NOT_YET_VALID",
+    /// It belongs to another federation.
+    RegistryWrongFederation => "REGISTRY_WRONG_FEDERATION",
+    /// First install: not signed by the trust anchor the operator configured.
+    RegistryAnchorMismatch => "REGISTRY_ANCHOR_MISMATCH",
+    /// It no longer lists this node's own zone, or no longer its keys or CA.
+    RegistryOmitsOwnZone => "REGISTRY_OMITS_OWN_ZONE",
+    /// The node holds no registry yet.
+    NoRegistry => "NO_REGISTRY",
+
+    // --- peer exchange ---
+    /// A signed message names a zone other than the caller's certificate.
+    ZoneMismatch => "ZONE_MISMATCH",
+    /// A request's time is outside the accepted window.
+    StaleRequest => "STALE_REQUEST",
+    /// A peer zone's node could not be reached.
+    PeerUnavailable => "PEER_UNAVAILABLE",
+    /// A peer answered with something that does not verify.
+    PeerAnswerInvalid => "PEER_ANSWER_INVALID",
+
+    // --- general ---
+    /// A required field is missing or out of range.
+    InvalidArgument => "INVALID_ARGUMENT",
+    /// The node failed internally; nothing was stored.
+    Internal => "INTERNAL",
+    /// The node's store failed; nothing was acknowledged.
+    StoreFailure => "STORE_FAILURE",
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_round_trip() {
+        let mut seen = HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.as_str()), "duplicate code {r}");
+            assert_eq!(Reason::from_code(r.as_str()), Some(*r));
+            assert!(
+                r.as_str().chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{r} is not SCREAMING_SNAKE"
+            );
+        }
+        assert_eq!(Reason::from_code("NOPE"), None);
+    }
+}
