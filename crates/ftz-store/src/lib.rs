@@ -1,0 +1,100 @@
+//! The node's durable state. Every sled call in the project is in this crate, behind a typed
+//! interface, so that another engine could stand behind it later.
+//!
+//! Durability rule: a write method returns only after the data is flushed to disk. Callers
+//! acknowledge to their own callers after that, never before (sled only flushes every 500 ms
+//! on its own).
+//!
+//! Values are encoded by [`codec`]: small, versioned, hand-written binary records, so that what
+//! is on disk does not change when a protobuf message grows a field.
+
+#![forbid(unsafe_code)]
+
+mod codec;
+mod registry;
+
+use std::path::Path;
+
+use thiserror::Error;
+
+pub use registry::{RegistryInstall, StoredRegistry};
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("store at {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store holds format version {found}, this build reads version {FORMAT_VERSION}")]
+    Format { found: u32 },
+    #[error("store record {what} is corrupt: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("concurrent change: expected registry version {expected:?}, found {found:?}")]
+    Conflict { expected: Option<u64>, found: Option<u64> },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// sled's page cache. Its default is 1 GiB; a node sets it so its memory stays bounded.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { cache_capacity_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// The node's store: one sled database in the node's data directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    registry: sled::Tree,
+    registry_history: sled::Tree,
+}
+
+const FORMAT_KEY: &[u8] = b"format_version";
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. sled locks the directory, so a second node on the
+    /// same data directory fails here with a clear error instead of corrupting it.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(opts.cache_capacity_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(FORMAT_KEY)? {
+            None => {
+                meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+            Some(v) => {
+                let found = v
+                    .as_ref()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt { what: "format_version", detail: "not 4 bytes".into() })?;
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::Format { found });
+                }
+            }
+        }
+        Ok(Self {
+            registry: db.open_tree("registry")?,
+            registry_history: db.open_tree("registry_history")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable. Write methods call it themselves; this is for shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
