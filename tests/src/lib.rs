@@ -1,0 +1,113 @@
+//! Test harness: whole federations on 127.0.0.1, started in-process with real nodes (real mTLS,
+//! real sled stores in temporary directories, ports from the OS), plus clients that present any
+//! identity a test needs, good or bad.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{sync::Arc, time::Duration};
+
+use ftz_core::{Clock, Reason, Role, SigningKey, SystemClock, envelope};
+use ftz_node::{
+    dev::DevZone,
+    local::LocalFederation,
+    tls::ExpectedServer,
+};
+use ftz_pki::{
+    files,
+    issue::Issued,
+};
+use ftz_proto::{Envelope, FederationRegistry, admin_client::AdminClient};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tonic::transport::Channel;
+
+pub use ftz_node::reason_of;
+
+/// A running federation. Dropping it stops nothing gracefully; call [`Cluster::shutdown`].
+pub struct Cluster {
+    pub local: LocalFederation,
+    pub clock: Arc<dyn Clock>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts one node per zone, wall clock.
+    pub async fn start(zones: &[&str]) -> Cluster {
+        Self::start_with_clock(zones, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(zones: &[&str], clock: Arc<dyn Clock>) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let local = LocalFederation::start(zones, &dir.path().join("federation"), clock.clone())
+            .await
+            .expect("federation starts");
+        Cluster { local, clock, dir }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn zone(&self, zone: &str) -> &DevZone {
+        self.local.fed.zone(zone).expect("zone exists")
+    }
+
+    pub fn user(&self, zone: &str, role: Role) -> Channel {
+        self.local.user_channel(zone, role).expect("profile loads")
+    }
+
+    /// A user of `user_zone` (its real certificate) talking to the node of `node_zone`.
+    pub fn user_at(&self, user_zone: &str, role: Role, node_zone: &str) -> Channel {
+        let mut p = self.local.profile(user_zone, role).expect("profile loads");
+        let node = self.zone(node_zone);
+        p.zone = node.id.to_string();
+        p.endpoint = node.endpoint.clone();
+        p.ca = node.dir.join("ca.crt");
+        p.channel_with_clock(Duration::from_secs(10), self.clock.clone()).expect("channel")
+    }
+
+    pub fn admin(&self, zone: &str) -> AdminClient<Channel> {
+        AdminClient::new(self.user(zone, Role::Admin))
+    }
+
+    /// A channel to `zone`'s node presenting `identity` (None: no client certificate).
+    pub fn channel_as(&self, zone: &str, identity: Option<&Issued>) -> Channel {
+        let z = self.zone(zone);
+        let expect = ExpectedServer { zone: z.id.clone(), ca_der: z.ca.issued.cert_der.clone(), clock: self.clock.clone() };
+        let identity = identity.map(|i| {
+            (
+                vec![CertificateDer::from(i.cert_der.clone())],
+                PrivateKeyDer::from_pem_slice(i.key_pem.as_bytes()).expect("key pem"),
+            )
+        });
+        ftz_node::client::channel(&z.endpoint, expect, identity, Duration::from_secs(10)).expect("channel")
+    }
+
+    pub fn authority_key(&self, zone: &str) -> SigningKey {
+        files::read_signing_key(&self.zone(zone).authority_key_path()).expect("authority key")
+    }
+
+    /// The registry document the federation started with.
+    pub fn registry_doc(&self) -> FederationRegistry {
+        let bytes = std::fs::read(&self.local.fed.registry_path).unwrap();
+        let env: Envelope = prost::Message::decode(bytes.as_slice()).unwrap();
+        envelope::decode_payload(&env, envelope::PayloadType::FEDERATION_REGISTRY).unwrap()
+    }
+
+    /// `doc` signed by the authorities of `zones`.
+    pub fn sign_registry(&self, doc: &FederationRegistry, zones: &[&str]) -> Envelope {
+        let keys: Vec<SigningKey> = zones.iter().map(|z| self.authority_key(z)).collect();
+        let refs: Vec<&SigningKey> = keys.iter().collect();
+        envelope::seal(envelope::PayloadType::FEDERATION_REGISTRY, doc, &refs)
+    }
+
+    pub async fn shutdown(self) {
+        self.local.shutdown().await;
+    }
+}
+
+/// The reason code of a failed call, for assertions.
+pub fn reason<T: std::fmt::Debug>(res: Result<T, tonic::Status>) -> (tonic::Code, Option<Reason>) {
+    let status = res.expect_err("call must be refused");
+    (status.code(), reason_of(&status))
+}

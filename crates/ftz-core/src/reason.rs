@@ -95,6 +95,8 @@ reasons! {
     StaleRequest => "STALE_REQUEST",
     /// A peer zone's node could not be reached.
     PeerUnavailable => "PEER_UNAVAILABLE",
+    /// A peer zone's node refused this node's call (its reason is in the message).
+    PeerRefused => "PEER_REFUSED",
     /// A peer answered with something that does not verify.
     PeerAnswerInvalid => "PEER_ANSWER_INVALID",
 

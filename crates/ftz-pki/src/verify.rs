@@ -80,6 +80,18 @@ pub fn identity_of(cert_der: &[u8]) -> Result<VerifiedCert, PkiError> {
     Ok(VerifiedCert { identity, not_after_ms })
 }
 
+/// Checks only that `der` parses as an end-entity certificate.
+pub fn check_parses(der: &[u8]) -> Result<(), PkiError> {
+    let der = CertificateDer::from(der);
+    EndEntityCert::try_from(&der).map(|_| ()).map_err(|e| PkiError::Parse(e.to_string()))
+}
+
+/// Checks that `der` is usable as a trust anchor (a CA certificate webpki accepts).
+pub fn check_ca(der: &[u8]) -> Result<(), PkiError> {
+    let der = CertificateDer::from(der);
+    webpki::anchor_from_trusted_cert(&der).map(|_| ()).map_err(|e| PkiError::BadCa(e.to_string()))
+}
+
 /// Checks that `chain` (leaf first) chains to `ca_der` for `usage` at time `now_ms`.
 pub fn verify_chain(
     chain: &[CertificateDer<'_>],

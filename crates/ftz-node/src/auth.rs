@@ -1,0 +1,269 @@
+//! Who may call what. Every request passes [`AuthLayer`] before any service sees it:
+//!
+//! 1. **Authenticate** the TLS client certificate against the registry in force: read the
+//!    `ftz://` identity it names, find that zone in the registry, check the chain against the CA
+//!    the registry lists for *that* zone, and the zone's validity.
+//! 2. **Authorize** by the method's audience ([`audience`]): the node-to-node service only for
+//!    other zones' nodes; each user service only for this zone's users with its role; health and
+//!    reflection for any authenticated caller. A method no rule names is refused: deny by default.
+//!
+//! The verified [`Caller`] is put into the request's extensions for the services to read.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
+
+use ftz_core::{Identity, Principal, Reason, Role, UnixMillis};
+use ftz_pki::CertUsage;
+use rustls::pki_types::CertificateDer;
+use tonic::{
+    Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
+use tracing::Instrument;
+
+use crate::{error::ApiError, state::NodeState};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub Identity);
+
+/// Who a method is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Nodes of other zones listed in the registry.
+    Peers,
+    /// This zone's users holding this role.
+    ZoneUsers(Role),
+    /// Any authenticated caller (this zone's users, registry peers): health and reflection.
+    Authenticated,
+}
+
+/// The audience of a gRPC path (`/package.Service/Method`). `None`: nobody (deny by default).
+pub fn audience(path: &str) -> Option<Audience> {
+    let service = path.strip_prefix('/')?.split_once('/')?.0;
+    Some(match service {
+        "ftz.v1.Peer" => Audience::Peers,
+        "ftz.v1.Admin" => Audience::ZoneUsers(Role::Admin),
+        "ftz.v1.Issuer" => Audience::ZoneUsers(Role::Issuer),
+        "ftz.v1.Verify" => Audience::ZoneUsers(Role::Enterprise),
+        "ftz.v1.Audit" => Audience::ZoneUsers(Role::Auditor),
+        "grpc.health.v1.Health" | "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection" => {
+            Audience::Authenticated
+        }
+        _ => return None,
+    })
+}
+
+/// Verified identities are cached per exact certificate chain and registry, so the chain is
+/// checked once per connection's certificate, not once per request. Bounded: cleared when full.
+const CACHE_CAP: usize = 4096;
+
+struct CacheEntry {
+    identity: Identity,
+    registry_digest: [u8; 32],
+    not_after_ms: UnixMillis,
+}
+
+pub struct Authenticator {
+    state: Arc<NodeState>,
+    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+}
+
+impl Authenticator {
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Self { state, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// Step 1: who is this?
+    pub fn authenticate(&self, certs: Option<&[CertificateDer<'_>]>) -> Result<Identity, ApiError> {
+        let certs = certs.filter(|c| !c.is_empty()).ok_or_else(|| {
+            ApiError::new(Reason::NoClientCertificate, "no client certificate: every caller must present one (mutual TLS)")
+        })?;
+        let registry = self.state.registry();
+        let now = self.state.now_ms();
+        let key = chain_digest(certs);
+        {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = cache.get(&key) {
+                if hit.registry_digest == registry.digest() && now < hit.not_after_ms {
+                    return Ok(hit.identity.clone());
+                }
+            }
+        }
+
+        let cert = ftz_pki::identity_of(&certs[0]).map_err(|e| ApiError::new(e.reason(), e.to_string()))?;
+        let identity = cert.identity;
+        let zone = registry.zone(&identity.zone).ok_or_else(|| {
+            ApiError::new(
+                Reason::UnknownZone,
+                format!("certificate names zone {}, which registry v{} does not list", identity.zone, registry.version()),
+            )
+        })?;
+        if !zone.valid_at(now) {
+            return Err(ApiError::new(
+                Reason::ZoneNotValid,
+                format!("zone {} is outside its validity in registry v{}", zone.id, registry.version()),
+            ));
+        }
+        ftz_pki::verify_chain(certs, &zone.ca_cert_der, CertUsage::Client, now).map_err(|e| {
+            ApiError::new(
+                Reason::UntrustedCertificate,
+                format!("certificate for {identity} does not chain to the CA registry v{} lists for zone {}: {e}", registry.version(), zone.id),
+            )
+        })?;
+
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_CAP {
+            cache.clear();
+        }
+        cache.insert(key, CacheEntry { identity: identity.clone(), registry_digest: registry.digest(), not_after_ms: cert.not_after_ms });
+        Ok(identity)
+    }
+
+    /// Step 2: may it call `path`?
+    pub fn authorize(&self, who: &Identity, path: &str) -> Result<(), ApiError> {
+        let own = &self.state.zone;
+        let Some(audience) = audience(path) else {
+            return Err(ApiError::new(Reason::MethodNotAllowed, format!("no rule allows calling {path}")));
+        };
+        match (audience, &who.principal) {
+            (Audience::Peers, Principal::Node) if who.zone != *own => Ok(()),
+            (Audience::Peers, Principal::Node) => {
+                Err(ApiError::new(Reason::NotAPeer, "a node does not call its own node-to-node service"))
+            }
+            (Audience::Peers, Principal::User { .. }) => Err(ApiError::new(
+                Reason::NotAPeer,
+                format!("{who} is a user certificate; the node-to-node service is for other zones' nodes only"),
+            )),
+            (Audience::ZoneUsers(_), Principal::Node) => Err(ApiError::new(
+                Reason::NotAUser,
+                format!("{who} is a node certificate; {path} is for this zone's users"),
+            )),
+            (Audience::ZoneUsers(_) | Audience::Authenticated, Principal::User { .. }) if who.zone != *own => {
+                Err(ApiError::new(Reason::ForeignUser, format!("{who} is a user of another zone; this node serves zone {own}")))
+            }
+            (Audience::ZoneUsers(needed), Principal::User { role, .. }) if *role != needed => Err(ApiError::new(
+                Reason::RoleNotAllowed,
+                format!("{path} needs role {needed}; the certificate has role {role}"),
+            )),
+            (Audience::ZoneUsers(_) | Audience::Authenticated, _) => Ok(()),
+        }
+    }
+
+    fn check(&self, certs: Option<&[CertificateDer<'_>]>, path: &str) -> Result<Identity, ApiError> {
+        let who = self.authenticate(certs)?;
+        self.authorize(&who, path)?;
+        Ok(who)
+    }
+}
+
+fn chain_digest(certs: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for c in certs {
+        ctx.update(&(c.len() as u64).to_be_bytes());
+        ctx.update(c);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Tower layer wrapping the whole gRPC router.
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService { inner, auth: self.auth.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_owned();
+        let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        let remote = info.and_then(|i| i.get_ref().remote_addr());
+        let certs = info.and_then(|i| i.peer_certs());
+        match self.auth.check(certs.as_deref().map(Vec::as_slice), &path) {
+            Ok(who) => {
+                let span = tracing::info_span!("rpc", method = %path, caller = %who);
+                req.extensions_mut().insert(Caller(who));
+                // The clone that was polled ready is the one that must be called.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(async move { inner.call(req).await }.instrument(span))
+            }
+            Err(e) => {
+                tracing::warn!(method = %path, remote = ?remote, reason = %e.reason, "refused: {}", e.message);
+                let response = Status::from(e).into_http();
+                Box::pin(async move { Ok(response) })
+            }
+        }
+    }
+}
+
+/// The caller of a request that passed [`AuthLayer`].
+pub fn caller<T>(req: &tonic::Request<T>) -> Result<&Identity, Status> {
+    req.extensions()
+        .get::<Caller>()
+        .map(|c| &c.0)
+        .ok_or_else(|| ApiError::internal("request reached a service without passing authentication").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ftz_service_has_an_audience_and_others_none() {
+        assert_eq!(audience("/ftz.v1.Peer/Ping"), Some(Audience::Peers));
+        assert_eq!(audience("/ftz.v1.Admin/InstallRegistry"), Some(Audience::ZoneUsers(Role::Admin)));
+        assert_eq!(audience("/ftz.v1.Issuer/ListIssuingKeys"), Some(Audience::ZoneUsers(Role::Issuer)));
+        assert_eq!(audience("/ftz.v1.Verify/ListZones"), Some(Audience::ZoneUsers(Role::Enterprise)));
+        assert_eq!(audience("/ftz.v1.Audit/ListRegistryHistory"), Some(Audience::ZoneUsers(Role::Auditor)));
+        assert_eq!(audience("/grpc.health.v1.Health/Check"), Some(Audience::Authenticated));
+        for nobody in ["/ftz.v1.Secret/Do", "/", "", "ftz.v1.Peer/Ping", "/ftz.v1.Peer", "/ftz.v2.Peer/Ping"] {
+            assert_eq!(audience(nobody), None, "{nobody}");
+        }
+    }
+}

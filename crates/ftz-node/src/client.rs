@@ -1,0 +1,92 @@
+//! Connecting to a node as one of its zone's users (ftzctl, tests): a client profile names the
+//! node, its zone, the zone CA, and the user's certificate and key.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use ftz_core::{Clock, SystemClock, ZoneId};
+use ftz_pki::files::{self, FileError};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::{self, ExpectedServer, TlsConnector};
+
+/// A user's connection settings, usually a small TOML file (`ftzctl --as FILE`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientProfile {
+    /// The zone of the node (and of the user).
+    pub zone: String,
+    /// The node's address, "host:port".
+    pub endpoint: String,
+    /// The zone CA certificate (PEM) the node's certificate must chain to.
+    pub ca: PathBuf,
+    /// The user's certificate (PEM) and private key (PEM, mode 0600).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read profile {path}: {detail}")]
+    Profile { path: PathBuf, detail: String },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("profile: {0}")]
+    Invalid(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl ClientProfile {
+    /// Reads a profile; relative paths are relative to the profile's directory.
+    pub fn load(path: &std::path::Path) -> Result<Self, ClientError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ClientError::Profile { path: path.into(), detail: e.to_string() })?;
+        let mut p: ClientProfile =
+            toml::from_str(&text).map_err(|e| ClientError::Profile { path: path.into(), detail: e.to_string() })?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        for f in [&mut p.ca, &mut p.cert, &mut p.key] {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        Ok(p)
+    }
+
+    /// A channel to the node; connects on first use. Calls time out after `timeout`.
+    pub fn channel(&self, timeout: Duration) -> Result<Channel, ClientError> {
+        self.channel_with_clock(timeout, Arc::new(SystemClock))
+    }
+
+    pub fn channel_with_clock(&self, timeout: Duration, clock: Arc<dyn Clock>) -> Result<Channel, ClientError> {
+        let zone = ZoneId::new(self.zone.clone()).map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let ca = files::read_cert_chain(&self.ca)?;
+        let chain = files::read_cert_chain(&self.cert)?;
+        let key = files::read_tls_key(&self.key)?;
+        let expect = ExpectedServer { zone, ca_der: ca[0].to_vec(), clock };
+        channel(&self.endpoint, expect, Some((chain, key)), timeout)
+    }
+}
+
+/// A channel to the node of `expect.zone` at `endpoint`, presenting `identity` (or no client
+/// certificate at all, which nodes refuse: for probes and tests). Connects on first use.
+pub fn channel(
+    endpoint: &str,
+    expect: ExpectedServer,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    timeout: Duration,
+) -> Result<Channel, ClientError> {
+    tls::install_crypto_provider();
+    let zone = expect.zone.clone();
+    let cfg = match identity {
+        Some((chain, key)) => tls::client_config(expect, chain, key)?,
+        None => tls::client_config_without_certificate(expect)?,
+    };
+    let ep = Endpoint::from_shared(format!("http://{endpoint}"))
+        .map_err(|e| ClientError::Invalid(format!("endpoint {endpoint:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .tcp_nodelay(true);
+    Ok(ep.connect_with_connector_lazy(TlsConnector::new(cfg, &zone)))
+}

@@ -1,0 +1,325 @@
+//! The node's configuration: a TOML file, then `FTZ_*` environment overrides, then validation.
+//!
+//! Relative paths in the file are relative to the file's own directory, so a config and its keys
+//! can move together. Unknown keys are errors: a typo must not silently fall back to a default.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use ftz_core::{KeyId, ZoneId};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("config: {field}: {detail}")]
+    Invalid { field: &'static str, detail: String },
+}
+
+fn invalid(field: &'static str, detail: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, detail: detail.into() }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's zone, e.g. "shanghai". Must be listed in the registry.
+    pub zone_id: String,
+    /// Address to listen on for peers and users, e.g. "0.0.0.0:7443".
+    pub listen: String,
+    /// The store's directory (created if missing).
+    pub data_dir: PathBuf,
+    pub tls: TlsFiles,
+    pub keys: KeyFiles,
+    pub registry: RegistrySource,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM chain of the node certificate (identity ftz://<zone>/node), leaf first.
+    pub cert: PathBuf,
+    /// PEM PKCS#8 private key of the node certificate (mode 0600).
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFiles {
+    /// PEM PKCS#8 Ed25519 node signing key (mode 0600); the registry must list its public key.
+    pub node_signing_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySource {
+    /// A signed registry file installed at start if it is newer than the stored one.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Hex key id of an authority key that must have signed the first registry this node
+    /// installs; learnt out of band from the zone authority. Not needed once one is installed.
+    #[serde(default)]
+    pub trust_anchor: Option<String>,
+}
+
+/// Explicit limits: nothing is left at "unlimited".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Deadline for any RPC served (callers may ask for less).
+    pub request_timeout_ms: u64,
+    /// Deadline for the TLS handshake of an incoming connection.
+    pub handshake_timeout_ms: u64,
+    /// Open connections at most; further ones are closed at once.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Timeout for connecting to a peer node.
+    pub peer_connect_timeout_ms: u64,
+    /// Deadline for calls this node makes to peer nodes.
+    pub peer_request_timeout_ms: u64,
+    /// How far a signed request's time may be from this node's clock.
+    pub max_clock_skew_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+            handshake_timeout_ms: 10_000,
+            max_connections: 1024,
+            max_concurrent_streams: 128,
+            peer_connect_timeout_ms: 5_000,
+            peer_request_timeout_ms: 10_000,
+            max_clock_skew_ms: 300_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter, e.g. "info" or "ftz_node=debug,info".
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// sled's page cache in MiB (sled's own default is 1 GiB).
+    pub cache_capacity_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { cache_capacity_mb: 64 }
+    }
+}
+
+/// The environment variables that override the file, for containers and systemd units.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("FTZ_ZONE_ID", "zone_id"),
+    ("FTZ_LISTEN", "listen"),
+    ("FTZ_DATA_DIR", "data_dir"),
+    ("FTZ_REGISTRY_FILE", "registry.file"),
+    ("FTZ_TRUST_ANCHOR", "registry.trust_anchor"),
+    ("FTZ_LOG_FORMAT", "log.format"),
+    ("FTZ_LOG_LEVEL", "log.level"),
+];
+
+impl NodeConfig {
+    /// Reads `path`, applies the `FTZ_*` overrides from the process environment, resolves
+    /// relative paths, and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, |k| std::env::var(k).ok())
+    }
+
+    pub fn load_with_env(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut cfg: NodeConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), detail: e.to_string() })?;
+        cfg.apply_env(env)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (var, _) in ENV_OVERRIDES {
+            let Some(v) = env(var) else { continue };
+            match *var {
+                "FTZ_ZONE_ID" => self.zone_id = v,
+                "FTZ_LISTEN" => self.listen = v,
+                "FTZ_DATA_DIR" => self.data_dir = v.into(),
+                "FTZ_REGISTRY_FILE" => self.registry.file = Some(v.into()),
+                "FTZ_TRUST_ANCHOR" => self.registry.trust_anchor = Some(v),
+                "FTZ_LOG_FORMAT" => {
+                    self.log.format = match v.as_str() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        other => return Err(invalid("FTZ_LOG_FORMAT", format!("{other:?} is not text or json"))),
+                    }
+                }
+                "FTZ_LOG_LEVEL" => self.log.level = v,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes relative paths relative to `base` (the config file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        fix(&mut self.keys.node_signing_key);
+        if let Some(f) = self.registry.file.as_mut() {
+            fix(f);
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.zone()?;
+        self.listen_addr()?;
+        self.trust_anchor()?;
+        let l = &self.limits;
+        let checks: [(&'static str, bool, &str); 7] = [
+            ("limits.max_message_bytes", (1024..=64 * 1024 * 1024).contains(&l.max_message_bytes), "1 KiB to 64 MiB"),
+            ("limits.request_timeout_ms", (100..=600_000).contains(&l.request_timeout_ms), "100 ms to 10 min"),
+            ("limits.handshake_timeout_ms", (100..=60_000).contains(&l.handshake_timeout_ms), "100 ms to 60 s"),
+            ("limits.max_connections", (1..=100_000).contains(&l.max_connections), "1 to 100000"),
+            ("limits.max_concurrent_streams", (1..=10_000).contains(&l.max_concurrent_streams), "1 to 10000"),
+            ("limits.peer_request_timeout_ms", (100..=600_000).contains(&l.peer_request_timeout_ms), "100 ms to 10 min"),
+            ("limits.max_clock_skew_ms", (1_000..=3_600_000).contains(&l.max_clock_skew_ms), "1 s to 1 h"),
+        ];
+        for (field, ok, range) in checks {
+            if !ok {
+                return Err(invalid(field, format!("must be {range}")));
+            }
+        }
+        if !(8..=65_536).contains(&self.store.cache_capacity_mb) {
+            return Err(invalid("store.cache_capacity_mb", "must be 8 to 65536"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("{:?}: {e}", self.log.level)))?;
+        Ok(())
+    }
+
+    pub fn zone(&self) -> Result<ZoneId, ConfigError> {
+        ZoneId::new(self.zone_id.clone()).map_err(|e| invalid("zone_id", e.to_string()))
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|_| invalid("listen", format!("{:?} is not an address like 0.0.0.0:7443", self.listen)))
+    }
+
+    pub fn trust_anchor(&self) -> Result<Option<KeyId>, ConfigError> {
+        self.registry
+            .trust_anchor
+            .as_deref()
+            .map(|s| s.parse().map_err(|_| invalid("registry.trust_anchor", format!("{s:?} is not a 32-digit hex key id"))))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+zone_id = "shanghai"
+listen = "127.0.0.1:7443"
+data_dir = "data"
+[tls]
+cert = "tls/node.crt"
+key = "tls/node.key"
+[keys]
+node_signing_key = "keys/node.pem"
+[registry]
+file = "registry.bin"
+trust_anchor = "bcd1d56b5845f21e54ce5b764fc1d552"
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(&p, text).unwrap();
+        NodeConfig::load_with_env(&p, |k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn loads_and_resolves_relative_paths() {
+        let cfg = load(GOOD, &[]).unwrap();
+        assert!(cfg.tls.cert.is_absolute() && cfg.tls.cert.ends_with("tls/node.crt"));
+        assert!(cfg.data_dir.is_absolute());
+        assert_eq!(cfg.limits.max_message_bytes, 4 * 1024 * 1024);
+        assert_eq!(cfg.trust_anchor().unwrap().unwrap().to_string(), "bcd1d56b5845f21e54ce5b764fc1d552");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let cfg = load(GOOD, &[("FTZ_LISTEN", "0.0.0.0:9000"), ("FTZ_LOG_FORMAT", "json"), ("FTZ_DATA_DIR", "/var/lib/ftz")]).unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:9000");
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/ftz"));
+        let err = load(GOOD, &[("FTZ_LOG_FORMAT", "xml")]).unwrap_err();
+        assert!(err.to_string().contains("FTZ_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (GOOD.replace("\"shanghai\"", "\"Shang Hai\""), "zone_id"),
+            (GOOD.replace("127.0.0.1:7443", "localhost"), "listen"),
+            (GOOD.replace("bcd1d56b5845f21e54ce5b764fc1d552", "xyz"), "trust_anchor"),
+            (format!("{GOOD}\n[limits]\nmax_message_bytes = 1\n"), "max_message_bytes"),
+            (format!("{GOOD}\n[log]\nformat = \"xml\"\n"), "format"),
+            (format!("{GOOD}\nsurprise = 1\n"), "surprise"),
+            (GOOD.replace("[keys]\nnode_signing_key = \"keys/node.pem\"\n", ""), "keys"),
+        ];
+        for (text, field) in cases {
+            let err = load(&text, &[]).unwrap_err().to_string();
+            assert!(err.contains(field), "expected {field} in: {err}");
+        }
+        let missing = NodeConfig::load(Path::new("/nonexistent/node.toml")).unwrap_err();
+        assert!(missing.to_string().contains("/nonexistent/node.toml"));
+    }
+}

@@ -1,0 +1,110 @@
+//! The one place where domain errors become gRPC statuses.
+//!
+//! Every refusal carries a fitting `tonic::Code` and, in the status details, a
+//! `google.rpc.ErrorInfo` with the stable reason code (domain `ftz.exchange`), so a client can
+//! branch on the reason without parsing messages. The message is for humans and never contains
+//! key material.
+
+use std::collections::HashMap;
+
+use ftz_core::{EnvelopeError, Reason, RegistryError, reason::DOMAIN};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A refusal: a reason code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct ApiError {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Reason::InvalidArgument, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Reason::Internal, message)
+    }
+
+    pub fn code(&self) -> Code {
+        code_for(self.reason)
+    }
+}
+
+/// The gRPC code for each reason. Exhaustive on purpose: a new reason does not compile until
+/// someone decides its code.
+pub fn code_for(reason: Reason) -> Code {
+    use Reason::*;
+    match reason {
+        NoClientCertificate | BadCertificateIdentity | UnknownZone | UntrustedCertificate | ZoneNotValid => {
+            Code::Unauthenticated
+        }
+        NotAPeer | NotAUser | ForeignUser | RoleNotAllowed | MethodNotAllowed | ZoneMismatch => Code::PermissionDenied,
+        NoTrustedSignature | RegistryUnderQuorum | RegistryAnchorMismatch => Code::PermissionDenied,
+        WrongPayloadType | MalformedSignature | DuplicateSignature | BadSignature | MalformedPayload
+        | RegistryMalformed | InvalidArgument => Code::InvalidArgument,
+        RegistryOlderVersion | RegistryVersionConflict | RegistryExpired | RegistryNotYetValid
+        | RegistryWrongFederation | RegistryOmitsOwnZone | NoRegistry | StaleRequest | PeerAnswerInvalid | PeerRefused => {
+            Code::FailedPrecondition
+        }
+        PeerUnavailable => Code::Unavailable,
+        Internal | StoreFailure => Code::Internal,
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        let details = ErrorDetails::with_error_info(e.reason.as_str(), DOMAIN, HashMap::new());
+        Status::with_error_details(code_for(e.reason), e.message, details)
+    }
+}
+
+impl From<EnvelopeError> for ApiError {
+    fn from(e: EnvelopeError) -> Self {
+        ApiError::new(e.reason(), e.to_string())
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        ApiError::new(e.reason(), e.to_string())
+    }
+}
+
+impl From<ftz_store::StoreError> for ApiError {
+    fn from(e: ftz_store::StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        ApiError::new(Reason::StoreFailure, "the node's store failed; nothing was changed")
+    }
+}
+
+/// The reason code of a status returned by an ftz node, if it carries one.
+pub fn reason_of(status: &Status) -> Option<Reason> {
+    status
+        .get_error_details()
+        .error_info()
+        .filter(|i| i.domain == DOMAIN)
+        .and_then(|i| Reason::from_code(&i.reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_through_a_status() {
+        for r in Reason::ALL {
+            let status: Status = ApiError::new(*r, "why").into();
+            assert_eq!(status.code(), code_for(*r));
+            assert_eq!(reason_of(&status), Some(*r));
+            assert_eq!(status.message(), "why");
+        }
+        assert_eq!(reason_of(&Status::internal("plain")), None);
+    }
+}

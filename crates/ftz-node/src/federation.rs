@@ -1,0 +1,103 @@
+//! Installing a federation registry on this node: the pure rules of `ftz_core::registry`, plus
+//! what only the node can check (its own key and certificate), then a durable store write, then
+//! the swap in memory. Used by `Admin.InstallRegistry` and at start-up.
+
+use ftz_core::{
+    Reason, Registry, UnixMillis,
+    registry::{InstallContext, InstallDecision, check_install},
+};
+use ftz_proto::KeyPurpose;
+use ftz_store::StoredRegistry;
+
+use crate::{error::ApiError, state::NodeState};
+
+/// What an install did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallReport {
+    pub installed_version: u64,
+    pub previous_version: u64,
+    pub already_installed: bool,
+    pub counted_signers: Vec<String>,
+}
+
+/// Checks that `candidate` keeps this node working: it lists the node's signing key as a valid
+/// node key of the node's zone, its CA for the zone issued the node's certificate, and every CA
+/// in it is usable. A registry failing this would cut the node off from its own federation.
+pub(crate) fn check_fits_node(
+    candidate: &Registry,
+    zone: &ftz_core::ZoneId,
+    node_key: &ftz_core::KeyId,
+    tls_chain: &[rustls::pki_types::CertificateDer<'_>],
+    now: UnixMillis,
+) -> Result<(), ApiError> {
+    for z in candidate.zones() {
+        ftz_pki::check_ca(&z.ca_cert_der).map_err(|e| {
+            ApiError::new(Reason::RegistryMalformed, format!("registry: CA certificate of zone {}: {e}", z.id))
+        })?;
+    }
+    let own = candidate.zone(zone).ok_or_else(|| {
+        ApiError::new(Reason::RegistryOmitsOwnZone, format!("registry v{} does not list zone {zone}", candidate.version()))
+    })?;
+    if own.key_valid_at(KeyPurpose::Node, node_key, now).is_none() {
+        return Err(ApiError::new(
+            Reason::RegistryOmitsOwnZone,
+            format!("registry v{} does not list this node's signing key {node_key} as a valid node key of {zone}", candidate.version()),
+        ));
+    }
+    ftz_pki::verify_chain(tls_chain, &own.ca_cert_der, ftz_pki::CertUsage::Server, now).map_err(|e| {
+        ApiError::new(
+            Reason::RegistryOmitsOwnZone,
+            format!("registry v{}: the CA it lists for {zone} did not issue this node's certificate: {e}", candidate.version()),
+        )
+    })?;
+    Ok(())
+}
+
+/// Installs `bytes` (an encoded registry envelope) if the rules allow it. Acknowledges only after
+/// the store has flushed the new registry.
+pub async fn install(state: &NodeState, candidate: Registry) -> Result<InstallReport, ApiError> {
+    let _guard = state.install_lock.lock().await;
+    let current = state.registry();
+    let now = state.now_ms();
+    let ctx = InstallContext { current: Some(&current), own_zone: &state.zone, anchor: None, now };
+    let counted = match check_install(&candidate, ctx)? {
+        InstallDecision::AlreadyInstalled => {
+            return Ok(InstallReport {
+                installed_version: current.version(),
+                previous_version: current.version(),
+                already_installed: true,
+                counted_signers: Vec::new(),
+            });
+        }
+        InstallDecision::Install { counted } => counted,
+    };
+    check_fits_node(&candidate, &state.zone, &state.node_key.key_id(), &state.tls_chain, now)?;
+
+    let stored = StoredRegistry {
+        version: candidate.version(),
+        envelope: candidate.to_bytes(),
+        installed_at_ms: now,
+        counted_signers: counted.iter().map(|k| k.as_bytes().to_vec()).collect(),
+    };
+    let store = state.store.clone();
+    let digest = candidate.digest();
+    let expected = Some(current.version());
+    tokio::task::spawn_blocking(move || store.install_registry(&stored, digest, expected))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+
+    let report = InstallReport {
+        installed_version: candidate.version(),
+        previous_version: current.version(),
+        already_installed: false,
+        counted_signers: counted.iter().map(ToString::to_string).collect(),
+    };
+    tracing::info!(
+        version = candidate.version(),
+        previous = current.version(),
+        signers = ?report.counted_signers,
+        "federation registry installed"
+    );
+    state.set_registry(candidate);
+    Ok(report)
+}

@@ -1,0 +1,113 @@
+//! A whole federation on 127.0.0.1 in this process: the demo and the multi-node tests start
+//! real nodes (real mTLS, real stores) this way. Ports come from the OS: listeners are bound
+//! first, then the registry is written with their addresses, then the nodes start on them.
+
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
+
+use ftz_core::{Clock, Role, ZoneId};
+use tonic::transport::Channel;
+
+use crate::{
+    NodeConfig, NodeOptions, RunningNode, StartError,
+    client::{ClientError, ClientProfile},
+    dev::{self, DevError, DevFederation, DevSpec, DevZoneSpec},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Dev(#[from] DevError),
+    #[error("zone {zone}: {source}")]
+    Start { zone: String, source: StartError },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub struct LocalFederation {
+    pub fed: DevFederation,
+    clock: Arc<dyn Clock>,
+    nodes: BTreeMap<ZoneId, RunningNode>,
+}
+
+impl LocalFederation {
+    /// Creates a development federation of `zones` under `root` and starts every node.
+    pub async fn start(zones: &[&str], root: &Path, clock: Arc<dyn Clock>) -> Result<Self, LocalError> {
+        let mut listeners = Vec::new();
+        let mut specs = Vec::new();
+        for z in zones {
+            let id = ZoneId::new(*z).map_err(|e| LocalError::Other(e.to_string()))?;
+            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| LocalError::Other(format!("bind: {e}")))?;
+            let addr = l.local_addr().map_err(|e| LocalError::Other(e.to_string()))?;
+            specs.push(DevZoneSpec { display_name: dev::display_name(z), id: id.clone(), endpoint: addr.to_string() });
+            listeners.push((id, l));
+        }
+        let spec = DevSpec {
+            federation_id: "ftz-local".into(),
+            quorum: (zones.len() / 2 + 1) as u32,
+            zones: specs,
+            validity_days: 365,
+            now_ms: clock.now_ms(),
+        };
+        let fed = dev::create(&spec, root)?;
+        let mut me = Self { fed, clock, nodes: BTreeMap::new() };
+        for (id, l) in listeners {
+            me.start_node(&id, Some(l)).await?;
+        }
+        Ok(me)
+    }
+
+    async fn start_node(&mut self, zone: &ZoneId, listener: Option<std::net::TcpListener>) -> Result<(), LocalError> {
+        let dz = self.fed.zone(zone.as_str()).ok_or_else(|| LocalError::Other(format!("no zone {zone}")))?;
+        let err = |source| LocalError::Start { zone: zone.to_string(), source };
+        let cfg = NodeConfig::load(&dz.config_path).map_err(|e| err(e.into()))?;
+        let node = crate::start(&cfg, NodeOptions { clock: self.clock.clone(), listener }).await.map_err(err)?;
+        self.nodes.insert(zone.clone(), node);
+        Ok(())
+    }
+
+    pub fn zones(&self) -> impl Iterator<Item = &ZoneId> {
+        self.fed.zones.iter().map(|z| &z.id)
+    }
+
+    pub fn node(&self, zone: &str) -> Option<&RunningNode> {
+        self.nodes.iter().find(|(z, _)| z.as_str() == zone).map(|(_, n)| n)
+    }
+
+    /// Stops one node gracefully (its store is flushed).
+    pub async fn stop(&mut self, zone: &str) -> Result<(), LocalError> {
+        let id = ZoneId::new(zone).map_err(|e| LocalError::Other(e.to_string()))?;
+        if let Some(node) = self.nodes.remove(&id) {
+            node.shutdown().await.map_err(|e| LocalError::Other(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped node again on the same address, from its data directory.
+    pub async fn restart(&mut self, zone: &str) -> Result<(), LocalError> {
+        self.stop(zone).await?;
+        let id = ZoneId::new(zone).map_err(|e| LocalError::Other(e.to_string()))?;
+        self.start_node(&id, None).await
+    }
+
+    pub fn profile(&self, zone: &str, role: Role) -> Result<ClientProfile, LocalError> {
+        let dz = self.fed.zone(zone).ok_or_else(|| LocalError::Other(format!("no zone {zone}")))?;
+        Ok(ClientProfile::load(&dz.profile_path(role))?)
+    }
+
+    /// A channel to `zone`'s node as its development user with `role`.
+    pub fn user_channel(&self, zone: &str, role: Role) -> Result<Channel, LocalError> {
+        Ok(self.profile(zone, role)?.channel_with_clock(Duration::from_secs(10), self.clock.clone())?)
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(mut self) {
+        let zones: Vec<String> = self.nodes.keys().map(ToString::to_string).collect();
+        for z in zones {
+            if let Err(e) = self.stop(&z).await {
+                tracing::warn!(zone = %z, "stopping node: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! What a running node knows: its zone, keys, store, clock, limits and the registry in force.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+};
+
+use ftz_core::{Clock, Registry, SigningKey, UnixMillis, ZoneId};
+use ftz_store::Store;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::{config::Limits, peer_client::PeerClients};
+
+pub struct NodeState {
+    pub zone: ZoneId,
+    pub clock: Arc<dyn Clock>,
+    pub store: Store,
+    pub node_key: SigningKey,
+    pub limits: Limits,
+    pub listen_addr: SocketAddr,
+    pub started_at_ms: UnixMillis,
+    /// The node's TLS identity, also presented when it calls other zones' nodes.
+    pub tls_chain: Vec<CertificateDer<'static>>,
+    tls_key: PrivateKeyDer<'static>,
+    /// The registry in force. Readers take a cheap snapshot; installs swap it whole.
+    registry: RwLock<Arc<Registry>>,
+    /// Serialises registry installs (check, store, swap) so two installs never interleave.
+    pub(crate) install_lock: tokio::sync::Mutex<()>,
+    pub peers: PeerClients,
+}
+
+impl std::fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeState")
+            .field("zone", &self.zone)
+            .field("node_key", &self.node_key)
+            .field("listen_addr", &self.listen_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct NodeParts {
+    pub zone: ZoneId,
+    pub clock: Arc<dyn Clock>,
+    pub store: Store,
+    pub node_key: SigningKey,
+    pub limits: Limits,
+    pub listen_addr: SocketAddr,
+    pub tls_chain: Vec<CertificateDer<'static>>,
+    pub tls_key: PrivateKeyDer<'static>,
+    pub registry: Registry,
+}
+
+impl NodeState {
+    pub(crate) fn new(p: NodeParts) -> Self {
+        let started_at_ms = p.clock.now_ms();
+        Self {
+            zone: p.zone,
+            clock: p.clock,
+            store: p.store,
+            node_key: p.node_key,
+            limits: p.limits,
+            listen_addr: p.listen_addr,
+            started_at_ms,
+            tls_chain: p.tls_chain,
+            tls_key: p.tls_key,
+            registry: RwLock::new(Arc::new(p.registry)),
+            install_lock: tokio::sync::Mutex::new(()),
+            peers: PeerClients::default(),
+        }
+    }
+
+    /// A snapshot of the registry in force.
+    pub fn registry(&self) -> Arc<Registry> {
+        // A poisoned lock means a panic while swapping an Arc, which cannot leave it half-written.
+        self.registry.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_registry(&self, r: Registry) {
+        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
+        self.peers.clear();
+    }
+
+    pub fn now_ms(&self) -> UnixMillis {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn tls_key(&self) -> PrivateKeyDer<'static> {
+        self.tls_key.clone_key()
+    }
+}
