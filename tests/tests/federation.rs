@@ -144,3 +144,35 @@ async fn authenticated_callers_reach_only_what_their_role_allows() {
     );
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn methods_no_rule_names_are_denied_and_health_is_open_to_the_authenticated() {
+    let c = Cluster::start(&["shanghai", "hainan"]).await;
+    let channel = c.user("shanghai", Role::Admin);
+
+    // A path outside every rule: refused before routing (deny by default), not UNIMPLEMENTED.
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let codec: tonic_prost::ProstCodec<GetNodeStatusRequest, ftz_proto::NodeStatus> = tonic_prost::ProstCodec::default();
+    let res = grpc
+        .unary(
+            tonic::Request::new(GetNodeStatusRequest {}),
+            http::uri::PathAndQuery::from_static("/ftz.v1.Secret/Do"),
+            codec,
+        )
+        .await;
+    assert_eq!(reason(res), (Code::PermissionDenied, Some(Reason::MethodNotAllowed)));
+
+    // Health: any authenticated caller, here a user and a peer node; nobody without a certificate.
+    let check = || tonic_health::pb::HealthCheckRequest { service: "ftz.v1.Peer".into() };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health.check(check()).await.unwrap().into_inner().status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let v = c.zone("hainan").validity;
+    let hainan_node = c.zone("hainan").ca.issue_node(&ZoneId::new("hainan").unwrap(), &[], v).unwrap();
+    let mut as_peer = tonic_health::pb::health_client::HealthClient::new(c.channel_as("shanghai", Some(&hainan_node)));
+    as_peer.check(check()).await.unwrap();
+    let mut anon = tonic_health::pb::health_client::HealthClient::new(c.channel_as("shanghai", None));
+    assert_eq!(reason(anon.check(check()).await), (Code::Unauthenticated, Some(Reason::NoClientCertificate)));
+    c.shutdown().await;
+}

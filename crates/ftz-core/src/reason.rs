@@ -39,6 +39,8 @@ reasons! {
     UnknownZone => "UNKNOWN_ZONE",
     /// The certificate does not chain to the CA the registry lists for the zone it names.
     UntrustedCertificate => "UNTRUSTED_CERTIFICATE",
+    /// A request names a zone the registry does not list.
+    NoSuchZone => "NO_SUCH_ZONE",
     /// The zone named by the certificate is outside its validity in the registry.
     ZoneNotValid => "ZONE_NOT_VALID",
     /// A user certificate called the node-to-node service.

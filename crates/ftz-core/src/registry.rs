@@ -150,7 +150,11 @@ impl Registry {
         if encoded_len > MAX_REGISTRY_BYTES {
             return Err(malformed(format!("{encoded_len} bytes, more than the {MAX_REGISTRY_BYTES} allowed")));
         }
-        let doc: FederationRegistry = envelope::decode_payload(&envelope, PayloadType::FEDERATION_REGISTRY)?;
+        let doc: FederationRegistry =
+            envelope::decode_payload(&envelope, PayloadType::FEDERATION_REGISTRY).map_err(|e| match e {
+                EnvelopeError::MalformedPayload { detail, .. } => malformed(format!("payload does not decode: {detail}")),
+                other => other.into(),
+            })?;
         let digest = crate::sha256(&envelope.encode_to_vec());
 
         if doc.federation_id.is_empty()

@@ -54,6 +54,7 @@ pub fn code_for(reason: Reason) -> Code {
             Code::FailedPrecondition
         }
         PeerUnavailable => Code::Unavailable,
+        NoSuchZone => Code::NotFound,
         Internal | StoreFailure => Code::Internal,
     }
 }

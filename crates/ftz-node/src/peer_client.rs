@@ -50,7 +50,7 @@ impl PeerClients {
 fn connect(state: &NodeState, zone: &ZoneId) -> Result<Channel, ApiError> {
     let registry = state.registry();
     let entry = registry.zone(zone).ok_or_else(|| {
-        ApiError::new(Reason::UnknownZone, format!("zone {zone} is not listed in registry v{}", registry.version()))
+        ApiError::new(Reason::NoSuchZone, format!("zone {zone} is not listed in registry v{}", registry.version()))
     })?;
     if *zone == state.zone {
         return Err(ApiError::invalid("a node does not call itself over Peer"));

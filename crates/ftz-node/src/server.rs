@@ -127,16 +127,6 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     let tls_chain = files::read_cert_chain(&config.tls.cert)?;
     let tls_key = files::read_tls_key(&config.tls.key)?;
     let node_key = files::read_signing_key(&config.keys.node_signing_key)?;
-    let named = ftz_pki::identity_of(&tls_chain[0])
-        .map_err(|e| StartError::Certificate(format!("{}: {e}", config.tls.cert.display())))?;
-    if named.identity != Identity::node(zone.clone()) {
-        return Err(StartError::Certificate(format!(
-            "{} names {}, but this node is configured as zone {zone} (expected ftz://{zone}/node)",
-            config.tls.cert.display(),
-            named.identity
-        )));
-    }
-
     create_private_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir, StoreOptions { cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024 })?;
     let registry = load_registry(config, &store, &zone, &node_key, &tls_chain, now)?;
@@ -207,6 +197,8 @@ fn load_registry(
     tls_chain: &[rustls::pki_types::CertificateDer<'static>],
     now: ftz_core::UnixMillis,
 ) -> Result<Registry, StartError> {
+    let named = ftz_pki::identity_of(&tls_chain[0])
+        .map_err(|e| StartError::Certificate(format!("{}: {e}", config.tls.cert.display())))?;
     let held = store
         .current_registry()?
         .map(|s| Registry::from_bytes(&s.envelope))
@@ -241,6 +233,7 @@ fn load_registry(
             if candidate.zone(zone).is_none() {
                 return Err(unknown_zone(zone, &candidate));
             }
+            check_node_identity(&named.identity, zone, &config.tls.cert)?;
             let ctx = InstallContext { current: held.as_ref(), own_zone: zone, anchor: config.trust_anchor()?, now };
             let counted = match check_install(&candidate, ctx) {
                 Ok(InstallDecision::Install { counted }) => counted,
@@ -265,9 +258,20 @@ fn load_registry(
     if registry.zone(zone).is_none() {
         return Err(unknown_zone(zone, &registry));
     }
+    check_node_identity(&named.identity, zone, &config.tls.cert)?;
     check_fits_node(&registry, zone, &node_key.key_id(), tls_chain, now)
         .map_err(|e| StartError::Registry(e.to_string()))?;
     Ok(registry)
+}
+
+fn check_node_identity(named: &Identity, zone: &ZoneId, cert: &Path) -> Result<(), StartError> {
+    if *named == Identity::node(zone.clone()) {
+        return Ok(());
+    }
+    Err(StartError::Certificate(format!(
+        "{} names {named}, but this node is configured as zone {zone} (expected ftz://{zone}/node)",
+        cert.display()
+    )))
 }
 
 fn unknown_zone(zone: &ZoneId, r: &Registry) -> StartError {
