@@ -25,8 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
 
     let descriptor = PathBuf::from(env::var("OUT_DIR")?).join("ftz_v1_descriptor.bin");
-    tonic_prost_build::configure()
-        .file_descriptor_set_path(&descriptor)
-        .compile_with_config(config, &paths, &[root])?;
+    tonic_prost_build::configure().file_descriptor_set_path(&descriptor).compile_with_config(
+        config,
+        &paths,
+        &[root],
+    )?;
     Ok(())
 }

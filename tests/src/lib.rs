@@ -8,15 +8,8 @@
 use std::{sync::Arc, time::Duration};
 
 use ftz_core::{Clock, Reason, Role, SigningKey, SystemClock, envelope};
-use ftz_node::{
-    dev::DevZone,
-    local::LocalFederation,
-    tls::ExpectedServer,
-};
-use ftz_pki::{
-    files,
-    issue::Issued,
-};
+use ftz_node::{dev::DevZone, local::LocalFederation, tls::ExpectedServer};
+use ftz_pki::{files, issue::Issued};
 use ftz_proto::{Envelope, FederationRegistry, admin_client::AdminClient};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tonic::transport::Channel;
@@ -73,7 +66,8 @@ impl Cluster {
     /// A channel to `zone`'s node presenting `identity` (None: no client certificate).
     pub fn channel_as(&self, zone: &str, identity: Option<&Issued>) -> Channel {
         let z = self.zone(zone);
-        let expect = ExpectedServer { zone: z.id.clone(), ca_der: z.ca.issued.cert_der.clone(), clock: self.clock.clone() };
+        let expect =
+            ExpectedServer { zone: z.id.clone(), ca_der: z.ca.issued.cert_der.clone(), clock: self.clock.clone() };
         let identity = identity.map(|i| {
             (
                 vec![CertificateDer::from(i.cert_der.clone())],

@@ -1,6 +1,8 @@
 //! Three zones on 127.0.0.1: every pair pings with signed challenges, and every caller that
 //! should not get in is refused on its first RPC with the right status and reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ftz_core::{Identity, Reason, Role, ZoneId};
 use ftz_pki::issue::{Validity, ZoneCa};
 use ftz_proto::{
@@ -153,7 +155,8 @@ async fn methods_no_rule_names_are_denied_and_health_is_open_to_the_authenticate
     // A path outside every rule: refused before routing (deny by default), not UNIMPLEMENTED.
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.unwrap();
-    let codec: tonic_prost::ProstCodec<GetNodeStatusRequest, ftz_proto::NodeStatus> = tonic_prost::ProstCodec::default();
+    let codec: tonic_prost::ProstCodec<GetNodeStatusRequest, ftz_proto::NodeStatus> =
+        tonic_prost::ProstCodec::default();
     let res = grpc
         .unary(
             tonic::Request::new(GetNodeStatusRequest {}),

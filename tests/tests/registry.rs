@@ -1,10 +1,11 @@
 //! Installing federation registries on a running node: what is refused and why, what is
 //! installed and that it stays installed across a restart, and that trust follows at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ftz_core::Reason;
 use ftz_proto::{
-    GetRegistryRequest, InstallRegistryRequest, ListRegistryHistoryRequest, PingPeerRequest,
-    audit_client::AuditClient,
+    GetRegistryRequest, InstallRegistryRequest, ListRegistryHistoryRequest, PingPeerRequest, audit_client::AuditClient,
 };
 use ftz_tests::{Cluster, reason};
 use tonic::Code;
@@ -97,11 +98,17 @@ async fn a_good_registry_is_installed_survives_restart_and_older_ones_are_refuse
     doc.zones[0].display_name = "Shanghai FTZ (renamed in v2)".into();
     let v2 = c.sign_registry(&doc, &["shanghai", "guangdong"]);
 
-    let r = c.admin("shanghai").install_registry(InstallRegistryRequest { registry: Some(v2.clone()) }).await.unwrap().into_inner();
+    let r = c
+        .admin("shanghai")
+        .install_registry(InstallRegistryRequest { registry: Some(v2.clone()) })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((r.installed_version, r.previous_version, r.already_installed), (2, 1, false));
     assert_eq!(r.counted_signers.len(), 2);
     // Installing it again changes nothing and says so.
-    let again = c.admin("shanghai").install_registry(InstallRegistryRequest { registry: Some(v2) }).await.unwrap().into_inner();
+    let again =
+        c.admin("shanghai").install_registry(InstallRegistryRequest { registry: Some(v2) }).await.unwrap().into_inner();
     assert!(again.already_installed);
 
     c.local.restart("shanghai").await.unwrap();

@@ -174,10 +174,8 @@ pub fn decode_payload<M: Message + Default>(env: &Envelope, expected_type: &str)
             found: env.payload_type.chars().take(100).collect(),
         });
     }
-    M::decode(env.payload.as_slice()).map_err(|e| EnvelopeError::MalformedPayload {
-        payload_type: expected_type.to_string(),
-        detail: e.to_string(),
-    })
+    M::decode(env.payload.as_slice())
+        .map_err(|e| EnvelopeError::MalformedPayload { payload_type: expected_type.to_string(), detail: e.to_string() })
 }
 
 #[cfg(test)]
@@ -226,10 +224,7 @@ mod tests {
         // Refused as the wrong type where a test document is expected ...
         assert!(matches!(verify(&env, T, lookup(&ks)), Err(EnvelopeError::WrongPayloadType { .. })));
         // ... and its signature fails where the other type is expected.
-        assert_eq!(
-            verify(&env, "ftz.v1.Other", lookup(&ks)).unwrap_err(),
-            EnvelopeError::BadSignature(ks[0].key_id())
-        );
+        assert_eq!(verify(&env, "ftz.v1.Other", lookup(&ks)).unwrap_err(), EnvelopeError::BadSignature(ks[0].key_id()));
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl ZoneId {
 
 impl fmt::Display for ZoneId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -84,17 +84,14 @@ impl Role {
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
 impl FromStr for Role {
     type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| IdentityError::BadRole(s.to_string()))
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| IdentityError::BadRole(s.to_string()))
     }
 }
 

@@ -69,8 +69,7 @@ pub struct VerifyingKey([u8; PUBLIC_KEY_LEN]);
 
 impl VerifyingKey {
     pub fn from_bytes(b: &[u8]) -> Result<Self, KeyError> {
-        let arr: [u8; PUBLIC_KEY_LEN] =
-            b.try_into().map_err(|_| KeyError::BadPublicKeyLength(b.len()))?;
+        let arr: [u8; PUBLIC_KEY_LEN] = b.try_into().map_err(|_| KeyError::BadPublicKeyLength(b.len()))?;
         Ok(Self(arr))
     }
 

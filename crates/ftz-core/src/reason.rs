@@ -128,10 +128,7 @@ mod tests {
         for r in Reason::ALL {
             assert!(seen.insert(r.as_str()), "duplicate code {r}");
             assert_eq!(Reason::from_code(r.as_str()), Some(*r));
-            assert!(
-                r.as_str().chars().all(|c| c.is_ascii_uppercase() || c == '_'),
-                "{r} is not SCREAMING_SNAKE"
-            );
+            assert!(r.as_str().chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{r} is not SCREAMING_SNAKE");
         }
         assert_eq!(Reason::from_code("NOPE"), None);
     }

@@ -10,7 +10,7 @@
 //! The very first registry has no predecessor; it must instead be signed by the trust anchor the
 //! operator configured, an authority key id the node learnt out of band.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use ftz_proto::{Envelope, FederationRegistry, KeyPurpose};
 use prost::Message;
@@ -152,14 +152,19 @@ impl Registry {
         }
         let doc: FederationRegistry =
             envelope::decode_payload(&envelope, PayloadType::FEDERATION_REGISTRY).map_err(|e| match e {
-                EnvelopeError::MalformedPayload { detail, .. } => malformed(format!("payload does not decode: {detail}")),
+                EnvelopeError::MalformedPayload { detail, .. } => {
+                    malformed(format!("payload does not decode: {detail}"))
+                }
                 other => other.into(),
             })?;
         let digest = crate::sha256(&envelope.encode_to_vec());
 
         if doc.federation_id.is_empty()
             || doc.federation_id.len() > 64
-            || !doc.federation_id.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+            || !doc
+                .federation_id
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
         {
             return Err(malformed("federation_id must be 1-64 characters of [a-z0-9.-]"));
         }
@@ -177,14 +182,12 @@ impl Registry {
         }
 
         let mut zones = BTreeMap::new();
-        let mut key_owner: HashMap<KeyId, ZoneId> = HashMap::new();
+        let mut seen_keys: HashSet<KeyId> = HashSet::new();
         for z in &doc.zones {
             let zone = parse_zone(z)?;
             for k in &zone.keys {
-                if let Some(owner) = key_owner.insert(k.id, zone.id.clone()) {
-                    if owner != zone.id || zone.keys.iter().filter(|o| o.id == k.id).count() > 1 {
-                        return Err(malformed(format!("key {} is listed more than once", k.id)));
-                    }
+                if !seen_keys.insert(k.id) {
+                    return Err(malformed(format!("key {} is listed more than once", k.id)));
                 }
             }
             if zones.insert(zone.id.clone(), zone).is_some() {
@@ -246,9 +249,7 @@ impl Registry {
 
     /// An authority key valid at `t`, with its zone.
     fn authority_key(&self, id: &KeyId, t: UnixMillis) -> Option<(&ZoneId, VerifyingKey)> {
-        self.zones
-            .values()
-            .find_map(|z| z.key_valid_at(KeyPurpose::Authority, id, t).map(|k| (&z.id, k)))
+        self.zones.values().find_map(|z| z.key_valid_at(KeyPurpose::Authority, id, t).map(|k| (&z.id, k)))
     }
 
     /// The distinct zones whose authority keys (valid at `t`) are among `signers`.
@@ -366,9 +367,7 @@ pub fn check_install(candidate: &Registry, ctx: InstallContext<'_>) -> Result<In
     if ctx.now >= candidate.doc.valid_until_ms {
         return Err(RegistryError::Expired(candidate.doc.valid_until_ms));
     }
-    let own_listed = candidate
-        .zone(ctx.own_zone)
-        .is_some_and(|z| z.keys.iter().any(|k| k.purpose == KeyPurpose::Node));
+    let own_listed = candidate.zone(ctx.own_zone).is_some_and(|z| z.keys.iter().any(|k| k.purpose == KeyPurpose::Node));
     if !own_listed {
         return Err(RegistryError::OmitsOwnZone(ctx.own_zone.clone()));
     }
@@ -377,21 +376,26 @@ pub fn check_install(candidate: &Registry, ctx: InstallContext<'_>) -> Result<In
     // the installed registry; a known key with a bad signature refuses the whole document.
     let now = ctx.now;
     let signers = envelope::verify(candidate.envelope(), PayloadType::FEDERATION_REGISTRY, |id| {
-        candidate
-            .authority_key(id, now)
-            .or_else(|| ctx.current.and_then(|c| c.authority_key(id, now)))
-            .map(|(_, k)| k)
+        candidate.authority_key(id, now).or_else(|| ctx.current.and_then(|c| c.authority_key(id, now))).map(|(_, k)| k)
     })?;
 
     let new_zones = candidate.signing_zones(&signers, now);
     if new_zones.len() < candidate.quorum() as usize {
-        return Err(RegistryError::UnderQuorum { need: candidate.quorum(), got: new_zones.len(), which: "newly listed" });
+        return Err(RegistryError::UnderQuorum {
+            need: candidate.quorum(),
+            got: new_zones.len(),
+            which: "newly listed",
+        });
     }
     match ctx.current {
         Some(cur) => {
             let old_zones = cur.signing_zones(&signers, now);
             if old_zones.len() < cur.quorum() as usize {
-                return Err(RegistryError::UnderQuorum { need: cur.quorum(), got: old_zones.len(), which: "already trusted" });
+                return Err(RegistryError::UnderQuorum {
+                    need: cur.quorum(),
+                    got: old_zones.len(),
+                    which: "already trusted",
+                });
             }
         }
         None => {
@@ -423,7 +427,11 @@ mod tests {
         fn new() -> Self {
             let names = vec!["shanghai", "hainan", "guangdong"];
             let new_key = || SigningKey::generate().unwrap().0;
-            Fed { authorities: names.iter().map(|_| new_key()).collect(), nodes: names.iter().map(|_| new_key()).collect(), names }
+            Fed {
+                authorities: names.iter().map(|_| new_key()).collect(),
+                nodes: names.iter().map(|_| new_key()).collect(),
+                names,
+            }
         }
 
         fn doc(&self, version: u64, quorum: u32) -> FederationRegistry {
@@ -461,7 +469,12 @@ mod tests {
     }
 
     fn pb_key(purpose: KeyPurpose, k: &SigningKey) -> PbKey {
-        PbKey { purpose: purpose as i32, public_key: k.verifying_key().as_bytes().to_vec(), valid_from_ms: 0, valid_until_ms: 0 }
+        PbKey {
+            purpose: purpose as i32,
+            public_key: k.verifying_key().as_bytes().to_vec(),
+            valid_from_ms: 0,
+            valid_until_ms: 0,
+        }
     }
 
     fn zone() -> ZoneId {
@@ -507,7 +520,10 @@ mod tests {
         assert_eq!(err, RegistryError::UnderQuorum { need: 2, got: 0, which: "already trusted" });
         add_signature(&mut env, &f.authorities[0]);
         let still = Registry::parse(env.clone()).unwrap();
-        assert_eq!(check_install(&still, ctx(Some(&v1), &own, None)).unwrap_err().reason(), Reason::RegistryUnderQuorum);
+        assert_eq!(
+            check_install(&still, ctx(Some(&v1), &own, None)).unwrap_err().reason(),
+            Reason::RegistryUnderQuorum
+        );
         // With a second old authority it is a legitimate rotation.
         add_signature(&mut env, &f.authorities[1]);
         let rotation = Registry::parse(env).unwrap();
@@ -523,7 +539,10 @@ mod tests {
         let own = zone();
         let v2 = f.signed(&f.doc(2, 2), &[0, 1]);
         let v1 = f.signed(&f.doc(1, 2), &[0, 1]);
-        assert_eq!(check_install(&v1, ctx(Some(&v2), &own, None)).unwrap_err(), RegistryError::OlderVersion { held: 2, offered: 1 });
+        assert_eq!(
+            check_install(&v1, ctx(Some(&v2), &own, None)).unwrap_err(),
+            RegistryError::OlderVersion { held: 2, offered: 1 }
+        );
         assert_eq!(check_install(&v2, ctx(Some(&v2), &own, None)).unwrap(), InstallDecision::AlreadyInstalled);
         let mut other = f.doc(2, 2);
         other.zones[0].display_name = "changed".into();
@@ -544,11 +563,17 @@ mod tests {
         let mut doc = f.doc(2, 2);
         doc.valid_from_ms = NOW + 1;
         let early = f.signed(&doc, &[0, 1, 2]);
-        assert_eq!(check_install(&early, ctx(Some(&v1), &own, None)).unwrap_err().reason(), Reason::RegistryNotYetValid);
+        assert_eq!(
+            check_install(&early, ctx(Some(&v1), &own, None)).unwrap_err().reason(),
+            Reason::RegistryNotYetValid
+        );
         let mut doc = f.doc(2, 2);
         doc.federation_id = "other".into();
         let foreign = f.signed(&doc, &[0, 1, 2]);
-        assert_eq!(check_install(&foreign, ctx(Some(&v1), &own, None)).unwrap_err().reason(), Reason::RegistryWrongFederation);
+        assert_eq!(
+            check_install(&foreign, ctx(Some(&v1), &own, None)).unwrap_err().reason(),
+            Reason::RegistryWrongFederation
+        );
     }
 
     #[test]
@@ -571,7 +596,10 @@ mod tests {
         let mut doc = f.doc(2, 2);
         doc.zones.remove(0);
         let r = f.signed(&doc, &[0, 1, 2]);
-        assert_eq!(check_install(&r, ctx(Some(&v1), &own, None)).unwrap_err(), RegistryError::OmitsOwnZone(own.clone()));
+        assert_eq!(
+            check_install(&r, ctx(Some(&v1), &own, None)).unwrap_err(),
+            RegistryError::OmitsOwnZone(own.clone())
+        );
     }
 
     #[test]
@@ -592,23 +620,47 @@ mod tests {
     #[test]
     fn structural_rules() {
         let f = Fed::new();
-        let cases: Vec<(&str, Box<dyn Fn(&mut FederationRegistry)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut FederationRegistry)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("version 0", Box::new(|d| d.version = 0)),
             ("quorum 0", Box::new(|d| d.quorum = 0)),
             ("quorum above zones", Box::new(|d| d.quorum = 4)),
             ("no zones", Box::new(|d| d.zones.clear())),
             ("bad federation id", Box::new(|d| d.federation_id = "Bad Fed".into())),
             ("inverted validity", Box::new(|d| d.valid_until_ms = d.valid_from_ms)),
-            ("duplicate zone", Box::new(|d| { let z = d.zones[0].clone(); d.zones.push(z) })),
+            (
+                "duplicate zone",
+                Box::new(|d| {
+                    let z = d.zones[0].clone();
+                    d.zones.push(z)
+                }),
+            ),
             ("bad zone id", Box::new(|d| d.zones[0].zone_id = "Shanghai".into())),
             ("bad endpoint", Box::new(|d| d.zones[0].endpoint = "no-port".into())),
             ("port zero", Box::new(|d| d.zones[0].endpoint = "host:0".into())),
             ("empty CA", Box::new(|d| d.zones[0].ca_cert_der.clear())),
             ("short key", Box::new(|d| d.zones[0].keys[0].public_key.pop().map(|_| ()).unwrap_or(()))),
             ("unknown purpose", Box::new(|d| d.zones[0].keys[0].purpose = 9)),
-            ("no node key", Box::new(|d| { d.zones[0].keys.remove(1); })),
-            ("shared key", Box::new(|d| { let k = d.zones[0].keys[0].clone(); d.zones[1].keys.push(k) })),
-            ("key ends before it begins", Box::new(|d| { d.zones[0].keys[0].valid_from_ms = 10; d.zones[0].keys[0].valid_until_ms = 5 })),
+            (
+                "no node key",
+                Box::new(|d| {
+                    d.zones[0].keys.remove(1);
+                }),
+            ),
+            (
+                "shared key",
+                Box::new(|d| {
+                    let k = d.zones[0].keys[0].clone();
+                    d.zones[1].keys.push(k)
+                }),
+            ),
+            (
+                "key ends before it begins",
+                Box::new(|d| {
+                    d.zones[0].keys[0].valid_from_ms = 10;
+                    d.zones[0].keys[0].valid_until_ms = 5
+                }),
+            ),
         ];
         for (name, mutate) in cases {
             let mut doc = f.doc(1, 2);

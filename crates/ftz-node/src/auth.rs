@@ -53,9 +53,9 @@ pub fn audience(path: &str) -> Option<Audience> {
         "ftz.v1.Issuer" => Audience::ZoneUsers(Role::Issuer),
         "ftz.v1.Verify" => Audience::ZoneUsers(Role::Enterprise),
         "ftz.v1.Audit" => Audience::ZoneUsers(Role::Auditor),
-        "grpc.health.v1.Health" | "grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection" => {
-            Audience::Authenticated
-        }
+        "grpc.health.v1.Health"
+        | "grpc.reflection.v1.ServerReflection"
+        | "grpc.reflection.v1alpha.ServerReflection" => Audience::Authenticated,
         _ => return None,
     })
 }
@@ -83,17 +83,21 @@ impl Authenticator {
     /// Step 1: who is this?
     pub fn authenticate(&self, certs: Option<&[CertificateDer<'_>]>) -> Result<Identity, ApiError> {
         let certs = certs.filter(|c| !c.is_empty()).ok_or_else(|| {
-            ApiError::new(Reason::NoClientCertificate, "no client certificate: every caller must present one (mutual TLS)")
+            ApiError::new(
+                Reason::NoClientCertificate,
+                "no client certificate: every caller must present one (mutual TLS)",
+            )
         })?;
         let registry = self.state.registry();
         let now = self.state.now_ms();
         let key = chain_digest(certs);
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(hit) = cache.get(&key) {
-                if hit.registry_digest == registry.digest() && now < hit.not_after_ms {
-                    return Ok(hit.identity.clone());
-                }
+            if let Some(hit) = cache.get(&key)
+                && hit.registry_digest == registry.digest()
+                && now < hit.not_after_ms
+            {
+                return Ok(hit.identity.clone());
             }
         }
 
@@ -102,7 +106,11 @@ impl Authenticator {
         let zone = registry.zone(&identity.zone).ok_or_else(|| {
             ApiError::new(
                 Reason::UnknownZone,
-                format!("certificate names zone {}, which registry v{} does not list", identity.zone, registry.version()),
+                format!(
+                    "certificate names zone {}, which registry v{} does not list",
+                    identity.zone,
+                    registry.version()
+                ),
             )
         })?;
         if !zone.valid_at(now) {
@@ -114,7 +122,11 @@ impl Authenticator {
         ftz_pki::verify_chain(certs, &zone.ca_cert_der, CertUsage::Client, now).map_err(|e| {
             ApiError::new(
                 Reason::UntrustedCertificate,
-                format!("certificate for {identity} does not chain to the CA registry v{} lists for zone {}: {e}", registry.version(), zone.id),
+                format!(
+                    "certificate for {identity} does not chain to the CA registry v{} lists for zone {}: {e}",
+                    registry.version(),
+                    zone.id
+                ),
             )
         })?;
 
@@ -122,7 +134,14 @@ impl Authenticator {
         if cache.len() >= CACHE_CAP {
             cache.clear();
         }
-        cache.insert(key, CacheEntry { identity: identity.clone(), registry_digest: registry.digest(), not_after_ms: cert.not_after_ms });
+        cache.insert(
+            key,
+            CacheEntry {
+                identity: identity.clone(),
+                registry_digest: registry.digest(),
+                not_after_ms: cert.not_after_ms,
+            },
+        );
         Ok(identity)
     }
 
@@ -146,7 +165,10 @@ impl Authenticator {
                 format!("{who} is a node certificate; {path} is for this zone's users"),
             )),
             (Audience::ZoneUsers(_) | Audience::Authenticated, Principal::User { .. }) if who.zone != *own => {
-                Err(ApiError::new(Reason::ForeignUser, format!("{who} is a user of another zone; this node serves zone {own}")))
+                Err(ApiError::new(
+                    Reason::ForeignUser,
+                    format!("{who} is a user of another zone; this node serves zone {own}"),
+                ))
             }
             (Audience::ZoneUsers(needed), Principal::User { role, .. }) if *role != needed => Err(ApiError::new(
                 Reason::RoleNotAllowed,

@@ -225,7 +225,11 @@ impl NodeConfig {
             ("limits.handshake_timeout_ms", (100..=60_000).contains(&l.handshake_timeout_ms), "100 ms to 60 s"),
             ("limits.max_connections", (1..=100_000).contains(&l.max_connections), "1 to 100000"),
             ("limits.max_concurrent_streams", (1..=10_000).contains(&l.max_concurrent_streams), "1 to 10000"),
-            ("limits.peer_request_timeout_ms", (100..=600_000).contains(&l.peer_request_timeout_ms), "100 ms to 10 min"),
+            (
+                "limits.peer_request_timeout_ms",
+                (100..=600_000).contains(&l.peer_request_timeout_ms),
+                "100 ms to 10 min",
+            ),
             ("limits.max_clock_skew_ms", (1_000..=3_600_000).contains(&l.max_clock_skew_ms), "1 s to 1 h"),
         ];
         for (field, ok, range) in checks {
@@ -255,7 +259,9 @@ impl NodeConfig {
         self.registry
             .trust_anchor
             .as_deref()
-            .map(|s| s.parse().map_err(|_| invalid("registry.trust_anchor", format!("{s:?} is not a 32-digit hex key id"))))
+            .map(|s| {
+                s.parse().map_err(|_| invalid("registry.trust_anchor", format!("{s:?} is not a 32-digit hex key id")))
+            })
             .transpose()
     }
 }
@@ -296,7 +302,9 @@ trust_anchor = "bcd1d56b5845f21e54ce5b764fc1d552"
 
     #[test]
     fn environment_overrides_the_file() {
-        let cfg = load(GOOD, &[("FTZ_LISTEN", "0.0.0.0:9000"), ("FTZ_LOG_FORMAT", "json"), ("FTZ_DATA_DIR", "/var/lib/ftz")]).unwrap();
+        let cfg =
+            load(GOOD, &[("FTZ_LISTEN", "0.0.0.0:9000"), ("FTZ_LOG_FORMAT", "json"), ("FTZ_DATA_DIR", "/var/lib/ftz")])
+                .unwrap();
         assert_eq!(cfg.listen, "0.0.0.0:9000");
         assert_eq!(cfg.log.format, LogFormat::Json);
         assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/ftz"));

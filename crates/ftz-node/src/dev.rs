@@ -127,10 +127,8 @@ pub fn create(spec: &DevSpec, root: &Path) -> Result<DevFederation, DevError> {
     }
     std::fs::create_dir_all(root).map_err(io(root))?;
 
-    let validity = Validity {
-        not_before_ms: spec.now_ms - 3_600_000,
-        not_after_ms: spec.now_ms + spec.validity_days * DAY_MS,
-    };
+    let validity =
+        Validity { not_before_ms: spec.now_ms - 3_600_000, not_after_ms: spec.now_ms + spec.validity_days * DAY_MS };
     let mut zones = Vec::new();
     let mut entries = Vec::new();
     let mut authorities = Vec::new();

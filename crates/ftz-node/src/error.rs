@@ -49,10 +49,16 @@ pub fn code_for(reason: Reason) -> Code {
         NoTrustedSignature | RegistryUnderQuorum | RegistryAnchorMismatch => Code::PermissionDenied,
         WrongPayloadType | MalformedSignature | DuplicateSignature | BadSignature | MalformedPayload
         | RegistryMalformed | InvalidArgument => Code::InvalidArgument,
-        RegistryOlderVersion | RegistryVersionConflict | RegistryExpired | RegistryNotYetValid
-        | RegistryWrongFederation | RegistryOmitsOwnZone | NoRegistry | StaleRequest | PeerAnswerInvalid | PeerRefused => {
-            Code::FailedPrecondition
-        }
+        RegistryOlderVersion
+        | RegistryVersionConflict
+        | RegistryExpired
+        | RegistryNotYetValid
+        | RegistryWrongFederation
+        | RegistryOmitsOwnZone
+        | NoRegistry
+        | StaleRequest
+        | PeerAnswerInvalid
+        | PeerRefused => Code::FailedPrecondition,
         PeerUnavailable => Code::Unavailable,
         NoSuchZone => Code::NotFound,
         Internal | StoreFailure => Code::Internal,
@@ -87,11 +93,7 @@ impl From<ftz_store::StoreError> for ApiError {
 
 /// The reason code of a status returned by an ftz node, if it carries one.
 pub fn reason_of(status: &Status) -> Option<Reason> {
-    status
-        .get_error_details()
-        .error_info()
-        .filter(|i| i.domain == DOMAIN)
-        .and_then(|i| Reason::from_code(&i.reason))
+    status.get_error_details().error_info().filter(|i| i.domain == DOMAIN).and_then(|i| Reason::from_code(&i.reason))
 }
 
 #[cfg(test)]

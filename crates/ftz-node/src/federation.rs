@@ -36,18 +36,27 @@ pub(crate) fn check_fits_node(
         })?;
     }
     let own = candidate.zone(zone).ok_or_else(|| {
-        ApiError::new(Reason::RegistryOmitsOwnZone, format!("registry v{} does not list zone {zone}", candidate.version()))
+        ApiError::new(
+            Reason::RegistryOmitsOwnZone,
+            format!("registry v{} does not list zone {zone}", candidate.version()),
+        )
     })?;
     if own.key_valid_at(KeyPurpose::Node, node_key, now).is_none() {
         return Err(ApiError::new(
             Reason::RegistryOmitsOwnZone,
-            format!("registry v{} does not list this node's signing key {node_key} as a valid node key of {zone}", candidate.version()),
+            format!(
+                "registry v{} does not list this node's signing key {node_key} as a valid node key of {zone}",
+                candidate.version()
+            ),
         ));
     }
     ftz_pki::verify_chain(tls_chain, &own.ca_cert_der, ftz_pki::CertUsage::Server, now).map_err(|e| {
         ApiError::new(
             Reason::RegistryOmitsOwnZone,
-            format!("registry v{}: the CA it lists for {zone} did not issue this node's certificate: {e}", candidate.version()),
+            format!(
+                "registry v{}: the CA it lists for {zone} did not issue this node's certificate: {e}",
+                candidate.version()
+            ),
         )
     })?;
     Ok(())

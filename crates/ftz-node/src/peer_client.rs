@@ -1,11 +1,7 @@
 //! Channels to other zones' nodes. One warm HTTP/2 connection per zone, reused by every call,
 //! rebuilt when the registry changes (a new endpoint or CA must take effect at once).
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use ftz_core::{Reason, ZoneId};
 use ftz_proto::peer_client::PeerClient;

@@ -44,7 +44,10 @@ pub fn answer(
         ));
     }
     if c.to_zone != own_zone.as_str() {
-        return Err(ApiError::new(Reason::ZoneMismatch, format!("challenge is for zone {:?}, this is {own_zone}", c.to_zone)));
+        return Err(ApiError::new(
+            Reason::ZoneMismatch,
+            format!("challenge is for zone {:?}, this is {own_zone}", c.to_zone),
+        ));
     }
     if c.nonce.len() != NONCE_LEN {
         return Err(ApiError::invalid(format!("nonce must be {NONCE_LEN} bytes")));
@@ -52,7 +55,10 @@ pub fn answer(
     if (now - c.sent_at_ms).abs() > max_skew_ms {
         return Err(ApiError::new(
             Reason::StaleRequest,
-            format!("challenge time is {} ms from this node's clock (at most {max_skew_ms} allowed)", now - c.sent_at_ms),
+            format!(
+                "challenge time is {} ms from this node's clock (at most {max_skew_ms} allowed)",
+                now - c.sent_at_ms
+            ),
         ));
     }
     let a = PingAnswer {
@@ -83,21 +89,22 @@ pub async fn ping_peer(state: &NodeState, zone: &ZoneId) -> Result<PingPeerRespo
 
     let mut client = state.peers.client(state, zone)?;
     let started = Instant::now();
-    let resp = client
-        .ping(PingRequest { challenge: Some(challenge) })
-        .await
-        .map_err(|s| peer_failure(zone, &s))?
-        .into_inner();
+    let resp =
+        client.ping(PingRequest { challenge: Some(challenge) }).await.map_err(|s| peer_failure(zone, &s))?.into_inner();
     let rtt = started.elapsed();
 
-    let env = resp
-        .answer
-        .ok_or_else(|| ApiError::new(Reason::PeerAnswerInvalid, format!("zone {zone} answered without a signed answer")))?;
+    let env = resp.answer.ok_or_else(|| {
+        ApiError::new(Reason::PeerAnswerInvalid, format!("zone {zone} answered without a signed answer"))
+    })?;
     let now = state.now_ms();
-    let (a, signers): (PingAnswer, _) = envelope::open(&env, PayloadType::PING_ANSWER, node_key_lookup(&registry, zone, now))
-        .map_err(|e| ApiError::new(Reason::PeerAnswerInvalid, format!("answer of zone {zone}: {e}")))?;
+    let (a, signers): (PingAnswer, _) =
+        envelope::open(&env, PayloadType::PING_ANSWER, node_key_lookup(&registry, zone, now))
+            .map_err(|e| ApiError::new(Reason::PeerAnswerInvalid, format!("answer of zone {zone}: {e}")))?;
     if a.from_zone != zone.as_str() || a.to_zone != state.zone.as_str() || a.challenge_digest != digest {
-        return Err(ApiError::new(Reason::PeerAnswerInvalid, format!("answer of zone {zone} is not bound to this challenge")));
+        return Err(ApiError::new(
+            Reason::PeerAnswerInvalid,
+            format!("answer of zone {zone} is not bound to this challenge"),
+        ));
     }
     let rtt_us = i64::try_from(rtt.as_micros()).unwrap_or(i64::MAX);
     Ok(PingPeerResponse {
@@ -116,6 +123,8 @@ pub async fn ping_peer(state: &NodeState, zone: &ZoneId) -> Result<PingPeerRespo
 pub(crate) fn peer_failure(zone: &ZoneId, s: &tonic::Status) -> ApiError {
     match crate::error::reason_of(s) {
         Some(r) => ApiError::new(Reason::PeerRefused, format!("zone {zone} refused: {r}: {}", s.message())),
-        None => ApiError::new(Reason::PeerUnavailable, format!("zone {zone} unreachable: {}: {}", s.code(), s.message())),
+        None => {
+            ApiError::new(Reason::PeerUnavailable, format!("zone {zone} unreachable: {}: {}", s.code(), s.message()))
+        }
     }
 }

@@ -128,7 +128,10 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     let tls_key = files::read_tls_key(&config.tls.key)?;
     let node_key = files::read_signing_key(&config.keys.node_signing_key)?;
     create_private_dir(&config.data_dir)?;
-    let store = Store::open(&config.data_dir, StoreOptions { cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024 })?;
+    let store = Store::open(
+        &config.data_dir,
+        StoreOptions { cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024 },
+    )?;
     let registry = load_registry(config, &store, &zone, &node_key, &tls_chain, now)?;
 
     let listener = match opts.listener {
@@ -207,7 +210,8 @@ fn load_registry(
     let file = match &config.registry.file {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|source| FileError::Io { path: path.clone(), source })?;
-            let r = Registry::from_bytes(&bytes).map_err(|e| StartError::Registry(format!("{}: {e}", path.display())))?;
+            let r =
+                Registry::from_bytes(&bytes).map_err(|e| StartError::Registry(format!("{}: {e}", path.display())))?;
             Some((path.clone(), r))
         }
         None => None,
@@ -283,7 +287,12 @@ fn unknown_zone(zone: &ZoneId, r: &Registry) -> StartError {
     ))
 }
 
-async fn build_router(state: Arc<NodeState>) -> Result<tonic::transport::server::Router<tower::layer::util::Stack<AuthLayer, tower::layer::util::Identity>>, StartError> {
+async fn build_router(
+    state: Arc<NodeState>,
+) -> Result<
+    tonic::transport::server::Router<tower::layer::util::Stack<AuthLayer, tower::layer::util::Identity>>,
+    StartError,
+> {
     let limits = state.limits.clone();
     let max = limits.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();

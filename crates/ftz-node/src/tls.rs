@@ -224,7 +224,8 @@ impl TlsConnector {
     }
 }
 
-type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send>>;
+type ConnectFuture =
+    Pin<Box<dyn Future<Output = io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send>>;
 
 impl tower::Service<http::Uri> for TlsConnector {
     type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
@@ -241,7 +242,8 @@ impl tower::Service<http::Uri> for TlsConnector {
         Box::pin(async move {
             let host = uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "endpoint has no host"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = uri.port_u16().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "endpoint has no port"))?;
+            let port =
+                uri.port_u16().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "endpoint has no port"))?;
             let tcp = TcpStream::connect((host, port)).await?;
             tcp.set_nodelay(true)?;
             let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;

@@ -1,8 +1,10 @@
 //! The `ftz-node` binary: configuration errors give a clear message and a non-zero exit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{path::Path, process::Command};
 
-use ftz_core::{SystemClock, Clock, ZoneId};
+use ftz_core::{Clock, SystemClock, ZoneId};
 use ftz_node::dev::{self, DevFederation, DevSpec, DevZoneSpec};
 
 fn federation(root: &Path) -> DevFederation {
@@ -15,7 +17,13 @@ fn federation(root: &Path) -> DevFederation {
             endpoint: format!("127.0.0.1:{}", 17_000 + i),
         })
         .collect();
-    let spec = DevSpec { federation_id: "ftz-cli-test".into(), zones, quorum: 2, validity_days: 30, now_ms: SystemClock.now_ms() };
+    let spec = DevSpec {
+        federation_id: "ftz-cli-test".into(),
+        zones,
+        quorum: 2,
+        validity_days: 30,
+        now_ms: SystemClock.now_ms(),
+    };
     dev::create(&spec, root).unwrap()
 }
 

@@ -88,7 +88,7 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, FileError> {
 
 /// Public keys are one line: `ed25519:<hex of the 32 key bytes>`.
 pub fn public_key_line(key: &VerifyingKey) -> String {
-    format!("ed25519:{}\n", hex_encode(key.as_bytes()))
+    format!("ed25519:{}\n", hex::encode(key.as_bytes()))
 }
 
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, FileError> {
@@ -97,20 +97,9 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey, FileError> {
 }
 
 pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
-    let hex = s.strip_prefix("ed25519:").ok_or("expected ed25519:<64 hex digits>")?;
-    let bytes = hex_decode(hex).ok_or("expected ed25519:<64 hex digits>")?;
+    let hex_digits = s.strip_prefix("ed25519:").ok_or("expected ed25519:<64 hex digits>")?;
+    let bytes = hex::decode(hex_digits).map_err(|_| "expected ed25519:<64 hex digits>")?;
     VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
-}
-
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// All certificates of a PEM file, leaf first.

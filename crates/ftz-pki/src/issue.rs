@@ -85,7 +85,10 @@ impl ZoneCa {
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
             .map(|c: rustls_pki_types::CertificateDer<'_>| c.to_vec())
             .map_err(|_| IssueError::CouldNotParseCertificate)?;
-        Ok(Self { issuer, issued: Issued { cert_der: der, cert_pem: cert_pem.to_string(), key_pem: key_pem.to_string() } })
+        Ok(Self {
+            issuer,
+            issued: Issued { cert_der: der, cert_pem: cert_pem.to_string(), key_pem: key_pem.to_string() },
+        })
     }
 
     /// A node certificate: identity `ftz://<zone>/node`, usable as TLS server and client.

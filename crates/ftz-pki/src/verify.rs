@@ -146,7 +146,10 @@ mod tests {
         verify_chain(&[der(&node)], &sh.issued.cert_der, CertUsage::Client, NOW).unwrap();
         verify_chain(&[der(&user)], &sh.issued.cert_der, CertUsage::Client, NOW).unwrap();
         // A user certificate is not a server certificate.
-        assert!(matches!(verify_chain(&[der(&user)], &sh.issued.cert_der, CertUsage::Server, NOW), Err(PkiError::Untrusted(_))));
+        assert!(matches!(
+            verify_chain(&[der(&user)], &sh.issued.cert_der, CertUsage::Server, NOW),
+            Err(PkiError::Untrusted(_))
+        ));
         // Another zone's CA does not vouch for it.
         let err = verify_chain(&[der(&node)], &hn.issued.cert_der, CertUsage::Client, NOW).unwrap_err();
         assert_eq!(err.reason(), Reason::UntrustedCertificate);

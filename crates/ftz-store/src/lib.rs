@@ -85,11 +85,7 @@ impl Store {
                 }
             }
         }
-        Ok(Self {
-            registry: db.open_tree("registry")?,
-            registry_history: db.open_tree("registry_history")?,
-            db,
-        })
+        Ok(Self { registry: db.open_tree("registry")?, registry_history: db.open_tree("registry_history")?, db })
     }
 
     /// Makes every write so far durable. Write methods call it themselves; this is for shutdown.

@@ -33,12 +33,7 @@ pub struct RegistryInstall {
 }
 
 fn encode_current(r: &StoredRegistry) -> Vec<u8> {
-    Writer::new(RECORD_V1)
-        .u64(r.version)
-        .i64(r.installed_at_ms)
-        .list(&r.counted_signers)
-        .bytes(&r.envelope)
-        .finish()
+    Writer::new(RECORD_V1).u64(r.version).i64(r.installed_at_ms).list(&r.counted_signers).bytes(&r.envelope).finish()
 }
 
 fn decode_current(b: &[u8]) -> Result<StoredRegistry, StoreError> {
@@ -129,7 +124,12 @@ mod tests {
     use crate::StoreOptions;
 
     fn reg(version: u64) -> StoredRegistry {
-        StoredRegistry { version, envelope: vec![version as u8; 10], installed_at_ms: 100 + version as i64, counted_signers: vec![vec![1; 16]] }
+        StoredRegistry {
+            version,
+            envelope: vec![version as u8; 10],
+            installed_at_ms: 100 + version as i64,
+            counted_signers: vec![vec![1; 16]],
+        }
     }
 
     #[test]

@@ -1,0 +1,8 @@
+//! ftzctl: the command line of ftz-exchange. The library part holds what tests also drive:
+//! the demo and the output helpers.
+
+#![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod output;
+pub mod registry_file;

@@ -42,13 +42,8 @@ impl Admin for AdminService {
 
     async fn get_registry(&self, _req: Request<GetRegistryRequest>) -> Result<Response<GetRegistryResponse>, Status> {
         let reg = self.state.registry();
-        let installed_at_ms = self
-            .state
-            .store
-            .current_registry()
-            .map_err(ApiError::from)?
-            .map(|s| s.installed_at_ms)
-            .unwrap_or_default();
+        let installed_at_ms =
+            self.state.store.current_registry().map_err(ApiError::from)?.map(|s| s.installed_at_ms).unwrap_or_default();
         Ok(Response::new(GetRegistryResponse {
             registry: Some(reg.envelope().clone()),
             version: reg.version(),

@@ -1,0 +1,231 @@
+//! `ftzctl demo`: the whole system on 127.0.0.1 in one command. Three zones, real nodes, real
+//! mutual TLS, real stores in a temporary directory; every flow that exists is shown, and every
+//! expectation is checked: the demo exits non-zero if any of them does not hold.
+
+use std::{fmt::Write as _, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use ftz_core::{Clock, Identity, Reason, Role, SystemClock, ZoneId};
+use ftz_node::{local::LocalFederation, tls::ExpectedServer};
+use ftz_pki::issue::{Issued, ZoneCa};
+use ftz_proto::{
+    GetNodeStatusRequest, ListZonesRequest, PingPeerRequest, PingRequest, admin_client::AdminClient,
+    peer_client::PeerClient, verify_client::VerifyClient,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use serde_json::{Value, json};
+
+pub const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
+
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    /// Keep the federation's files here instead of a temporary directory.
+    pub keep: Option<PathBuf>,
+}
+
+/// One expectation of the demo and whether it held.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub step: &'static str,
+    pub what: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct DemoReport {
+    pub checks: Vec<Check>,
+    pub transcript: String,
+}
+
+impl DemoReport {
+    pub fn passed(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "passed": self.passed(),
+            "checks": self.checks.iter().map(|c| json!({"step": c.step, "what": c.what, "ok": c.ok, "detail": c.detail})).collect::<Vec<_>>(),
+        })
+    }
+
+    fn check(&mut self, step: &'static str, what: impl Into<String>, ok: bool, detail: impl Into<String>) {
+        let (what, detail) = (what.into(), detail.into());
+        let _ = writeln!(self.transcript, "  [{}] {what}: {detail}", if ok { " ok " } else { "FAIL" });
+        self.checks.push(Check { step, what, ok, detail });
+    }
+
+    fn say(&mut self, line: impl AsRef<str>) {
+        let _ = writeln!(self.transcript, "{}", line.as_ref());
+    }
+}
+
+/// Runs the demo; `progress` receives the transcript as it grows (one call per step).
+pub async fn run(opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<DemoReport> {
+    let tmp;
+    let root: PathBuf = match &opts.keep {
+        Some(p) => p.clone(),
+        None => {
+            tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+            tmp.path().join("federation")
+        }
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut r = DemoReport::default();
+    let mut shown = 0;
+    let mut flush = |r: &DemoReport| {
+        progress(&r.transcript[shown..]);
+        shown = r.transcript.len();
+    };
+
+    r.say("== 1. A federation of three free trade zones on 127.0.0.1 ==");
+    let fed = LocalFederation::start(&ZONES, &root, clock.clone()).await.context("starting the federation")?;
+    for z in &fed.fed.zones {
+        r.say(format!("  {:<10} {}  node key {}", z.id, z.endpoint, z.node_key_id));
+    }
+    r.say(format!(
+        "  registry v1 signed by the {} zone authorities (quorum {}); keys, certificates and stores in {}{}",
+        ZONES.len(),
+        ZONES.len() / 2 + 1,
+        root.display(),
+        if opts.keep.is_some() { "" } else { " (removed at the end)" }
+    ));
+    let outcome = steps(&fed, &mut r, &mut flush).await;
+    fed.shutdown().await;
+    outcome?;
+
+    let passed = r.checks.iter().filter(|c| c.ok).count();
+    r.say(format!("\n== Summary: {passed} of {} checks passed ==", r.checks.len()));
+    let failed: Vec<String> =
+        r.checks.iter().filter(|c| !c.ok).map(|c| format!("  FAILED: {} / {}: {}", c.step, c.what, c.detail)).collect();
+    for line in failed {
+        r.say(line);
+    }
+    if opts.keep.is_some() {
+        r.say(format!("  the federation's files are kept in {}", root.display()));
+    }
+    flush(&r);
+    Ok(r)
+}
+
+async fn steps(fed: &LocalFederation, r: &mut DemoReport, flush: &mut impl FnMut(&DemoReport)) -> Result<()> {
+    // Every node answers its admin with its status.
+    for z in ZONES {
+        let s = AdminClient::new(fed.user_channel(z, Role::Admin)?).get_node_status(GetNodeStatusRequest {}).await;
+        match s {
+            Ok(s) => {
+                let s = s.into_inner();
+                r.check(
+                    "federation",
+                    format!("{z} node is up"),
+                    s.registry_version == 1,
+                    format!("registry v{}, peers {}", s.registry_version, s.peer_zones.join(", ")),
+                );
+            }
+            Err(e) => r.check("federation", format!("{z} node is up"), false, crate::output::status_line(&e)),
+        }
+    }
+    let zones = VerifyClient::new(fed.user_channel("hainan", Role::Enterprise)?).list_zones(ListZonesRequest {}).await;
+    let n = zones.as_ref().map(|z| z.get_ref().zones.len()).unwrap_or(0);
+    r.check(
+        "federation",
+        "an enterprise in hainan sees the federation's zones",
+        n == ZONES.len(),
+        format!("{n} zones listed"),
+    );
+    flush(r);
+
+    r.say("\n== 2. Every node pings every other node: signed challenge and answer over mutual TLS ==");
+    for from in ZONES {
+        let mut admin = AdminClient::new(fed.user_channel(from, Role::Admin)?);
+        for to in ZONES.iter().filter(|t| **t != from) {
+            match admin.ping_peer(PingPeerRequest { zone_id: to.to_string() }).await {
+                Ok(p) => {
+                    let p = p.into_inner();
+                    let expected = fed.fed.zone(to).map(|z| z.node_key_id.to_string()).unwrap_or_default();
+                    r.check(
+                        "ping",
+                        format!("{from} -> {to}"),
+                        p.peer_node_key_id == expected && p.peer_registry_version == 1,
+                        format!(
+                            "answer signed by {to}'s node key {}, registry v{}, {:.1} ms",
+                            short(&p.peer_node_key_id),
+                            p.peer_registry_version,
+                            p.round_trip_us as f64 / 1000.0
+                        ),
+                    );
+                }
+                Err(e) => r.check("ping", format!("{from} -> {to}"), false, crate::output::status_line(&e)),
+            }
+        }
+    }
+    flush(r);
+
+    r.say("\n== 3. Strangers and wrong roles are refused, with a reason ==");
+    let shanghai = fed.fed.zone("shanghai").context("shanghai")?;
+    let validity = shanghai.validity;
+    let rogue = ZoneCa::generate_named("rogue CA (not in any registry)", validity)?;
+    let impostor = rogue.issue_node(&ZoneId::new("hainan")?, &[], validity)?;
+    let expect = ExpectedServer {
+        zone: shanghai.id.clone(),
+        ca_der: shanghai.ca.issued.cert_der.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let ch = ftz_node::client::channel(
+        &shanghai.endpoint,
+        expect.clone(),
+        Some(identity(&impostor)?),
+        Duration::from_secs(5),
+    )?;
+    let res = PeerClient::new(ch).ping(PingRequest { challenge: None }).await;
+    refused(
+        r,
+        "a node presenting a certificate from an unknown CA (claims to be hainan) calls shanghai",
+        res,
+        Reason::UntrustedCertificate,
+    );
+
+    let ch = ftz_node::client::channel(&shanghai.endpoint, expect, None, Duration::from_secs(5))?;
+    let res = AdminClient::new(ch).get_node_status(GetNodeStatusRequest {}).await;
+    refused(r, "a client without a certificate calls shanghai", res, Reason::NoClientCertificate);
+
+    let res = AdminClient::new(fed.user_channel("shanghai", Role::Enterprise)?)
+        .get_node_status(GetNodeStatusRequest {})
+        .await;
+    refused(r, "shanghai's enterprise user calls the Admin service", res, Reason::RoleNotAllowed);
+
+    let user = Identity::user(ZoneId::new("hainan")?, Role::Admin, "dev")?;
+    let hainan = fed.fed.zone("hainan").context("hainan")?;
+    let hainan_admin = hainan.ca.issue_user(&user, validity)?;
+    let expect = ExpectedServer {
+        zone: shanghai.id.clone(),
+        ca_der: shanghai.ca.issued.cert_der.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let ch =
+        ftz_node::client::channel(&shanghai.endpoint, expect, Some(identity(&hainan_admin)?), Duration::from_secs(5))?;
+    let res = PeerClient::new(ch).ping(PingRequest { challenge: None }).await;
+    refused(r, "a hainan user certificate used as a peer against shanghai", res, Reason::NotAPeer);
+    flush(r);
+    Ok(())
+}
+
+fn refused<T>(r: &mut DemoReport, what: &str, res: Result<T, tonic::Status>, want: Reason) {
+    match res {
+        Ok(_) => r.check("refusal", what, false, format!("was let in; expected {want}")),
+        Err(s) => {
+            let got = ftz_node::reason_of(&s);
+            r.check("refusal", what, got == Some(want), crate::output::status_line(&s));
+        }
+    }
+}
+
+fn identity(i: &Issued) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let key = PrivateKeyDer::from_pem_slice(i.key_pem.as_bytes()).context("generated key")?;
+    Ok((vec![CertificateDer::from(i.cert_der.clone())], key))
+}
+
+fn short(key_id: &str) -> &str {
+    key_id.get(..12).unwrap_or(key_id)
+}
