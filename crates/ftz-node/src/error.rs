@@ -110,4 +110,22 @@ mod tests {
         }
         assert_eq!(reason_of(&Status::internal("plain")), None);
     }
+
+    /// docs/reason-codes.md must list every code with the gRPC code it maps to.
+    #[test]
+    fn reason_codes_doc_lists_every_code() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/reason-codes.md")).unwrap();
+        for r in Reason::ALL {
+            let code = format!("{:?}", code_for(*r));
+            let mut snake = String::new();
+            for (i, ch) in code.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    snake.push('_');
+                }
+                snake.push(ch.to_ascii_uppercase());
+            }
+            let row = format!("| `{r}` | `{snake}` |");
+            assert!(doc.contains(&row), "docs/reason-codes.md lacks the row starting {row}");
+        }
+    }
 }
