@@ -7,6 +7,8 @@ const FILES: &[&str] = &[
     "ftz/v1/envelope.proto",
     "ftz/v1/registry.proto",
     "ftz/v1/zone.proto",
+    "ftz/v1/records.proto",
+    "ftz/v1/agreement.proto",
     "ftz/v1/peer.proto",
     "ftz/v1/admin.proto",
     "ftz/v1/issuer.proto",

@@ -23,6 +23,12 @@ impl PayloadType {
     pub const FEDERATION_REGISTRY: &'static str = "ftz.v1.FederationRegistry";
     pub const PING_CHALLENGE: &'static str = "ftz.v1.PingChallenge";
     pub const PING_ANSWER: &'static str = "ftz.v1.PingAnswer";
+    pub const CERTIFICATION: &'static str = "ftz.v1.Certification";
+    pub const INSPECTION_RESULT: &'static str = "ftz.v1.InspectionResult";
+    pub const REVOCATION: &'static str = "ftz.v1.Revocation";
+    pub const STATUS_STATEMENT: &'static str = "ftz.v1.StatusStatement";
+    pub const RECOGNITION_AGREEMENT: &'static str = "ftz.v1.RecognitionAgreement";
+    pub const VERIFICATION_BUNDLE: &'static str = "ftz.v1.VerificationBundle";
 }
 
 /// More signatures than any document needs is a resource attack, not a document.

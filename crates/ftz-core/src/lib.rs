@@ -11,6 +11,7 @@ pub mod identity;
 pub mod keys;
 pub mod pem;
 pub mod reason;
+pub mod records;
 pub mod registry;
 pub mod time;
 

@@ -102,6 +102,62 @@ reasons! {
     /// A peer answered with something that does not verify.
     PeerAnswerInvalid => "PEER_ANSWER_INVALID",
 
+    // --- records: issuing ---
+    /// A record's field breaks a rule (the message names it).
+    RecordMalformed => "RECORD_MALFORMED",
+    /// The same record id was issued before with other content.
+    RecordConflict => "RECORD_CONFLICT",
+    /// No record with this id is known here.
+    RecordNotFound => "RECORD_NOT_FOUND",
+    /// The record was not issued by this zone (only the issuing zone revokes or pushes it).
+    RecordNotOwn => "RECORD_NOT_OWN",
+    /// This node has no issuing key configured.
+    NoIssuingKey => "NO_ISSUING_KEY",
+    /// This node's issuing key is not listed in the registry as a valid issuing key of its zone.
+    IssuingKeyNotListed => "ISSUING_KEY_NOT_LISTED",
+
+    // --- records: verification verdicts ---
+    /// The record names an issuing zone the registry does not list.
+    IssuingZoneUnknown => "ISSUING_ZONE_UNKNOWN",
+    /// The record is signed by a key the registry does not list as an issuing key of its zone.
+    IssuerKeyUnknown => "ISSUER_KEY_UNKNOWN",
+    /// The issuing key is listed, but was not valid when the record says it was signed.
+    IssuerKeyNotValid => "ISSUER_KEY_NOT_VALID",
+    /// The record's validity has ended.
+    RecordExpired => "RECORD_EXPIRED",
+    /// The issuing zone revoked the record.
+    RecordRevoked => "RECORD_REVOKED",
+    /// The newest status known is older than the maximum status age: unknown, never valid.
+    StatusStale => "STATUS_STALE",
+    /// No status statement from the issuing zone could be obtained.
+    StatusUnavailable => "STATUS_UNAVAILABLE",
+    /// A status statement does not verify or does not match the record.
+    StatusInvalid => "STATUS_INVALID",
+    /// No recognition agreement exists from the issuing zone to the recognising zone.
+    NoAgreement => "NO_AGREEMENT",
+    /// Agreements exist, but none covers this record's type, scope, body or scheme.
+    NotCovered => "NOT_COVERED",
+    /// An agreement would cover the record, but it has expired (or has not begun).
+    AgreementExpired => "AGREEMENT_EXPIRED",
+
+    // --- recognition agreements ---
+    /// The agreement document breaks a structural rule.
+    AgreementMalformed => "AGREEMENT_MALFORMED",
+    /// Not signed by the authorities of both zones.
+    AgreementUnderSigned => "AGREEMENT_UNDER_SIGNED",
+    /// It names a zone the registry does not list.
+    AgreementUnknownZone => "AGREEMENT_UNKNOWN_ZONE",
+    /// Neither of its zones is this node's zone.
+    AgreementNotForThisZone => "AGREEMENT_NOT_FOR_THIS_ZONE",
+    /// A newer or equal version of this agreement is installed.
+    AgreementOlderVersion => "AGREEMENT_OLDER_VERSION",
+
+    // --- offline bundles ---
+    /// The bundle does not verify (its signature, or a part inside it).
+    BundleInvalid => "BUNDLE_INVALID",
+    /// The bundle's registry is not signed by the trust anchor the verifier gave.
+    RegistryNotAnchored => "REGISTRY_NOT_ANCHORED",
+
     // --- general ---
     /// A required field is missing or out of range.
     InvalidArgument => "INVALID_ARGUMENT",

@@ -1,0 +1,11 @@
+//! The rules that decide what a zone accepts from another: mutual-recognition agreements and
+//! the verdict on a record (authentic, status, recognised). Pure: no I/O, no clock of its own;
+//! the node and the offline verifier call the same functions with the same inputs.
+
+#![forbid(unsafe_code)]
+
+pub mod agreement;
+pub mod verdict;
+
+pub use agreement::{Agreement, AgreementError};
+pub use verdict::{Recognition, Verdict, VerdictContext, evaluate};
