@@ -10,7 +10,10 @@ use std::{sync::Arc, time::Duration};
 use ftz_core::{Clock, Reason, Role, SigningKey, SystemClock, envelope};
 use ftz_node::{dev::DevZone, local::LocalFederation, tls::ExpectedServer};
 use ftz_pki::{files, issue::Issued};
-use ftz_proto::{Envelope, FederationRegistry, admin_client::AdminClient};
+use ftz_proto::{
+    Certification, Envelope, FederationRegistry, InspectionResult, RecognitionAgreement, RecognitionRule, RecordKind,
+    TestItem, Verdict, admin_client::AdminClient, issuer_client::IssuerClient, verify_client::VerifyClient,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tonic::transport::Channel;
 
@@ -63,6 +66,36 @@ impl Cluster {
         AdminClient::new(self.user(zone, Role::Admin))
     }
 
+    pub fn issuer(&self, zone: &str) -> IssuerClient<Channel> {
+        IssuerClient::new(self.user(zone, Role::Issuer))
+    }
+
+    pub fn verifier(&self, zone: &str) -> VerifyClient<Channel> {
+        VerifyClient::new(self.user(zone, Role::Enterprise))
+    }
+
+    /// Installs an agreement from `from` to `to` (signed by both authorities) on both nodes.
+    pub async fn agree(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        rules: Vec<RecognitionRule>,
+        valid_for_ms: i64,
+    ) -> Envelope {
+        let now = self.clock.now_ms();
+        let doc = RecognitionAgreement {
+            agreement_id: id.into(),
+            version: 1,
+            from_zone: from.into(),
+            to_zone: to.into(),
+            rules,
+            valid_from_ms: now - 60_000,
+            valid_until_ms: now + valid_for_ms,
+        };
+        self.local.install_agreement(&doc).await.expect("agreement installs")
+    }
+
     /// A channel to `zone`'s node presenting `identity` (None: no client certificate).
     pub fn channel_as(&self, zone: &str, identity: Option<&Issued>) -> Channel {
         let z = self.zone(zone);
@@ -104,4 +137,74 @@ impl Cluster {
 pub fn reason<T: std::fmt::Debug>(res: Result<T, tonic::Status>) -> (tonic::Code, Option<Reason>) {
     let status = res.expect_err("call must be refused");
     (status.code(), reason_of(&status))
+}
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// A rule recognising certifications of these types, any scope, body or scheme.
+pub fn cert_rule(types: &[&str]) -> RecognitionRule {
+    RecognitionRule {
+        kind: RecordKind::Certification as i32,
+        record_types: types.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A rule recognising every inspection result accredited under `scheme`.
+pub fn inspection_rule(scheme: &str) -> RecognitionRule {
+    RecognitionRule {
+        kind: RecordKind::Inspection as i32,
+        accreditation_schemes: vec![scheme.to_string()],
+        ..Default::default()
+    }
+}
+
+/// A certification issued now (by the cluster clock), valid for a year.
+pub fn certification(c: &Cluster, id: &str, cert_type: &str) -> Certification {
+    let now = c.clock.now_ms();
+    Certification {
+        record_id: id.into(),
+        issuing_zone: String::new(),
+        cert_type: cert_type.into(),
+        holder_uscc: "91310115MA1H7XQ200".into(),
+        holder_name: "Pudong Precision Instruments Co., Ltd.".into(),
+        scope: "import and export of precision instruments".into(),
+        issuing_body: "Shanghai Customs".into(),
+        accreditation_scheme: String::new(),
+        issued_at_ms: now - 60_000,
+        expires_at_ms: now + 365 * DAY_MS,
+    }
+}
+
+/// A passing inspection result for a lot, tested now.
+pub fn inspection(c: &Cluster, id: &str, lot: &str) -> InspectionResult {
+    InspectionResult {
+        record_id: id.into(),
+        issuing_zone: String::new(),
+        lot_id: lot.into(),
+        hs_code: "850760".into(),
+        items: vec![
+            TestItem {
+                name: "capacity".into(),
+                value: "3.2".into(),
+                unit: "Ah".into(),
+                limit: ">= 3.0".into(),
+                verdict: Verdict::Pass as i32,
+            },
+            TestItem {
+                name: "short-circuit".into(),
+                value: "no fire".into(),
+                unit: String::new(),
+                limit: "no fire, no explosion".into(),
+                verdict: Verdict::Pass as i32,
+            },
+        ],
+        overall: Verdict::Pass as i32,
+        laboratory: "Guangzhou Battery Testing Centre".into(),
+        accreditation_number: "CNAS L1234".into(),
+        accreditation_scheme: "CNAS".into(),
+        tested_at_ms: c.clock.now_ms() - 60_000,
+        expires_at_ms: 0,
+        holder_uscc: "91440101MA5CQ7Y50F".into(),
+    }
 }

@@ -41,7 +41,8 @@ pub fn check_id(field: &str, v: &str) -> Result<(), RecordError> {
 
 /// `[A-Z0-9_]{1,64}`: certification types.
 pub fn check_type(field: &str, v: &str) -> Result<(), RecordError> {
-    let ok = !v.is_empty() && v.len() <= 64 && v.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+    let ok =
+        !v.is_empty() && v.len() <= 64 && v.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
     if ok { Ok(()) } else { Err(bad(format!("{field} {:?} must be 1-64 characters of [A-Z0-9_]", trunc(v)))) }
 }
 
@@ -84,7 +85,10 @@ pub fn check_uscc(field: &str, v: &str) -> Result<(), RecordError> {
     if ok {
         Ok(())
     } else {
-        Err(bad(format!("{field} {:?} is not a unified social credit code (18 characters, GB 32100-2015 check character)", trunc(v))))
+        Err(bad(format!(
+            "{field} {:?} is not a unified social credit code (18 characters, GB 32100-2015 check character)",
+            trunc(v)
+        )))
     }
 }
 

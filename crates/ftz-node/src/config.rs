@@ -44,6 +44,8 @@ pub struct NodeConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub recognition: RecognitionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +62,10 @@ pub struct TlsFiles {
 pub struct KeyFiles {
     /// PEM PKCS#8 Ed25519 node signing key (mode 0600); the registry must list its public key.
     pub node_signing_key: PathBuf,
+    /// PEM PKCS#8 Ed25519 issuing key (mode 0600) that signs this zone's records; the registry
+    /// must list it as an issuing key of the zone. Without it the node issues nothing.
+    #[serde(default)]
+    pub issuing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +152,21 @@ impl Default for StoreConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecognitionConfig {
+    /// A record's status statement older than this is reported as UNKNOWN, never as valid.
+    pub max_status_age_ms: i64,
+    /// A cached foreign status older than this is refreshed from the issuing zone before use.
+    pub refresh_after_ms: i64,
+}
+
+impl Default for RecognitionConfig {
+    fn default() -> Self {
+        Self { max_status_age_ms: 600_000, refresh_after_ms: 60_000 }
+    }
+}
+
 /// The environment variables that override the file, for containers and systemd units.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("FTZ_ZONE_ID", "zone_id"),
@@ -209,6 +230,9 @@ impl NodeConfig {
         fix(&mut self.tls.cert);
         fix(&mut self.tls.key);
         fix(&mut self.keys.node_signing_key);
+        if let Some(k) = self.keys.issuing_key.as_mut() {
+            fix(k);
+        }
         if let Some(f) = self.registry.file.as_mut() {
             fix(f);
         }
@@ -236,6 +260,13 @@ impl NodeConfig {
             if !ok {
                 return Err(invalid(field, format!("must be {range}")));
             }
+        }
+        let r = &self.recognition;
+        if !(1_000..=7 * 86_400_000).contains(&r.max_status_age_ms) {
+            return Err(invalid("recognition.max_status_age_ms", "must be 1 s to 7 days"));
+        }
+        if !(0..=r.max_status_age_ms).contains(&r.refresh_after_ms) {
+            return Err(invalid("recognition.refresh_after_ms", "must be 0 to max_status_age_ms"));
         }
         if !(8..=65_536).contains(&self.store.cache_capacity_mb) {
             return Err(invalid("store.cache_capacity_mb", "must be 8 to 65536"));

@@ -31,7 +31,7 @@ use ftz_proto::{FederationRegistry, KeyPurpose, ZoneEntry, ZoneKey};
 
 use crate::{
     client::ClientProfile,
-    config::{KeyFiles, Limits, LogConfig, NodeConfig, RegistrySource, StoreConfig, TlsFiles},
+    config::{KeyFiles, Limits, LogConfig, NodeConfig, RecognitionConfig, RegistrySource, StoreConfig, TlsFiles},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +209,7 @@ fn create_zone(z: &DevZoneSpec, root: &Path, validity: Validity) -> Result<(DevZ
         listen: z.endpoint.clone(),
         data_dir: "data".into(),
         tls: TlsFiles { cert: "node.crt".into(), key: "node.key".into() },
-        keys: KeyFiles { node_signing_key: "node-signing.key".into() },
+        keys: KeyFiles { node_signing_key: "node-signing.key".into(), issuing_key: Some("issuing.key".into()) },
         registry: RegistrySource {
             file: Some("../registry.bin".into()),
             trust_anchor: Some(authority.key_id().to_string()),
@@ -217,6 +217,7 @@ fn create_zone(z: &DevZoneSpec, root: &Path, validity: Validity) -> Result<(DevZ
         limits: Limits::default(),
         log: LogConfig::default(),
         store: StoreConfig::default(),
+        recognition: RecognitionConfig::default(),
     };
     let config_path = dir.join("node.toml");
     write_toml(&config_path, &config)?;
@@ -257,4 +258,19 @@ pub fn display_name(id: &str) -> String {
         "guangdong" => "China (Guangdong) Pilot Free Trade Zone".into(),
         other => format!("{other} free trade zone"),
     }
+}
+
+/// Signs an agreement with the authority keys of both its zones, read from the federation's
+/// files (in production each authority signs on its own machine: `ftzctl agreement sign`).
+pub fn sign_agreement(
+    fed: &DevFederation,
+    doc: &ftz_proto::RecognitionAgreement,
+) -> Result<ftz_proto::Envelope, DevError> {
+    let mut keys = Vec::new();
+    for z in [&doc.from_zone, &doc.to_zone] {
+        let zone = fed.zone(z).ok_or_else(|| DevError::Invalid(format!("no zone {z} in this federation")))?;
+        keys.push(files::read_signing_key(&zone.authority_key_path())?);
+    }
+    let refs: Vec<&SigningKey> = keys.iter().collect();
+    Ok(envelope::seal(PayloadType::RECOGNITION_AGREEMENT, doc, &refs))
 }

@@ -59,8 +59,25 @@ pub fn code_for(reason: Reason) -> Code {
         | StaleRequest
         | PeerAnswerInvalid
         | PeerRefused => Code::FailedPrecondition,
-        PeerUnavailable => Code::Unavailable,
-        NoSuchZone => Code::NotFound,
+        PeerUnavailable | StatusUnavailable => Code::Unavailable,
+        NoSuchZone | RecordNotFound => Code::NotFound,
+        RecordConflict => Code::AlreadyExists,
+        RecordMalformed | StatusInvalid | AgreementMalformed | BundleInvalid => Code::InvalidArgument,
+        IssuingZoneUnknown | IssuerKeyUnknown | IssuerKeyNotValid | AgreementUnderSigned | RegistryNotAnchored => {
+            Code::PermissionDenied
+        }
+        RecordNotOwn
+        | NoIssuingKey
+        | IssuingKeyNotListed
+        | RecordExpired
+        | RecordRevoked
+        | StatusStale
+        | NoAgreement
+        | NotCovered
+        | AgreementExpired
+        | AgreementUnknownZone
+        | AgreementNotForThisZone
+        | AgreementOlderVersion => Code::FailedPrecondition,
         Internal | StoreFailure => Code::Internal,
     }
 }
@@ -80,6 +97,18 @@ impl From<EnvelopeError> for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
+        ApiError::new(e.reason(), e.to_string())
+    }
+}
+
+impl From<ftz_core::records::RecordError> for ApiError {
+    fn from(e: ftz_core::records::RecordError) -> Self {
+        ApiError::new(e.reason(), e.to_string())
+    }
+}
+
+impl From<ftz_policy::AgreementError> for ApiError {
+    fn from(e: ftz_policy::AgreementError) -> Self {
         ApiError::new(e.reason(), e.to_string())
     }
 }

@@ -6,15 +6,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agreements;
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod dev;
 pub mod error;
 pub mod federation;
+pub mod issuing;
 pub mod local;
 pub mod peer_client;
 pub mod ping;
+pub mod recognition;
 pub mod server;
 pub mod services;
 pub mod state;

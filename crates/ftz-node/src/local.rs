@@ -101,6 +101,24 @@ impl LocalFederation {
         Ok(self.profile(zone, role)?.channel_with_clock(Duration::from_secs(10), self.clock.clone())?)
     }
 
+    /// Signs `doc` with both zones' authorities and installs it on both zones' nodes.
+    pub async fn install_agreement(
+        &self,
+        doc: &ftz_proto::RecognitionAgreement,
+    ) -> Result<ftz_proto::Envelope, LocalError> {
+        let env = dev::sign_agreement(&self.fed, doc)?;
+        for z in [&doc.from_zone, &doc.to_zone] {
+            let mut admin = ftz_proto::admin_client::AdminClient::new(self.user_channel(z, Role::Admin)?);
+            admin
+                .install_agreement(ftz_proto::InstallAgreementRequest { agreement: Some(env.clone()) })
+                .await
+                .map_err(|s| {
+                    LocalError::Other(format!("installing agreement {} on {z}: {}", doc.agreement_id, s.message()))
+                })?;
+        }
+        Ok(env)
+    }
+
     /// Stops every node.
     pub async fn shutdown(mut self) {
         let zones: Vec<String> = self.nodes.keys().map(ToString::to_string).collect();

@@ -69,6 +69,8 @@ pub enum StartError {
     Bind { addr: String, source: io::Error },
     #[error("cannot start the gRPC server: {0}")]
     Server(String),
+    #[error("installed agreements: {0}")]
+    Agreements(String),
 }
 
 /// How a node is started beyond its config: the clock (tests move it by hand) and optionally
@@ -127,12 +129,22 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     let tls_chain = files::read_cert_chain(&config.tls.cert)?;
     let tls_key = files::read_tls_key(&config.tls.key)?;
     let node_key = files::read_signing_key(&config.keys.node_signing_key)?;
+    let issuing_key = config.keys.issuing_key.as_deref().map(files::read_signing_key).transpose()?;
     create_private_dir(&config.data_dir)?;
     let store = Store::open(
         &config.data_dir,
         StoreOptions { cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024 },
     )?;
     let registry = load_registry(config, &store, &zone, &node_key, &tls_chain, now)?;
+    let agreements = crate::agreements::load(&store)?;
+    if let Some(k) = &issuing_key {
+        let listed = registry
+            .zone(&zone)
+            .is_some_and(|z| z.key_valid_at(ftz_proto::KeyPurpose::Issuing, &k.key_id(), now).is_some());
+        if !listed {
+            tracing::warn!(key = %k.key_id(), "the issuing key is not a valid issuing key of this zone in the registry: issuing is refused until it is");
+        }
+    }
 
     let listener = match opts.listener {
         Some(l) => l,
@@ -145,19 +157,23 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     let listener = TcpListener::from_std(listener).map_err(bind_err)?;
 
     let server_tls = tls::server_config(tls_chain.clone(), tls_key.clone_key())?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let state = Arc::new(NodeState::new(NodeParts {
         zone,
         clock,
         store,
         node_key,
+        issuing_key,
         limits: config.limits.clone(),
+        recognition: config.recognition.clone(),
+        agreements,
+        shutdown: shutdown_rx.clone(),
         listen_addr: local_addr,
         tls_chain,
         tls_key,
         registry,
     }));
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let incoming = accept_connections(listener, TlsAcceptor::from(Arc::new(server_tls)), &state, shutdown_rx.clone());
     let router = build_router(state.clone()).await?;
     let mut stop = shutdown_rx;

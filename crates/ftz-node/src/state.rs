@@ -6,17 +6,24 @@ use std::{
 };
 
 use ftz_core::{Clock, Registry, SigningKey, UnixMillis, ZoneId};
+use ftz_policy::Agreement;
 use ftz_store::Store;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::{config::Limits, peer_client::PeerClients};
+use crate::{
+    config::{Limits, RecognitionConfig},
+    peer_client::PeerClients,
+};
 
 pub struct NodeState {
     pub zone: ZoneId,
     pub clock: Arc<dyn Clock>,
     pub store: Store,
     pub node_key: SigningKey,
+    /// Signs this zone's records; `None`: this node issues nothing.
+    pub issuing_key: Option<SigningKey>,
     pub limits: Limits,
+    pub recognition: RecognitionConfig,
     pub listen_addr: SocketAddr,
     pub started_at_ms: UnixMillis,
     /// The node's TLS identity, also presented when it calls other zones' nodes.
@@ -24,6 +31,12 @@ pub struct NodeState {
     tls_key: PrivateKeyDer<'static>,
     /// The registry in force. Readers take a cheap snapshot; installs swap it whole.
     registry: RwLock<Arc<Registry>>,
+    /// The installed recognition agreements, checked when installed.
+    agreements: RwLock<Arc<Vec<Agreement>>>,
+    /// Serialises agreement installs.
+    pub(crate) agreement_lock: tokio::sync::Mutex<()>,
+    /// Flips to true when the node shuts down; background work stops.
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Serialises registry installs (check, store, swap) so two installs never interleave.
     pub(crate) install_lock: tokio::sync::Mutex<()>,
     pub peers: PeerClients,
@@ -44,7 +57,11 @@ pub(crate) struct NodeParts {
     pub clock: Arc<dyn Clock>,
     pub store: Store,
     pub node_key: SigningKey,
+    pub issuing_key: Option<SigningKey>,
     pub limits: Limits,
+    pub recognition: RecognitionConfig,
+    pub agreements: Vec<Agreement>,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub listen_addr: SocketAddr,
     pub tls_chain: Vec<CertificateDer<'static>>,
     pub tls_key: PrivateKeyDer<'static>,
@@ -59,7 +76,12 @@ impl NodeState {
             clock: p.clock,
             store: p.store,
             node_key: p.node_key,
+            issuing_key: p.issuing_key,
             limits: p.limits,
+            recognition: p.recognition,
+            agreements: RwLock::new(Arc::new(p.agreements)),
+            agreement_lock: tokio::sync::Mutex::new(()),
+            shutdown: p.shutdown,
             listen_addr: p.listen_addr,
             started_at_ms,
             tls_chain: p.tls_chain,
@@ -79,6 +101,20 @@ impl NodeState {
     pub(crate) fn set_registry(&self, r: Registry) {
         *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(r);
         self.peers.clear();
+    }
+
+    /// A snapshot of the installed agreements.
+    pub fn agreements(&self) -> Arc<Vec<Agreement>> {
+        self.agreements.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_agreements(&self, a: Vec<Agreement>) {
+        *self.agreements.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(a);
+    }
+
+    /// True once the node is shutting down.
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     pub fn now_ms(&self) -> UnixMillis {

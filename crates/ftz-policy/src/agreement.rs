@@ -63,9 +63,11 @@ impl Agreement {
         if envelope.encoded_len() > MAX_AGREEMENT_BYTES {
             return Err(malformed(format!("more than {MAX_AGREEMENT_BYTES} bytes")));
         }
-        let doc: RecognitionAgreement =
-            envelope::decode_payload(&envelope, PayloadType::RECOGNITION_AGREEMENT).map_err(|e| match e {
-                EnvelopeError::MalformedPayload { detail, .. } => malformed(format!("payload does not decode: {detail}")),
+        let doc: RecognitionAgreement = envelope::decode_payload(&envelope, PayloadType::RECOGNITION_AGREEMENT)
+            .map_err(|e| match e {
+                EnvelopeError::MalformedPayload { detail, .. } => {
+                    malformed(format!("payload does not decode: {detail}"))
+                }
                 other => other.into(),
             })?;
         let m = |e: ftz_core::records::RecordError| malformed(e.to_string());
@@ -141,7 +143,8 @@ fn rule_covers(r: &RecognitionRule, rec: &Record) -> bool {
         && (r.record_types.is_empty() || rec.record_type().is_some_and(|t| r.record_types.iter().any(|x| x == t)))
         && (r.scope_prefixes.is_empty() || r.scope_prefixes.iter().any(|p| rec.scope().starts_with(p.as_str())))
         && (r.issuing_bodies.is_empty() || r.issuing_bodies.iter().any(|b| b == rec.body()))
-        && (r.accreditation_schemes.is_empty() || r.accreditation_schemes.iter().any(|s| s == rec.accreditation_scheme()))
+        && (r.accreditation_schemes.is_empty()
+            || r.accreditation_schemes.iter().any(|s| s == rec.accreditation_scheme()))
 }
 
 fn describe_rule(r: &RecognitionRule) -> String {
@@ -184,7 +187,11 @@ pub fn check_install(
         }
     }
     if *own_zone != candidate.from && *own_zone != candidate.to {
-        return Err(AgreementError::NotForThisZone(candidate.from.to_string(), candidate.to.to_string(), own_zone.to_string()));
+        return Err(AgreementError::NotForThisZone(
+            candidate.from.to_string(),
+            candidate.to.to_string(),
+            own_zone.to_string(),
+        ));
     }
     if let Some(old) = installed {
         if old.envelope == candidate.envelope {
@@ -199,7 +206,10 @@ pub fn check_install(
         }
     }
     if now >= candidate.doc.valid_until_ms {
-        return Err(AgreementError::Expired(candidate.id().to_string(), ftz_core::time::format_ms(candidate.doc.valid_until_ms)));
+        return Err(AgreementError::Expired(
+            candidate.id().to_string(),
+            ftz_core::time::format_ms(candidate.doc.valid_until_ms),
+        ));
     }
     let signers = check_signatures(candidate, registry, now)?;
     Ok(AgreementDecision::Install { signers })
@@ -207,13 +217,18 @@ pub fn check_install(
 
 /// Checks that an authority key of each of the agreement's two zones, valid at `at` in
 /// `registry`, signed it (and that no known key's signature fails). Returns the signers.
-pub fn check_signatures(candidate: &Agreement, registry: &Registry, at: UnixMillis) -> Result<Vec<KeyId>, AgreementError> {
+pub fn check_signatures(
+    candidate: &Agreement,
+    registry: &Registry,
+    at: UnixMillis,
+) -> Result<Vec<KeyId>, AgreementError> {
     for z in [&candidate.from, &candidate.to] {
         if registry.zone(z).is_none() {
             return Err(AgreementError::UnknownZone(z.to_string(), registry.version()));
         }
     }
-    let authority = |z: &ZoneId, id: &KeyId| registry.zone(z).and_then(|zone| zone.key_valid_at(KeyPurpose::Authority, id, at));
+    let authority =
+        |z: &ZoneId, id: &KeyId| registry.zone(z).and_then(|zone| zone.key_valid_at(KeyPurpose::Authority, id, at));
     let signers = envelope::verify(&candidate.envelope, PayloadType::RECOGNITION_AGREEMENT, |id| {
         authority(&candidate.from, id).or_else(|| authority(&candidate.to, id))
     })

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agreement;
+pub mod bundle;
 pub mod verdict;
 
 pub use agreement::{Agreement, AgreementError};

@@ -174,15 +174,17 @@ fn judge_status(rec: &Record, digest: [u8; 32], status: Option<&Envelope>, ctx: 
     };
     let as_of = Some(stmt.as_of_ms);
     match RecordStatus::try_from(stmt.status) {
-        Ok(RecordStatus::Revoked) => match stmt.revocation.as_ref().map(|r| check_revocation(r, rec, digest, ctx.registry)) {
-            Some(true) => StatusFinding {
-                status: RecordStatus::Revoked,
-                reason: Some(Reason::RecordRevoked),
-                as_of,
-                revocation: stmt.revocation.clone(),
-            },
-            _ => finding(RecordStatus::Unknown, Some(Reason::StatusInvalid), as_of),
-        },
+        Ok(RecordStatus::Revoked) => {
+            match stmt.revocation.as_ref().map(|r| check_revocation(r, rec, digest, ctx.registry)) {
+                Some(true) => StatusFinding {
+                    status: RecordStatus::Revoked,
+                    reason: Some(Reason::RecordRevoked),
+                    as_of,
+                    revocation: stmt.revocation.clone(),
+                },
+                _ => finding(RecordStatus::Unknown, Some(Reason::StatusInvalid), as_of),
+            }
+        }
         Ok(RecordStatus::Expired) => finding(RecordStatus::Expired, Some(Reason::RecordExpired), as_of),
         Ok(RecordStatus::Active) if expired => finding(RecordStatus::Expired, Some(Reason::RecordExpired), as_of),
         Ok(RecordStatus::Active) if ctx.now - stmt.as_of_ms > ctx.max_status_age_ms => {
@@ -215,7 +217,8 @@ fn check_revocation(env: &Envelope, rec: &Record, digest: [u8; 32], registry: &R
     let Some(zone) = ZoneId::new(rec.issuing_zone()).ok().and_then(|z| registry.zone(&z)) else {
         return false;
     };
-    envelope::verify(env, PayloadType::REVOCATION, |id| zone.key_valid_at(KeyPurpose::Issuing, id, rev.revoked_at_ms)).is_ok()
+    envelope::verify(env, PayloadType::REVOCATION, |id| zone.key_valid_at(KeyPurpose::Issuing, id, rev.revoked_at_ms))
+        .is_ok()
         && rev.record_id == rec.record_id()
         && rev.issuing_zone == rec.issuing_zone()
         && rev.record_digest == digest

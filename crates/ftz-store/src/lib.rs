@@ -10,13 +10,16 @@
 
 #![forbid(unsafe_code)]
 
+mod agreements;
 mod codec;
+mod records;
 mod registry;
 
 use std::path::Path;
 
 use thiserror::Error;
 
+pub use records::{InsertOutcome, RecordSource, StoredRecord};
 pub use registry::{RegistryInstall, StoredRegistry};
 
 /// The on-disk format this build reads and writes.
@@ -54,6 +57,10 @@ pub struct Store {
     db: sled::Db,
     registry: sled::Tree,
     registry_history: sled::Tree,
+    records: sled::Tree,
+    lots: sled::Tree,
+    holders: sled::Tree,
+    agreements: sled::Tree,
 }
 
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -85,7 +92,15 @@ impl Store {
                 }
             }
         }
-        Ok(Self { registry: db.open_tree("registry")?, registry_history: db.open_tree("registry_history")?, db })
+        Ok(Self {
+            registry: db.open_tree("registry")?,
+            registry_history: db.open_tree("registry_history")?,
+            records: db.open_tree("records")?,
+            lots: db.open_tree("lots")?,
+            holders: db.open_tree("holders")?,
+            agreements: db.open_tree("agreements")?,
+            db,
+        })
     }
 
     /// Makes every write so far durable. Write methods call it themselves; this is for shutdown.

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use ftz_core::{Registry, ZoneId};
+use ftz_policy::Agreement;
 use ftz_proto::{
-    GetNodeStatusRequest, GetRegistryRequest, GetRegistryResponse, InstallRegistryRequest, InstallRegistryResponse,
-    NodeStatus, PingPeerRequest, PingPeerResponse, admin_server::Admin,
+    AgreementSummary, GetNodeStatusRequest, GetRegistryRequest, GetRegistryResponse, InstallAgreementRequest,
+    InstallAgreementResponse, InstallRegistryRequest, InstallRegistryResponse, ListAgreementsRequest,
+    ListAgreementsResponse, NodeStatus, PingPeerRequest, PingPeerResponse, admin_server::Admin,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{error::ApiError, federation, ping, state::NodeState};
+use crate::{agreements, error::ApiError, federation, ping, state::NodeState};
 
 pub struct AdminService {
     state: Arc<NodeState>,
@@ -70,5 +72,44 @@ impl Admin for AdminService {
     async fn ping_peer(&self, req: Request<PingPeerRequest>) -> Result<Response<PingPeerResponse>, Status> {
         let zone = ZoneId::new(req.into_inner().zone_id).map_err(|e| ApiError::invalid(e.to_string()))?;
         Ok(Response::new(ping::ping_peer(&self.state, &zone).await?))
+    }
+
+    async fn install_agreement(
+        &self,
+        req: Request<InstallAgreementRequest>,
+    ) -> Result<Response<InstallAgreementResponse>, Status> {
+        let env = req.into_inner().agreement.ok_or_else(|| ApiError::invalid("agreement is required"))?;
+        let candidate = Agreement::parse(env).map_err(ApiError::from)?;
+        let (a, already) = agreements::install(&self.state, candidate).await.inspect_err(|e| {
+            tracing::warn!(reason = %e.reason, "agreement refused: {}", e.message);
+        })?;
+        Ok(Response::new(InstallAgreementResponse {
+            agreement_id: a.id().to_string(),
+            version: a.version(),
+            already_installed: already,
+        }))
+    }
+
+    async fn list_agreements(
+        &self,
+        _req: Request<ListAgreementsRequest>,
+    ) -> Result<Response<ListAgreementsResponse>, Status> {
+        let mut list: Vec<AgreementSummary> = self
+            .state
+            .agreements()
+            .iter()
+            .map(|a| AgreementSummary {
+                agreement_id: a.id().to_string(),
+                version: a.version(),
+                from_zone: a.from.to_string(),
+                to_zone: a.to.to_string(),
+                valid_from_ms: a.doc.valid_from_ms,
+                valid_until_ms: a.doc.valid_until_ms,
+                rules: a.describe_rules(),
+                agreement: Some(a.envelope.clone()),
+            })
+            .collect();
+        list.sort_by(|a, b| a.agreement_id.cmp(&b.agreement_id));
+        Ok(Response::new(ListAgreementsResponse { agreements: list }))
     }
 }

@@ -2,10 +2,15 @@
 
 use std::sync::Arc;
 
-use ftz_proto::{KeyPurpose, ListIssuingKeysRequest, ListIssuingKeysResponse, issuer_server::Issuer};
+use ftz_core::records::record_digest;
+use ftz_proto::{
+    IssueCertificationRequest, IssueResponse, KeyPurpose, ListIssuingKeysRequest, ListIssuingKeysResponse,
+    PushInspectionRequest, PushInspectionResponse, RecordInspectionRequest, RevokeRequest, RevokeResponse,
+    issuer_server::Issuer,
+};
 use tonic::{Request, Response, Status};
 
-use crate::{services::key_summary, state::NodeState};
+use crate::{error::ApiError, issuing, services::key_summary, state::NodeState};
 
 pub struct IssuerService {
     state: Arc<NodeState>,
@@ -15,6 +20,14 @@ impl IssuerService {
     pub fn new(state: Arc<NodeState>) -> Self {
         Self { state }
     }
+}
+
+fn issued(o: issuing::IssueOutcome) -> Response<IssueResponse> {
+    Response::new(IssueResponse {
+        record_digest: record_digest(&o.envelope).to_vec(),
+        record: Some(o.envelope),
+        already_issued: o.already_issued,
+    })
 }
 
 #[tonic::async_trait]
@@ -33,5 +46,43 @@ impl Issuer for IssuerService {
             registry_version: reg.version(),
             keys,
         }))
+    }
+
+    async fn issue_certification(
+        &self,
+        req: Request<IssueCertificationRequest>,
+    ) -> Result<Response<IssueResponse>, Status> {
+        let c = req.into_inner().certification.ok_or_else(|| ApiError::invalid("certification is required"))?;
+        let record = issuing::own_certification(&self.state, c)?;
+        Ok(issued(issuing::issue(&self.state, record).await?))
+    }
+
+    async fn record_inspection(
+        &self,
+        req: Request<RecordInspectionRequest>,
+    ) -> Result<Response<IssueResponse>, Status> {
+        let r = req.into_inner().result.ok_or_else(|| ApiError::invalid("result is required"))?;
+        let record = issuing::own_inspection(&self.state, r)?;
+        Ok(issued(issuing::issue(&self.state, record).await?))
+    }
+
+    async fn revoke(&self, req: Request<RevokeRequest>) -> Result<Response<RevokeResponse>, Status> {
+        let r = req.into_inner();
+        let o = issuing::revoke(&self.state, &r.record_id, &r.reason).await?;
+        Ok(Response::new(RevokeResponse {
+            revocation: Some(o.revocation),
+            already_revoked: o.already_revoked,
+            notified_zones: o.notified,
+            pending_zones: o.pending,
+        }))
+    }
+
+    async fn push_inspection(
+        &self,
+        req: Request<PushInspectionRequest>,
+    ) -> Result<Response<PushInspectionResponse>, Status> {
+        let r = req.into_inner();
+        let already = issuing::push(&self.state, &r.record_id, &r.to_zone).await?;
+        Ok(Response::new(PushInspectionResponse { to_zone: r.to_zone, already_delivered: already }))
     }
 }

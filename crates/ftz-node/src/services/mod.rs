@@ -7,7 +7,42 @@ pub mod peer;
 pub mod verify;
 
 use ftz_core::registry::{Zone, ZoneKey};
-use ftz_proto::{KeySummary, ZoneSummary};
+use ftz_policy::Recognition;
+use ftz_proto::{KeySummary, VerificationResult, ZoneSummary};
+
+use crate::recognition::Checked;
+
+/// A verdict as the Verify service returns it.
+pub(crate) fn verification_result(c: Checked) -> VerificationResult {
+    let v = &c.verdict;
+    let (agreement_id, agreement_version) = match &v.recognition {
+        Ok(Recognition::Agreement { id, version }) => (id.clone(), *version),
+        _ => (String::new(), 0),
+    };
+    VerificationResult {
+        record_id: v.record_id.clone(),
+        issuing_zone: v.issuing_zone.clone(),
+        kind: v.kind as i32,
+        source: c.source.to_string(),
+        authentic: v.authentic.is_ok(),
+        authenticity_reason: v.authentic.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+        signing_key_id: v.authentic.as_ref().map(ToString::to_string).unwrap_or_default(),
+        status: v.status as i32,
+        status_reason: v.status_reason.map(|r| r.to_string()).unwrap_or_default(),
+        status_as_of_ms: v.status_as_of_ms.unwrap_or_default(),
+        status_age_ms: v.status_age_ms().unwrap_or_default(),
+        revocation: v.revocation.clone(),
+        recognising_zone: v.recognising_zone.clone(),
+        recognised: v.recognition.is_ok(),
+        agreement_id,
+        agreement_version,
+        recognition_reason: v.recognition.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+        valid: v.valid(),
+        checked_at_ms: v.checked_at_ms,
+        explanation: v.explanation(),
+        record: Some(c.record),
+    }
+}
 
 pub(crate) fn key_summary(k: &ZoneKey) -> KeySummary {
     KeySummary {

@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
-use ftz_proto::{PingRequest, PingResponse, peer_server::Peer};
+use ftz_proto::{
+    DeliverRequest, DeliverResponse, FetchRecordRequest, NotifyRevocationRequest, NotifyRevocationResponse,
+    PingRequest, PingResponse, RecordWithStatus, peer_server::Peer,
+};
 use tonic::{Request, Response, Status};
 
-use crate::{auth::caller, error::ApiError, ping, state::NodeState};
+use crate::{auth::caller, error::ApiError, ping, recognition, state::NodeState};
 
 pub struct PeerService {
     state: Arc<NodeState>,
@@ -34,5 +37,28 @@ impl Peer for PeerService {
         )?;
         tracing::debug!(peer = %from, "answered ping");
         Ok(Response::new(PingResponse { answer: Some(answer) }))
+    }
+
+    async fn fetch_record(&self, req: Request<FetchRecordRequest>) -> Result<Response<RecordWithStatus>, Status> {
+        let from = caller(&req)?.zone.clone();
+        let r = req.into_inner();
+        Ok(Response::new(recognition::serve_fetch(&self.state, &from, &r.record_id, &r.purpose).await?))
+    }
+
+    async fn notify_revocation(
+        &self,
+        req: Request<NotifyRevocationRequest>,
+    ) -> Result<Response<NotifyRevocationResponse>, Status> {
+        let from = caller(&req)?.zone.clone();
+        let status = req.into_inner().status.ok_or_else(|| ApiError::invalid("status is required"))?;
+        recognition::accept_revocation(&self.state, &from, status).await?;
+        Ok(Response::new(NotifyRevocationResponse {}))
+    }
+
+    async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
+        let from = caller(&req)?.zone.clone();
+        let record = req.into_inner().record.ok_or_else(|| ApiError::invalid("record is required"))?;
+        let already = recognition::accept_delivery(&self.state, &from, record).await?;
+        Ok(Response::new(DeliverResponse { already_delivered: already }))
     }
 }

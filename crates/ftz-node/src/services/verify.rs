@@ -2,10 +2,20 @@
 
 use std::sync::Arc;
 
-use ftz_proto::{ListZonesRequest, ListZonesResponse, verify_server::Verify};
+use ftz_core::ZoneId;
+use ftz_proto::{
+    ExportBundleRequest, ExportBundleResponse, FindInspectionsRequest, FindInspectionsResponse, ListZonesRequest,
+    ListZonesResponse, RecordRef, VerificationResult, VerifyRecordRequest, verify_record_request,
+    verify_server::Verify,
+};
 use tonic::{Request, Response, Status};
 
-use crate::{services::zone_summary, state::NodeState};
+use crate::{
+    error::ApiError,
+    recognition::{self, Subject},
+    services::{verification_result, zone_summary},
+    state::NodeState,
+};
 
 pub struct VerifyService {
     state: Arc<NodeState>,
@@ -15,6 +25,21 @@ impl VerifyService {
     pub fn new(state: Arc<NodeState>) -> Self {
         Self { state }
     }
+
+    /// The recognising zone of a request: this node's zone unless another is named.
+    fn recognising(&self, z: &str) -> Result<ZoneId, ApiError> {
+        if z.is_empty() {
+            Ok(self.state.zone.clone())
+        } else {
+            ZoneId::new(z).map_err(|e| ApiError::invalid(e.to_string()))
+        }
+    }
+}
+
+fn ref_parts(r: RecordRef) -> Result<(ZoneId, String), ApiError> {
+    let zone = ZoneId::new(r.issuing_zone).map_err(|e| ApiError::invalid(format!("issuing_zone: {e}")))?;
+    ftz_core::records::check_id("record_id", &r.record_id)?;
+    Ok((zone, r.record_id))
 }
 
 #[tonic::async_trait]
@@ -25,5 +50,38 @@ impl Verify for VerifyService {
             registry_version: reg.version(),
             zones: reg.zones().map(zone_summary).collect(),
         }))
+    }
+
+    async fn verify_record(&self, req: Request<VerifyRecordRequest>) -> Result<Response<VerificationResult>, Status> {
+        let r = req.into_inner();
+        let subject = match r.subject {
+            Some(verify_record_request::Subject::Ref(rf)) => {
+                let (zone, record_id) = ref_parts(rf)?;
+                Subject::Ref { zone, record_id }
+            }
+            Some(verify_record_request::Subject::Record(env)) => Subject::Supplied(env),
+            None => return Err(ApiError::invalid("name the record (ref) or give it (record)").into()),
+        };
+        let zone = self.recognising(&r.recognising_zone)?;
+        let checked = recognition::check(&self.state, subject, &zone, &r.purpose).await?;
+        Ok(Response::new(verification_result(checked)))
+    }
+
+    async fn find_inspections(
+        &self,
+        req: Request<FindInspectionsRequest>,
+    ) -> Result<Response<FindInspectionsResponse>, Status> {
+        let r = req.into_inner();
+        let zone = self.recognising(&r.recognising_zone)?;
+        let found = recognition::find_inspections(&self.state, &r.lot_id, &zone, &r.purpose).await?;
+        Ok(Response::new(FindInspectionsResponse { results: found.into_iter().map(verification_result).collect() }))
+    }
+
+    async fn export_bundle(&self, req: Request<ExportBundleRequest>) -> Result<Response<ExportBundleResponse>, Status> {
+        let r = req.into_inner();
+        let (zone, record_id) = ref_parts(r.r#ref.unwrap_or_default())?;
+        let recognising = self.recognising(&r.recognising_zone)?;
+        let bundle = recognition::export_bundle(&self.state, zone, record_id, &recognising, &r.purpose).await?;
+        Ok(Response::new(ExportBundleResponse { bundle: Some(bundle) }))
     }
 }

@@ -35,7 +35,12 @@ fn key() -> SigningKey {
 }
 
 fn pb(purpose: KeyPurpose, k: &SigningKey, from: i64, until: i64) -> ZoneKey {
-    ZoneKey { purpose: purpose as i32, public_key: k.verifying_key().as_bytes().to_vec(), valid_from_ms: from, valid_until_ms: until }
+    ZoneKey {
+        purpose: purpose as i32,
+        public_key: k.verifying_key().as_bytes().to_vec(),
+        valid_from_ms: from,
+        valid_until_ms: until,
+    }
 }
 
 impl Fixture {
@@ -164,7 +169,8 @@ fn every_rule_and_reason() {
     let seal = |c: &Certification, k: &SigningKey| envelope::seal(PayloadType::CERTIFICATION, c, &[k]);
     let good = seal(&cert("shanghai", "AEO_ADVANCED"), &sh.issuing);
     let fresh = |rec: &Envelope| Some(status(rec, RecordStatus::Active, NOW - 1_000, &sh.node, None));
-    let agreement = || vec![f.agreement("sh-hn", "shanghai", "hainan", &["AEO_ADVANCED"], NOW + 30 * DAY, &["shanghai", "hainan"])];
+    let agreement =
+        || vec![f.agreement("sh-hn", "shanghai", "hainan", &["AEO_ADVANCED"], NOW + 30 * DAY, &["shanghai", "hainan"])];
     let under = Ok(Recognition::Agreement { id: "sh-hn".into(), version: 1 });
     let base = |name, record: Envelope, status| Case {
         name,
@@ -192,26 +198,156 @@ fn every_rule_and_reason() {
 
     let cases = vec![
         base("valid under the agreement", good.clone(), fresh(&good)),
-        Case { recognising: "shanghai", recognition: Ok(Recognition::Native), agreements: vec![], ..base("native", good.clone(), fresh(&good)) },
-        Case { authentic: Some(Reason::IssuingZoneUnknown), status_is: RecordStatus::Unknown, status_reason: Some(Reason::IssuingZoneUnknown), recognition: Err(Reason::NoAgreement), ..base("zone not in registry", macau, None) },
-        Case { authentic: Some(Reason::IssuerKeyUnknown), status_is: RecordStatus::Unknown, status_reason: Some(Reason::IssuerKeyUnknown), ..base("key not listed", stranger.clone(), fresh(&stranger)) },
-        Case { authentic: Some(Reason::IssuerKeyNotValid), status_is: RecordStatus::Unknown, status_reason: Some(Reason::IssuerKeyNotValid), ..base("key not valid when signed", too_early.clone(), fresh(&too_early)) },
-        Case { authentic: Some(Reason::BadSignature), status_is: RecordStatus::Unknown, status_reason: Some(Reason::BadSignature), ..base("failing signature", bad_sig.clone(), fresh(&bad_sig)) },
-        Case { status_is: RecordStatus::Expired, status_reason: Some(Reason::RecordExpired), ..base("expired record", expired_rec.clone(), fresh(&expired_rec)) },
-        Case { status_is: RecordStatus::Unknown, status_reason: Some(Reason::StatusStale), ..base("stale status", good.clone(), Some(status(&good, RecordStatus::Active, NOW - MAX_AGE - 1, &sh.node, None))) },
-        base("status just within the maximum age", good.clone(), Some(status(&good, RecordStatus::Active, NOW - MAX_AGE, &sh.node, None))),
-        Case { status_is: RecordStatus::Unknown, status_reason: Some(Reason::StatusUnavailable), ..base("no status", good.clone(), None) },
-        Case { status_is: RecordStatus::Revoked, status_reason: Some(Reason::RecordRevoked), ..base("revoked", good.clone(), Some(status(&good, RecordStatus::Revoked, NOW - 2 * MAX_AGE, &sh.node, Some(revocation(&good, &sh.issuing))))) },
-        Case { status_is: RecordStatus::Unknown, status_reason: Some(Reason::StatusInvalid), ..base("revocation signed by the node key", good.clone(), Some(status(&good, RecordStatus::Revoked, NOW, &sh.node, Some(revocation(&good, &sh.node))))) },
-        Case { status_is: RecordStatus::Unknown, status_reason: Some(Reason::StatusInvalid), ..base("status signed by the issuing key", good.clone(), Some(status(&good, RecordStatus::Active, NOW, &sh.issuing, None))) },
-        Case { status_is: RecordStatus::Unknown, status_reason: Some(Reason::StatusInvalid), ..base("status of another record", good.clone(), fresh(&other_rec)) },
-        Case { status_is: RecordStatus::Unknown, status_reason: Some(Reason::StatusInvalid), ..base("status from the future", good.clone(), Some(status(&good, RecordStatus::Active, NOW + 3_600_000, &sh.node, None))) },
+        Case {
+            recognising: "shanghai",
+            recognition: Ok(Recognition::Native),
+            agreements: vec![],
+            ..base("native", good.clone(), fresh(&good))
+        },
+        Case {
+            authentic: Some(Reason::IssuingZoneUnknown),
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::IssuingZoneUnknown),
+            recognition: Err(Reason::NoAgreement),
+            ..base("zone not in registry", macau, None)
+        },
+        Case {
+            authentic: Some(Reason::IssuerKeyUnknown),
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::IssuerKeyUnknown),
+            ..base("key not listed", stranger.clone(), fresh(&stranger))
+        },
+        Case {
+            authentic: Some(Reason::IssuerKeyNotValid),
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::IssuerKeyNotValid),
+            ..base("key not valid when signed", too_early.clone(), fresh(&too_early))
+        },
+        Case {
+            authentic: Some(Reason::BadSignature),
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::BadSignature),
+            ..base("failing signature", bad_sig.clone(), fresh(&bad_sig))
+        },
+        Case {
+            status_is: RecordStatus::Expired,
+            status_reason: Some(Reason::RecordExpired),
+            ..base("expired record", expired_rec.clone(), fresh(&expired_rec))
+        },
+        Case {
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::StatusStale),
+            ..base(
+                "stale status",
+                good.clone(),
+                Some(status(&good, RecordStatus::Active, NOW - MAX_AGE - 1, &sh.node, None)),
+            )
+        },
+        base(
+            "status just within the maximum age",
+            good.clone(),
+            Some(status(&good, RecordStatus::Active, NOW - MAX_AGE, &sh.node, None)),
+        ),
+        Case {
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::StatusUnavailable),
+            ..base("no status", good.clone(), None)
+        },
+        Case {
+            status_is: RecordStatus::Revoked,
+            status_reason: Some(Reason::RecordRevoked),
+            ..base(
+                "revoked",
+                good.clone(),
+                Some(status(
+                    &good,
+                    RecordStatus::Revoked,
+                    NOW - 2 * MAX_AGE,
+                    &sh.node,
+                    Some(revocation(&good, &sh.issuing)),
+                )),
+            )
+        },
+        Case {
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::StatusInvalid),
+            ..base(
+                "revocation signed by the node key",
+                good.clone(),
+                Some(status(&good, RecordStatus::Revoked, NOW, &sh.node, Some(revocation(&good, &sh.node)))),
+            )
+        },
+        Case {
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::StatusInvalid),
+            ..base(
+                "status signed by the issuing key",
+                good.clone(),
+                Some(status(&good, RecordStatus::Active, NOW, &sh.issuing, None)),
+            )
+        },
+        Case {
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::StatusInvalid),
+            ..base("status of another record", good.clone(), fresh(&other_rec))
+        },
+        Case {
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::StatusInvalid),
+            ..base(
+                "status from the future",
+                good.clone(),
+                Some(status(&good, RecordStatus::Active, NOW + 3_600_000, &sh.node, None)),
+            )
+        },
         Case { recognition: Err(Reason::NotCovered), ..base("type no agreement covers", title.clone(), fresh(&title)) },
-        Case { recognition: Err(Reason::NoAgreement), recognising: "hainan", ..base("no agreement between the zones", gd.clone(), Some(status(&gd, RecordStatus::Active, NOW, &f.z("guangdong").node, None))) },
-        Case { recognition: Err(Reason::AgreementExpired), agreements: vec![f.agreement("sh-hn", "shanghai", "hainan", &["AEO_ADVANCED"], NOW - 1, &["shanghai", "hainan"])], ..base("expired agreement", good.clone(), fresh(&good)) },
-        Case { recognition: Err(Reason::NoAgreement), agreements: vec![f.agreement("hn-sh", "hainan", "shanghai", &["AEO_ADVANCED"], NOW + DAY, &["shanghai", "hainan"])], ..base("agreement in the other direction only", good.clone(), fresh(&good)) },
-        Case { authentic: Some(Reason::WrongPayloadType), status_is: RecordStatus::Unknown, status_reason: Some(Reason::WrongPayloadType), recognition: Err(Reason::WrongPayloadType), ..base("not a record", wrong_type, None) },
-        Case { authentic: Some(Reason::RecordMalformed), status_is: RecordStatus::Unknown, status_reason: Some(Reason::RecordMalformed), recognition: Err(Reason::RecordMalformed), ..base("malformed record", malformed, None) },
+        Case {
+            recognition: Err(Reason::NoAgreement),
+            recognising: "hainan",
+            ..base(
+                "no agreement between the zones",
+                gd.clone(),
+                Some(status(&gd, RecordStatus::Active, NOW, &f.z("guangdong").node, None)),
+            )
+        },
+        Case {
+            recognition: Err(Reason::AgreementExpired),
+            agreements: vec![f.agreement(
+                "sh-hn",
+                "shanghai",
+                "hainan",
+                &["AEO_ADVANCED"],
+                NOW - 1,
+                &["shanghai", "hainan"],
+            )],
+            ..base("expired agreement", good.clone(), fresh(&good))
+        },
+        Case {
+            recognition: Err(Reason::NoAgreement),
+            agreements: vec![f.agreement(
+                "hn-sh",
+                "hainan",
+                "shanghai",
+                &["AEO_ADVANCED"],
+                NOW + DAY,
+                &["shanghai", "hainan"],
+            )],
+            ..base("agreement in the other direction only", good.clone(), fresh(&good))
+        },
+        Case {
+            authentic: Some(Reason::WrongPayloadType),
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::WrongPayloadType),
+            recognition: Err(Reason::WrongPayloadType),
+            ..base("not a record", wrong_type, None)
+        },
+        Case {
+            authentic: Some(Reason::RecordMalformed),
+            status_is: RecordStatus::Unknown,
+            status_reason: Some(Reason::RecordMalformed),
+            recognition: Err(Reason::RecordMalformed),
+            ..base("malformed record", malformed, None)
+        },
     ];
 
     for c in cases {
@@ -270,24 +406,37 @@ fn agreement_install_rules() {
     let err = check_install(&one_side, &f.registry, &hn, None, NOW).unwrap_err();
     assert_eq!(err.reason(), Reason::AgreementUnderSigned);
     assert!(err.to_string().contains("missing: hainan"), "{err}");
-    let third_party = f.agreement("sh-hn", "shanghai", "hainan", &["AEO_ADVANCED"], NOW + DAY, &["shanghai", "guangdong"]);
-    assert_eq!(check_install(&third_party, &f.registry, &hn, None, NOW).unwrap_err().reason(), Reason::AgreementUnderSigned);
+    let third_party =
+        f.agreement("sh-hn", "shanghai", "hainan", &["AEO_ADVANCED"], NOW + DAY, &["shanghai", "guangdong"]);
+    assert_eq!(
+        check_install(&third_party, &f.registry, &hn, None, NOW).unwrap_err().reason(),
+        Reason::AgreementUnderSigned
+    );
 
     let expired = f.agreement("sh-hn", "shanghai", "hainan", &["AEO_ADVANCED"], NOW - 1, &["shanghai", "hainan"]);
     assert_eq!(check_install(&expired, &f.registry, &hn, None, NOW).unwrap_err().reason(), Reason::AgreementExpired);
 
     let unknown = f.agreement("x", "shanghai", "macau", &["AEO_ADVANCED"], NOW + DAY, &["shanghai"]);
-    assert_eq!(check_install(&unknown, &f.registry, &hn, None, NOW).unwrap_err().reason(), Reason::AgreementUnknownZone);
+    assert_eq!(
+        check_install(&unknown, &f.registry, &hn, None, NOW).unwrap_err().reason(),
+        Reason::AgreementUnknownZone
+    );
 
     let not_ours = f.agreement("x", "shanghai", "guangdong", &["AEO_ADVANCED"], NOW + DAY, &["shanghai", "guangdong"]);
-    assert_eq!(check_install(&not_ours, &f.registry, &hn, None, NOW).unwrap_err().reason(), Reason::AgreementNotForThisZone);
+    assert_eq!(
+        check_install(&not_ours, &f.registry, &hn, None, NOW).unwrap_err().reason(),
+        Reason::AgreementNotForThisZone
+    );
 
     let mut v2doc = sh_hn.doc.clone();
     v2doc.version = 2;
     let keys = [&f.z("shanghai").authority, &f.z("hainan").authority];
     let v2 = Agreement::parse(envelope::seal(PayloadType::RECOGNITION_AGREEMENT, &v2doc, &keys)).unwrap();
     assert!(matches!(check_install(&v2, &f.registry, &hn, Some(&sh_hn), NOW), Ok(AgreementDecision::Install { .. })));
-    assert_eq!(check_install(&sh_hn, &f.registry, &hn, Some(&v2), NOW).unwrap_err().reason(), Reason::AgreementOlderVersion);
+    assert_eq!(
+        check_install(&sh_hn, &f.registry, &hn, Some(&v2), NOW).unwrap_err().reason(),
+        Reason::AgreementOlderVersion
+    );
 
     let mut bad = sh_hn.doc.clone();
     bad.rules[0].record_types.clear();

@@ -1,0 +1,316 @@
+//! What the issuing zone does with its records: sign and store them, state their status,
+//! revoke them and tell every zone holding them, push inspection results to another zone.
+
+use std::{sync::Arc, time::Duration};
+
+use ftz_core::{
+    Reason, SigningKey, ZoneId,
+    envelope::{self, PayloadType},
+    records::{Record, check_text, record_digest},
+};
+use ftz_proto::{
+    Certification, DeliverRequest, Envelope, InspectionResult, KeyPurpose, NotifyRevocationRequest, RecordStatus,
+    RecordWithStatus, Revocation, StatusStatement,
+};
+use ftz_store::{InsertOutcome, RecordSource, StoredRecord};
+use prost::Message;
+
+use crate::{error::ApiError, ping::peer_failure, state::NodeState};
+
+/// The issuing key, if this node has one the registry lists as valid now.
+fn issuing_key(state: &NodeState) -> Result<&SigningKey, ApiError> {
+    let key = state.issuing_key.as_ref().ok_or_else(|| {
+        ApiError::new(Reason::NoIssuingKey, "this node has no issuing key configured (keys.issuing_key)")
+    })?;
+    let listed = state
+        .registry()
+        .zone(&state.zone)
+        .is_some_and(|z| z.key_valid_at(KeyPurpose::Issuing, &key.key_id(), state.now_ms()).is_some());
+    if !listed {
+        return Err(ApiError::new(
+            Reason::IssuingKeyNotListed,
+            format!("issuing key {} is not a valid issuing key of {} in the registry", key.key_id(), state.zone),
+        ));
+    }
+    Ok(key)
+}
+
+pub struct IssueOutcome {
+    pub envelope: Envelope,
+    pub already_issued: bool,
+}
+
+/// Fills in (or checks) the issuing zone of a certification about to be issued here.
+pub fn own_certification(state: &NodeState, mut c: Certification) -> Result<Record, ApiError> {
+    c.issuing_zone = own_zone_field(state, &c.issuing_zone)?;
+    ftz_core::records::check_certification(&c)?;
+    Ok(Record::Certification(c))
+}
+
+pub fn own_inspection(state: &NodeState, mut r: InspectionResult) -> Result<Record, ApiError> {
+    r.issuing_zone = own_zone_field(state, &r.issuing_zone)?;
+    ftz_core::records::check_inspection(&r)?;
+    Ok(Record::Inspection(r))
+}
+
+fn own_zone_field(state: &NodeState, given: &str) -> Result<String, ApiError> {
+    if given.is_empty() || given == state.zone.as_str() {
+        Ok(state.zone.to_string())
+    } else {
+        Err(ApiError::new(
+            Reason::RecordMalformed,
+            format!("issuing_zone {given:?}: this node issues records of zone {} only", state.zone),
+        ))
+    }
+}
+
+/// Signs and stores a record of this zone. The same id with the same content again returns the
+/// stored record; with other content it is refused and nothing changes.
+pub async fn issue(state: &NodeState, record: Record) -> Result<IssueOutcome, ApiError> {
+    let key = issuing_key(state)?;
+    let now = state.now_ms();
+    let at = record.issued_at_ms();
+    if at > now + state.limits.max_clock_skew_ms {
+        return Err(ApiError::new(Reason::RecordMalformed, "the record's issue time is in the future"));
+    }
+    let registry = state.registry();
+    let key_valid_then =
+        registry.zone(&state.zone).is_some_and(|z| z.key_valid_at(KeyPurpose::Issuing, &key.key_id(), at).is_some());
+    if !key_valid_then {
+        return Err(ApiError::new(
+            Reason::RecordMalformed,
+            format!(
+                "the record's issue time {} is outside the validity of issuing key {}",
+                ftz_core::time::format_ms(at),
+                key.key_id()
+            ),
+        ));
+    }
+    let env = match &record {
+        Record::Certification(c) => envelope::seal(PayloadType::CERTIFICATION, c, &[key]),
+        Record::Inspection(r) => envelope::seal(PayloadType::INSPECTION_RESULT, r, &[key]),
+    };
+    let stored = StoredRecord {
+        source: RecordSource::Own,
+        envelope: env.encode_to_vec(),
+        status: Vec::new(),
+        revocation: Vec::new(),
+        updated_at_ms: now,
+    };
+    let (store, zone, id, lot) = (
+        state.store.clone(),
+        state.zone.to_string(),
+        record.record_id().to_string(),
+        record.lot_id().map(str::to_string),
+    );
+    let outcome = tokio::task::spawn_blocking(move || store.insert_record(&zone, &id, &stored, lot.as_deref()))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    match outcome {
+        InsertOutcome::Inserted => {
+            tracing::info!(record = record.record_id(), kind = ?record.kind(), "record issued");
+            Ok(IssueOutcome { envelope: env, already_issued: false })
+        }
+        InsertOutcome::Unchanged(existing) | InsertOutcome::Conflict(existing) => {
+            let existing = decode_envelope(&existing.envelope)?;
+            // Same content (whatever key signed it then): the same record.
+            if existing.payload == env.payload {
+                Ok(IssueOutcome { envelope: existing, already_issued: true })
+            } else {
+                Err(ApiError::new(
+                    Reason::RecordConflict,
+                    format!("record {} was issued before with other content", record.record_id()),
+                ))
+            }
+        }
+    }
+}
+
+pub(crate) fn decode_envelope(bytes: &[u8]) -> Result<Envelope, ApiError> {
+    Envelope::decode(bytes).map_err(|e| ApiError::internal(format!("stored envelope does not decode: {e}")))
+}
+
+/// An own record as stored, with its envelope decoded.
+pub(crate) fn own_record(state: &NodeState, record_id: &str) -> Result<(StoredRecord, Envelope, Record), ApiError> {
+    let stored = state.store.get_record(state.zone.as_str(), record_id)?.ok_or_else(|| {
+        ApiError::new(Reason::RecordNotFound, format!("zone {} has issued no record {record_id:?}", state.zone))
+    })?;
+    let env = decode_envelope(&stored.envelope)?;
+    let rec = Record::from_envelope(&env)?;
+    Ok((stored, env, rec))
+}
+
+/// This node's signed statement of an own record's status now.
+pub(crate) fn own_statement(
+    state: &NodeState,
+    stored: &StoredRecord,
+    env: &Envelope,
+    rec: &Record,
+) -> Result<Envelope, ApiError> {
+    let now = state.now_ms();
+    let (status, revocation) = if !stored.revocation.is_empty() {
+        (RecordStatus::Revoked, Some(decode_envelope(&stored.revocation)?))
+    } else if rec.expires_at_ms().is_some_and(|e| now >= e) {
+        (RecordStatus::Expired, None)
+    } else {
+        (RecordStatus::Active, None)
+    };
+    let stmt = StatusStatement {
+        record_id: rec.record_id().to_string(),
+        issuing_zone: rec.issuing_zone().to_string(),
+        record_digest: record_digest(env).to_vec(),
+        status: status as i32,
+        as_of_ms: now,
+        revocation,
+    };
+    Ok(envelope::seal(PayloadType::STATUS_STATEMENT, &stmt, &[&state.node_key]))
+}
+
+pub struct RevokeOutcome {
+    pub revocation: Envelope,
+    pub already_revoked: bool,
+    pub notified: Vec<String>,
+    pub pending: Vec<String>,
+}
+
+/// Revokes an own record and tells every zone that holds it.
+pub async fn revoke(state: &Arc<NodeState>, record_id: &str, reason: &str) -> Result<RevokeOutcome, ApiError> {
+    check_text("reason", reason, 512, true)?;
+    let (stored, env, rec) = own_record(state, record_id)?;
+    if !stored.revocation.is_empty() {
+        return Ok(RevokeOutcome {
+            revocation: decode_envelope(&stored.revocation)?,
+            already_revoked: true,
+            notified: Vec::new(),
+            pending: Vec::new(),
+        });
+    }
+    let key = issuing_key(state)?;
+    let now = state.now_ms();
+    let rev = Revocation {
+        record_id: record_id.to_string(),
+        issuing_zone: state.zone.to_string(),
+        record_digest: record_digest(&env).to_vec(),
+        reason: reason.to_string(),
+        revoked_at_ms: now,
+    };
+    let rev_env = envelope::seal(PayloadType::REVOCATION, &rev, &[key]);
+    let rev_bytes = rev_env.encode_to_vec();
+    let (store, zone, id) = (state.store.clone(), state.zone.to_string(), record_id.to_string());
+    let after = tokio::task::spawn_blocking(move || {
+        store.update_record(&zone, &id, |old| {
+            old.revocation.is_empty().then(|| StoredRecord {
+                revocation: rev_bytes.clone(),
+                updated_at_ms: now,
+                ..old.clone()
+            })
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??
+    .ok_or_else(|| ApiError::new(Reason::RecordNotFound, format!("record {record_id:?} disappeared")))?;
+    let stored_rev = decode_envelope(&after.revocation)?;
+    if stored_rev != rev_env {
+        // Revoked concurrently by another call: that revocation stands.
+        return Ok(RevokeOutcome {
+            revocation: stored_rev,
+            already_revoked: true,
+            notified: Vec::new(),
+            pending: Vec::new(),
+        });
+    }
+    tracing::info!(record = record_id, "record revoked");
+    let statement = own_statement(state, &after, &env, &rec)?;
+    let (notified, pending) = notify_holders(state, record_id, statement).await?;
+    Ok(RevokeOutcome { revocation: rev_env, already_revoked: false, notified, pending })
+}
+
+/// Sends the revocation statement to every holder at once; those that cannot be reached are
+/// retried in the background with backoff until the node stops. If every retry fails, the
+/// holder's cached status expires on its own after the maximum status age.
+async fn notify_holders(
+    state: &Arc<NodeState>,
+    record_id: &str,
+    statement: Envelope,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let holders: Vec<String> =
+        state.store.holders(record_id)?.into_iter().filter(|z| z != state.zone.as_str()).collect();
+    let sends = holders.iter().map(|z| {
+        let statement = statement.clone();
+        async move { (z.clone(), send_notice(state, z, statement).await) }
+    });
+    let mut notified = Vec::new();
+    let mut pending = Vec::new();
+    for (zone, res) in futures_util::future::join_all(sends).await {
+        match res {
+            Ok(()) => notified.push(zone),
+            Err(e) => {
+                tracing::warn!(record = record_id, zone = %zone, "revocation notice not delivered yet: {e}");
+                spawn_notice_retries(state.clone(), zone.clone(), record_id.to_string(), statement.clone());
+                pending.push(zone);
+            }
+        }
+    }
+    Ok((notified, pending))
+}
+
+async fn send_notice(state: &NodeState, zone: &str, statement: Envelope) -> Result<(), ApiError> {
+    let zone = ZoneId::new(zone).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut client = state.peers.client(state, &zone)?;
+    let mut req = tonic::Request::new(NotifyRevocationRequest { status: Some(statement) });
+    req.set_timeout(Duration::from_secs(3));
+    client.notify_revocation(req).await.map_err(|s| peer_failure(&zone, &s))?;
+    Ok(())
+}
+
+fn spawn_notice_retries(state: Arc<NodeState>, zone: String, record_id: String, statement: Envelope) {
+    tokio::spawn(async move {
+        let mut shutdown = state.shutdown.clone();
+        let mut delay = Duration::from_secs(1);
+        for _ in 0..8 {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            match send_notice(&state, &zone, statement.clone()).await {
+                Ok(()) => {
+                    tracing::info!(record = %record_id, zone = %zone, "revocation notice delivered on retry");
+                    return;
+                }
+                Err(e) => tracing::debug!(record = %record_id, zone = %zone, "revocation notice retry failed: {e}"),
+            }
+            delay = (delay * 2).min(Duration::from_secs(60));
+        }
+        tracing::warn!(record = %record_id, zone = %zone, "gave up on the revocation notice; the zone's cached status expires on its own");
+    });
+}
+
+/// Sends an own inspection result to `to_zone` (Peer.Deliver). Returns whether that zone
+/// already held it.
+pub async fn push(state: &NodeState, record_id: &str, to_zone: &str) -> Result<bool, ApiError> {
+    let to = ZoneId::new(to_zone).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if to == state.zone {
+        return Err(ApiError::invalid("an inspection result is pushed to another zone"));
+    }
+    if state.registry().zone(&to).is_none() {
+        return Err(ApiError::new(Reason::NoSuchZone, format!("zone {to} is not listed in the registry")));
+    }
+    let (stored, env, rec) = own_record(state, record_id)?;
+    if !matches!(rec, Record::Inspection(_)) {
+        return Err(ApiError::invalid("only inspection results are pushed; certifications are verified on request"));
+    }
+    // A holder first, so that a revocation racing with the delivery still reaches it.
+    let (store, id, z) = (state.store.clone(), record_id.to_string(), to.to_string());
+    tokio::task::spawn_blocking(move || store.add_holder(&id, &z))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    let status = own_statement(state, &stored, &env, &rec)?;
+    let mut client = state.peers.client(state, &to)?;
+    let resp = client
+        .deliver(DeliverRequest { record: Some(RecordWithStatus { record: Some(env), status: Some(status) }) })
+        .await
+        .map_err(|s| peer_failure(&to, &s))?
+        .into_inner();
+    tracing::info!(record = record_id, to = %to, already = resp.already_delivered, "inspection result pushed");
+    Ok(resp.already_delivered)
+}

@@ -1,0 +1,394 @@
+//! Verification for this zone's enterprises: get the record and its freshest status (from the
+//! store, or from the issuing zone over `Peer`), then judge it with `ftz_policy::evaluate`.
+//! Also the other side of the exchange: what this node accepts from issuing zones (delivered
+//! inspection results, revocation notices).
+
+use std::sync::Arc;
+
+use ftz_core::{
+    Reason, ZoneId,
+    envelope::{self, PayloadType},
+    records::{Record, record_digest},
+};
+use ftz_policy::{Verdict, VerdictContext, evaluate};
+use ftz_proto::{Envelope, FetchRecordRequest, RecordStatus, RecordWithStatus, StatusStatement, VerificationBundle};
+use ftz_store::{InsertOutcome, RecordSource, StoredRecord};
+use prost::Message;
+
+use crate::{
+    error::ApiError,
+    issuing::{decode_envelope, own_record, own_statement},
+    ping::peer_failure,
+    state::NodeState,
+};
+
+/// What an enterprise asks about.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Ref { zone: ZoneId, record_id: String },
+    Supplied(Envelope),
+}
+
+/// A verdict with the evidence it was reached on.
+pub struct Checked {
+    pub verdict: Verdict,
+    pub record: Envelope,
+    pub status: Option<Envelope>,
+    pub source: &'static str,
+}
+
+/// `[a-z0-9_.-]{1,64}`.
+pub fn check_purpose(p: &str) -> Result<(), ApiError> {
+    let ok = !p.is_empty()
+        && p.len() <= 64
+        && p.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'));
+    if ok { Ok(()) } else { Err(ApiError::invalid(format!("purpose {p:?} must be 1-64 characters of [a-z0-9_.-]"))) }
+}
+
+pub fn context<'a>(
+    state: &NodeState,
+    registry: &'a ftz_core::Registry,
+    agreements: &'a [ftz_policy::Agreement],
+    zone: &'a ZoneId,
+) -> VerdictContext<'a> {
+    VerdictContext {
+        registry,
+        agreements,
+        recognising_zone: zone,
+        now: state.now_ms(),
+        max_status_age_ms: state.recognition.max_status_age_ms,
+        max_clock_skew_ms: state.limits.max_clock_skew_ms,
+    }
+}
+
+/// The verdict on `subject` in `recognising_zone`.
+pub async fn check(
+    state: &Arc<NodeState>,
+    subject: Subject,
+    recognising_zone: &ZoneId,
+    purpose: &str,
+) -> Result<Checked, ApiError> {
+    check_purpose(purpose)?;
+    let (record, status, source) = obtain(state, subject, purpose).await?;
+    let registry = state.registry();
+    let agreements = state.agreements();
+    let verdict = evaluate(&record, status.as_ref(), &context(state, &registry, &agreements, recognising_zone));
+    tracing::info!(
+        record = %verdict.record_id,
+        issuing_zone = %verdict.issuing_zone,
+        recognising_zone = %recognising_zone,
+        purpose,
+        valid = verdict.valid(),
+        "verified"
+    );
+    Ok(Checked { verdict, record, status, source })
+}
+
+async fn obtain(
+    state: &Arc<NodeState>,
+    subject: Subject,
+    purpose: &str,
+) -> Result<(Envelope, Option<Envelope>, &'static str), ApiError> {
+    match subject {
+        Subject::Ref { zone, record_id } if zone == state.zone => {
+            let (stored, env, rec) = own_record(state, &record_id)?;
+            let st = own_statement(state, &stored, &env, &rec)?;
+            Ok((env, Some(st), "own"))
+        }
+        Subject::Ref { zone, record_id } => foreign(state, &zone, &record_id, purpose).await,
+        Subject::Supplied(env) => {
+            let Ok(rec) = Record::from_envelope(&env) else {
+                return Ok((env, None, "supplied"));
+            };
+            let Ok(zone) = ZoneId::new(rec.issuing_zone()) else {
+                return Ok((env, None, "supplied"));
+            };
+            // The issuing zone's word on the record it holds under this id: a supplied copy that
+            // differs from it fails the digest check of the status.
+            let status = if zone == state.zone {
+                match own_record(state, rec.record_id()) {
+                    Ok((stored, own_env, own_rec)) => Some(own_statement(state, &stored, &own_env, &own_rec)?),
+                    Err(e) if e.reason == Reason::RecordNotFound => None,
+                    Err(e) => return Err(e),
+                }
+            } else if state.registry().zone(&zone).is_some() {
+                match foreign(state, &zone, rec.record_id(), purpose).await {
+                    Ok((_, status, _)) => status,
+                    Err(e) => {
+                        tracing::info!(record = rec.record_id(), zone = %zone, "no status for a supplied record: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            Ok((env, status, "supplied"))
+        }
+    }
+}
+
+fn statement_of(env: &Envelope) -> Option<StatusStatement> {
+    envelope::decode_payload(env, PayloadType::STATUS_STATEMENT).ok()
+}
+
+/// A foreign record with the freshest status obtainable: cached if young enough, refreshed from
+/// the issuing zone if not (the cached one is kept if the refresh fails: the verdict then ages
+/// it out after the maximum status age), fetched if not held at all.
+async fn foreign(
+    state: &Arc<NodeState>,
+    zone: &ZoneId,
+    record_id: &str,
+    purpose: &str,
+) -> Result<(Envelope, Option<Envelope>, &'static str), ApiError> {
+    let Some(stored) = state.store.get_record(zone.as_str(), record_id)? else {
+        let rws = fetch(state, zone, record_id, purpose).await?;
+        let (record, status) = split(rws, zone)?;
+        keep_fetched(state, zone, record_id, &record, &status).await?;
+        return Ok((record, Some(status), "fetched"));
+    };
+    let record = decode_envelope(&stored.envelope)?;
+    let cached = (!stored.status.is_empty()).then(|| decode_envelope(&stored.status)).transpose()?;
+    let cached_stmt = cached.as_ref().and_then(statement_of);
+    let final_status = cached_stmt.as_ref().is_some_and(|s| s.status == RecordStatus::Revoked as i32);
+    let age = cached_stmt.as_ref().map(|s| state.now_ms() - s.as_of_ms);
+    let source = match stored.source {
+        RecordSource::Delivered => "delivered",
+        _ => "cached",
+    };
+    if final_status || age.is_some_and(|a| a <= state.recognition.refresh_after_ms) {
+        return Ok((record, cached, source));
+    }
+    match fetch(state, zone, record_id, purpose).await.and_then(|rws| split(rws, zone)) {
+        Ok((fresh_record, fresh_status)) if record_digest(&fresh_record) == record_digest(&record) => {
+            store_status(state, zone, record_id, &fresh_status).await?;
+            Ok((record, Some(fresh_status), "refreshed"))
+        }
+        Ok(_) => {
+            tracing::warn!(record = record_id, zone = %zone, "the issuing zone now serves other content under this id; keeping what was received");
+            Ok((record, cached, source))
+        }
+        Err(e) => {
+            tracing::info!(record = record_id, zone = %zone, "status refresh failed, using the cached status: {e}");
+            Ok((record, cached, source))
+        }
+    }
+}
+
+fn split(rws: RecordWithStatus, zone: &ZoneId) -> Result<(Envelope, Envelope), ApiError> {
+    match (rws.record, rws.status) {
+        (Some(r), Some(s)) => Ok((r, s)),
+        _ => Err(ApiError::new(
+            Reason::PeerAnswerInvalid,
+            format!("zone {zone} answered without the record and its status"),
+        )),
+    }
+}
+
+async fn fetch(state: &NodeState, zone: &ZoneId, record_id: &str, purpose: &str) -> Result<RecordWithStatus, ApiError> {
+    let mut client = state.peers.client(state, zone)?;
+    let req = FetchRecordRequest { record_id: record_id.to_string(), purpose: purpose.to_string() };
+    match client.fetch_record(req).await {
+        Ok(r) => Ok(r.into_inner()),
+        Err(s) if crate::error::reason_of(&s) == Some(Reason::RecordNotFound) => {
+            Err(ApiError::new(Reason::RecordNotFound, format!("zone {zone} has no record {record_id:?}")))
+        }
+        Err(s) => Err(peer_failure(zone, &s)),
+    }
+}
+
+/// Stores a fetched record, but only what is authentic and is what was asked for: a failed
+/// verification leaves nothing behind.
+async fn keep_fetched(
+    state: &NodeState,
+    zone: &ZoneId,
+    record_id: &str,
+    record: &Envelope,
+    status: &Envelope,
+) -> Result<(), ApiError> {
+    let registry = state.registry();
+    let v = evaluate(record, Some(status), &context(state, &registry, &[], &state.zone));
+    if v.authentic.is_err() || v.record_id != record_id || v.issuing_zone != zone.as_str() {
+        return Ok(());
+    }
+    let stored = StoredRecord {
+        source: RecordSource::Fetched,
+        envelope: record.encode_to_vec(),
+        status: status.encode_to_vec(),
+        revocation: Vec::new(),
+        updated_at_ms: state.now_ms(),
+    };
+    let lot = v.record.as_ref().and_then(|r| r.lot_id()).map(str::to_string);
+    let (store, z, id) = (state.store.clone(), zone.to_string(), record_id.to_string());
+    tokio::task::spawn_blocking(move || store.insert_record(&z, &id, &stored, lot.as_deref()))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    Ok(())
+}
+
+/// Replaces the stored status by a newer one; never replaces a revocation.
+async fn store_status(state: &NodeState, zone: &ZoneId, record_id: &str, status: &Envelope) -> Result<(), ApiError> {
+    let Some(new) = statement_of(status) else { return Ok(()) };
+    let bytes = status.encode_to_vec();
+    let now = state.now_ms();
+    let (store, z, id) = (state.store.clone(), zone.to_string(), record_id.to_string());
+    tokio::task::spawn_blocking(move || {
+        store.update_record(&z, &id, |old| {
+            let old_stmt = (!old.status.is_empty())
+                .then(|| Envelope::decode(old.status.as_slice()).ok())
+                .flatten()
+                .as_ref()
+                .and_then(statement_of);
+            let replace = match old_stmt {
+                Some(o) if o.status == RecordStatus::Revoked as i32 => false,
+                Some(o) => new.status == RecordStatus::Revoked as i32 || new.as_of_ms > o.as_of_ms,
+                None => true,
+            };
+            replace.then(|| StoredRecord { status: bytes.clone(), updated_at_ms: now, ..old.clone() })
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    Ok(())
+}
+
+/// Peer side: an issuing zone delivers an inspection result (with its status) to this zone.
+/// Returns whether exactly this record was here already.
+pub async fn accept_delivery(state: &NodeState, from: &ZoneId, rws: RecordWithStatus) -> Result<bool, ApiError> {
+    let (record, status) = split(rws, from)?;
+    let rec = Record::from_envelope(&record)?;
+    if rec.issuing_zone() != from.as_str() {
+        return Err(ApiError::new(
+            Reason::ZoneMismatch,
+            format!(
+                "zone {from} delivered a record of zone {}: only the issuing zone delivers its records",
+                rec.issuing_zone()
+            ),
+        ));
+    }
+    if !matches!(rec, Record::Inspection(_)) {
+        return Err(ApiError::invalid("only inspection results are delivered"));
+    }
+    let registry = state.registry();
+    let v = evaluate(&record, Some(&status), &context(state, &registry, &[], &state.zone));
+    if let Err(r) = v.authentic {
+        return Err(ApiError::new(r, format!("delivered record {} is not authentic: {r}", rec.record_id())));
+    }
+    if v.status_reason == Some(Reason::StatusInvalid) {
+        return Err(ApiError::new(Reason::StatusInvalid, "the delivered status statement does not verify"));
+    }
+    let stored = StoredRecord {
+        source: RecordSource::Delivered,
+        envelope: record.encode_to_vec(),
+        status: status.encode_to_vec(),
+        revocation: Vec::new(),
+        updated_at_ms: state.now_ms(),
+    };
+    let (store, z, id, lot) =
+        (state.store.clone(), from.to_string(), rec.record_id().to_string(), rec.lot_id().map(str::to_string));
+    let outcome = tokio::task::spawn_blocking(move || store.insert_record(&z, &id, &stored, lot.as_deref()))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    match outcome {
+        InsertOutcome::Inserted => {
+            tracing::info!(record = rec.record_id(), from = %from, lot = ?rec.lot_id(), "inspection result delivered");
+            Ok(false)
+        }
+        InsertOutcome::Unchanged(_) => Ok(true),
+        InsertOutcome::Conflict(_) => Err(ApiError::new(
+            Reason::RecordConflict,
+            format!("record {} of zone {from} is held here with other content", rec.record_id()),
+        )),
+    }
+}
+
+/// Peer side: the issuing zone says a record this zone holds is revoked.
+pub async fn accept_revocation(state: &NodeState, from: &ZoneId, status: Envelope) -> Result<(), ApiError> {
+    let stmt = statement_of(&status).ok_or_else(|| ApiError::new(Reason::StatusInvalid, "not a status statement"))?;
+    if stmt.issuing_zone != from.as_str() {
+        return Err(ApiError::new(
+            Reason::ZoneMismatch,
+            format!("zone {from} cannot revoke a record of zone {}", stmt.issuing_zone),
+        ));
+    }
+    let stored = state.store.get_record(from.as_str(), &stmt.record_id)?.ok_or_else(|| {
+        ApiError::new(Reason::RecordNotFound, format!("this zone holds no record {:?} of {from}", stmt.record_id))
+    })?;
+    let record = decode_envelope(&stored.envelope)?;
+    let registry = state.registry();
+    let v = evaluate(&record, Some(&status), &context(state, &registry, &[], &state.zone));
+    if v.status != RecordStatus::Revoked {
+        return Err(ApiError::new(
+            Reason::StatusInvalid,
+            "the notice is not a valid revocation of the record held here",
+        ));
+    }
+    store_status(state, from, &stmt.record_id, &status).await?;
+    tracing::info!(record = %stmt.record_id, from = %from, "revocation received");
+    Ok(())
+}
+
+/// Peer side: another zone fetches an own record; it becomes a holder (durably, before the
+/// answer), so that a revocation reaches it.
+pub async fn serve_fetch(
+    state: &NodeState,
+    caller: &ZoneId,
+    record_id: &str,
+    purpose: &str,
+) -> Result<RecordWithStatus, ApiError> {
+    check_purpose(purpose)?;
+    let (stored, env, rec) = own_record(state, record_id)?;
+    let (store, id, z) = (state.store.clone(), record_id.to_string(), caller.to_string());
+    tokio::task::spawn_blocking(move || store.add_holder(&id, &z))
+        .await
+        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    let status = own_statement(state, &stored, &env, &rec)?;
+    tracing::info!(record = record_id, to = %caller, purpose, "record served");
+    Ok(RecordWithStatus { record: Some(env), status: Some(status) })
+}
+
+/// The verdicts on every inspection result this zone holds for `lot`.
+pub async fn find_inspections(
+    state: &Arc<NodeState>,
+    lot: &str,
+    recognising: &ZoneId,
+    purpose: &str,
+) -> Result<Vec<Checked>, ApiError> {
+    ftz_core::records::check_id("lot_id", lot)?;
+    let mut out = Vec::new();
+    for (zone, id) in state.store.records_for_lot(lot, 1000)? {
+        let zone = ZoneId::new(zone).map_err(|e| ApiError::internal(e.to_string()))?;
+        out.push(check(state, Subject::Ref { zone, record_id: id }, recognising, purpose).await?);
+    }
+    Ok(out)
+}
+
+/// A signed bundle with everything needed to check the record offline.
+pub async fn export_bundle(
+    state: &Arc<NodeState>,
+    zone: ZoneId,
+    record_id: String,
+    recognising: &ZoneId,
+    purpose: &str,
+) -> Result<Envelope, ApiError> {
+    let issuing = zone.clone();
+    let checked = check(state, Subject::Ref { zone, record_id }, recognising, purpose).await?;
+    let status = checked.status.ok_or_else(|| {
+        ApiError::new(Reason::StatusUnavailable, "no status statement from the issuing zone: nothing to bundle")
+    })?;
+    let agreements = state
+        .agreements()
+        .iter()
+        .filter(|a| a.from == issuing && a.to == *recognising)
+        .map(|a| a.envelope.clone())
+        .collect();
+    let bundle = VerificationBundle {
+        record: Some(RecordWithStatus { record: Some(checked.record), status: Some(status) }),
+        registry: Some(state.registry().envelope().clone()),
+        agreements,
+        exporting_zone: state.zone.to_string(),
+        recognising_zone: recognising.to_string(),
+        exported_at_ms: state.now_ms(),
+        max_status_age_ms: state.recognition.max_status_age_ms,
+    };
+    Ok(envelope::seal(PayloadType::VERIFICATION_BUNDLE, &bundle, &[&state.node_key]))
+}

@@ -1,0 +1,259 @@
+//! Records: those issued here, those fetched from other zones, those delivered to this zone;
+//! the zones holding each own record (to be told of its revocation); the lot index.
+
+use sled::{
+    Transactional,
+    transaction::{ConflictableTransactionError, TransactionError},
+};
+
+use crate::{
+    Store, StoreError,
+    codec::{Reader, Writer},
+};
+
+const RECORD_V1: u8 = 1;
+
+/// How this node came to hold a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordSource {
+    /// Issued by this zone.
+    Own,
+    /// Fetched from the issuing zone for a verification.
+    Fetched,
+    /// Pushed here by the issuing zone.
+    Delivered,
+}
+
+impl RecordSource {
+    fn code(self) -> u64 {
+        match self {
+            RecordSource::Own => 0,
+            RecordSource::Fetched => 1,
+            RecordSource::Delivered => 2,
+        }
+    }
+
+    fn from_code(c: u64) -> Option<Self> {
+        Some(match c {
+            0 => RecordSource::Own,
+            1 => RecordSource::Fetched,
+            2 => RecordSource::Delivered,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordSource::Own => "own",
+            RecordSource::Fetched => "fetched",
+            RecordSource::Delivered => "delivered",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub source: RecordSource,
+    /// The signed record, exactly as issued.
+    pub envelope: Vec<u8>,
+    /// Foreign records: the newest status statement from the issuing zone (empty: none).
+    pub status: Vec<u8>,
+    /// Own records: the signed revocation once revoked (empty: not revoked).
+    pub revocation: Vec<u8>,
+    /// When `status` (or `revocation`) last changed here.
+    pub updated_at_ms: i64,
+}
+
+/// What [`Store::insert_record`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// The same envelope was already stored: nothing changed.
+    Unchanged(StoredRecord),
+    /// Another envelope is stored under this id: nothing changed.
+    Conflict(StoredRecord),
+}
+
+fn encode(r: &StoredRecord) -> Vec<u8> {
+    Writer::new(RECORD_V1)
+        .u64(r.source.code())
+        .i64(r.updated_at_ms)
+        .bytes(&r.envelope)
+        .bytes(&r.status)
+        .bytes(&r.revocation)
+        .finish()
+}
+
+fn decode(b: &[u8]) -> Result<StoredRecord, StoreError> {
+    let mut r = Reader::new(b, "records", RECORD_V1)?;
+    let source = RecordSource::from_code(r.u64()?)
+        .ok_or_else(|| StoreError::Corrupt { what: "records", detail: "unknown source".into() })?;
+    let out = StoredRecord {
+        source,
+        updated_at_ms: r.i64()?,
+        envelope: r.bytes()?,
+        status: r.bytes()?,
+        revocation: r.bytes()?,
+    };
+    r.end()?;
+    Ok(out)
+}
+
+/// Keys join parts with 0x00, which no zone id, record id or lot id contains.
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\0").into_bytes()
+}
+
+impl Store {
+    pub fn get_record(&self, zone: &str, record_id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        self.records.get(key(&[zone, record_id]))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// Stores a record if its id is free; if the same envelope is there, changes nothing; if
+    /// another is, changes nothing and says so. With `lot`, indexes it under that lot. Durable on
+    /// return.
+    pub fn insert_record(
+        &self,
+        zone: &str,
+        record_id: &str,
+        rec: &StoredRecord,
+        lot: Option<&str>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let k = key(&[zone, record_id]);
+        let value = encode(rec);
+        let res = (&self.records, &self.lots).transaction(|(records, lots)| {
+            if let Some(existing) = records.get(&k)? {
+                let existing = decode(&existing).map_err(ConflictableTransactionError::Abort)?;
+                return Ok(if existing.envelope == rec.envelope {
+                    InsertOutcome::Unchanged(existing)
+                } else {
+                    InsertOutcome::Conflict(existing)
+                });
+            }
+            records.insert(k.as_slice(), value.as_slice())?;
+            if let Some(lot) = lot {
+                lots.insert(key(&[lot, zone, record_id]), &[])?;
+            }
+            Ok(InsertOutcome::Inserted)
+        });
+        let outcome = match res {
+            Ok(o) => o,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        if outcome == InsertOutcome::Inserted {
+            self.flush()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Atomically replaces a stored record by `change(old)`, if it returns `Some`. Returns the
+    /// record as stored afterwards (`None`: no such record). Durable on return.
+    pub fn update_record(
+        &self,
+        zone: &str,
+        record_id: &str,
+        change: impl Fn(&StoredRecord) -> Option<StoredRecord>,
+    ) -> Result<Option<StoredRecord>, StoreError> {
+        let k = key(&[zone, record_id]);
+        loop {
+            let Some(old_bytes) = self.records.get(&k)? else { return Ok(None) };
+            let old = decode(&old_bytes)?;
+            let Some(new) = change(&old) else { return Ok(Some(old)) };
+            match self.records.compare_and_swap(&k, Some(old_bytes), Some(encode(&new)))? {
+                Ok(()) => {
+                    self.flush()?;
+                    return Ok(Some(new));
+                }
+                Err(_) => continue, // changed under us: read again and reapply
+            }
+        }
+    }
+
+    /// (zone, record id) of every record indexed under `lot`, at most `limit`.
+    pub fn records_for_lot(&self, lot: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = key(&[lot, ""]);
+        let mut out = Vec::new();
+        for item in self.lots.scan_prefix(&prefix).keys().take(limit) {
+            let k = item?;
+            let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some((zone, id)) = rest.split_once('\0') {
+                out.push((zone.to_string(), id.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remembers that `zone` holds own record `record_id`. Durable on return.
+    pub fn add_holder(&self, record_id: &str, zone: &str) -> Result<(), StoreError> {
+        if self.holders.insert(key(&[record_id, zone]), &[])?.is_none() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn holders(&self, record_id: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = key(&[record_id, ""]);
+        self.holders
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k[prefix.len()..]).into_owned()).map_err(Into::into))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    fn rec(env: &[u8]) -> StoredRecord {
+        StoredRecord {
+            source: RecordSource::Own,
+            envelope: env.to_vec(),
+            status: vec![],
+            revocation: vec![],
+            updated_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn insert_is_idempotent_and_refuses_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(s.insert_record("sh", "R1", &rec(b"a"), Some("LOT-1")).unwrap(), InsertOutcome::Inserted);
+        assert!(matches!(s.insert_record("sh", "R1", &rec(b"a"), Some("LOT-1")).unwrap(), InsertOutcome::Unchanged(_)));
+        assert!(matches!(s.insert_record("sh", "R1", &rec(b"b"), None).unwrap(), InsertOutcome::Conflict(_)));
+        assert_eq!(s.get_record("sh", "R1").unwrap().unwrap().envelope, b"a");
+        assert_eq!(s.insert_record("hn", "R1", &rec(b"c"), Some("LOT-1")).unwrap(), InsertOutcome::Inserted);
+        assert_eq!(s.insert_record("hn", "R2", &rec(b"d"), Some("LOT-10")).unwrap(), InsertOutcome::Inserted);
+        let lot = s.records_for_lot("LOT-1", 10).unwrap();
+        assert_eq!(lot, vec![("hn".to_string(), "R1".to_string()), ("sh".to_string(), "R1".to_string())]);
+    }
+
+    #[test]
+    fn updates_apply_atomically_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            s.insert_record("sh", "R1", &rec(b"a"), None).unwrap();
+            let after = s
+                .update_record("sh", "R1", |old| {
+                    Some(StoredRecord { revocation: b"rev".to_vec(), updated_at_ms: 5, ..old.clone() })
+                })
+                .unwrap()
+                .unwrap();
+            assert_eq!(after.revocation, b"rev");
+            // A change that declines leaves the record as it is.
+            assert_eq!(s.update_record("sh", "R1", |_| None).unwrap().unwrap().updated_at_ms, 5);
+            assert_eq!(s.update_record("sh", "nope", |o| Some(o.clone())).unwrap(), None);
+            s.add_holder("R1", "hainan").unwrap();
+            s.add_holder("R1", "hainan").unwrap();
+            s.add_holder("R1", "guangdong").unwrap();
+            s.add_holder("R10", "macau").unwrap();
+        }
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(s.get_record("sh", "R1").unwrap().unwrap().revocation, b"rev");
+        assert_eq!(s.holders("R1").unwrap(), vec!["guangdong", "hainan"]);
+    }
+}
