@@ -11,8 +11,8 @@ use ftz_core::{Clock, Reason, Role, SigningKey, SystemClock, envelope};
 use ftz_node::{dev::DevZone, local::LocalFederation, tls::ExpectedServer};
 use ftz_pki::{files, issue::Issued};
 use ftz_proto::{
-    Certification, Envelope, FederationRegistry, InspectionResult, RecognitionAgreement, RecognitionRule, RecordKind,
-    TestItem, Verdict, admin_client::AdminClient, issuer_client::IssuerClient, verify_client::VerifyClient,
+    Certification, Envelope, FederationRegistry, InspectionResult, RecognitionAgreement, RecognitionRule,
+    admin_client::AdminClient, issuer_client::IssuerClient, verify_client::VerifyClient,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tonic::transport::Channel;
@@ -141,70 +141,14 @@ pub fn reason<T: std::fmt::Debug>(res: Result<T, tonic::Status>) -> (tonic::Code
 
 pub const DAY_MS: i64 = 86_400_000;
 
-/// A rule recognising certifications of these types, any scope, body or scheme.
-pub fn cert_rule(types: &[&str]) -> RecognitionRule {
-    RecognitionRule {
-        kind: RecordKind::Certification as i32,
-        record_types: types.iter().map(|t| t.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-/// A rule recognising every inspection result accredited under `scheme`.
-pub fn inspection_rule(scheme: &str) -> RecognitionRule {
-    RecognitionRule {
-        kind: RecordKind::Inspection as i32,
-        accreditation_schemes: vec![scheme.to_string()],
-        ..Default::default()
-    }
-}
+pub use ftz_node::dev::{certification_rule as cert_rule, inspection_rule};
 
 /// A certification issued now (by the cluster clock), valid for a year.
 pub fn certification(c: &Cluster, id: &str, cert_type: &str) -> Certification {
-    let now = c.clock.now_ms();
-    Certification {
-        record_id: id.into(),
-        issuing_zone: String::new(),
-        cert_type: cert_type.into(),
-        holder_uscc: "91310115MA1H7XQ200".into(),
-        holder_name: "Pudong Precision Instruments Co., Ltd.".into(),
-        scope: "import and export of precision instruments".into(),
-        issuing_body: "Shanghai Customs".into(),
-        accreditation_scheme: String::new(),
-        issued_at_ms: now - 60_000,
-        expires_at_ms: now + 365 * DAY_MS,
-    }
+    ftz_node::dev::sample_certification(id, cert_type, c.clock.now_ms())
 }
 
 /// A passing inspection result for a lot, tested now.
 pub fn inspection(c: &Cluster, id: &str, lot: &str) -> InspectionResult {
-    InspectionResult {
-        record_id: id.into(),
-        issuing_zone: String::new(),
-        lot_id: lot.into(),
-        hs_code: "850760".into(),
-        items: vec![
-            TestItem {
-                name: "capacity".into(),
-                value: "3.2".into(),
-                unit: "Ah".into(),
-                limit: ">= 3.0".into(),
-                verdict: Verdict::Pass as i32,
-            },
-            TestItem {
-                name: "short-circuit".into(),
-                value: "no fire".into(),
-                unit: String::new(),
-                limit: "no fire, no explosion".into(),
-                verdict: Verdict::Pass as i32,
-            },
-        ],
-        overall: Verdict::Pass as i32,
-        laboratory: "Guangzhou Battery Testing Centre".into(),
-        accreditation_number: "CNAS L1234".into(),
-        accreditation_scheme: "CNAS".into(),
-        tested_at_ms: c.clock.now_ms() - 60_000,
-        expires_at_ms: 0,
-        holder_uscc: "91440101MA5CQ7Y50F".into(),
-    }
+    ftz_node::dev::sample_inspection(id, lot, c.clock.now_ms())
 }

@@ -8,10 +8,10 @@ use std::fmt;
 pub const DOMAIN: &str = "ftz.exchange";
 
 macro_rules! reasons {
-    ($( $(#[$doc:meta])* $variant:ident => $code:literal ),+ $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $variant:ident => $code:literal ),+ $(,)?) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Reason {
-            $( $(#[$doc])* $variant, )+
+            $( $(#[doc = $doc])* $variant, )+
         }
 
         impl Reason {
@@ -24,6 +24,12 @@ macro_rules! reasons {
 
             pub fn from_code(code: &str) -> Option<Reason> {
                 match code { $( $code => Some(Reason::$variant), )+ _ => None }
+            }
+
+            /// What the code means, for people (the variant's documentation).
+            pub fn description(self) -> String {
+                let lines: &[&str] = match self { $( Reason::$variant => &[$($doc),*], )+ };
+                lines.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
             }
         }
     };

@@ -274,3 +274,71 @@ pub fn sign_agreement(
     let refs: Vec<&SigningKey> = keys.iter().collect();
     Ok(envelope::seal(PayloadType::RECOGNITION_AGREEMENT, doc, &refs))
 }
+
+/// A plausible certification for demos and tests: issued a minute before `now`, valid a year.
+pub fn sample_certification(id: &str, cert_type: &str, now: UnixMillis) -> ftz_proto::Certification {
+    ftz_proto::Certification {
+        record_id: id.into(),
+        issuing_zone: String::new(),
+        cert_type: cert_type.into(),
+        holder_uscc: "91310115MA1H7XQ200".into(),
+        holder_name: "Pudong Precision Instruments Co., Ltd.".into(),
+        scope: "import and export of precision instruments".into(),
+        issuing_body: "Shanghai Customs".into(),
+        accreditation_scheme: String::new(),
+        issued_at_ms: now - 60_000,
+        expires_at_ms: now + 365 * DAY_MS,
+    }
+}
+
+/// A passing inspection result of a lot of lithium cells (HS 850760), tested a minute before `now`.
+pub fn sample_inspection(id: &str, lot: &str, now: UnixMillis) -> ftz_proto::InspectionResult {
+    use ftz_proto::{TestItem, Verdict};
+    ftz_proto::InspectionResult {
+        record_id: id.into(),
+        issuing_zone: String::new(),
+        lot_id: lot.into(),
+        hs_code: "850760".into(),
+        items: vec![
+            TestItem {
+                name: "capacity".into(),
+                value: "3.2".into(),
+                unit: "Ah".into(),
+                limit: ">= 3.0".into(),
+                verdict: Verdict::Pass as i32,
+            },
+            TestItem {
+                name: "short-circuit".into(),
+                value: "no fire".into(),
+                unit: String::new(),
+                limit: "no fire, no explosion".into(),
+                verdict: Verdict::Pass as i32,
+            },
+        ],
+        overall: Verdict::Pass as i32,
+        laboratory: "Guangzhou Battery Testing Centre".into(),
+        accreditation_number: "CNAS L1234".into(),
+        accreditation_scheme: "CNAS".into(),
+        tested_at_ms: now - 60_000,
+        expires_at_ms: 0,
+        holder_uscc: "91440101MA5CQ7Y50F".into(),
+    }
+}
+
+/// A rule recognising certifications of these types, any scope, body or scheme.
+pub fn certification_rule(types: &[&str]) -> ftz_proto::RecognitionRule {
+    ftz_proto::RecognitionRule {
+        kind: ftz_proto::RecordKind::Certification as i32,
+        record_types: types.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A rule recognising every inspection result accredited under `scheme`.
+pub fn inspection_rule(scheme: &str) -> ftz_proto::RecognitionRule {
+    ftz_proto::RecognitionRule {
+        kind: ftz_proto::RecordKind::Inspection as i32,
+        accreditation_schemes: vec![scheme.to_string()],
+        ..Default::default()
+    }
+}

@@ -119,8 +119,14 @@ fn check_anchor(registry: &Registry, anchor: &KeyId) -> Result<(), BundleError> 
             .filter(|(_, k)| k.purpose == KeyPurpose::Authority && k.valid_at(issued))
             .map(|(z, k)| (z.id.clone(), k.key))
     };
-    let signers = envelope::verify(registry.envelope(), PayloadType::FEDERATION_REGISTRY, |id| key(id).map(|(_, k)| k))
-        .map_err(|e| BundleError::NotAnchored(format!("registry signatures: {e}")))?;
+    // A signature that fails is tampering (the bundle is invalid); too few or the wrong signers
+    // is a registry the verifier does not trust (not anchored).
+    let signers =
+        match envelope::verify(registry.envelope(), PayloadType::FEDERATION_REGISTRY, |id| key(id).map(|(_, k)| k)) {
+            Ok(s) => s,
+            Err(envelope::EnvelopeError::NoTrustedSignature) => Vec::new(),
+            Err(e) => return Err(invalid(format!("registry signatures: {e}"))),
+        };
     let zones: BTreeSet<ZoneId> = signers.iter().filter_map(|id| key(id).map(|(z, _)| z)).collect();
     if zones.len() < registry.quorum() as usize {
         return Err(BundleError::NotAnchored(format!(

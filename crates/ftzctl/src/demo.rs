@@ -6,12 +6,17 @@ use std::{fmt::Write as _, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
 use ftz_core::{Clock, Identity, Reason, Role, SystemClock, ZoneId};
+use ftz_node::dev;
 use ftz_node::{local::LocalFederation, tls::ExpectedServer};
 use ftz_pki::issue::{Issued, ZoneCa};
+use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
-    GetNodeStatusRequest, ListZonesRequest, PingPeerRequest, PingRequest, admin_client::AdminClient,
-    peer_client::PeerClient, verify_client::VerifyClient,
+    ExportBundleRequest, FindInspectionsRequest, GetNodeStatusRequest, IssueCertificationRequest, ListZonesRequest,
+    PingPeerRequest, PingRequest, PushInspectionRequest, RecognitionAgreement, RecordInspectionRequest, RecordRef,
+    RecordStatus, RevokeRequest, VerificationResult, VerifyRecordRequest, admin_client::AdminClient,
+    issuer_client::IssuerClient, peer_client::PeerClient, verify_client::VerifyClient, verify_record_request,
 };
+use prost::Message;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::{Value, json};
 
@@ -208,6 +213,215 @@ async fn steps(fed: &LocalFederation, r: &mut DemoReport, flush: &mut impl FnMut
     let res = PeerClient::new(ch).ping(PingRequest { challenge: None }).await;
     refused(r, "a hainan user certificate used as a peer against shanghai", res, Reason::NotAPeer);
     flush(r);
+
+    recognition(fed, r).await?;
+    flush(r);
+    pushed_inspection(fed, r).await?;
+    flush(r);
+    offline_bundle(fed, r).await?;
+    flush(r);
+    Ok(())
+}
+
+fn now() -> i64 {
+    SystemClock.now_ms()
+}
+
+fn agreement(id: &str, from: &str, to: &str, rules: Vec<ftz_proto::RecognitionRule>) -> RecognitionAgreement {
+    RecognitionAgreement {
+        agreement_id: id.into(),
+        version: 1,
+        from_zone: from.into(),
+        to_zone: to.into(),
+        rules,
+        valid_from_ms: now() - 60_000,
+        valid_until_ms: now() + 365 * 86_400_000,
+    }
+}
+
+async fn verify(fed: &LocalFederation, at: &str, zone: &str, id: &str) -> Result<VerificationResult> {
+    let req = VerifyRecordRequest {
+        subject: Some(verify_record_request::Subject::Ref(RecordRef {
+            issuing_zone: zone.into(),
+            record_id: id.into(),
+        })),
+        recognising_zone: String::new(),
+        purpose: "demo".into(),
+    };
+    Ok(VerifyClient::new(fed.user_channel(at, Role::Enterprise)?).verify_record(req).await?.into_inner())
+}
+
+async fn recognition(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> {
+    r.say("\n== 4. Mutual recognition: issued in shanghai, checked and accepted in hainan ==");
+    let sh_hn = agreement(
+        "sh-hn-2026",
+        "shanghai",
+        "hainan",
+        vec![dev::certification_rule(&["AEO_ADVANCED", "HIGH_TECH_ENTERPRISE"])],
+    );
+    fed.install_agreement(&sh_hn).await?;
+    r.say("  agreement sh-hn-2026, signed by both authorities, installed on both nodes: shanghai's AEO_ADVANCED and HIGH_TECH_ENTERPRISE certifications are recognised in hainan");
+
+    let mut issuer = IssuerClient::new(fed.user_channel("shanghai", Role::Issuer)?);
+    let aeo = dev::sample_certification("SH-AEO-2026-0001", "AEO_ADVANCED", now());
+    let issued =
+        issuer.issue_certification(IssueCertificationRequest { certification: Some(aeo.clone()) }).await?.into_inner();
+    r.check(
+        "recognition",
+        "shanghai issues an AEO advanced certification to Pudong Precision Instruments (91310115MA1H7XQ200)",
+        !issued.already_issued,
+        format!(
+            "signed by shanghai's issuing key {}",
+            short(
+                &issued
+                    .record
+                    .as_ref()
+                    .and_then(|e| e.signatures.first())
+                    .map(|s| hex::encode(&s.key_id))
+                    .unwrap_or_default()
+            )
+        ),
+    );
+    let again = issuer.issue_certification(IssueCertificationRequest { certification: Some(aeo) }).await?.into_inner();
+    r.check(
+        "recognition",
+        "issuing the same certification again is harmless",
+        again.already_issued && again.record == issued.record,
+        "already issued, nothing changed",
+    );
+
+    let v = verify(fed, "hainan", "shanghai", "SH-AEO-2026-0001").await?;
+    r.check(
+        "recognition",
+        "hainan's enterprise verifies it: hainan's node fetches it from shanghai",
+        v.valid && v.source == "fetched" && v.agreement_id == "sh-hn-2026",
+        v.explanation.clone(),
+    );
+
+    issuer
+        .issue_certification(IssueCertificationRequest {
+            certification: Some(dev::sample_certification("SH-TITLE-0042", "PROFESSIONAL_TITLE", now())),
+        })
+        .await?;
+    let v = verify(fed, "hainan", "shanghai", "SH-TITLE-0042").await?;
+    r.check(
+        "recognition",
+        "a professional title (a type no agreement covers) is authentic but not recognised",
+        v.authentic && !v.recognised && v.recognition_reason == "NOT_COVERED",
+        v.explanation.clone(),
+    );
+
+    let rev = issuer
+        .revoke(RevokeRequest {
+            record_id: "SH-AEO-2026-0001".into(),
+            reason: "holder failed the follow-up audit".into(),
+        })
+        .await?
+        .into_inner();
+    r.check(
+        "recognition",
+        "shanghai revokes the AEO certification and tells the zones holding it",
+        rev.notified_zones == vec!["hainan".to_string()],
+        format!("notified: {}", rev.notified_zones.join(", ")),
+    );
+    let v = verify(fed, "hainan", "shanghai", "SH-AEO-2026-0001").await?;
+    r.check(
+        "recognition",
+        "hainan now reports it revoked",
+        !v.valid && v.status == RecordStatus::Revoked as i32,
+        v.explanation.clone(),
+    );
+    Ok(())
+}
+
+async fn pushed_inspection(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> {
+    r.say("\n== 5. An inspection result travels with its lot: guangdong pushes it to shanghai ==");
+    fed.install_agreement(&agreement("gd-sh-cnas", "guangdong", "shanghai", vec![dev::inspection_rule("CNAS")]))
+        .await?;
+    r.say(
+        "  agreement gd-sh-cnas installed: guangdong's CNAS-accredited inspection results are recognised in shanghai",
+    );
+    let mut issuer = IssuerClient::new(fed.user_channel("guangdong", Role::Issuer)?);
+    let result = dev::sample_inspection("GD-RPT-2026-0815", "LOT-850760-0042", now());
+    issuer.record_inspection(RecordInspectionRequest { result: Some(result) }).await?;
+    let push = PushInspectionRequest { record_id: "GD-RPT-2026-0815".into(), to_zone: "shanghai".into() };
+    let first = issuer.push_inspection(push.clone()).await?.into_inner();
+    let retry = issuer.push_inspection(push).await?.into_inner();
+    r.check(
+        "push",
+        "guangdong records report GD-RPT-2026-0815 for lot LOT-850760-0042 and pushes it to shanghai, twice",
+        !first.already_delivered && retry.already_delivered,
+        "delivered once; the retry was recognised as already delivered",
+    );
+    let found = VerifyClient::new(fed.user_channel("shanghai", Role::Enterprise)?)
+        .find_inspections(FindInspectionsRequest {
+            lot_id: "LOT-850760-0042".into(),
+            recognising_zone: String::new(),
+            purpose: "demo".into(),
+        })
+        .await?
+        .into_inner()
+        .results;
+    let ok = found.len() == 1 && found[0].valid && found[0].source == "delivered";
+    let detail = found.first().map(|v| v.explanation.clone()).unwrap_or_else(|| "nothing found".into());
+    r.check(
+        "push",
+        "shanghai's enterprise finds the lot's result at its own node, without a call to guangdong",
+        ok,
+        detail,
+    );
+    Ok(())
+}
+
+async fn offline_bundle(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> {
+    r.say("\n== 6. Offline: one file with everything needed, checked with no network ==");
+    let mut issuer = IssuerClient::new(fed.user_channel("shanghai", Role::Issuer)?);
+    issuer
+        .issue_certification(IssueCertificationRequest {
+            certification: Some(dev::sample_certification("SH-HTE-0007", "HIGH_TECH_ENTERPRISE", now())),
+        })
+        .await?;
+    let bundle = VerifyClient::new(fed.user_channel("hainan", Role::Enterprise)?)
+        .export_bundle(ExportBundleRequest {
+            r#ref: Some(RecordRef { issuing_zone: "shanghai".into(), record_id: "SH-HTE-0007".into() }),
+            recognising_zone: String::new(),
+            purpose: "demo".into(),
+        })
+        .await?
+        .into_inner()
+        .bundle
+        .context("no bundle")?;
+    let bytes = bundle.encode_to_vec();
+    let hainan = fed.fed.zone("hainan").context("hainan")?;
+    let zone = hainan.id.clone();
+    let inputs =
+        OfflineInputs { anchor: &hainan.authority_key_id, recognising_zone: &zone, at: now(), max_status_age_ms: None };
+    match verify_bundle(&bytes, inputs) {
+        Ok(c) => r.check(
+            "offline",
+            format!(
+                "hainan exports SH-HTE-0007 ({} bytes) and checks it offline, anchored on hainan's authority key",
+                bytes.len()
+            ),
+            c.verdict.valid(),
+            c.verdict.explanation(),
+        ),
+        Err(e) => r.check("offline", "hainan checks the exported file offline", false, e.to_string()),
+    }
+    let mut tampered = bytes.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    match verify_bundle(&tampered, inputs) {
+        Ok(c) => {
+            r.check("offline", "one changed byte is detected", false, format!("accepted: {}", c.verdict.explanation()))
+        }
+        Err(e) => r.check(
+            "offline",
+            "one changed byte is detected",
+            e.reason() == Reason::BundleInvalid,
+            format!("{}: {e}", e.reason()),
+        ),
+    }
     Ok(())
 }
 

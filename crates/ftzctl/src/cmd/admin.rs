@@ -1,0 +1,195 @@
+//! `ftzctl admin`: operate your zone's node (role admin).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+use clap::Subcommand;
+use ftz_core::Registry;
+use ftz_proto::{
+    GetNodeStatusRequest, GetRegistryRequest, InstallAgreementRequest, InstallRegistryRequest, ListAgreementsRequest,
+    PingPeerRequest, admin_client::AdminClient,
+};
+use ftzctl::{
+    output::{Format, emit, time},
+    registry_file,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// The node's zone, registry version, keys and peers.
+    Status,
+    /// Ask your node to ping another zone's node (signed challenge and answer).
+    Ping {
+        /// The zone to ping.
+        zone: String,
+    },
+    /// Install or read the federation registry on your node.
+    #[command(subcommand)]
+    Registry(AdminRegistryCommand),
+    /// Install or list mutual-recognition agreements on your node.
+    #[command(subcommand)]
+    Agreement(AdminAgreementCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAgreementCommand {
+    /// Install an agreement file signed by both zones' authorities; refused (with a reason) when
+    /// under-signed, expired, naming a zone the registry does not list, or not involving your zone.
+    Install { file: PathBuf },
+    /// The agreements installed on your node.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminRegistryCommand {
+    /// Install a signed registry file; refused (with a reason) when under quorum, badly signed,
+    /// not newer than the installed one, or expired.
+    Install { file: PathBuf },
+    /// Show the registry the node holds; `--out` saves the signed file.
+    Get {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+pub async fn run(cmd: AdminCommand, channel: Channel, fmt: Format) -> Result<()> {
+    let mut client = AdminClient::new(channel);
+    match cmd {
+        AdminCommand::Status => {
+            let s = client.get_node_status(GetNodeStatusRequest {}).await?.into_inner();
+            emit(
+                fmt,
+                || {
+                    format!(
+                        "zone        {}\nfederation  {}\nregistry    v{}\nnode key    {}\nlistening   {}\nstarted     {}\npeers       {}\nversion     {}\n",
+                        s.zone_id,
+                        s.federation_id,
+                        s.registry_version,
+                        s.node_key_id,
+                        s.listen_address,
+                        time(s.started_at_ms),
+                        s.peer_zones.join(", "),
+                        s.software_version
+                    )
+                },
+                || {
+                    json!({
+                        "zone_id": s.zone_id, "federation_id": s.federation_id, "registry_version": s.registry_version,
+                        "node_key_id": s.node_key_id, "listen_address": s.listen_address, "started_at_ms": s.started_at_ms,
+                        "now_ms": s.now_ms, "peer_zones": s.peer_zones, "software_version": s.software_version,
+                    })
+                },
+            );
+        }
+        AdminCommand::Ping { zone } => {
+            let p = client.ping_peer(PingPeerRequest { zone_id: zone }).await?.into_inner();
+            emit(
+                fmt,
+                || {
+                    format!(
+                        "{}: answered, signed by node key {}, registry v{}, round trip {:.2} ms, clock offset {} ms\n",
+                        p.zone_id,
+                        p.peer_node_key_id,
+                        p.peer_registry_version,
+                        p.round_trip_us as f64 / 1000.0,
+                        p.peer_clock_offset_ms
+                    )
+                },
+                || {
+                    json!({
+                        "zone_id": p.zone_id, "peer_node_key_id": p.peer_node_key_id, "peer_registry_version": p.peer_registry_version,
+                        "round_trip_us": p.round_trip_us, "peer_clock_offset_ms": p.peer_clock_offset_ms,
+                    })
+                },
+            );
+        }
+        AdminCommand::Registry(AdminRegistryCommand::Install { file }) => {
+            let env = registry_file::read(&file)?;
+            let r = client.install_registry(InstallRegistryRequest { registry: Some(env) }).await?.into_inner();
+            emit(
+                fmt,
+                || {
+                    if r.already_installed {
+                        format!("registry v{} was already installed; nothing changed\n", r.installed_version)
+                    } else {
+                        format!(
+                            "installed registry v{} (was v{}); quorum met by {} authority signatures: {}\n",
+                            r.installed_version,
+                            r.previous_version,
+                            r.counted_signers.len(),
+                            r.counted_signers.join(", ")
+                        )
+                    }
+                },
+                || {
+                    json!({
+                        "installed_version": r.installed_version, "previous_version": r.previous_version,
+                        "already_installed": r.already_installed, "counted_signers": r.counted_signers,
+                    })
+                },
+            );
+        }
+        AdminCommand::Registry(AdminRegistryCommand::Get { out }) => {
+            let r = client.get_registry(GetRegistryRequest {}).await?.into_inner();
+            let env = r.registry.ok_or_else(|| anyhow!("the node returned no registry"))?;
+            if let Some(path) = &out {
+                registry_file::write(path, &env)?;
+            }
+            let reg = Registry::parse(env)?;
+            let (text, mut value) = registry_file::describe(&reg);
+            value["installed_at_ms"] = json!(r.installed_at_ms);
+            emit(fmt, || format!("installed {}\n{text}", time(r.installed_at_ms)), || value);
+        }
+        AdminCommand::Agreement(AdminAgreementCommand::Install { file }) => {
+            let env = crate::cmd::agreement::read(&file)?;
+            let r = client.install_agreement(InstallAgreementRequest { agreement: Some(env) }).await?.into_inner();
+            emit(
+                fmt,
+                || {
+                    if r.already_installed {
+                        format!("agreement {} v{} was already installed; nothing changed\n", r.agreement_id, r.version)
+                    } else {
+                        format!("installed agreement {} v{}\n", r.agreement_id, r.version)
+                    }
+                },
+                || json!({"agreement_id": r.agreement_id, "version": r.version, "already_installed": r.already_installed}),
+            );
+        }
+        AdminCommand::Agreement(AdminAgreementCommand::List) => {
+            let list = client.list_agreements(ListAgreementsRequest {}).await?.into_inner().agreements;
+            emit(
+                fmt,
+                || {
+                    let mut t = String::new();
+                    for a in &list {
+                        t.push_str(&format!(
+                            "{} v{}  {} -> {}  valid {} .. {}\n",
+                            a.agreement_id,
+                            a.version,
+                            a.from_zone,
+                            a.to_zone,
+                            time(a.valid_from_ms),
+                            time(a.valid_until_ms)
+                        ));
+                        for r in &a.rules {
+                            t.push_str(&format!("    {r}\n"));
+                        }
+                    }
+                    if list.is_empty() {
+                        t.push_str("no agreements installed\n");
+                    }
+                    t
+                },
+                || {
+                    json!(list.iter().map(|a| json!({
+                    "agreement_id": a.agreement_id, "version": a.version, "from_zone": a.from_zone, "to_zone": a.to_zone,
+                    "valid_from_ms": a.valid_from_ms, "valid_until_ms": a.valid_until_ms, "rules": a.rules,
+                })).collect::<Vec<_>>())
+                },
+            );
+        }
+    }
+    Ok(())
+}
