@@ -1,0 +1,145 @@
+//! The `ftzctl` binary against real nodes: the commands a zone's users type, their exit codes,
+//! their JSON, and their refusals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{path::Path, sync::Arc};
+
+use ftz_core::{Role, SystemClock};
+use ftz_node::local::LocalFederation;
+use serde_json::Value;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+async fn ftzctl(args: &[&str]) -> Out {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ftzctl")).args(args).output().await.unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_agree_verify_export_and_check_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed =
+        LocalFederation::start(&["shanghai", "hainan"], &dir.path().join("fed"), Arc::new(SystemClock)).await.unwrap();
+    let sh = fed.fed.zone("shanghai").unwrap();
+    let hn = fed.fed.zone("hainan").unwrap();
+    let (sh_issuer, sh_admin) = (s(&sh.profile_path(Role::Issuer)), s(&sh.profile_path(Role::Admin)));
+    let (hn_enterprise, hn_admin) = (s(&hn.profile_path(Role::Enterprise)), s(&hn.profile_path(Role::Admin)));
+
+    let o = ftzctl(&[
+        "--as",
+        &sh_issuer,
+        "--json",
+        "issue",
+        "certification",
+        "--id",
+        "SH-CLI-1",
+        "--type",
+        "AEO_ADVANCED",
+        "--holder",
+        "91310115MA1H7XQ200",
+        "--holder-name",
+        "Pudong Precision Instruments",
+        "--scope",
+        "customs",
+        "--body",
+        "Shanghai Customs",
+    ])
+    .await;
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert_eq!(o.json()["already_issued"], false);
+
+    // The authorities write and sign the agreement offline; each admin installs it.
+    let agreement = s(&dir.path().join("sh-hn.agreement"));
+    let o = ftzctl(&[
+        "agreement",
+        "new",
+        "--id",
+        "sh-hn",
+        "--from",
+        "shanghai",
+        "--to",
+        "hainan",
+        "--certifications",
+        "AEO_ADVANCED",
+        "--out",
+        &agreement,
+    ])
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = ftzctl(&["--as", &hn_admin, "admin", "agreement", "install", &agreement]).await;
+    assert_eq!(o.code, 1, "an unsigned agreement is refused");
+    assert!(o.stderr.contains("AGREEMENT_UNDER_SIGNED"), "{}", o.stderr);
+    for key in [sh.authority_key_path(), hn.authority_key_path()] {
+        assert_eq!(ftzctl(&["agreement", "sign", &agreement, "--key", &s(&key)]).await.code, 0);
+    }
+    for admin in [&sh_admin, &hn_admin] {
+        let o = ftzctl(&["--as", admin, "admin", "agreement", "install", &agreement]).await;
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+
+    let o =
+        ftzctl(&["--as", &hn_enterprise, "--json", "verify", "record", "--zone", "shanghai", "--id", "SH-CLI-1"]).await;
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let v = o.json();
+    assert_eq!((v["valid"].as_bool(), v["agreement_id"].as_str()), (Some(true), Some("sh-hn")));
+
+    let bundle = dir.path().join("SH-CLI-1.bundle");
+    let o = ftzctl(&[
+        "--as",
+        &hn_enterprise,
+        "verify",
+        "export",
+        "--zone",
+        "shanghai",
+        "--id",
+        "SH-CLI-1",
+        "--out",
+        &s(&bundle),
+    ])
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let anchor = hn.authority_key_id.to_string();
+    let o = ftzctl(&["verify", "offline", &s(&bundle), "--zone", "hainan", "--anchor", &anchor]).await;
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.starts_with("VALID"), "{}", o.stdout);
+
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let o = ftzctl(&["--json", "verify", "offline", &s(&bundle), "--zone", "hainan", "--anchor", &anchor]).await;
+    assert_eq!(o.code, 3, "a tampered bundle is not valid: {}", o.stdout);
+    assert_eq!(o.json()["reason"], "BUNDLE_INVALID");
+
+    // Refusals: a reason code on stderr (text) or in JSON, exit code 1.
+    let o = ftzctl(&["--as", &hn_enterprise, "verify", "record", "--zone", "shanghai", "--id", "SH-NOPE"]).await;
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("RECORD_NOT_FOUND"), "{}", o.stderr);
+    let o = ftzctl(&["--as", &hn_enterprise, "--json", "admin", "status"]).await;
+    assert_eq!(o.code, 1);
+    assert_eq!(o.json()["error"]["reason"], "ROLE_NOT_ALLOWED");
+    let o = ftzctl(&["admin", "status"]).await;
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("--as PROFILE"), "{}", o.stderr);
+
+    fed.shutdown().await;
+}
