@@ -9,6 +9,8 @@ const FILES: &[&str] = &[
     "ftz/v1/zone.proto",
     "ftz/v1/records.proto",
     "ftz/v1/agreement.proto",
+    "ftz/v1/policy.proto",
+    "ftz/v1/data.proto",
     "ftz/v1/peer.proto",
     "ftz/v1/admin.proto",
     "ftz/v1/issuer.proto",

@@ -29,6 +29,9 @@ impl PayloadType {
     pub const STATUS_STATEMENT: &'static str = "ftz.v1.StatusStatement";
     pub const RECOGNITION_AGREEMENT: &'static str = "ftz.v1.RecognitionAgreement";
     pub const VERIFICATION_BUNDLE: &'static str = "ftz.v1.VerificationBundle";
+    pub const EXCHANGE_POLICY: &'static str = "ftz.v1.ExchangePolicy";
+    pub const POLICY_REVOCATION: &'static str = "ftz.v1.PolicyRevocation";
+    pub const EXPORT_NEGATIVE_LIST: &'static str = "ftz.v1.ExportNegativeList";
 }
 
 /// More signatures than any document needs is a resource attack, not a document.

@@ -158,6 +158,42 @@ reasons! {
     /// A newer or equal version of this agreement is installed.
     AgreementOlderVersion => "AGREEMENT_OLDER_VERSION",
 
+    // --- exchange policies ---
+    /// No exchange policy lets this data go from the provider to the consumer.
+    NoPolicy => "NO_POLICY",
+    /// The policy is outside its validity period.
+    PolicyExpired => "POLICY_EXPIRED",
+    /// A party to the policy revoked it.
+    PolicyRevoked => "POLICY_REVOKED",
+    /// The stated purpose is not one the policy allows.
+    PurposeNotAllowed => "PURPOSE_NOT_ALLOWED",
+    /// The provider zone's export negative list forbids this class or field.
+    NegativeList => "NEGATIVE_LIST",
+    /// A field asked for does not leave under the policy.
+    FieldNotAllowed => "FIELD_NOT_ALLOWED",
+    /// Every group of the answer had fewer enterprises than the policy's minimum.
+    GroupTooSmall => "GROUP_TOO_SMALL",
+    /// The consumer's privacy budget for this policy and period is spent.
+    BudgetExhausted => "BUDGET_EXHAUSTED",
+    /// More requests than the policy's rate allows; retry after the hint.
+    RateLimited => "RATE_LIMITED",
+    /// Data received from another zone may not be passed on to this zone.
+    OnwardTransfer => "ONWARD_TRANSFER",
+    /// The policy document breaks a structural rule.
+    PolicyMalformed => "POLICY_MALFORMED",
+    /// Not signed by the authorities of the provider and of every consumer.
+    PolicyUnderSigned => "POLICY_UNDER_SIGNED",
+    /// It names a zone the registry does not list.
+    PolicyUnknownZone => "POLICY_UNKNOWN_ZONE",
+    /// This node's zone is not a party to it.
+    PolicyNotForThisZone => "POLICY_NOT_FOR_THIS_ZONE",
+    /// A newer or equal version is installed.
+    PolicyOlderVersion => "POLICY_OLDER_VERSION",
+    /// The version does not follow the installed one, or names another predecessor digest.
+    PolicyChainBroken => "POLICY_CHAIN_BROKEN",
+    /// An industry data row breaks a rule (the message names the line and field).
+    RowInvalid => "ROW_INVALID",
+
     // --- offline bundles ---
     /// The bundle does not verify (its signature, or a part inside it).
     BundleInvalid => "BUNDLE_INVALID",

@@ -4,9 +4,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 pub mod agreement;
 pub mod bundle;
+pub mod dp;
+pub mod exchange;
+pub mod rows;
+pub mod transform;
 pub mod verdict;
+
+#[cfg(test)]
+mod testkit;
 
 pub use agreement::{Agreement, AgreementError};
 pub use verdict::{Recognition, Verdict, VerdictContext, evaluate};
