@@ -12,8 +12,11 @@
 
 mod agreements;
 mod codec;
+mod data;
+mod policies;
 mod records;
 mod registry;
+mod retention;
 
 use std::path::Path;
 
@@ -21,6 +24,7 @@ use thiserror::Error;
 
 pub use records::{InsertOutcome, RecordSource, StoredRecord};
 pub use registry::{RegistryInstall, StoredRegistry};
+pub use retention::Deletion;
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -61,6 +65,14 @@ pub struct Store {
     lots: sled::Tree,
     holders: sled::Tree,
     agreements: sled::Tree,
+    meta: sled::Tree,
+    policies: sled::Tree,
+    policy_revocations: sled::Tree,
+    budgets: sled::Tree,
+    dataset: sled::Tree,
+    received: sled::Tree,
+    deadlines: sled::Tree,
+    deletions: sled::Tree,
 }
 
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -99,6 +111,14 @@ impl Store {
             lots: db.open_tree("lots")?,
             holders: db.open_tree("holders")?,
             agreements: db.open_tree("agreements")?,
+            policies: db.open_tree("policies")?,
+            policy_revocations: db.open_tree("policy_revocations")?,
+            budgets: db.open_tree("budgets")?,
+            dataset: db.open_tree("dataset")?,
+            received: db.open_tree("received")?,
+            deadlines: db.open_tree("deadlines")?,
+            deletions: db.open_tree("deletions")?,
+            meta,
             db,
         })
     }

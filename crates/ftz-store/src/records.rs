@@ -12,6 +12,7 @@ use crate::{
 };
 
 const RECORD_V1: u8 = 1;
+const RECORD_V2: u8 = 2;
 
 /// How this node came to hold a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,9 @@ pub struct StoredRecord {
     pub revocation: Vec<u8>,
     /// When `status` (or `revocation`) last changed here.
     pub updated_at_ms: i64,
+    /// Foreign records: when the provider's policy says this node must delete it (0: never,
+    /// own records).
+    pub retain_until_ms: i64,
 }
 
 /// What [`Store::insert_record`] did.
@@ -75,26 +79,33 @@ pub enum InsertOutcome {
 }
 
 fn encode(r: &StoredRecord) -> Vec<u8> {
-    Writer::new(RECORD_V1)
+    Writer::new(RECORD_V2)
         .u64(r.source.code())
         .i64(r.updated_at_ms)
         .bytes(&r.envelope)
         .bytes(&r.status)
         .bytes(&r.revocation)
+        .i64(r.retain_until_ms)
         .finish()
 }
 
+/// Reads version 2 records, and version 1 ones (before retention deadlines existed).
 fn decode(b: &[u8]) -> Result<StoredRecord, StoreError> {
-    let mut r = Reader::new(b, "records", RECORD_V1)?;
+    let version = b.first().copied().unwrap_or(0);
+    let mut r = Reader::new(b, "records", if version == RECORD_V1 { RECORD_V1 } else { RECORD_V2 })?;
     let source = RecordSource::from_code(r.u64()?)
         .ok_or_else(|| StoreError::Corrupt { what: "records", detail: "unknown source".into() })?;
-    let out = StoredRecord {
+    let mut out = StoredRecord {
         source,
         updated_at_ms: r.i64()?,
         envelope: r.bytes()?,
         status: r.bytes()?,
         revocation: r.bytes()?,
+        retain_until_ms: 0,
     };
+    if version == RECORD_V2 {
+        out.retain_until_ms = r.i64()?;
+    }
     r.end()?;
     Ok(out)
 }
@@ -121,7 +132,9 @@ impl Store {
     ) -> Result<InsertOutcome, StoreError> {
         let k = key(&[zone, record_id]);
         let value = encode(rec);
-        let res = (&self.records, &self.lots).transaction(|(records, lots)| {
+        let deadline = (rec.retain_until_ms > 0)
+            .then(|| crate::data::deadline_key(rec.retain_until_ms, &String::from_utf8_lossy(&k)));
+        let res = (&self.records, &self.lots, &self.deadlines).transaction(|(records, lots, deadlines)| {
             if let Some(existing) = records.get(&k)? {
                 let existing = decode(&existing).map_err(ConflictableTransactionError::Abort)?;
                 return Ok(if existing.envelope == rec.envelope {
@@ -133,6 +146,9 @@ impl Store {
             records.insert(k.as_slice(), value.as_slice())?;
             if let Some(lot) = lot {
                 lots.insert(key(&[lot, zone, record_id]), &[])?;
+            }
+            if let Some(d) = &deadline {
+                deadlines.insert(d.as_slice(), lot.unwrap_or("").as_bytes())?;
             }
             Ok(InsertOutcome::Inserted)
         });
@@ -214,6 +230,7 @@ mod tests {
             status: vec![],
             revocation: vec![],
             updated_at_ms: 1,
+            retain_until_ms: 0,
         }
     }
 
@@ -255,5 +272,33 @@ mod tests {
         let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
         assert_eq!(s.get_record("sh", "R1").unwrap().unwrap().revocation, b"rev");
         assert_eq!(s.holders("R1").unwrap(), vec!["guangdong", "hainan"]);
+    }
+
+    #[test]
+    fn retention_deletes_due_records_with_their_lot_entries_and_keeps_an_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let foreign = |deadline| StoredRecord { source: RecordSource::Fetched, retain_until_ms: deadline, ..rec(b"x") };
+        s.insert_record("gd", "R1", &foreign(100), Some("LOT-1")).unwrap();
+        s.insert_record("gd", "R2", &foreign(300), None).unwrap();
+        s.insert_record("sh", "OWN", &rec(b"own"), Some("LOT-1")).unwrap();
+        s.put_received(150, "answer-1", b"a").unwrap();
+        assert!(s.delete_due(99, 100).unwrap().is_empty());
+        let gone = s.delete_due(200, 100).unwrap();
+        assert_eq!(gone.iter().map(|d| d.what.as_str()).collect::<Vec<_>>(), vec!["record gd/R1", "received answer-1"]);
+        assert!(s.get_record("gd", "R1").unwrap().is_none());
+        assert!(s.get_record("gd", "R2").unwrap().is_some());
+        assert_eq!(s.records_for_lot("LOT-1", 10).unwrap(), vec![("sh".to_string(), "OWN".to_string())]);
+        assert_eq!(s.received_count(), 0);
+        assert_eq!(s.deletions().unwrap().len(), 2);
+        assert_eq!(s.delete_due(1_000, 100).unwrap().len(), 1);
+        assert!(s.get_record("sh", "OWN").unwrap().is_some(), "own records have no deadline");
+    }
+
+    #[test]
+    fn version_1_records_still_read() {
+        let v1 = Writer::new(RECORD_V1).u64(1).i64(5).bytes(b"env").bytes(b"").bytes(b"").finish();
+        let r = decode(&v1).unwrap();
+        assert_eq!((r.source, r.envelope.as_slice(), r.retain_until_ms), (RecordSource::Fetched, &b"env"[..], 0));
     }
 }

@@ -1,0 +1,148 @@
+//! Exchange policies (latest version per id), their revocations, this zone's export negative
+//! list, privacy budgets, and the pseudonym secret.
+
+use crate::{Store, StoreError};
+
+const NEGATIVE_LIST: &[u8] = b"negative_list";
+const PSEUDONYM_SECRET: &[u8] = b"pseudonym_secret";
+
+impl Store {
+    /// Stores `envelope` as policy `id` if the stored one is still `expected` (compare-and-set).
+    pub fn put_policy(&self, id: &str, envelope: &[u8], expected: Option<&[u8]>) -> Result<(), StoreError> {
+        match self.policies.compare_and_swap(id.as_bytes(), expected, Some(envelope))? {
+            Ok(()) => self.flush(),
+            Err(_) => Err(StoreError::Conflict { expected: None, found: None }),
+        }
+    }
+
+    pub fn policies(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.policies
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec())).map_err(Into::into))
+            .collect()
+    }
+
+    /// Records a revocation of policy `id` up to `version` (keeping the highest), with its
+    /// signed envelope. Returns false if an equal or higher revocation was there already.
+    pub fn put_policy_revocation(&self, id: &str, version: u64, envelope: &[u8]) -> Result<bool, StoreError> {
+        let mut value = version.to_be_bytes().to_vec();
+        value.extend_from_slice(envelope);
+        loop {
+            let old = self.policy_revocations.get(id.as_bytes())?;
+            if let Some(o) = &old {
+                if o.len() >= 8 && u64::from_be_bytes(o[..8].try_into().unwrap_or([0; 8])) >= version {
+                    return Ok(false);
+                }
+            }
+            if self.policy_revocations.compare_and_swap(id.as_bytes(), old, Some(value.as_slice()))?.is_ok() {
+                self.flush()?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// (policy id, revoked up to version, revocation envelope).
+    pub fn policy_revocations(&self) -> Result<Vec<(String, u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.policy_revocations.iter() {
+            let (k, v) = kv?;
+            if v.len() < 8 {
+                return Err(StoreError::Corrupt { what: "policy_revocations", detail: "short value".into() });
+            }
+            let version = u64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8]));
+            out.push((String::from_utf8_lossy(&k).into_owned(), version, v[8..].to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn put_negative_list(&self, envelope: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(NEGATIVE_LIST, envelope)?;
+        self.flush()
+    }
+
+    pub fn negative_list(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(NEGATIVE_LIST)?.map(|v| v.to_vec()))
+    }
+
+    /// The node's secret for pseudonyms: made once with `generate`, then always the same.
+    pub fn pseudonym_secret(&self, generate: impl FnOnce() -> [u8; 32]) -> Result<[u8; 32], StoreError> {
+        if let Some(v) = self.meta.get(PSEUDONYM_SECRET)? {
+            return v.as_ref().try_into().map_err(|_| StoreError::Corrupt { what: "pseudonym_secret", detail: "not 32 bytes".into() });
+        }
+        let fresh = generate();
+        match self.meta.compare_and_swap(PSEUDONYM_SECRET, None as Option<&[u8]>, Some(&fresh[..]))? {
+            Ok(()) => {
+                self.flush()?;
+                Ok(fresh)
+            }
+            // Another caller won the race: use theirs.
+            Err(e) => e
+                .current
+                .as_deref()
+                .and_then(|c| c.try_into().ok())
+                .ok_or(StoreError::Corrupt { what: "pseudonym_secret", detail: "not 32 bytes".into() }),
+        }
+    }
+
+    fn budget_key(policy: &str, consumer: &str, period: u64) -> Vec<u8> {
+        let mut k = format!("{policy}\0{consumer}\0").into_bytes();
+        k.extend_from_slice(&period.to_be_bytes());
+        k
+    }
+
+    /// Milli-epsilon spent by `consumer` under `policy` in budget period `period`.
+    pub fn budget_spent(&self, policy: &str, consumer: &str, period: u64) -> Result<u64, StoreError> {
+        Ok(self
+            .budgets
+            .get(Self::budget_key(policy, consumer, period))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Charges `cost` milli-epsilon if the total stays within `limit`, atomically and durably.
+    /// Returns the total spent after the charge, or `Err(spent)` if it would exceed the limit.
+    pub fn charge_budget(&self, policy: &str, consumer: &str, period: u64, cost: u64, limit: u64) -> Result<Result<u64, u64>, StoreError> {
+        let key = Self::budget_key(policy, consumer, period);
+        loop {
+            let old = self.budgets.get(&key)?;
+            let spent = old.as_ref().and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
+            let after = spent.saturating_add(cost);
+            if after > limit {
+                return Ok(Err(spent));
+            }
+            if self.budgets.compare_and_swap(&key, old, Some(&after.to_be_bytes()[..]))?.is_ok() {
+                self.flush()?;
+                return Ok(Ok(after));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Store, StoreOptions};
+
+    #[test]
+    fn budgets_charge_atomically_within_their_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(s.charge_budget("p", "hainan", 7, 500, 1000).unwrap(), Ok(500));
+        assert_eq!(s.charge_budget("p", "hainan", 7, 500, 1000).unwrap(), Ok(1000));
+        assert_eq!(s.charge_budget("p", "hainan", 7, 1, 1000).unwrap(), Err(1000));
+        assert_eq!(s.charge_budget("p", "hainan", 8, 500, 1000).unwrap(), Ok(500), "a new period starts afresh");
+        assert_eq!(s.charge_budget("p", "guangdong", 7, 500, 1000).unwrap(), Ok(500), "per consumer");
+        assert_eq!(s.budget_spent("p", "hainan", 7).unwrap(), 1000);
+    }
+
+    #[test]
+    fn revocations_keep_the_highest_version_and_secrets_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(s.put_policy_revocation("p", 2, b"r2").unwrap());
+        assert!(!s.put_policy_revocation("p", 1, b"r1").unwrap());
+        assert_eq!(s.policy_revocations().unwrap(), vec![("p".into(), 2, b"r2".to_vec())]);
+        let a = s.pseudonym_secret(|| [1; 32]).unwrap();
+        let b = s.pseudonym_secret(|| [2; 32]).unwrap();
+        assert_eq!((a, b), ([1; 32], [1; 32]));
+    }
+}
