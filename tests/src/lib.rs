@@ -11,8 +11,8 @@ use ftz_core::{Clock, Reason, Role, SigningKey, SystemClock, envelope};
 use ftz_node::{dev::DevZone, local::LocalFederation, tls::ExpectedServer};
 use ftz_pki::{files, issue::Issued};
 use ftz_proto::{
-    Certification, Envelope, FederationRegistry, InspectionResult, RecognitionAgreement, RecognitionRule,
-    admin_client::AdminClient, issuer_client::IssuerClient, verify_client::VerifyClient,
+    Certification, DataClass, Envelope, FederationRegistry, InspectionResult, RecognitionAgreement, RecognitionRule,
+    RecordKind, admin_client::AdminClient, issuer_client::IssuerClient, verify_client::VerifyClient,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tonic::transport::Channel;
@@ -74,7 +74,9 @@ impl Cluster {
         VerifyClient::new(self.user(zone, Role::Enterprise))
     }
 
-    /// Installs an agreement from `from` to `to` (signed by both authorities) on both nodes.
+    /// Installs an agreement from `from` to `to` (signed by both authorities) on both nodes,
+    /// and an exchange policy letting the records it covers travel from `from` to `to` for the
+    /// purposes the tests use (see [`TEST_PURPOSES`]).
     pub async fn agree(
         &self,
         id: &str,
@@ -83,6 +85,20 @@ impl Cluster {
         rules: Vec<RecognitionRule>,
         valid_for_ms: i64,
     ) -> Envelope {
+        let mut classes: Vec<DataClass> = rules
+            .iter()
+            .map(|r| {
+                if r.kind == RecordKind::Inspection as i32 {
+                    DataClass::InspectionResult
+                } else {
+                    DataClass::Certification
+                }
+            })
+            .collect();
+        classes.dedup();
+        for class in classes {
+            self.allow(&format!("{id}-{}", class as i32), from, to, class).await;
+        }
         let now = self.clock.now_ms();
         let doc = RecognitionAgreement {
             agreement_id: id.into(),
@@ -94,6 +110,12 @@ impl Cluster {
             valid_until_ms: now + valid_for_ms,
         };
         self.local.install_agreement(&doc).await.expect("agreement installs")
+    }
+
+    /// Installs a record policy from `provider` to `consumer` for `class` and [`TEST_PURPOSES`].
+    pub async fn allow(&self, id: &str, provider: &str, consumer: &str, class: DataClass) -> Envelope {
+        let doc = ftz_node::dev::record_policy(id, provider, consumer, class, &TEST_PURPOSES, self.clock.now_ms());
+        self.local.install_policy(&doc).await.expect("policy installs")
     }
 
     /// A channel to `zone`'s node presenting `identity` (None: no client certificate).
@@ -140,6 +162,9 @@ pub fn reason<T: std::fmt::Debug>(res: Result<T, tonic::Status>) -> (tonic::Code
 }
 
 pub const DAY_MS: i64 = 86_400_000;
+
+/// The purposes the record policies of [`Cluster::agree`] allow.
+pub const TEST_PURPOSES: [&str; 4] = ["verification", "customs-clearance", "import-clearance", "audit"];
 
 pub use ftz_node::dev::{certification_rule as cert_rule, inspection_rule};
 

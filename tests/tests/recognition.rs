@@ -85,7 +85,13 @@ async fn a_certification_issued_in_shanghai_is_verified_and_recognised_in_hainan
     assert!(title.authentic && !title.recognised && !title.valid);
     assert_eq!(title.recognition_reason, "NOT_COVERED");
 
-    // No agreement at all from shanghai to guangdong.
+    // Without an exchange policy from shanghai to guangdong, the record does not leave shanghai.
+    let refused = verify_ref(&c, "guangdong", "shanghai", "SH-AEO-0001").await.unwrap_err();
+    assert_eq!(ftz_tests::reason_of(&refused), Some(Reason::PeerRefused));
+    assert_eq!(ftz_node::error::status_meta(&refused, "peer_reason").as_deref(), Some("NO_POLICY"));
+    assert!(c.local.node("guangdong").unwrap().state().store.get_record("shanghai", "SH-AEO-0001").unwrap().is_none());
+    // With one, it does, but no agreement recognises it in guangdong.
+    c.allow("sh-gd-certs", "shanghai", "guangdong", ftz_proto::DataClass::Certification).await;
     let gd = verify_ref(&c, "guangdong", "shanghai", "SH-AEO-0001").await.unwrap();
     assert_eq!((gd.authentic, gd.recognised, gd.recognition_reason.as_str()), (true, false, "NO_AGREEMENT"));
     c.shutdown().await;
@@ -251,7 +257,11 @@ async fn an_inspection_result_pushed_to_shanghai_is_found_there_once_despite_a_r
     let result = inspection(&c, "GD-RPT-2026-001", "LOT-8507-42");
     c.issuer("guangdong").record_inspection(RecordInspectionRequest { result: Some(result) }).await.unwrap();
 
-    let push = PushInspectionRequest { record_id: "GD-RPT-2026-001".into(), to_zone: "shanghai".into() };
+    let push = PushInspectionRequest {
+        record_id: "GD-RPT-2026-001".into(),
+        to_zone: "shanghai".into(),
+        purpose: String::new(),
+    };
     let first = c.issuer("guangdong").push_inspection(push.clone()).await.unwrap().into_inner();
     let retry = c.issuer("guangdong").push_inspection(push).await.unwrap().into_inner();
     assert!(!first.already_delivered && retry.already_delivered);

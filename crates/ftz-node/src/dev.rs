@@ -342,3 +342,44 @@ pub fn inspection_rule(scheme: &str) -> ftz_proto::RecognitionRule {
         ..Default::default()
     }
 }
+
+/// Signs a policy with the authority keys of its provider and every consumer, read from the
+/// federation's files (in production each authority signs on its own machine).
+pub fn sign_policy(fed: &DevFederation, doc: &ftz_proto::ExchangePolicy) -> Result<ftz_proto::Envelope, DevError> {
+    let mut keys = Vec::new();
+    for z in std::iter::once(&doc.provider_zone).chain(doc.consumer_zones.iter()) {
+        let zone = fed.zone(z).ok_or_else(|| DevError::Invalid(format!("no zone {z} in this federation")))?;
+        keys.push(files::read_signing_key(&zone.authority_key_path())?);
+    }
+    let refs: Vec<&SigningKey> = keys.iter().collect();
+    Ok(envelope::seal(PayloadType::EXCHANGE_POLICY, doc, &refs))
+}
+
+/// A policy letting records of `class` go from `provider` to `consumer` for `purposes`:
+/// 30 days retention, no onward transfer, 600 requests a minute, valid a year from `now`.
+pub fn record_policy(
+    id: &str,
+    provider: &str,
+    consumer: &str,
+    class: ftz_proto::DataClass,
+    purposes: &[&str],
+    now: UnixMillis,
+) -> ftz_proto::ExchangePolicy {
+    ftz_proto::ExchangePolicy {
+        policy_id: id.into(),
+        version: 1,
+        previous_digest: Vec::new(),
+        provider_zone: provider.into(),
+        consumer_zones: vec![consumer.into()],
+        data_class: class as i32,
+        filter: None,
+        purposes: purposes.iter().map(|p| p.to_string()).collect(),
+        field_rules: Vec::new(),
+        aggregation: None,
+        retention_ms: 30 * DAY_MS,
+        onward_zones: Vec::new(),
+        rate_limit: Some(ftz_proto::RateLimit { max_requests: 600, per_ms: 60_000 }),
+        valid_from_ms: now - 60_000,
+        valid_until_ms: now + 365 * DAY_MS,
+    }
+}

@@ -17,11 +17,26 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub struct ApiError {
     pub reason: Reason,
     pub message: String,
+    /// Extra facts for the ErrorInfo metadata (e.g. `peer_reason`).
+    pub metadata: Vec<(String, String)>,
+    /// When the caller may try again (RATE_LIMITED), sent as a google.rpc.RetryInfo.
+    pub retry_after_ms: Option<i64>,
 }
 
 impl ApiError {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self { reason, message: message.into(), metadata: Vec::new(), retry_after_ms: None }
+    }
+
+    pub fn with_meta(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.metadata.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn retry_after(mut self, ms: i64) -> Self {
+        self.retry_after_ms = Some(ms.max(1));
+        self.metadata.push(("retry_after_ms".into(), ms.max(1).to_string()));
+        self
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -61,6 +76,12 @@ pub fn code_for(reason: Reason) -> Code {
         | PeerRefused => Code::FailedPrecondition,
         PeerUnavailable | StatusUnavailable => Code::Unavailable,
         NoSuchZone | RecordNotFound => Code::NotFound,
+        NoPolicy | PolicyRevoked | PurposeNotAllowed | NegativeList | FieldNotAllowed | OnwardTransfer
+        | PolicyUnderSigned => Code::PermissionDenied,
+        PolicyExpired | GroupTooSmall | PolicyUnknownZone | PolicyNotForThisZone | PolicyOlderVersion
+        | PolicyChainBroken => Code::FailedPrecondition,
+        BudgetExhausted | RateLimited => Code::ResourceExhausted,
+        PolicyMalformed | RowInvalid => Code::InvalidArgument,
         RecordConflict => Code::AlreadyExists,
         RecordMalformed | StatusInvalid | AgreementMalformed | BundleInvalid => Code::InvalidArgument,
         IssuingZoneUnknown | IssuerKeyUnknown | IssuerKeyNotValid | AgreementUnderSigned | RegistryNotAnchored => {
@@ -84,9 +105,18 @@ pub fn code_for(reason: Reason) -> Code {
 
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
-        let details = ErrorDetails::with_error_info(e.reason.as_str(), DOMAIN, HashMap::new());
+        let metadata: HashMap<String, String> = e.metadata.into_iter().collect();
+        let mut details = ErrorDetails::with_error_info(e.reason.as_str(), DOMAIN, metadata);
+        if let Some(ms) = e.retry_after_ms {
+            details.set_retry_info(Some(std::time::Duration::from_millis(ms.unsigned_abs())));
+        }
         Status::with_error_details(code_for(e.reason), e.message, details)
     }
+}
+
+/// A metadata value of an ftz status's ErrorInfo.
+pub fn status_meta(status: &Status, key: &str) -> Option<String> {
+    status.get_error_details().error_info().filter(|i| i.domain == DOMAIN).and_then(|i| i.metadata.get(key).cloned())
 }
 
 impl From<EnvelopeError> for ApiError {
@@ -109,6 +139,12 @@ impl From<ftz_core::records::RecordError> for ApiError {
 
 impl From<ftz_policy::AgreementError> for ApiError {
     fn from(e: ftz_policy::AgreementError) -> Self {
+        ApiError::new(e.reason(), e.to_string())
+    }
+}
+
+impl From<ftz_policy::exchange::PolicyError> for ApiError {
+    fn from(e: ftz_policy::exchange::PolicyError) -> Self {
         ApiError::new(e.reason(), e.to_string())
     }
 }

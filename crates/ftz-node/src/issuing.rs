@@ -96,6 +96,7 @@ pub async fn issue(state: &NodeState, record: Record) -> Result<IssueOutcome, Ap
         status: Vec::new(),
         revocation: Vec::new(),
         updated_at_ms: now,
+        retain_until_ms: 0,
     };
     let (store, zone, id, lot) = (
         state.store.clone(),
@@ -246,7 +247,15 @@ async fn notify_holders(
             Ok(()) => notified.push(zone),
             Err(e) => {
                 tracing::warn!(record = record_id, zone = %zone, "revocation notice not delivered yet: {e}");
-                spawn_notice_retries(state.clone(), zone.clone(), record_id.to_string(), statement.clone());
+                let (z, st) = (zone.clone(), statement.clone());
+                crate::notify::spawn_retries(
+                    state.clone(),
+                    format!("revocation notice of {record_id} to {zone}"),
+                    move |s| {
+                        let (z, st) = (z.clone(), st.clone());
+                        async move { send_notice(&s, &z, st).await }
+                    },
+                );
                 pending.push(zone);
             }
         }
@@ -263,31 +272,30 @@ async fn send_notice(state: &NodeState, zone: &str, statement: Envelope) -> Resu
     Ok(())
 }
 
-fn spawn_notice_retries(state: Arc<NodeState>, zone: String, record_id: String, statement: Envelope) {
-    tokio::spawn(async move {
-        let mut shutdown = state.shutdown.clone();
-        let mut delay = Duration::from_secs(1);
-        for _ in 0..8 {
-            tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            match send_notice(&state, &zone, statement.clone()).await {
-                Ok(()) => {
-                    tracing::info!(record = %record_id, zone = %zone, "revocation notice delivered on retry");
-                    return;
-                }
-                Err(e) => tracing::debug!(record = %record_id, zone = %zone, "revocation notice retry failed: {e}"),
-            }
-            delay = (delay * 2).min(Duration::from_secs(60));
-        }
-        tracing::warn!(record = %record_id, zone = %zone, "gave up on the revocation notice; the zone's cached status expires on its own");
-    });
+/// The data class of a record, for exchange policies.
+pub(crate) fn class_of(rec: &Record) -> ftz_proto::DataClass {
+    match rec {
+        Record::Certification(_) => ftz_proto::DataClass::Certification,
+        Record::Inspection(_) => ftz_proto::DataClass::InspectionResult,
+    }
 }
 
-/// Sends an own inspection result to `to_zone` (Peer.Deliver). Returns whether that zone
-/// already held it.
-pub async fn push(state: &NodeState, record_id: &str, to_zone: &str) -> Result<bool, ApiError> {
+/// What an exchange policy's filter sees of a record.
+pub(crate) fn subject_of(rec: &Record) -> ftz_policy::exchange::Subject<'_> {
+    match rec {
+        Record::Certification(c) => {
+            ftz_policy::exchange::Subject { record_type: Some(&c.cert_type), ..Default::default() }
+        }
+        Record::Inspection(r) => ftz_policy::exchange::Subject { hs_code: Some(&r.hs_code), ..Default::default() },
+    }
+}
+
+/// The purpose of a push when the issuer names none.
+pub const DEFAULT_PUSH_PURPOSE: &str = "import-clearance";
+
+/// Sends an own inspection result to `to_zone` (Peer.Deliver) under an exchange policy that
+/// allows it. Returns whether that zone already held it.
+pub async fn push(state: &NodeState, record_id: &str, to_zone: &str, purpose: &str) -> Result<bool, ApiError> {
     let to = ZoneId::new(to_zone).map_err(|e| ApiError::invalid(e.to_string()))?;
     if to == state.zone {
         return Err(ApiError::invalid("an inspection result is pushed to another zone"));
@@ -299,6 +307,19 @@ pub async fn push(state: &NodeState, record_id: &str, to_zone: &str) -> Result<b
     if !matches!(rec, Record::Inspection(_)) {
         return Err(ApiError::invalid("only inspection results are pushed; certifications are verified on request"));
     }
+    let purpose = if purpose.is_empty() { DEFAULT_PUSH_PURPOSE } else { purpose };
+    crate::recognition::check_purpose(purpose)?;
+    let req = ftz_policy::exchange::TransferRequest {
+        provider: &state.zone,
+        consumer: &to,
+        class: class_of(&rec),
+        subject: subject_of(&rec),
+        purpose,
+        fields: &[],
+        onward_to: None,
+        now: state.now_ms(),
+    };
+    let policy = crate::policies::authorize(state, &req, |_| 0)?;
     // A holder first, so that a revocation racing with the delivery still reaches it.
     let (store, id, z) = (state.store.clone(), record_id.to_string(), to.to_string());
     tokio::task::spawn_blocking(move || store.add_holder(&id, &z))
@@ -307,7 +328,12 @@ pub async fn push(state: &NodeState, record_id: &str, to_zone: &str) -> Result<b
     let status = own_statement(state, &stored, &env, &rec)?;
     let mut client = state.peers.client(state, &to)?;
     let resp = client
-        .deliver(DeliverRequest { record: Some(RecordWithStatus { record: Some(env), status: Some(status) }) })
+        .deliver(DeliverRequest {
+            record: Some(RecordWithStatus { record: Some(env), status: Some(status) }),
+            policy_id: policy.id().to_string(),
+            policy_version: policy.version(),
+            purpose: purpose.to_string(),
+        })
         .await
         .map_err(|s| peer_failure(&to, &s))?
         .into_inner();

@@ -119,6 +119,23 @@ impl LocalFederation {
         Ok(env)
     }
 
+    /// Signs `doc` with the provider's and every consumer's authority and installs it on the
+    /// nodes of all of them (and of the onward zones it names).
+    pub async fn install_policy(&self, doc: &ftz_proto::ExchangePolicy) -> Result<ftz_proto::Envelope, LocalError> {
+        let env = dev::sign_policy(&self.fed, doc)?;
+        let zones = std::iter::once(&doc.provider_zone).chain(doc.consumer_zones.iter()).chain(doc.onward_zones.iter());
+        for z in zones {
+            if self.node(z).is_none() {
+                continue;
+            }
+            let mut admin = ftz_proto::admin_client::AdminClient::new(self.user_channel(z, Role::Admin)?);
+            admin.install_policy(ftz_proto::InstallPolicyRequest { policy: Some(env.clone()) }).await.map_err(|s| {
+                LocalError::Other(format!("installing policy {} on {z}: {}", doc.policy_id, s.message()))
+            })?;
+        }
+        Ok(env)
+    }
+
     /// Stops every node.
     pub async fn shutdown(mut self) {
         let zones: Vec<String> = self.nodes.keys().map(ToString::to_string).collect();

@@ -122,7 +122,15 @@ pub async fn ping_peer(state: &NodeState, zone: &ZoneId) -> Result<PingPeerRespo
 /// code is not passed through: UNAUTHENTICATED from a peer says nothing about our own caller.
 pub(crate) fn peer_failure(zone: &ZoneId, s: &tonic::Status) -> ApiError {
     match crate::error::reason_of(s) {
-        Some(r) => ApiError::new(Reason::PeerRefused, format!("zone {zone} refused: {r}: {}", s.message())),
+        Some(r) => {
+            let mut e = ApiError::new(Reason::PeerRefused, format!("zone {zone} refused: {r}: {}", s.message()))
+                .with_meta("peer_reason", r.as_str())
+                .with_meta("peer_zone", zone.as_str());
+            if let Some(ms) = crate::error::status_meta(s, "retry_after_ms").and_then(|v| v.parse().ok()) {
+                e = e.retry_after(ms);
+            }
+            e
+        }
         None => {
             ApiError::new(Reason::PeerUnavailable, format!("zone {zone} unreachable: {}: {}", s.code(), s.message()))
         }

@@ -10,14 +10,18 @@ use ftz_core::{
     envelope::{self, PayloadType},
     records::{Record, record_digest},
 };
+use ftz_policy::exchange::TransferRequest;
 use ftz_policy::{Verdict, VerdictContext, evaluate};
-use ftz_proto::{Envelope, FetchRecordRequest, RecordStatus, RecordWithStatus, StatusStatement, VerificationBundle};
+use ftz_proto::{
+    DeliverRequest, Envelope, FetchRecordRequest, FetchRecordResponse, RecordStatus, RecordWithStatus, StatusStatement,
+    VerificationBundle,
+};
 use ftz_store::{InsertOutcome, RecordSource, StoredRecord};
 use prost::Message;
 
 use crate::{
     error::ApiError,
-    issuing::{decode_envelope, own_record, own_statement},
+    issuing::{class_of, decode_envelope, own_record, own_statement, subject_of},
     ping::peer_failure,
     state::NodeState,
 };
@@ -141,9 +145,8 @@ async fn foreign(
     purpose: &str,
 ) -> Result<(Envelope, Option<Envelope>, &'static str), ApiError> {
     let Some(stored) = state.store.get_record(zone.as_str(), record_id)? else {
-        let rws = fetch(state, zone, record_id, purpose).await?;
-        let (record, status) = split(rws, zone)?;
-        keep_fetched(state, zone, record_id, &record, &status).await?;
+        let (record, status, retain_until) = fetch(state, zone, record_id, purpose).await?;
+        keep_fetched(state, zone, record_id, &record, &status, retain_until).await?;
         return Ok((record, Some(status), "fetched"));
     };
     let record = decode_envelope(&stored.envelope)?;
@@ -158,8 +161,8 @@ async fn foreign(
     if final_status || age.is_some_and(|a| a <= state.recognition.refresh_after_ms) {
         return Ok((record, cached, source));
     }
-    match fetch(state, zone, record_id, purpose).await.and_then(|rws| split(rws, zone)) {
-        Ok((fresh_record, fresh_status)) if record_digest(&fresh_record) == record_digest(&record) => {
+    match fetch(state, zone, record_id, purpose).await {
+        Ok((fresh_record, fresh_status, _)) if record_digest(&fresh_record) == record_digest(&record) => {
             store_status(state, zone, record_id, &fresh_status).await?;
             Ok((record, Some(fresh_status), "refreshed"))
         }
@@ -184,16 +187,45 @@ fn split(rws: RecordWithStatus, zone: &ZoneId) -> Result<(Envelope, Envelope), A
     }
 }
 
-async fn fetch(state: &NodeState, zone: &ZoneId, record_id: &str, purpose: &str) -> Result<RecordWithStatus, ApiError> {
+/// Fetches a record from its issuing zone and checks, as consumer, that it came under a policy
+/// this node holds and that allows it here. Returns the record, its status and when this node
+/// must delete it.
+async fn fetch(
+    state: &NodeState,
+    zone: &ZoneId,
+    record_id: &str,
+    purpose: &str,
+) -> Result<(Envelope, Envelope, i64), ApiError> {
     let mut client = state.peers.client(state, zone)?;
-    let req = FetchRecordRequest { record_id: record_id.to_string(), purpose: purpose.to_string() };
-    match client.fetch_record(req).await {
-        Ok(r) => Ok(r.into_inner()),
+    let req = FetchRecordRequest {
+        record_id: record_id.to_string(),
+        purpose: purpose.to_string(),
+        issuing_zone: String::new(),
+    };
+    let resp: FetchRecordResponse = match client.fetch_record(req).await {
+        Ok(r) => r.into_inner(),
         Err(s) if crate::error::reason_of(&s) == Some(Reason::RecordNotFound) => {
-            Err(ApiError::new(Reason::RecordNotFound, format!("zone {zone} has no record {record_id:?}")))
+            return Err(ApiError::new(Reason::RecordNotFound, format!("zone {zone} has no record {record_id:?}")));
         }
-        Err(s) => Err(peer_failure(zone, &s)),
-    }
+        Err(s) => return Err(peer_failure(zone, &s)),
+    };
+    let (record, status) = split(resp.record.unwrap_or_default(), zone)?;
+    let rec = Record::from_envelope(&record)?;
+    let now = state.now_ms();
+    let req = TransferRequest {
+        provider: zone,
+        consumer: &state.zone,
+        class: class_of(&rec),
+        subject: subject_of(&rec),
+        purpose,
+        fields: &[],
+        onward_to: None,
+        now,
+    };
+    let policy = crate::policies::consumer_accepts(state, &resp.policy_id, &req)?;
+    let promised = if resp.retain_until_ms > 0 { resp.retain_until_ms } else { i64::MAX };
+    let retain_until = now.saturating_add(policy.doc.retention_ms).min(promised);
+    Ok((record, status, retain_until))
 }
 
 /// Stores a fetched record, but only what is authentic and is what was asked for: a failed
@@ -204,6 +236,7 @@ async fn keep_fetched(
     record_id: &str,
     record: &Envelope,
     status: &Envelope,
+    retain_until_ms: i64,
 ) -> Result<(), ApiError> {
     let registry = state.registry();
     let v = evaluate(record, Some(status), &context(state, &registry, &[], &state.zone));
@@ -216,6 +249,7 @@ async fn keep_fetched(
         status: status.encode_to_vec(),
         revocation: Vec::new(),
         updated_at_ms: state.now_ms(),
+        retain_until_ms,
     };
     let lot = v.record.as_ref().and_then(|r| r.lot_id()).map(str::to_string);
     let (store, z, id) = (state.store.clone(), zone.to_string(), record_id.to_string());
@@ -253,8 +287,8 @@ async fn store_status(state: &NodeState, zone: &ZoneId, record_id: &str, status:
 
 /// Peer side: an issuing zone delivers an inspection result (with its status) to this zone.
 /// Returns whether exactly this record was here already.
-pub async fn accept_delivery(state: &NodeState, from: &ZoneId, rws: RecordWithStatus) -> Result<bool, ApiError> {
-    let (record, status) = split(rws, from)?;
+pub async fn accept_delivery(state: &NodeState, from: &ZoneId, req: DeliverRequest) -> Result<bool, ApiError> {
+    let (record, status) = split(req.record.unwrap_or_default(), from)?;
     let rec = Record::from_envelope(&record)?;
     if rec.issuing_zone() != from.as_str() {
         return Err(ApiError::new(
@@ -268,6 +302,19 @@ pub async fn accept_delivery(state: &NodeState, from: &ZoneId, rws: RecordWithSt
     if !matches!(rec, Record::Inspection(_)) {
         return Err(ApiError::invalid("only inspection results are delivered"));
     }
+    check_purpose(&req.purpose)?;
+    let now = state.now_ms();
+    let transfer = TransferRequest {
+        provider: from,
+        consumer: &state.zone,
+        class: class_of(&rec),
+        subject: subject_of(&rec),
+        purpose: &req.purpose,
+        fields: &[],
+        onward_to: None,
+        now,
+    };
+    let policy = crate::policies::consumer_accepts(state, &req.policy_id, &transfer)?;
     let registry = state.registry();
     let v = evaluate(&record, Some(&status), &context(state, &registry, &[], &state.zone));
     if let Err(r) = v.authentic {
@@ -281,7 +328,8 @@ pub async fn accept_delivery(state: &NodeState, from: &ZoneId, rws: RecordWithSt
         envelope: record.encode_to_vec(),
         status: status.encode_to_vec(),
         revocation: Vec::new(),
-        updated_at_ms: state.now_ms(),
+        updated_at_ms: now,
+        retain_until_ms: now.saturating_add(policy.doc.retention_ms),
     };
     let (store, z, id, lot) =
         (state.store.clone(), from.to_string(), rec.record_id().to_string(), rec.lot_id().map(str::to_string));
@@ -327,23 +375,61 @@ pub async fn accept_revocation(state: &NodeState, from: &ZoneId, status: Envelop
     Ok(())
 }
 
-/// Peer side: another zone fetches an own record; it becomes a holder (durably, before the
-/// answer), so that a revocation reaches it.
+/// Peer side: another zone fetches a record under an exchange policy. An own record: the caller
+/// becomes a holder (durably, before the answer) so that a revocation reaches it. Another zone's
+/// record held here: served only if its issuing zone's policy lets this zone pass it on to the
+/// caller (onward transfer), with the status this node holds.
 pub async fn serve_fetch(
     state: &NodeState,
     caller: &ZoneId,
-    record_id: &str,
-    purpose: &str,
-) -> Result<RecordWithStatus, ApiError> {
-    check_purpose(purpose)?;
-    let (stored, env, rec) = own_record(state, record_id)?;
-    let (store, id, z) = (state.store.clone(), record_id.to_string(), caller.to_string());
-    tokio::task::spawn_blocking(move || store.add_holder(&id, &z))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
-    let status = own_statement(state, &stored, &env, &rec)?;
-    tracing::info!(record = record_id, to = %caller, purpose, "record served");
-    Ok(RecordWithStatus { record: Some(env), status: Some(status) })
+    req: FetchRecordRequest,
+) -> Result<FetchRecordResponse, ApiError> {
+    check_purpose(&req.purpose)?;
+    let issuing = if req.issuing_zone.is_empty() {
+        state.zone.clone()
+    } else {
+        ZoneId::new(req.issuing_zone.as_str()).map_err(|e| ApiError::invalid(format!("issuing_zone: {e}")))?
+    };
+    let now = state.now_ms();
+    let (env, status, rec) = if issuing == state.zone {
+        let (stored, env, rec) = own_record(state, &req.record_id)?;
+        (env.clone(), Some(own_statement(state, &stored, &env, &rec)?), rec)
+    } else {
+        let stored = state.store.get_record(issuing.as_str(), &req.record_id)?.ok_or_else(|| {
+            ApiError::new(Reason::RecordNotFound, format!("this zone holds no record {:?} of {issuing}", req.record_id))
+        })?;
+        let env = decode_envelope(&stored.envelope)?;
+        let status = (!stored.status.is_empty()).then(|| decode_envelope(&stored.status)).transpose()?;
+        let rec = Record::from_envelope(&env)?;
+        (env, status, rec)
+    };
+    let onward = issuing != state.zone;
+    let transfer = TransferRequest {
+        provider: &issuing,
+        consumer: if onward { &state.zone } else { caller },
+        class: class_of(&rec),
+        subject: subject_of(&rec),
+        purpose: &req.purpose,
+        fields: &[],
+        onward_to: onward.then_some(caller),
+        now,
+    };
+    let policy = crate::policies::authorize(state, &transfer, |_| 0)?;
+    let status = status
+        .ok_or_else(|| ApiError::new(Reason::StatusUnavailable, "no status statement is held for this record"))?;
+    if !onward {
+        let (store, id, z) = (state.store.clone(), req.record_id.clone(), caller.to_string());
+        tokio::task::spawn_blocking(move || store.add_holder(&id, &z))
+            .await
+            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    }
+    tracing::info!(record = %req.record_id, to = %caller, purpose = %req.purpose, policy = policy.id(), onward, "record served");
+    Ok(FetchRecordResponse {
+        record: Some(RecordWithStatus { record: Some(env), status: Some(status) }),
+        policy_id: policy.id().to_string(),
+        policy_version: policy.version(),
+        retain_until_ms: now.saturating_add(policy.doc.retention_ms),
+    })
 }
 
 /// The verdicts on every inspection result this zone holds for `lot`.

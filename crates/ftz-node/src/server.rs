@@ -137,6 +137,16 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     )?;
     let registry = load_registry(config, &store, &zone, &node_key, &tls_chain, now)?;
     let agreements = crate::agreements::load(&store)?;
+    let policies = crate::policies::load(&store, &zone)?;
+    let pseudonym_secret = store.pseudonym_secret(|| {
+        let mut b = [0u8; 32];
+        // A failing OS RNG leaves zeros, which the check below refuses.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        b
+    })?;
+    if pseudonym_secret == [0u8; 32] {
+        return Err(StartError::Server("the system random number generator failed".into()));
+    }
     if let Some(k) = &issuing_key {
         let listed = registry
             .zone(&zone)
@@ -167,6 +177,8 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
         limits: config.limits.clone(),
         recognition: config.recognition.clone(),
         agreements,
+        policies,
+        pseudonym_secret,
         shutdown: shutdown_rx.clone(),
         listen_addr: local_addr,
         tls_chain,
@@ -174,6 +186,12 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
         registry,
     }));
 
+    // Data past its retention goes before anything is served, then on a timer.
+    let deleted = crate::retention::run_once(&state).await;
+    if deleted > 0 {
+        tracing::info!(deleted, "retention: deleted data that came due while the node was down");
+    }
+    crate::retention::spawn(state.clone());
     let incoming = accept_connections(listener, TlsAcceptor::from(Arc::new(server_tls)), &state, shutdown_rx.clone());
     let router = build_router(state.clone()).await?;
     let mut stop = shutdown_rx;

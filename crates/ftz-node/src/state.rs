@@ -6,7 +6,7 @@ use std::{
 };
 
 use ftz_core::{Clock, Registry, SigningKey, UnixMillis, ZoneId};
-use ftz_policy::Agreement;
+use ftz_policy::{Agreement, exchange::PolicySet};
 use ftz_store::Store;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -35,6 +35,14 @@ pub struct NodeState {
     agreements: RwLock<Arc<Vec<Agreement>>>,
     /// Serialises agreement installs.
     pub(crate) agreement_lock: tokio::sync::Mutex<()>,
+    /// Installed exchange policies, revocations and the negative list.
+    policies: RwLock<Arc<PolicySet>>,
+    /// Serialises policy, revocation and negative list installs.
+    pub(crate) policy_lock: tokio::sync::Mutex<()>,
+    /// Request windows for the policies' rate limits.
+    pub(crate) rate: crate::policies::RateWindows,
+    /// Keys the pseudonyms of this zone's data, per consumer zone (never leaves the node).
+    pub(crate) pseudonym_secret: [u8; 32],
     /// Flips to true when the node shuts down; background work stops.
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Serialises registry installs (check, store, swap) so two installs never interleave.
@@ -61,6 +69,8 @@ pub(crate) struct NodeParts {
     pub limits: Limits,
     pub recognition: RecognitionConfig,
     pub agreements: Vec<Agreement>,
+    pub policies: PolicySet,
+    pub pseudonym_secret: [u8; 32],
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub listen_addr: SocketAddr,
     pub tls_chain: Vec<CertificateDer<'static>>,
@@ -81,6 +91,10 @@ impl NodeState {
             recognition: p.recognition,
             agreements: RwLock::new(Arc::new(p.agreements)),
             agreement_lock: tokio::sync::Mutex::new(()),
+            policies: RwLock::new(Arc::new(p.policies)),
+            policy_lock: tokio::sync::Mutex::new(()),
+            rate: crate::policies::RateWindows::default(),
+            pseudonym_secret: p.pseudonym_secret,
             shutdown: p.shutdown,
             listen_addr: p.listen_addr,
             started_at_ms,
@@ -110,6 +124,15 @@ impl NodeState {
 
     pub(crate) fn set_agreements(&self, a: Vec<Agreement>) {
         *self.agreements.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(a);
+    }
+
+    /// A snapshot of the installed policies.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_policies(&self, p: PolicySet) {
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
     }
 
     /// True once the node is shutting down.

@@ -301,9 +301,11 @@ impl CompiledPolicy {
     /// Whether the policy's filter admits data described by `subject`.
     pub fn admits(&self, subject: &Subject<'_>) -> bool {
         let f = self.doc.filter.clone().unwrap_or_default();
-        let any = |list: &[String], v: Option<&str>, prefix: bool| {
-            list.is_empty()
-                || v.is_some_and(|v| list.iter().any(|x| if prefix { v.starts_with(x.as_str()) } else { v == x }))
+        // `None`: the request is not about one item (a query over a dataset), whose items are
+        // filtered one by one instead.
+        let any = |list: &[String], v: Option<&str>, prefix: bool| match v {
+            None => true,
+            Some(v) => list.is_empty() || list.iter().any(|x| if prefix { v.starts_with(x.as_str()) } else { v == x }),
         };
         any(&f.record_types, subject.record_type, false)
             && any(&f.hs_prefixes, subject.hs_code, true)
@@ -429,7 +431,9 @@ pub fn check_policy_install(
             return Err(PolicyError::UnknownZone(z.to_string(), registry.version()));
         }
     }
-    if !parties.contains(&own) {
+    // Onward zones install it too, to learn the terms they receive data under; only the
+    // parties sign it.
+    if !parties.contains(&own) && !candidate.onward.contains(own) {
         return Err(PolicyError::NotForThisZone(own.to_string()));
     }
     if let Some(old) = installed {
@@ -527,6 +531,17 @@ pub fn check_negative_list(
     }))
 }
 
+/// Reads an installed negative list (its signature was checked when it was installed).
+pub fn decode_negative_list(env: &Envelope) -> Result<NegativeList, PolicyError> {
+    let doc: ExportNegativeList = envelope::decode_payload(env, PayloadType::EXPORT_NEGATIVE_LIST)?;
+    Ok(NegativeList {
+        envelope: Some(env.clone()),
+        version: doc.version,
+        classes: doc.data_classes.iter().copied().collect(),
+        fields: doc.fields.iter().cloned().collect(),
+    })
+}
+
 /// A transfer to decide.
 #[derive(Debug, Clone, Copy)]
 pub struct TransferRequest<'a> {
@@ -604,6 +619,11 @@ impl PolicySet {
 
     pub fn revoked_up_to(&self, id: &str) -> Option<u64> {
         self.revoked.get(id).copied()
+    }
+
+    /// Whether `zone` may hold data received under `p` (a consumer, or an onward zone).
+    pub fn may_hold(p: &CompiledPolicy, zone: &ZoneId) -> bool {
+        p.consumers.contains(zone) || p.onward.contains(zone)
     }
 
     pub fn is_revoked(&self, p: &CompiledPolicy) -> bool {

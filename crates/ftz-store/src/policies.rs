@@ -67,7 +67,10 @@ impl Store {
     /// The node's secret for pseudonyms: made once with `generate`, then always the same.
     pub fn pseudonym_secret(&self, generate: impl FnOnce() -> [u8; 32]) -> Result<[u8; 32], StoreError> {
         if let Some(v) = self.meta.get(PSEUDONYM_SECRET)? {
-            return v.as_ref().try_into().map_err(|_| StoreError::Corrupt { what: "pseudonym_secret", detail: "not 32 bytes".into() });
+            return v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt { what: "pseudonym_secret", detail: "not 32 bytes".into() });
         }
         let fresh = generate();
         match self.meta.compare_and_swap(PSEUDONYM_SECRET, None as Option<&[u8]>, Some(&fresh[..]))? {
@@ -101,7 +104,14 @@ impl Store {
 
     /// Charges `cost` milli-epsilon if the total stays within `limit`, atomically and durably.
     /// Returns the total spent after the charge, or `Err(spent)` if it would exceed the limit.
-    pub fn charge_budget(&self, policy: &str, consumer: &str, period: u64, cost: u64, limit: u64) -> Result<Result<u64, u64>, StoreError> {
+    pub fn charge_budget(
+        &self,
+        policy: &str,
+        consumer: &str,
+        period: u64,
+        cost: u64,
+        limit: u64,
+    ) -> Result<Result<u64, u64>, StoreError> {
         let key = Self::budget_key(policy, consumer, period);
         loop {
             let old = self.budgets.get(&key)?;

@@ -24,7 +24,11 @@ impl Store {
             let (k, lot) = kv?;
             let deadline = i64::try_from(u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]))).unwrap_or(0);
             let name = String::from_utf8_lossy(&k[8..]).into_owned();
-            let d = Deletion { deleted_at_ms: now_ms, what: format!("record {}", name.replacen('\0', "/", 1)), deadline_ms: deadline };
+            let d = Deletion {
+                deleted_at_ms: now_ms,
+                what: format!("record {}", name.replacen('\0', "/", 1)),
+                deadline_ms: deadline,
+            };
             let record_key = name.clone().into_bytes();
             // The deadline entry's value is the record's lot (empty: none).
             let lot_keys: Vec<Vec<u8>> =
@@ -48,7 +52,11 @@ impl Store {
         for kv in self.received.range(..bound).take(max.saturating_sub(done.len())) {
             let (k, _) = kv?;
             let deadline = i64::try_from(u64::from_be_bytes(k[..8].try_into().unwrap_or([0; 8]))).unwrap_or(0);
-            let d = Deletion { deleted_at_ms: now_ms, what: format!("received {}", String::from_utf8_lossy(&k[8..])), deadline_ms: deadline };
+            let d = Deletion {
+                deleted_at_ms: now_ms,
+                what: format!("received {}", String::from_utf8_lossy(&k[8..])),
+                deadline_ms: deadline,
+            };
             let entry = encode_deletion(&d);
             let seq = self.db.generate_id()?;
             (&self.received, &self.deletions)

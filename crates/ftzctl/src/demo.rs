@@ -11,10 +11,11 @@ use ftz_node::{local::LocalFederation, tls::ExpectedServer};
 use ftz_pki::issue::{Issued, ZoneCa};
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
-    ExportBundleRequest, FindInspectionsRequest, GetNodeStatusRequest, IssueCertificationRequest, ListZonesRequest,
-    PingPeerRequest, PingRequest, PushInspectionRequest, RecognitionAgreement, RecordInspectionRequest, RecordRef,
-    RecordStatus, RevokeRequest, VerificationResult, VerifyRecordRequest, admin_client::AdminClient,
-    issuer_client::IssuerClient, peer_client::PeerClient, verify_client::VerifyClient, verify_record_request,
+    DataClass, ExportBundleRequest, FindInspectionsRequest, GetNodeStatusRequest, IssueCertificationRequest,
+    ListZonesRequest, PingPeerRequest, PingRequest, PushInspectionRequest, RecognitionAgreement,
+    RecordInspectionRequest, RecordRef, RecordStatus, RevokeRequest, VerificationResult, VerifyRecordRequest,
+    admin_client::AdminClient, issuer_client::IssuerClient, peer_client::PeerClient, verify_client::VerifyClient,
+    verify_record_request,
 };
 use prost::Message;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -261,6 +262,16 @@ async fn recognition(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> {
     );
     fed.install_agreement(&sh_hn).await?;
     r.say("  agreement sh-hn-2026, signed by both authorities, installed on both nodes: shanghai's AEO_ADVANCED and HIGH_TECH_ENTERPRISE certifications are recognised in hainan");
+    let policy = dev::record_policy(
+        "sh-hn-certs",
+        "shanghai",
+        "hainan",
+        DataClass::Certification,
+        &["demo", "verification"],
+        now(),
+    );
+    fed.install_policy(&policy).await?;
+    r.say("  exchange policy sh-hn-certs, signed by both authorities: shanghai's certifications may go to hainan for verification (30 days retention, no onward transfer)");
 
     let mut issuer = IssuerClient::new(fed.user_channel("shanghai", Role::Issuer)?);
     let aeo = dev::sample_certification("SH-AEO-2026-0001", "AEO_ADVANCED", now());
@@ -338,13 +349,19 @@ async fn pushed_inspection(fed: &LocalFederation, r: &mut DemoReport) -> Result<
     r.say("\n== 5. An inspection result travels with its lot: guangdong pushes it to shanghai ==");
     fed.install_agreement(&agreement("gd-sh-cnas", "guangdong", "shanghai", vec![dev::inspection_rule("CNAS")]))
         .await?;
-    r.say(
-        "  agreement gd-sh-cnas installed: guangdong's CNAS-accredited inspection results are recognised in shanghai",
-    );
+    let purposes = ["import-clearance", "demo"];
+    let policy =
+        dev::record_policy("gd-sh-inspections", "guangdong", "shanghai", DataClass::InspectionResult, &purposes, now());
+    fed.install_policy(&policy).await?;
+    r.say("  agreement gd-sh-cnas and exchange policy gd-sh-inspections installed: guangdong's CNAS-accredited inspection results are recognised in shanghai and may be sent there for import clearance");
     let mut issuer = IssuerClient::new(fed.user_channel("guangdong", Role::Issuer)?);
     let result = dev::sample_inspection("GD-RPT-2026-0815", "LOT-850760-0042", now());
     issuer.record_inspection(RecordInspectionRequest { result: Some(result) }).await?;
-    let push = PushInspectionRequest { record_id: "GD-RPT-2026-0815".into(), to_zone: "shanghai".into() };
+    let push = PushInspectionRequest {
+        record_id: "GD-RPT-2026-0815".into(),
+        to_zone: "shanghai".into(),
+        purpose: "import-clearance".into(),
+    };
     let first = issuer.push_inspection(push.clone()).await?.into_inner();
     let retry = issuer.push_inspection(push).await?.into_inner();
     r.check(

@@ -76,6 +76,16 @@ enum Command {
     /// Handle mutual-recognition agreement files offline (zone authorities).
     #[command(subcommand)]
     Agreement(cmd::agreement::AgreementCommand),
+    /// Exchange policies: write and sign them (authorities), install, list, revoke and explain
+    /// them (role admin).
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
+    /// Your zone's export negative list: what never leaves, whatever a policy says.
+    #[command(subcommand)]
+    NegativeList(cmd::policy::NegativeListCommand),
+    /// Industry data: import your zone's (role issuer), query other zones' (role enterprise).
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +130,9 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
         Command::Zones => cmd::verify::zones(channel()?, fmt).await.map(|()| 0),
         Command::Registry(c) => cmd::registry::run(c, fmt).map(|()| 0),
         Command::Agreement(c) => cmd::agreement::run(c, fmt).map(|()| 0),
+        Command::Policy(c) => cmd::policy::run(c, channel, fmt).await.map(|()| 0),
+        Command::NegativeList(c) => cmd::policy::run_negative_list(c, channel, fmt).await.map(|()| 0),
+        Command::Data(c) => cmd::data::run(c, channel()?, fmt).await.map(|()| 0),
     }
 }
 

@@ -96,8 +96,45 @@ async fn issue_agree_verify_export_and_check_offline() {
         assert_eq!(o.code, 0, "{}", o.stderr);
     }
 
-    let o =
-        ftzctl(&["--as", &hn_enterprise, "--json", "verify", "record", "--zone", "shanghai", "--id", "SH-CLI-1"]).await;
+    // Without an exchange policy the record does not leave shanghai.
+    let verify = ["--as", &hn_enterprise, "--json", "verify", "record", "--zone", "shanghai", "--id", "SH-CLI-1"];
+    let o = ftzctl(&verify).await;
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(o.json()["error"]["reason"], "PEER_REFUSED");
+    assert!(o.stdout.contains("NO_POLICY"), "{}", o.stdout);
+
+    // The authorities write and sign a policy; both admins install it.
+    let spec = dir.path().join("policy.toml");
+    std::fs::write(
+        &spec,
+        r#"
+policy_id = "sh-hn-certs"
+provider = "shanghai"
+consumers = ["hainan"]
+data_class = "certification"
+purposes = ["verification"]
+retention_days = 30
+rate = { max_requests = 100, per_seconds = 60 }
+[filter]
+record_types = ["AEO_ADVANCED"]
+"#,
+    )
+    .unwrap();
+    let policy = s(&dir.path().join("sh-hn-certs.policy"));
+    let o = ftzctl(&["policy", "new", "--spec", &s(&spec), "--out", &policy]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    for key in [sh.authority_key_path(), hn.authority_key_path()] {
+        assert_eq!(ftzctl(&["policy", "sign", &policy, "--key", &s(&key)]).await.code, 0);
+    }
+    for admin in [&sh_admin, &hn_admin] {
+        let o = ftzctl(&["--as", admin, "policy", "install", &policy]).await;
+        assert_eq!(o.code, 0, "{}", o.stderr);
+    }
+    let explain = ["--as", &sh_admin, "--json", "policy", "explain", "--from", "shanghai", "--to", "hainan"];
+    let o = ftzctl(&[&explain[..], &["--class", "certification", "--purpose", "marketing"]].concat()).await;
+    assert_eq!((o.code, o.json()["reason"].as_str()), (0, Some("PURPOSE_NOT_ALLOWED")), "{}", o.stdout);
+
+    let o = ftzctl(&verify).await;
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let v = o.json();
     assert_eq!((v["valid"].as_bool(), v["agreement_id"].as_str()), (Some(true), Some("sh-hn")));

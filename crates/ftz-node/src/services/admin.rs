@@ -5,13 +5,16 @@ use std::sync::Arc;
 use ftz_core::{Registry, ZoneId};
 use ftz_policy::Agreement;
 use ftz_proto::{
-    AgreementSummary, GetNodeStatusRequest, GetRegistryRequest, GetRegistryResponse, InstallAgreementRequest,
-    InstallAgreementResponse, InstallRegistryRequest, InstallRegistryResponse, ListAgreementsRequest,
-    ListAgreementsResponse, NodeStatus, PingPeerRequest, PingPeerResponse, admin_server::Admin,
+    AgreementSummary, ExplainPolicyRequest, ExplainPolicyResponse, GetNodeStatusRequest, GetRegistryRequest,
+    GetRegistryResponse, InstallAgreementRequest, InstallAgreementResponse, InstallNegativeListRequest,
+    InstallNegativeListResponse, InstallPolicyRequest, InstallPolicyResponse, InstallRegistryRequest,
+    InstallRegistryResponse, ListAgreementsRequest, ListAgreementsResponse, ListPoliciesRequest, ListPoliciesResponse,
+    NodeStatus, PingPeerRequest, PingPeerResponse, PolicySummary, RevokePolicyRequest, RevokePolicyResponse,
+    admin_server::Admin,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{agreements, error::ApiError, federation, ping, state::NodeState};
+use crate::{agreements, error::ApiError, federation, ping, policies, state::NodeState};
 
 pub struct AdminService {
     state: Arc<NodeState>,
@@ -111,5 +114,103 @@ impl Admin for AdminService {
             .collect();
         list.sort_by(|a, b| a.agreement_id.cmp(&b.agreement_id));
         Ok(Response::new(ListAgreementsResponse { agreements: list }))
+    }
+
+    async fn install_policy(
+        &self,
+        req: Request<InstallPolicyRequest>,
+    ) -> Result<Response<InstallPolicyResponse>, Status> {
+        let env = req.into_inner().policy.ok_or_else(|| ApiError::invalid("policy is required"))?;
+        let (policy_id, version, already_installed) = policies::install(&self.state, env).await.inspect_err(|e| {
+            tracing::warn!(reason = %e.reason, "policy refused: {}", e.message);
+        })?;
+        Ok(Response::new(InstallPolicyResponse { policy_id, version, already_installed }))
+    }
+
+    async fn revoke_policy(&self, req: Request<RevokePolicyRequest>) -> Result<Response<RevokePolicyResponse>, Status> {
+        let env = req.into_inner().revocation.ok_or_else(|| ApiError::invalid("revocation is required"))?;
+        let o = policies::revoke(&self.state, env).await?;
+        Ok(Response::new(RevokePolicyResponse {
+            already_revoked: o.already_revoked,
+            notified_zones: o.notified,
+            pending_zones: o.pending,
+        }))
+    }
+
+    async fn list_policies(
+        &self,
+        _req: Request<ListPoliciesRequest>,
+    ) -> Result<Response<ListPoliciesResponse>, Status> {
+        let set = self.state.policies();
+        let policies = set
+            .all()
+            .map(|p| PolicySummary {
+                policy_id: p.id().to_string(),
+                version: p.version(),
+                provider_zone: p.provider.to_string(),
+                consumer_zones: p.doc.consumer_zones.clone(),
+                data_class: ftz_policy::exchange::class_name(p.class).to_string(),
+                purposes: p.doc.purposes.clone(),
+                valid_from_ms: p.doc.valid_from_ms,
+                valid_until_ms: p.doc.valid_until_ms,
+                revoked: set.is_revoked(p),
+                clauses: p.clauses(),
+                policy: Some(p.envelope.clone()),
+            })
+            .collect();
+        Ok(Response::new(ListPoliciesResponse { policies }))
+    }
+
+    async fn install_negative_list(
+        &self,
+        req: Request<InstallNegativeListRequest>,
+    ) -> Result<Response<InstallNegativeListResponse>, Status> {
+        let env = req.into_inner().negative_list.ok_or_else(|| ApiError::invalid("negative_list is required"))?;
+        let (version, already_installed) = policies::install_negative_list(&self.state, env).await?;
+        Ok(Response::new(InstallNegativeListResponse { version, already_installed }))
+    }
+
+    async fn explain_policy(
+        &self,
+        req: Request<ExplainPolicyRequest>,
+    ) -> Result<Response<ExplainPolicyResponse>, Status> {
+        let r = req.into_inner();
+        let zone = |f: &str, z: &str| ZoneId::new(z).map_err(|e| ApiError::invalid(format!("{f}: {e}")));
+        let (provider, consumer) = (zone("provider_zone", &r.provider_zone)?, zone("consumer_zone", &r.consumer_zone)?);
+        let class = ftz_policy::exchange::parse_class(&r.data_class)
+            .ok_or_else(|| ApiError::invalid("data_class must be certification, inspection_result or industry_data"))?;
+        let fields: Vec<&str> = if r.field.is_empty() { Vec::new() } else { vec![r.field.as_str()] };
+        let transfer = ftz_policy::exchange::TransferRequest {
+            provider: &provider,
+            consumer: &consumer,
+            class,
+            subject: ftz_policy::exchange::Subject::default(),
+            purpose: &r.purpose,
+            fields: &fields,
+            onward_to: None,
+            now: self.state.now_ms(),
+        };
+        let mut resp = ExplainPolicyResponse::default();
+        match policies::explain(&self.state, &transfer) {
+            ftz_policy::exchange::Decision::Allow { policy, steps } => {
+                resp.allowed = true;
+                resp.policy_id = policy.id().to_string();
+                resp.policy_version = policy.version();
+                resp.steps = steps;
+                if let Some(t) = fields.first().and_then(|f| policy.field(f)) {
+                    resp.steps.push(format!("field {}: {t:?}", r.field));
+                }
+                resp.steps.extend(policy.clauses());
+            }
+            ftz_policy::exchange::Decision::Deny { reason, policy, steps, .. } => {
+                resp.reason = reason.to_string();
+                if let Some((id, v)) = policy {
+                    resp.policy_id = id;
+                    resp.policy_version = v;
+                }
+                resp.steps = steps;
+            }
+        }
+        Ok(Response::new(resp))
     }
 }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use ftz_core::records::record_digest;
 use ftz_proto::{
-    IssueCertificationRequest, IssueResponse, KeyPurpose, ListIssuingKeysRequest, ListIssuingKeysResponse,
-    PushInspectionRequest, PushInspectionResponse, RecordInspectionRequest, RevokeRequest, RevokeResponse,
-    issuer_server::Issuer,
+    ImportRowsRequest, ImportRowsResponse, IssueCertificationRequest, IssueResponse, KeyPurpose,
+    ListIssuingKeysRequest, ListIssuingKeysResponse, PushInspectionRequest, PushInspectionResponse,
+    RecordInspectionRequest, RevokeRequest, RevokeResponse, issuer_server::Issuer,
 };
 use tonic::{Request, Response, Status};
 
@@ -82,7 +82,12 @@ impl Issuer for IssuerService {
         req: Request<PushInspectionRequest>,
     ) -> Result<Response<PushInspectionResponse>, Status> {
         let r = req.into_inner();
-        let already = issuing::push(&self.state, &r.record_id, &r.to_zone).await?;
+        let already = issuing::push(&self.state, &r.record_id, &r.to_zone, &r.purpose).await?;
         Ok(Response::new(PushInspectionResponse { to_zone: r.to_zone, already_delivered: already }))
+    }
+
+    async fn import_rows(&self, req: Request<ImportRowsRequest>) -> Result<Response<ImportRowsResponse>, Status> {
+        let (imported, total) = crate::industry::import(&self.state, req.into_inner().rows).await?;
+        Ok(Response::new(ImportRowsResponse { imported, total_rows: total }))
     }
 }

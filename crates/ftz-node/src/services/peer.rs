@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use ftz_proto::{
-    DeliverRequest, DeliverResponse, FetchRecordRequest, NotifyRevocationRequest, NotifyRevocationResponse,
-    PingRequest, PingResponse, RecordWithStatus, peer_server::Peer,
+    AggregateAnswer, AggregateQuery, DeliverRequest, DeliverResponse, ExportRowsRequest, ExportRowsResponse,
+    FetchRecordRequest, FetchRecordResponse, NotifyPolicyRevocationRequest, NotifyPolicyRevocationResponse,
+    NotifyRevocationRequest, NotifyRevocationResponse, PingRequest, PingResponse, peer_server::Peer,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{auth::caller, error::ApiError, ping, recognition, state::NodeState};
+use crate::{auth::caller, error::ApiError, industry, ping, policies, recognition, state::NodeState};
 
 pub struct PeerService {
     state: Arc<NodeState>,
@@ -39,10 +40,9 @@ impl Peer for PeerService {
         Ok(Response::new(PingResponse { answer: Some(answer) }))
     }
 
-    async fn fetch_record(&self, req: Request<FetchRecordRequest>) -> Result<Response<RecordWithStatus>, Status> {
+    async fn fetch_record(&self, req: Request<FetchRecordRequest>) -> Result<Response<FetchRecordResponse>, Status> {
         let from = caller(&req)?.zone.clone();
-        let r = req.into_inner();
-        Ok(Response::new(recognition::serve_fetch(&self.state, &from, &r.record_id, &r.purpose).await?))
+        Ok(Response::new(recognition::serve_fetch(&self.state, &from, req.into_inner()).await?))
     }
 
     async fn notify_revocation(
@@ -57,8 +57,27 @@ impl Peer for PeerService {
 
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
         let from = caller(&req)?.zone.clone();
-        let record = req.into_inner().record.ok_or_else(|| ApiError::invalid("record is required"))?;
-        let already = recognition::accept_delivery(&self.state, &from, record).await?;
+        let already = recognition::accept_delivery(&self.state, &from, req.into_inner()).await?;
         Ok(Response::new(DeliverResponse { already_delivered: already }))
+    }
+
+    async fn query_aggregate(&self, req: Request<AggregateQuery>) -> Result<Response<AggregateAnswer>, Status> {
+        let from = caller(&req)?.zone.clone();
+        Ok(Response::new(industry::answer_query(&self.state, &from, req.into_inner()).await?))
+    }
+
+    async fn export_rows(&self, req: Request<ExportRowsRequest>) -> Result<Response<ExportRowsResponse>, Status> {
+        let from = caller(&req)?.zone.clone();
+        Ok(Response::new(industry::export_rows(&self.state, &from, req.into_inner()).await?))
+    }
+
+    async fn notify_policy_revocation(
+        &self,
+        req: Request<NotifyPolicyRevocationRequest>,
+    ) -> Result<Response<NotifyPolicyRevocationResponse>, Status> {
+        let from = caller(&req)?.zone.clone();
+        let env = req.into_inner().revocation.ok_or_else(|| ApiError::invalid("revocation is required"))?;
+        policies::accept_revocation(&self.state, &from, env).await?;
+        Ok(Response::new(NotifyPolicyRevocationResponse {}))
     }
 }

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use ftz_core::ZoneId;
 use ftz_proto::{
-    ExportBundleRequest, ExportBundleResponse, FindInspectionsRequest, FindInspectionsResponse, ListZonesRequest,
-    ListZonesResponse, RecordRef, VerificationResult, VerifyRecordRequest, verify_record_request,
+    AggregateAnswer, ExportBundleRequest, ExportBundleResponse, ExportRowsAnswer, ExportRowsRequest,
+    FetchIndustryRowsRequest, FindInspectionsRequest, FindInspectionsResponse, ListZonesRequest, ListZonesResponse,
+    QueryIndustryDataRequest, RecordRef, VerificationResult, VerifyRecordRequest, verify_record_request,
     verify_server::Verify,
 };
 use tonic::{Request, Response, Status};
@@ -83,5 +84,36 @@ impl Verify for VerifyService {
         let recognising = self.recognising(&r.recognising_zone)?;
         let bundle = recognition::export_bundle(&self.state, zone, record_id, &recognising, &r.purpose).await?;
         Ok(Response::new(ExportBundleResponse { bundle: Some(bundle) }))
+    }
+
+    async fn query_industry_data(
+        &self,
+        req: Request<QueryIndustryDataRequest>,
+    ) -> Result<Response<AggregateAnswer>, Status> {
+        let r = req.into_inner();
+        let provider = crate::industry::check_provider(&r.provider_zone)?;
+        let q = r.query.ok_or_else(|| ApiError::invalid("query is required"))?;
+        Ok(Response::new(crate::industry::query(&self.state, &provider, q).await?))
+    }
+
+    async fn fetch_industry_rows(
+        &self,
+        req: Request<FetchIndustryRowsRequest>,
+    ) -> Result<Response<ExportRowsAnswer>, Status> {
+        let r = req.into_inner();
+        let provider = crate::industry::check_provider(&r.provider_zone)?;
+        let resp = crate::industry::fetch_rows(
+            &self.state,
+            &provider,
+            ExportRowsRequest { filters: r.filters, purpose: r.purpose, limit: r.limit },
+        )
+        .await?;
+        Ok(Response::new(ExportRowsAnswer {
+            rows: resp.rows,
+            policy_id: resp.policy_id,
+            policy_version: resp.policy_version,
+            retain_until_ms: resp.retain_until_ms,
+            dropped_fields: resp.dropped_fields,
+        }))
     }
 }

@@ -28,12 +28,15 @@ pub enum IssueCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Send an inspection result to the zone its lot moves to. Safe to repeat.
+    /// Send an inspection result to the zone its lot moves to, under an exchange policy that
+    /// allows it. Safe to repeat.
     Push {
         #[arg(long)]
         id: String,
         #[arg(long)]
         to: String,
+        #[arg(long, default_value = "import-clearance")]
+        purpose: String,
     },
 }
 
@@ -211,9 +214,9 @@ pub async fn run(cmd: IssueCommand, channel: Channel, fmt: Format) -> Result<()>
                 || json!({"record_id": id, "already_revoked": r.already_revoked, "notified_zones": r.notified_zones, "pending_zones": r.pending_zones}),
             );
         }
-        IssueCommand::Push { id, to } => {
+        IssueCommand::Push { id, to, purpose } => {
             let r = client
-                .push_inspection(PushInspectionRequest { record_id: id.clone(), to_zone: to })
+                .push_inspection(PushInspectionRequest { record_id: id.clone(), to_zone: to, purpose })
                 .await?
                 .into_inner();
             emit(
