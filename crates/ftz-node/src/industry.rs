@@ -77,13 +77,13 @@ pub async fn answer_query(
     check_filters(&q.filters)?;
     let function = AggregateFunction::try_from(q.function).unwrap_or(AggregateFunction::Unspecified);
     let asked: Vec<&str> = q.group_by.iter().chain(q.filters.iter().map(|f| &f.field)).map(String::as_str).collect();
-    if let Some(neg) = state.policies().negative_list(&state.zone) {
-        if neg.fields.contains(&q.metric) {
-            return Err(ApiError::new(
-                Reason::NegativeList,
-                format!("{}'s export negative list names the field {}", state.zone, q.metric),
-            ));
-        }
+    if let Some(neg) = state.policies().negative_list(&state.zone)
+        && neg.fields.contains(&q.metric)
+    {
+        return Err(ApiError::new(
+            Reason::NegativeList,
+            format!("{}'s export negative list names the field {}", state.zone, q.metric),
+        ));
     }
     let now = state.now_ms();
     let req = TransferRequest {

@@ -118,12 +118,17 @@ pub async fn ping_peer(state: &NodeState, zone: &ZoneId) -> Result<PingPeerRespo
 }
 
 /// A failed call to a peer, as this node reports it to its own caller: PEER_REFUSED with the
-/// peer's reason in the message when the peer gave one, PEER_UNAVAILABLE otherwise. The peer's
-/// code is not passed through: UNAUTHENTICATED from a peer says nothing about our own caller.
+/// peer's reason in the message and in the `peer_reason` metadata when the peer gave one,
+/// PEER_UNAVAILABLE otherwise. The peer's code is not passed through (UNAUTHENTICATED from a
+/// peer says nothing about our own caller), except for rate and budget refusals.
 pub(crate) fn peer_failure(zone: &ZoneId, s: &tonic::Status) -> ApiError {
     match crate::error::reason_of(s) {
         Some(r) => {
-            let mut e = ApiError::new(Reason::PeerRefused, format!("zone {zone} refused: {r}: {}", s.message()))
+            // Rate and budget refusals are about the caller's own usage: they keep their reason
+            // (RESOURCE_EXHAUSTED, with the retry hint) so clients back off instead of failing.
+            let relayed =
+                if matches!(r, Reason::RateLimited | Reason::BudgetExhausted) { r } else { Reason::PeerRefused };
+            let mut e = ApiError::new(relayed, format!("zone {zone} refused: {r}: {}", s.message()))
                 .with_meta("peer_reason", r.as_str())
                 .with_meta("peer_zone", zone.as_str());
             if let Some(ms) = crate::error::status_meta(s, "retry_after_ms").and_then(|v| v.parse().ok()) {

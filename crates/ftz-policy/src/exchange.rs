@@ -241,7 +241,7 @@ impl CompiledPolicy {
             }
             onward.insert(z);
         }
-        let rate = doc.rate_limit.clone().unwrap_or_default();
+        let rate = doc.rate_limit.unwrap_or_default();
         if rate.max_requests < 1 || rate.per_ms < 1000 {
             return Err(malformed("rate_limit needs at least 1 request per at least 1000 ms"));
         }
@@ -294,7 +294,7 @@ impl CompiledPolicy {
     }
 
     pub fn rate(&self) -> (u32, i64) {
-        let r = self.doc.rate_limit.clone().unwrap_or_default();
+        let r = self.doc.rate_limit.unwrap_or_default();
         (r.max_requests, r.per_ms)
     }
 
@@ -722,16 +722,16 @@ impl PolicySet {
                 )),
             );
         }
-        if let Some(to) = req.onward_to {
-            if !p.onward.contains(to) {
-                return (
-                    5,
-                    Err((
-                        Reason::OnwardTransfer,
-                        format!("{} may not pass {} data on to {to}", req.consumer, req.provider),
-                    )),
-                );
-            }
+        if let Some(to) = req.onward_to
+            && !p.onward.contains(to)
+        {
+            return (
+                5,
+                Err((
+                    Reason::OnwardTransfer,
+                    format!("{} may not pass {} data on to {to}", req.consumer, req.provider),
+                )),
+            );
         }
         if let Some(f) = req.fields.iter().find(|f| !matches!(p.field(f), Some(t) if t != FieldTreatment::Drop)) {
             return (6, Err((Reason::FieldNotAllowed, format!("field {f} does not leave under this policy"))));

@@ -29,10 +29,11 @@ impl Store {
         value.extend_from_slice(envelope);
         loop {
             let old = self.policy_revocations.get(id.as_bytes())?;
-            if let Some(o) = &old {
-                if o.len() >= 8 && u64::from_be_bytes(o[..8].try_into().unwrap_or([0; 8])) >= version {
-                    return Ok(false);
-                }
+            if let Some(o) = &old
+                && o.len() >= 8
+                && u64::from_be_bytes(o[..8].try_into().unwrap_or([0; 8])) >= version
+            {
+                return Ok(false);
             }
             if self.policy_revocations.compare_and_swap(id.as_bytes(), old, Some(value.as_slice()))?.is_ok() {
                 self.flush()?;
