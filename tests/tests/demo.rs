@@ -9,7 +9,7 @@ async fn the_demo_passes_every_check() {
     assert!(report.passed(), "{transcript}");
     // Every step of the demo contributed checks: a step that silently stopped running would
     // otherwise still "pass".
-    for step in ["federation", "ping", "refusal", "recognition", "push", "offline"] {
+    for step in ["federation", "ping", "refusal", "recognition", "push", "offline", "privacy"] {
         assert!(report.checks.iter().any(|c| c.step == step), "no checks from step {step}:\n{transcript}");
     }
     assert_eq!(report.checks.iter().filter(|c| c.step == "ping").count(), 6);

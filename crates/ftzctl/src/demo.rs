@@ -11,7 +11,9 @@ use ftz_node::{local::LocalFederation, tls::ExpectedServer};
 use ftz_pki::issue::{Issued, ZoneCa};
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
-    DataClass, ExportBundleRequest, FindInspectionsRequest, GetNodeStatusRequest, IssueCertificationRequest,
+    AggregateFunction, AggregateQuery, AggregationRules, DataClass, ExportBundleRequest, FetchIndustryRowsRequest,
+    FieldAction, FieldRule, FindInspectionsRequest, ImportRowsRequest, IndustryRow, MetricBound, QueryIndustryDataRequest,
+    RowFilter, GetNodeStatusRequest, IssueCertificationRequest,
     ListZonesRequest, PingPeerRequest, PingRequest, PushInspectionRequest, RecognitionAgreement,
     RecordInspectionRequest, RecordRef, RecordStatus, RevokeRequest, VerificationResult, VerifyRecordRequest,
     admin_client::AdminClient, issuer_client::IssuerClient, peer_client::PeerClient, verify_client::VerifyClient,
@@ -220,6 +222,8 @@ async fn steps(fed: &LocalFederation, r: &mut DemoReport, flush: &mut impl FnMut
     pushed_inspection(fed, r).await?;
     flush(r);
     offline_bundle(fed, r).await?;
+    flush(r);
+    industry_data(fed, r).await?;
     flush(r);
     Ok(())
 }
@@ -459,4 +463,113 @@ fn identity(i: &Issued) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'
 
 fn short(key_id: &str) -> &str {
     key_id.get(..12).unwrap_or(key_id)
+}
+
+/// Shanghai's industry dataset for the demo: 12 enterprises in C3841 (batteries) and 3 in
+/// C3842, two quarters each.
+fn demo_rows() -> Vec<IndustryRow> {
+    let mut rows = Vec::new();
+    for i in 0..15usize {
+        let first17 = format!("91310115MA1D{i:05}");
+        let uscc = format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).unwrap_or('0'));
+        for (q, period) in ["2026-Q2", "2026-Q3"].into_iter().enumerate() {
+            rows.push(IndustryRow {
+                line: (i * 2 + q + 2) as u64,
+                enterprise_uscc: uscc.clone(),
+                enterprise_name: format!("Lingang Battery Works {i}"),
+                industry_code: if i < 12 { "C3841".into() } else { "C3842".into() },
+                region: "310115".into(),
+                period: period.into(),
+                output_value: 5_000_000 + 750_000 * i as i64,
+                employment: 40 + 7 * i as i64,
+                capacity: 10_000,
+            });
+        }
+    }
+    rows
+}
+
+async fn industry_data(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> {
+    r.say("\n== 7. Industry data leaves only as the signed policy allows, minimised at the source ==");
+    let rows = demo_rows();
+    let imported = IssuerClient::new(fed.user_channel("shanghai", Role::Issuer)?)
+        .import_rows(ImportRowsRequest { rows: rows.clone() })
+        .await?
+        .into_inner();
+    r.say(format!("  shanghai loads its industry dataset: {} rows of 15 enterprises", imported.total_rows));
+    let rule = |f: &str, a: FieldAction, p: &str| FieldRule { field: f.into(), action: a as i32, parameter: p.into() };
+    let mut policy = dev::record_policy("sh-hn-industry", "shanghai", "hainan", DataClass::IndustryData, &["industrial-planning"], now());
+    policy.field_rules = vec![
+        rule("enterprise_uscc", FieldAction::Pseudonymise, ""),
+        rule("industry_code", FieldAction::Keep, ""),
+        rule("region", FieldAction::Generalise, "prefix:4"),
+        rule("period", FieldAction::Generalise, "year"),
+        rule("output_value", FieldAction::Generalise, "range:5000000"),
+    ];
+    policy.aggregation = Some(AggregationRules {
+        group_by: vec!["industry_code".into(), "period".into()],
+        min_group_size: 5,
+        differential_privacy: true,
+        epsilon_per_query: 0.5,
+        epsilon_budget: 1.0,
+        budget_period_ms: 30 * 86_400_000,
+        sum_bounds: vec![MetricBound { metric: "output_value".into(), bound: 50_000_000 }],
+        row_level: true,
+        max_groups_per_enterprise: 1,
+    });
+    fed.install_policy(&policy).await?;
+    r.say("  policy sh-hn-industry: hainan may ask for industrial planning; groups under 5 enterprises suppressed; discrete Laplace noise, epsilon 0.5 a query, 1.0 a month; rows with pseudonymised codes, names dropped, periods to years");
+
+    let mut verify = VerifyClient::new(fed.user_channel("hainan", Role::Enterprise)?);
+    let query = |purpose: &str| QueryIndustryDataRequest {
+        provider_zone: "shanghai".into(),
+        query: Some(AggregateQuery {
+            function: AggregateFunction::Count as i32,
+            metric: String::new(),
+            group_by: vec!["industry_code".into()],
+            filters: vec![],
+            purpose: purpose.into(),
+        }),
+    };
+    let a = verify.query_industry_data(query("industrial-planning")).await?.into_inner();
+    let shown: Vec<String> = a.groups.iter().map(|g| format!("{} ≈ {:.0}", g.key.join("/"), g.value)).collect();
+    r.check(
+        "privacy",
+        "hainan counts shanghai's enterprises by industry",
+        a.groups.len() == 1 && a.suppressed_groups == 1 && a.noised,
+        format!("{}; 1 group under 5 enterprises suppressed; epsilon {} charged, {} left", shown.join(", "), a.epsilon_charged, a.epsilon_remaining),
+    );
+    let res = verify.query_industry_data(query("marketing")).await;
+    refused_relayed(r, "the same question for marketing (a purpose the policy does not name)", res, "PURPOSE_NOT_ALLOWED");
+    verify.query_industry_data(query("industrial-planning")).await?;
+    let res = verify.query_industry_data(query("industrial-planning")).await;
+    refused_relayed(r, "a third question this month, past the privacy budget", res, "BUDGET_EXHAUSTED");
+
+    let got = verify
+        .fetch_industry_rows(FetchIndustryRowsRequest {
+            provider_zone: "shanghai".into(),
+            filters: vec![RowFilter { field: "industry_code".into(), prefix: "C3841".into() }],
+            purpose: "industrial-planning".into(),
+            limit: 3,
+        })
+        .await?
+        .into_inner();
+    let first = got.rows.first().map(|row| {
+        let mut f: Vec<_> = row.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.sort();
+        f.join(" ")
+    });
+    let minimised = got.rows.iter().all(|row| row.fields.get("enterprise_uscc").is_some_and(|v| v.starts_with("p:")) && !row.fields.contains_key("enterprise_name"));
+    r.check("privacy", "hainan fetches rows: minimised by shanghai before they leave", minimised && !got.rows.is_empty(), first.unwrap_or_default());
+    Ok(())
+}
+
+fn refused_relayed<T>(r: &mut DemoReport, what: &str, res: Result<T, tonic::Status>, want: &str) {
+    match res {
+        Ok(_) => r.check("privacy", what, false, format!("was answered; expected {want}")),
+        Err(s) => {
+            let got = ftz_node::error::status_meta(&s, "peer_reason");
+            r.check("privacy", what, got.as_deref() == Some(want), crate::output::status_line(&s));
+        }
+    }
 }
