@@ -32,7 +32,11 @@ fn policy(i: usize, key: &SigningKey) -> CompiledPolicy {
         provider_zone: "shanghai".into(),
         consumer_zones: vec![consumer],
         data_class: class as i32,
-        filter: Some(PolicyFilter { record_types: vec!["AEO_ADVANCED".into(), "CCC".into()], hs_prefixes: vec![], industry_prefixes: vec![] }),
+        filter: Some(PolicyFilter {
+            record_types: vec!["AEO_ADVANCED".into(), "CCC".into()],
+            hs_prefixes: vec![],
+            industry_prefixes: vec![],
+        }),
         purposes: vec!["verification".into(), "customs-clearance".into(), "statistics".into()],
         field_rules,
         aggregation: None,
@@ -52,7 +56,10 @@ fn bench(c: &mut Criterion) {
         set.insert(policy(i, &key));
     }
     let sh = ZoneId::new("shanghai").expect("zone");
-    set.set_negative_list(sh.clone(), NegativeList { fields: ["enterprise_name".to_string()].into(), ..Default::default() });
+    set.set_negative_list(
+        sh.clone(),
+        NegativeList { fields: ["enterprise_name".to_string()].into(), ..Default::default() },
+    );
     let consumer = ZoneId::new("zone3").expect("zone");
     let base = TransferRequest {
         provider: &sh,
@@ -65,11 +72,21 @@ fn bench(c: &mut Criterion) {
         now: NOW,
     };
     let usage = |_: &CompiledPolicy| Usage::default();
-    c.bench_function("evaluate: allow a certification", |b| b.iter(|| black_box(set.evaluate(black_box(&base), usage))));
+    c.bench_function("evaluate: allow a certification", |b| {
+        b.iter(|| black_box(set.evaluate(black_box(&base), usage)))
+    });
     let wrong_purpose = TransferRequest { purpose: "marketing", ..base };
-    c.bench_function("evaluate: deny a purpose", |b| b.iter(|| black_box(set.evaluate(black_box(&wrong_purpose), usage))));
+    c.bench_function("evaluate: deny a purpose", |b| {
+        b.iter(|| black_box(set.evaluate(black_box(&wrong_purpose), usage)))
+    });
     let fields = ["industry_code", "period"];
-    let rows = TransferRequest { class: DataClass::IndustryData, subject: Subject::default(), fields: &fields, consumer: &consumer, ..base };
+    let rows = TransferRequest {
+        class: DataClass::IndustryData,
+        subject: Subject::default(),
+        fields: &fields,
+        consumer: &consumer,
+        ..base
+    };
     let zone5 = ZoneId::new("zone5").expect("zone");
     let rows = TransferRequest { consumer: &zone5, ..rows };
     c.bench_function("evaluate: industry fields", |b| b.iter(|| black_box(set.evaluate(black_box(&rows), usage))));

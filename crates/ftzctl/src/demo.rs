@@ -12,12 +12,11 @@ use ftz_pki::issue::{Issued, ZoneCa};
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
     AggregateFunction, AggregateQuery, AggregationRules, DataClass, ExportBundleRequest, FetchIndustryRowsRequest,
-    FieldAction, FieldRule, FindInspectionsRequest, ImportRowsRequest, IndustryRow, MetricBound, QueryIndustryDataRequest,
-    RowFilter, GetNodeStatusRequest, IssueCertificationRequest,
-    ListZonesRequest, PingPeerRequest, PingRequest, PushInspectionRequest, RecognitionAgreement,
-    RecordInspectionRequest, RecordRef, RecordStatus, RevokeRequest, VerificationResult, VerifyRecordRequest,
-    admin_client::AdminClient, issuer_client::IssuerClient, peer_client::PeerClient, verify_client::VerifyClient,
-    verify_record_request,
+    FieldAction, FieldRule, FindInspectionsRequest, GetNodeStatusRequest, ImportRowsRequest, IndustryRow,
+    IssueCertificationRequest, ListZonesRequest, MetricBound, PingPeerRequest, PingRequest, PushInspectionRequest,
+    QueryIndustryDataRequest, RecognitionAgreement, RecordInspectionRequest, RecordRef, RecordStatus, RevokeRequest,
+    RowFilter, VerificationResult, VerifyRecordRequest, admin_client::AdminClient, issuer_client::IssuerClient,
+    peer_client::PeerClient, verify_client::VerifyClient, verify_record_request,
 };
 use prost::Message;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -498,7 +497,14 @@ async fn industry_data(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> 
         .into_inner();
     r.say(format!("  shanghai loads its industry dataset: {} rows of 15 enterprises", imported.total_rows));
     let rule = |f: &str, a: FieldAction, p: &str| FieldRule { field: f.into(), action: a as i32, parameter: p.into() };
-    let mut policy = dev::record_policy("sh-hn-industry", "shanghai", "hainan", DataClass::IndustryData, &["industrial-planning"], now());
+    let mut policy = dev::record_policy(
+        "sh-hn-industry",
+        "shanghai",
+        "hainan",
+        DataClass::IndustryData,
+        &["industrial-planning"],
+        now(),
+    );
     policy.field_rules = vec![
         rule("enterprise_uscc", FieldAction::Pseudonymise, ""),
         rule("industry_code", FieldAction::Keep, ""),
@@ -537,10 +543,20 @@ async fn industry_data(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> 
         "privacy",
         "hainan counts shanghai's enterprises by industry",
         a.groups.len() == 1 && a.suppressed_groups == 1 && a.noised,
-        format!("{}; 1 group under 5 enterprises suppressed; epsilon {} charged, {} left", shown.join(", "), a.epsilon_charged, a.epsilon_remaining),
+        format!(
+            "{}; 1 group under 5 enterprises suppressed; epsilon {} charged, {} left",
+            shown.join(", "),
+            a.epsilon_charged,
+            a.epsilon_remaining
+        ),
     );
     let res = verify.query_industry_data(query("marketing")).await;
-    refused_relayed(r, "the same question for marketing (a purpose the policy does not name)", res, "PURPOSE_NOT_ALLOWED");
+    refused_relayed(
+        r,
+        "the same question for marketing (a purpose the policy does not name)",
+        res,
+        "PURPOSE_NOT_ALLOWED",
+    );
     verify.query_industry_data(query("industrial-planning")).await?;
     let res = verify.query_industry_data(query("industrial-planning")).await;
     refused_relayed(r, "a third question this month, past the privacy budget", res, "BUDGET_EXHAUSTED");
@@ -559,8 +575,16 @@ async fn industry_data(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> 
         f.sort();
         f.join(" ")
     });
-    let minimised = got.rows.iter().all(|row| row.fields.get("enterprise_uscc").is_some_and(|v| v.starts_with("p:")) && !row.fields.contains_key("enterprise_name"));
-    r.check("privacy", "hainan fetches rows: minimised by shanghai before they leave", minimised && !got.rows.is_empty(), first.unwrap_or_default());
+    let minimised = got.rows.iter().all(|row| {
+        row.fields.get("enterprise_uscc").is_some_and(|v| v.starts_with("p:"))
+            && !row.fields.contains_key("enterprise_name")
+    });
+    r.check(
+        "privacy",
+        "hainan fetches rows: minimised by shanghai before they leave",
+        minimised && !got.rows.is_empty(),
+        first.unwrap_or_default(),
+    );
     Ok(())
 }
 

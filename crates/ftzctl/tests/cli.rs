@@ -184,7 +184,8 @@ record_types = ["AEO_ADVANCED"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_import_reports_bad_lines_and_loads_good_files() {
     let dir = tempfile::tempdir().unwrap();
-    let fed = LocalFederation::start(&["shanghai", "hainan"], &dir.path().join("fed"), Arc::new(SystemClock)).await.unwrap();
+    let fed =
+        LocalFederation::start(&["shanghai", "hainan"], &dir.path().join("fed"), Arc::new(SystemClock)).await.unwrap();
     let issuer = s(&fed.fed.zone("shanghai").unwrap().profile_path(Role::Issuer));
     let header = "enterprise_uscc,enterprise_name,industry_code,region,period,output_value,employment,capacity\n";
     let good = "91310115MA1H7XQ200,Pudong Precision,C4011,310115,2026-Q3,12000000,85,4000\n";
@@ -193,7 +194,11 @@ async fn data_import_reports_bad_lines_and_loads_good_files() {
     std::fs::write(&path, bad).unwrap();
     let o = ftzctl(&["--as", &issuer, "data", "import", &s(&path)]).await;
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("line 3: period") && o.stderr.contains("line 4:") && o.stderr.contains("nothing imported"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("line 3: period") && o.stderr.contains("line 4:") && o.stderr.contains("nothing imported"),
+        "{}",
+        o.stderr
+    );
     assert_eq!(fed.node("shanghai").unwrap().state().store.row_count(), 0);
 
     let path = dir.path().join("good.csv");
