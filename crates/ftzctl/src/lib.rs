@@ -6,3 +6,4 @@
 pub mod demo;
 pub mod output;
 pub mod registry_file;
+pub mod signed_file;

@@ -1,27 +1,16 @@
 //! Registry files as the zone authorities handle them offline: read, describe, sign, bump.
 
-use std::path::Path;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ftz_core::{
     KeyId, Registry,
     envelope::{self, PayloadType},
 };
 use ftz_proto::{Envelope, FederationRegistry, KeyPurpose};
-use prost::Message;
 use serde_json::{Value, json};
 
 use crate::output::time;
 
-pub fn read(path: &Path) -> Result<Envelope> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Envelope::decode(bytes.as_slice())
-        .with_context(|| format!("{} is not a signed registry (protobuf Envelope)", path.display()))
-}
-
-pub fn write(path: &Path, env: &Envelope) -> Result<()> {
-    std::fs::write(path, env.encode_to_vec()).with_context(|| format!("cannot write {}", path.display()))
-}
+pub use crate::signed_file::{read, write};
 
 /// The signatures of `env` by authority keys the document itself lists, checked against it.
 /// (Whether that meets a node's quorum depends on the registry the node holds; the node decides.)

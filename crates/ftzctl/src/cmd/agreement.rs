@@ -1,17 +1,16 @@
 //! `ftzctl agreement`: mutual-recognition agreement files, offline (zone authorities).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use ftz_core::{
     Clock, SystemClock,
     envelope::{self, PayloadType},
 };
 use ftz_policy::Agreement;
-use ftz_proto::{Envelope, RecognitionAgreement, RecognitionRule, RecordKind};
+use ftz_proto::{RecognitionAgreement, RecognitionRule, RecordKind};
 use ftzctl::output::{Format, emit, time};
-use prost::Message;
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -64,15 +63,7 @@ pub struct NewAgreement {
     out: PathBuf,
 }
 
-pub fn read(path: &Path) -> Result<Envelope> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Envelope::decode(bytes.as_slice())
-        .with_context(|| format!("{} is not a signed agreement (protobuf Envelope)", path.display()))
-}
-
-fn write(path: &Path, env: &Envelope) -> Result<()> {
-    std::fs::write(path, env.encode_to_vec()).with_context(|| format!("cannot write {}", path.display()))
-}
+pub use ftzctl::signed_file::{read, write};
 
 fn describe(a: &Agreement) -> (String, serde_json::Value) {
     let signers: Vec<String> = a.envelope.signatures.iter().map(|s| hex::encode(&s.key_id)).collect();
@@ -137,23 +128,7 @@ pub fn run(cmd: AgreementCommand, fmt: Format) -> Result<()> {
             emit(fmt, || format!("wrote unsigned {}\n{text}", n.out.display()), || value);
         }
         AgreementCommand::Sign { file, key } => {
-            let mut env = read(&file)?;
-            Agreement::parse(env.clone()).with_context(|| format!("{} is not a valid agreement", file.display()))?;
-            let key = ftz_pki::files::read_signing_key(&key)?;
-            envelope::add_signature(&mut env, &key);
-            write(&file, &env)?;
-            emit(
-                fmt,
-                || {
-                    format!(
-                        "signed {} with key {} ({} signatures now)\n",
-                        file.display(),
-                        key.key_id(),
-                        env.signatures.len()
-                    )
-                },
-                || json!({"file": file, "key_id": key.key_id().to_string(), "signatures": env.signatures.len()}),
-            );
+            ftzctl::signed_file::sign(&file, &key, None, |env| Ok(Agreement::parse(env.clone()).map(|_| ())?), fmt)?;
         }
         AgreementCommand::Show { file } => {
             let a = Agreement::parse(read(&file)?)?;

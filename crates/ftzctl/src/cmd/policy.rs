@@ -1,10 +1,7 @@
 //! `ftzctl policy` and `ftzctl negative-list`: exchange policies as the authorities write and
 //! sign them (offline), and as each zone's admin installs, lists, revokes and explains them.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
@@ -15,12 +12,11 @@ use ftz_core::{
 };
 use ftz_policy::exchange::{CompiledPolicy, class_name, parse_class};
 use ftz_proto::{
-    AggregationRules, Envelope, ExchangePolicy, ExplainPolicyRequest, ExportNegativeList, FieldAction, FieldRule,
+    AggregationRules, ExchangePolicy, ExplainPolicyRequest, ExportNegativeList, FieldAction, FieldRule,
     InstallNegativeListRequest, InstallPolicyRequest, ListPoliciesRequest, MetricBound, PolicyFilter, PolicyRevocation,
     RateLimit, RevokePolicyRequest, admin_client::AdminClient,
 };
 use ftzctl::output::{Format, emit, time};
-use prost::Message;
 use serde::Deserialize;
 use serde_json::json;
 use tonic::transport::Channel;
@@ -196,15 +192,7 @@ struct Aggregation {
     max_groups_per_enterprise: u32,
 }
 
-fn read(path: &Path) -> Result<Envelope> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Envelope::decode(bytes.as_slice())
-        .with_context(|| format!("{} is not a signed document (protobuf Envelope)", path.display()))
-}
-
-fn write(path: &Path, env: &Envelope) -> Result<()> {
-    std::fs::write(path, env.encode_to_vec()).with_context(|| format!("cannot write {}", path.display()))
-}
+use ftzctl::signed_file::{read, write};
 
 fn action(a: &str) -> Result<FieldAction> {
     Ok(match a {
@@ -308,24 +296,13 @@ pub async fn run(cmd: PolicyCommand, channel: impl FnOnce() -> Result<Channel>, 
             emit(fmt, || format!("wrote unsigned {}\n{text}", out.display()), || value);
         }
         PolicyCommand::Sign { file, key } => {
-            let mut env = read(&file)?;
-            CompiledPolicy::compile(env.clone())
-                .with_context(|| format!("{} is not a valid policy", file.display()))?;
-            let key = ftz_pki::files::read_signing_key(&key)?;
-            envelope::add_signature(&mut env, &key);
-            write(&file, &env)?;
-            emit(
+            ftzctl::signed_file::sign(
+                &file,
+                &key,
+                None,
+                |env| Ok(CompiledPolicy::compile(env.clone()).map(|_| ())?),
                 fmt,
-                || {
-                    format!(
-                        "signed {} with key {} ({} signatures now)\n",
-                        file.display(),
-                        key.key_id(),
-                        env.signatures.len()
-                    )
-                },
-                || json!({"file": file, "key_id": key.key_id().to_string(), "signatures": env.signatures.len()}),
-            );
+            )?;
         }
         PolicyCommand::Show { file } => {
             let (text, value) = describe(&CompiledPolicy::compile(read(&file)?)?);

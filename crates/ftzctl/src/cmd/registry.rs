@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Subcommand;
-use ftz_core::{Clock, Registry, SystemClock, envelope};
+use ftz_core::{Clock, Registry, SystemClock};
 use ftzctl::{
     output::{Format, emit},
     registry_file,
@@ -47,24 +47,13 @@ pub fn run(cmd: RegistryCommand, fmt: Format) -> Result<()> {
             emit(fmt, || text, || value);
         }
         RegistryCommand::Sign { file, key, out } => {
-            let mut env = registry_file::read(&file)?;
-            Registry::parse(env.clone()).with_context(|| format!("{} is not a valid registry", file.display()))?;
-            let key = ftz_pki::files::read_signing_key(&key)?;
-            envelope::add_signature(&mut env, &key);
-            let dest = out.unwrap_or(file);
-            registry_file::write(&dest, &env)?;
-            emit(
+            ftzctl::signed_file::sign(
+                &file,
+                &key,
+                out.as_deref(),
+                |env| Ok(Registry::parse(env.clone()).map(|_| ())?),
                 fmt,
-                || {
-                    format!(
-                        "signed {} with key {} ({} signatures now)\n",
-                        dest.display(),
-                        key.key_id(),
-                        env.signatures.len()
-                    )
-                },
-                || json!({"file": dest, "key_id": key.key_id().to_string(), "signatures": env.signatures.len()}),
-            );
+            )?;
         }
         RegistryCommand::Next { file, out, quorum, valid_days } => {
             let env = registry_file::read(&file)?;
