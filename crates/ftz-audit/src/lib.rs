@@ -1,0 +1,8 @@
+//! The verifiable audit log's algorithms. Pure: no I/O, no clock; the store keeps the nodes,
+//! the node signs, the auditor verifies, all with these functions.
+
+#![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod merkle;
+pub mod note;
