@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod leaf;
 pub mod merkle;
 pub mod note;

@@ -167,3 +167,206 @@ fn rejection_rules() {
     assert_eq!(ok(inclusion_proof(&t, 7, 7)), Err(ProofError::IndexOutOfRange { index: 7, size: 7 }));
     assert_eq!(ok(consistency_proof(&t, 5, 4)), Err(ProofError::SizesOutOfOrder { size1: 5, size2: 4 }));
 }
+
+// Known answers: transparency-dev/merkle testonly/constants.go (the leaves, roots 0..8),
+// proof/verify_test.go and testdata (inclusion I0-I4, consistency C0-C4),
+// testonly/reference_test.go (R1, R2), rfc6962/rfc6962_test.go (hasher); the same values are
+// in google/certificate-transparency cpp/merkletree/merkle_tree_test.cc.
+
+const KAT_LEAVES: [&str; 8] =
+    ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
+
+const KAT_ROOTS: [&str; 9] = [
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+];
+
+fn h(s: &str) -> Hash {
+    hex::decode(s).unwrap().try_into().unwrap()
+}
+
+fn kat_tree() -> MemoryTree {
+    let mut t = MemoryTree::new();
+    for l in KAT_LEAVES {
+        t.push(&hex::decode(l).unwrap());
+    }
+    t
+}
+
+#[test]
+fn known_roots_for_sizes_0_to_8() {
+    let t = kat_tree();
+    for (size, r) in KAT_ROOTS.iter().enumerate() {
+        assert_eq!(t.root_at(size as u64), h(r), "size {size}");
+    }
+}
+
+#[test]
+fn known_hasher_values() {
+    assert_eq!(empty_root(), h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    assert_eq!(leaf_hash(b""), h("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"));
+    assert_eq!(leaf_hash(b"L123456"), h("395aa064aa4c29f7010acfe3f25db9485bbd4b91897b6ad7ad547639252b4d56"));
+    // The node vector hashes two 4-byte strings, so it goes through the raw hash.
+    assert_eq!(
+        sha256(&[&[0x01], b"N123", b"N456"]),
+        h("aa217fe888e47007fa15edab33c2b492a722cb106c64667fc2b044444de66bbb")
+    );
+    let (a, b) = (leaf_hash(b"Hello"), leaf_hash(b"World"));
+    assert_ne!(a, b);
+    assert_ne!(node_hash(&a, &b), node_hash(&b, &a));
+    assert_ne!(node_hash(&a, &b), leaf_hash(&[a, b].concat()));
+}
+
+#[test]
+fn known_inclusion_proofs() {
+    let t = kat_tree();
+    let cases: [(u64, u64, &[&str]); 7] = [
+        (0, 1, &[]),
+        (
+            0,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            5,
+            8,
+            &[
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
+        (
+            1,
+            5,
+            &[
+                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+        (0, 2, &["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"]),
+        (1, 2, &["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"]),
+    ];
+    for (index, size, proof) in cases {
+        let want: Vec<Hash> = proof.iter().map(|p| h(p)).collect();
+        assert_eq!(ok(inclusion_proof(&t, index, size)).unwrap(), want, "({index}, {size})");
+        let leaf = leaf_hash(&hex::decode(KAT_LEAVES[index as usize]).unwrap());
+        let root = h(KAT_ROOTS[size as usize]);
+        verify_inclusion(&leaf, index, size, &want, &root).unwrap();
+        // transparency-dev's mutations of each vector all fail.
+        let mutated: Vec<(u64, u64, Vec<Hash>, Hash)> = vec![
+            (index.wrapping_sub(1), size, want.clone(), root),
+            (index + 1, size, want.clone(), root),
+            (index ^ 2, size, want.clone(), root),
+            (index, size * 2, want.clone(), root),
+            (index, size / 2, want.clone(), root),
+            (index, size, want.clone(), empty_root()),
+            (index, size, [want.clone(), vec![root]].concat(), root),
+            (index, size, [vec![root], want.clone()].concat(), root),
+        ];
+        for (i, s, p, r) in mutated {
+            if (i, s, &p, r) == (index, size, &want, root) {
+                continue;
+            }
+            assert!(verify_inclusion(&leaf, i, s, &p, &r).is_err(), "({index},{size}) mutated to ({i},{s})");
+        }
+        for i in 0..want.len() {
+            let mut p = want.clone();
+            p[i][0] ^= 8;
+            assert!(verify_inclusion(&leaf, index, size, &p, &root).is_err());
+        }
+        assert!(verify_inclusion(&leaf_hash(b"WrongLeaf"), index, size, &want, &root).is_err());
+    }
+}
+
+#[test]
+fn known_consistency_proofs() {
+    let t = kat_tree();
+    let cases: [(u64, u64, &[&str]); 5] = [
+        (1, 1, &[]),
+        (
+            1,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            6,
+            8,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            5,
+            &[
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+        (
+            6,
+            7,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+    ];
+    for (s1, s2, proof) in cases {
+        let want: Vec<Hash> = proof.iter().map(|p| h(p)).collect();
+        assert_eq!(ok(consistency_proof(&t, s1, s2)).unwrap(), want, "({s1}, {s2})");
+        let (r1, r2) = (h(KAT_ROOTS[s1 as usize]), h(KAT_ROOTS[s2 as usize]));
+        verify_consistency(s1, s2, &want, &r1, &r2).unwrap();
+        if s1 == s2 {
+            continue;
+        }
+        // transparency-dev's mutations (proof/verify_test.go corruptConsistencyProof).
+        for i in 0..want.len() {
+            let mut p = want.clone();
+            p[i][0] ^= 16;
+            assert!(verify_consistency(s1, s2, &p, &r1, &r2).is_err());
+        }
+        let wrong = leaf_hash(b"WrongRoot");
+        let bad: Vec<(u64, u64, Vec<Hash>, Hash, Hash)> = vec![
+            (s1 - 1, s2, want.clone(), r1, r2),
+            (s1 + 1, s2, want.clone(), r1, r2),
+            (s1 ^ 2, s2, want.clone(), r1, r2),
+            (s1, s2 * 2, want.clone(), r1, r2),
+            (s1, s2 / 2, want.clone(), r1, r2),
+            (s1, s2, want.clone(), wrong, r2),
+            (s1, s2, want.clone(), r1, wrong),
+            (s1, s2, want.clone(), r2, r1),
+            (s1, s2, vec![], r1, r2),
+            (s1, s2, [want.clone(), vec![r1]].concat(), r1, r2),
+            (s1, s2, [want.clone(), vec![r2]].concat(), r1, r2),
+            (s1, s2, [vec![r1], want.clone()].concat(), r1, r2),
+            (s1, s2, [vec![r2], want.clone()].concat(), r1, r2),
+            (s1, s2, [vec![want[0]], want.clone()].concat(), r1, r2),
+            (s1, s2, want[..want.len() - 1].to_vec(), r1, r2),
+        ];
+        for (a, b, p, x, y) in bad {
+            assert!(verify_consistency(a, b, &p, &x, &y).is_err(), "({s1},{s2}) mutated to ({a},{b}) len {}", p.len());
+        }
+    }
+}
