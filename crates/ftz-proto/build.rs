@@ -11,6 +11,7 @@ const FILES: &[&str] = &[
     "ftz/v1/agreement.proto",
     "ftz/v1/policy.proto",
     "ftz/v1/data.proto",
+    "ftz/v1/transfer.proto",
     "ftz/v1/peer.proto",
     "ftz/v1/admin.proto",
     "ftz/v1/issuer.proto",

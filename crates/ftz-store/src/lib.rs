@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod agreements;
+mod audit;
 mod codec;
 mod data;
 mod policies;
@@ -22,6 +23,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
+pub use audit::AuditBatch;
 pub use records::{InsertOutcome, RecordSource, StoredRecord};
 pub use registry::{RegistryInstall, StoredRegistry};
 pub use retention::Deletion;
@@ -73,6 +75,10 @@ pub struct Store {
     received: sled::Tree,
     deadlines: sled::Tree,
     deletions: sled::Tree,
+    audit: sled::Tree,
+    pending: sled::Tree,
+    witness: sled::Tree,
+    evidence: sled::Tree,
 }
 
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -118,6 +124,10 @@ impl Store {
             received: db.open_tree("received")?,
             deadlines: db.open_tree("deadlines")?,
             deletions: db.open_tree("deletions")?,
+            audit: db.open_tree("audit")?,
+            pending: db.open_tree("pending_intents")?,
+            witness: db.open_tree("witness")?,
+            evidence: db.open_tree("evidence")?,
             meta,
             db,
         })

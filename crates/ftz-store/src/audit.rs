@@ -1,0 +1,256 @@
+//! The node's audit log (leaves, perfect-subtree hashes, size, signed checkpoints), pending
+//! transfer intents, and what this node witnessed of other logs.
+//!
+//! One sled tree holds the log, so that a batch of leaves, their new subtree hashes and the new
+//! size land in one atomic, flushed transaction: after a crash the log is a prefix of what was
+//! appended, never a leaf without its hashes.
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::{Store, StoreError};
+
+const SIZE: &[u8] = b"s";
+const LATEST: &[u8] = b"c";
+
+fn entry_key(i: u64) -> Vec<u8> {
+    [b"e".as_slice(), &i.to_be_bytes()].concat()
+}
+
+fn node_key(level: u32, index: u64) -> Vec<u8> {
+    [b"n".as_slice(), &[level as u8], &index.to_be_bytes()].concat()
+}
+
+fn transfer_key(id: &[u8; 16]) -> Vec<u8> {
+    [b"t".as_slice(), id].concat()
+}
+
+fn history_key(size: u64) -> Vec<u8> {
+    [b"h".as_slice(), &size.to_be_bytes()].concat()
+}
+
+fn u64_of(v: &[u8]) -> Result<u64, StoreError> {
+    v.try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt { what: "audit", detail: "not 8 bytes".into() })
+}
+
+/// One batch of appends, computed by the caller from the current frontier.
+#[derive(Debug, Default, Clone)]
+pub struct AuditBatch {
+    /// The size before the batch: the batch is refused if the log is not at this size.
+    pub old_size: u64,
+    pub leaves: Vec<Vec<u8>>,
+    /// Every perfect subtree the batch completes: (level, index, hash).
+    pub nodes: Vec<(u32, u64, [u8; 32])>,
+    /// Transfer leaves by transfer id, so a transfer is logged once.
+    pub transfers: Vec<([u8; 16], u64)>,
+}
+
+impl Store {
+    pub fn audit_size(&self) -> Result<u64, StoreError> {
+        self.audit.get(SIZE)?.map(|v| u64_of(&v)).transpose().map(|s| s.unwrap_or(0))
+    }
+
+    /// Appends a batch atomically and durably. Fails (changing nothing) if the log is no longer
+    /// at `old_size`.
+    pub fn audit_append(&self, b: &AuditBatch) -> Result<u64, StoreError> {
+        let new_size = b.old_size + b.leaves.len() as u64;
+        let res = self.audit.transaction(|t| {
+            let size = match t.get(SIZE)? {
+                Some(v) => u64_of(&v).map_err(ConflictableTransactionError::Abort)?,
+                None => 0,
+            };
+            if size != b.old_size {
+                return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
+                    expected: Some(b.old_size),
+                    found: Some(size),
+                }));
+            }
+            for (i, leaf) in b.leaves.iter().enumerate() {
+                t.insert(entry_key(b.old_size + i as u64), leaf.as_slice())?;
+            }
+            for (level, index, hash) in &b.nodes {
+                t.insert(node_key(*level, *index), &hash[..])?;
+            }
+            for (id, index) in &b.transfers {
+                t.insert(transfer_key(id), &index.to_be_bytes()[..])?;
+            }
+            t.insert(SIZE, &new_size.to_be_bytes()[..])?;
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                self.flush()?;
+                Ok(new_size)
+            }
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    pub fn audit_entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.audit.get(entry_key(index))?.map(|v| v.to_vec()))
+    }
+
+    /// Up to `limit` entries from `from` on.
+    pub fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.audit.range(entry_key(from)..entry_key(u64::MAX)).take(limit) {
+            let (k, v) = kv?;
+            out.push((u64_of(&k[1..])?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn audit_node(&self, level: u32, index: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        match self.audit.get(node_key(level, index))? {
+            None => Ok(None),
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt { what: "audit node", detail: "not 32 bytes".into() }),
+        }
+    }
+
+    /// The index of the transfer leaf with this id, if logged.
+    pub fn audit_transfer(&self, id: &[u8; 16]) -> Result<Option<u64>, StoreError> {
+        self.audit.get(transfer_key(id))?.map(|v| u64_of(&v)).transpose()
+    }
+
+    /// Keeps a signed checkpoint (the latest, and in the history by size). Durable on return.
+    pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        let mut latest = size.to_be_bytes().to_vec();
+        latest.extend_from_slice(note.as_bytes());
+        let mut batch = sled::Batch::default();
+        batch.insert(LATEST, latest);
+        batch.insert(history_key(size), note.as_bytes());
+        self.audit.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// The latest signed checkpoint: (size, note).
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        match self.audit.get(LATEST)? {
+            None => Ok(None),
+            Some(v) if v.len() >= 8 => Ok(Some((u64_of(&v[..8])?, String::from_utf8_lossy(&v[8..]).into_owned()))),
+            Some(_) => Err(StoreError::Corrupt { what: "audit checkpoint", detail: "short".into() }),
+        }
+    }
+
+    /// The checkpoint signed at `size`, if one was.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, StoreError> {
+        Ok(self.audit.get(history_key(size))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Remembers an intent this node sent, until its receipt arrives or `deadline_ms` passes.
+    pub fn put_pending_intent(&self, id: &[u8; 16], deadline_ms: i64, intent: &[u8]) -> Result<(), StoreError> {
+        let mut v = deadline_ms.to_be_bytes().to_vec();
+        v.extend_from_slice(intent);
+        self.pending.insert(id, v)?;
+        self.flush()
+    }
+
+    /// Forgets a pending intent; true if it was pending.
+    pub fn take_pending_intent(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
+        let was = self.pending.remove(id)?.is_some();
+        if was {
+            self.flush()?;
+        }
+        Ok(was)
+    }
+
+    /// Pending intents whose deadline has passed: (id, encoded intent).
+    pub fn overdue_intents(&self, now_ms: i64) -> Result<Vec<([u8; 16], Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.pending.iter() {
+            let (k, v) = kv?;
+            if v.len() < 8 {
+                continue;
+            }
+            let deadline = i64::from_be_bytes(v[..8].try_into().unwrap_or([0; 8]));
+            if deadline <= now_ms
+                && let Ok(id) = <[u8; 16]>::try_from(k.as_ref())
+            {
+                out.push((id, v[8..].to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The checkpoint note this node last cosigned for `origin`.
+    pub fn witnessed(&self, origin: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.witness.get(origin.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Replaces what this node witnessed for `origin`, only if it is still `expected`
+    /// (compare-and-set: concurrent submissions cannot both win). Durable on return.
+    pub fn witness_cas(&self, origin: &str, expected: Option<&str>, new: &str) -> Result<bool, StoreError> {
+        let ok = self
+            .witness
+            .compare_and_swap(origin.as_bytes(), expected.map(str::as_bytes), Some(new.as_bytes()))?
+            .is_ok();
+        if ok {
+            self.flush()?;
+        }
+        Ok(ok)
+    }
+
+    /// Keeps evidence of equivocation (two notes that cannot both be true). Durable.
+    pub fn add_evidence(&self, evidence: &[u8]) -> Result<(), StoreError> {
+        let id = self.db.generate_id()?;
+        self.evidence.insert(id.to_be_bytes(), evidence)?;
+        self.flush()
+    }
+
+    pub fn evidence(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.evidence.iter().values().map(|v| v.map(|v| v.to_vec()).map_err(Into::into)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    #[test]
+    fn batches_append_atomically_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            let b = AuditBatch {
+                old_size: 0,
+                leaves: vec![b"a".to_vec(), b"b".to_vec()],
+                nodes: vec![(0, 0, [1; 32]), (0, 1, [2; 32]), (1, 0, [3; 32])],
+                transfers: vec![([9; 16], 1)],
+            };
+            assert_eq!(s.audit_append(&b).unwrap(), 2);
+            // A stale batch changes nothing.
+            assert!(s.audit_append(&b).is_err());
+            s.put_checkpoint(2, "note\n").unwrap();
+        }
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(s.audit_size().unwrap(), 2);
+        assert_eq!(s.audit_entries(0, 10).unwrap(), vec![(0, b"a".to_vec()), (1, b"b".to_vec())]);
+        assert_eq!(s.audit_node(1, 0).unwrap(), Some([3; 32]));
+        assert_eq!(s.audit_node(1, 1).unwrap(), None);
+        assert_eq!(s.audit_transfer(&[9; 16]).unwrap(), Some(1));
+        assert_eq!(s.latest_checkpoint().unwrap(), Some((2, "note\n".to_string())));
+        assert_eq!(s.checkpoint_at(2).unwrap().as_deref(), Some("note\n"));
+    }
+
+    #[test]
+    fn pending_intents_and_witness_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        s.put_pending_intent(&[1; 16], 100, b"i1").unwrap();
+        s.put_pending_intent(&[2; 16], 300, b"i2").unwrap();
+        assert_eq!(s.overdue_intents(200).unwrap(), vec![([1; 16], b"i1".to_vec())]);
+        assert!(s.take_pending_intent(&[1; 16]).unwrap());
+        assert!(!s.take_pending_intent(&[1; 16]).unwrap());
+        assert!(s.witness_cas("o", None, "n1").unwrap());
+        assert!(!s.witness_cas("o", None, "n2").unwrap());
+        assert!(s.witness_cas("o", Some("n1"), "n2").unwrap());
+        assert_eq!(s.witnessed("o").unwrap().as_deref(), Some("n2"));
+        s.add_evidence(b"e").unwrap();
+        assert_eq!(s.evidence().unwrap(), vec![b"e".to_vec()]);
+    }
+}
