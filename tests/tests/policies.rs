@@ -397,7 +397,15 @@ async fn data_from_one_zone_goes_on_to_a_third_only_if_its_policy_names_it() {
     };
     let got = peer.fetch_record(ask("SH-AEO-O1")).await.unwrap().into_inner();
     assert_eq!(got.policy_id, "sh-hn-onward");
-    assert!(got.record.unwrap().record.is_some());
+    let rws: ftz_proto::RecordWithStatus = prost::Message::decode(got.record.as_slice()).unwrap();
+    assert!(rws.record.is_some());
+    // Sealed: the intent of hainan's node, for guangdong, under shanghai's policy.
+    let intent = got.seal.unwrap().intent.unwrap();
+    let intent: ftz_proto::TransferIntent = prost::Message::decode(intent.payload.as_slice()).unwrap();
+    assert_eq!(
+        (intent.provider_zone.as_str(), intent.consumer_zone.as_str(), intent.policy_id.as_str()),
+        ("hainan", "guangdong", "sh-hn-onward")
+    );
     // The CCC record travelled under the other policy (no onward transfer): refused.
     assert_eq!(
         reason(peer.fetch_record(ask("SH-CCC-O1")).await),

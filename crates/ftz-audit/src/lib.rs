@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod entry;
 pub mod leaf;
 pub mod merkle;
 pub mod note;
+pub mod offline;

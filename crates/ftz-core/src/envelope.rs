@@ -32,6 +32,8 @@ impl PayloadType {
     pub const EXCHANGE_POLICY: &'static str = "ftz.v1.ExchangePolicy";
     pub const POLICY_REVOCATION: &'static str = "ftz.v1.PolicyRevocation";
     pub const EXPORT_NEGATIVE_LIST: &'static str = "ftz.v1.ExportNegativeList";
+    pub const TRANSFER_INTENT: &'static str = "ftz.v1.TransferIntent";
+    pub const TRANSFER_RECEIPT: &'static str = "ftz.v1.TransferReceipt";
 }
 
 /// More signatures than any document needs is a resource attack, not a document.

@@ -194,6 +194,18 @@ reasons! {
     /// An industry data row breaks a rule (the message names the line and field).
     RowInvalid => "ROW_INVALID",
 
+    // --- audit log ---
+    /// A checkpoint (signed note) does not parse or verify.
+    CheckpointInvalid => "CHECKPOINT_INVALID",
+    /// The witness holds this log at another size than the caller assumed (it says which).
+    WitnessConflict => "WITNESS_CONFLICT",
+    /// Two validly signed checkpoints of a log cannot both be true; the evidence is kept.
+    Equivocation => "EQUIVOCATION",
+    /// A transfer intent or receipt does not verify, or does not match its payload.
+    TransferInvalid => "TRANSFER_INVALID",
+    /// No audit log entry at this index (or the size asked for is beyond the log).
+    EntryNotFound => "ENTRY_NOT_FOUND",
+
     // --- offline bundles ---
     /// The bundle does not verify (its signature, or a part inside it).
     BundleInvalid => "BUNDLE_INVALID",

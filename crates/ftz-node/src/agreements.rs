@@ -49,5 +49,7 @@ pub async fn install(state: &NodeState, candidate: Agreement) -> Result<(Agreeme
     let mut next: Vec<Agreement> = current.iter().filter(|a| a.id() != candidate.id()).cloned().collect();
     next.push(candidate.clone());
     state.set_agreements(next);
+    let digest = ftz_core::sha256(&candidate.envelope.payload);
+    crate::audit::log_config(state, "agreement", candidate.id(), candidate.version(), digest).await;
     Ok((candidate, false))
 }

@@ -178,9 +178,16 @@ impl Authenticator {
         }
     }
 
-    fn check(&self, certs: Option<&[CertificateDer<'_>]>, path: &str) -> Result<Identity, ApiError> {
-        let who = self.authenticate(certs)?;
-        self.authorize(&who, path)?;
+    /// Authenticates, then authorizes. A refusal of an authenticated caller comes with its
+    /// identity, to be logged in the audit log (anonymous refusals only reach the node's log:
+    /// they would let anyone fill the audit log).
+    fn check(
+        &self,
+        certs: Option<&[CertificateDer<'_>]>,
+        path: &str,
+    ) -> Result<Identity, (Option<Identity>, ApiError)> {
+        let who = self.authenticate(certs).map_err(|e| (None, e))?;
+        self.authorize(&who, path).map_err(|e| (Some(who.clone()), e))?;
         Ok(who)
     }
 }
@@ -255,8 +262,23 @@ where
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 Box::pin(async move { inner.call(req).await }.instrument(span))
             }
-            Err(e) => {
+            Err((who, e)) => {
                 tracing::warn!(method = %path, remote = ?remote, reason = %e.reason, "refused: {}", e.message);
+                if let Some(who) = who {
+                    let (state, e, path) = (self.auth.state.clone(), e.clone(), path.clone());
+                    self.auth.state.clone().spawn(async move {
+                        crate::audit::transfer::log_refusal(
+                            &state,
+                            who.zone.as_str(),
+                            true,
+                            &path,
+                            &e,
+                            None,
+                            &who.to_uri(),
+                        )
+                        .await;
+                    });
+                }
                 let response = Status::from(e).into_http();
                 Box::pin(async move { Ok(response) })
             }

@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub recognition: RecognitionConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,6 +169,21 @@ impl Default for RecognitionConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// An intent whose receipt has not arrived after this long is logged as unacknowledged.
+    pub ack_timeout_ms: i64,
+    /// Checkpoints are signed at most this often while entries arrive.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { ack_timeout_ms: 60_000, checkpoint_interval_ms: 1_000 }
+    }
+}
+
 /// The environment variables that override the file, for containers and systemd units.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("FTZ_ZONE_ID", "zone_id"),
@@ -267,6 +284,12 @@ impl NodeConfig {
         }
         if !(0..=r.max_status_age_ms).contains(&r.refresh_after_ms) {
             return Err(invalid("recognition.refresh_after_ms", "must be 0 to max_status_age_ms"));
+        }
+        if !(100..=86_400_000).contains(&self.audit.ack_timeout_ms) {
+            return Err(invalid("audit.ack_timeout_ms", "must be 100 ms to 1 day"));
+        }
+        if !(10..=3_600_000).contains(&self.audit.checkpoint_interval_ms) {
+            return Err(invalid("audit.checkpoint_interval_ms", "must be 10 ms to 1 h"));
         }
         if !(8..=65_536).contains(&self.store.cache_capacity_mb) {
             return Err(invalid("store.cache_capacity_mb", "must be 8 to 65536"));

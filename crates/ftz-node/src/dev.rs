@@ -31,7 +31,9 @@ use ftz_proto::{FederationRegistry, KeyPurpose, ZoneEntry, ZoneKey};
 
 use crate::{
     client::ClientProfile,
-    config::{KeyFiles, Limits, LogConfig, NodeConfig, RecognitionConfig, RegistrySource, StoreConfig, TlsFiles},
+    config::{
+        AuditConfig, KeyFiles, Limits, LogConfig, NodeConfig, RecognitionConfig, RegistrySource, StoreConfig, TlsFiles,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +220,7 @@ fn create_zone(z: &DevZoneSpec, root: &Path, validity: Validity) -> Result<(DevZ
         log: LogConfig::default(),
         store: StoreConfig::default(),
         recognition: RecognitionConfig::default(),
+        audit: AuditConfig::default(),
     };
     let config_path = dir.join("node.toml");
     write_toml(&config_path, &config)?;

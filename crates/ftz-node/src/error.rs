@@ -81,6 +81,9 @@ pub fn code_for(reason: Reason) -> Code {
         PolicyExpired | GroupTooSmall | PolicyUnknownZone | PolicyNotForThisZone | PolicyOlderVersion
         | PolicyChainBroken => Code::FailedPrecondition,
         BudgetExhausted | RateLimited => Code::ResourceExhausted,
+        CheckpointInvalid | TransferInvalid => Code::InvalidArgument,
+        WitnessConflict | Equivocation => Code::FailedPrecondition,
+        EntryNotFound => Code::NotFound,
         PolicyMalformed | RowInvalid => Code::InvalidArgument,
         RecordConflict => Code::AlreadyExists,
         RecordMalformed | StatusInvalid | AgreementMalformed | BundleInvalid => Code::InvalidArgument,

@@ -107,6 +107,8 @@ pub async fn install(state: &NodeState, candidate: Registry) -> Result<InstallRe
         signers = ?report.counted_signers,
         "federation registry installed"
     );
+    let (version, digest) = (candidate.version(), candidate.digest());
     state.set_registry(candidate);
+    crate::audit::log_config(state, "registry", state.registry().federation_id(), version, digest).await;
     Ok(report)
 }

@@ -12,12 +12,20 @@ use ftz_policy::{
     transform::pair_key,
 };
 use ftz_proto::{
-    AggregateAnswer, AggregateFunction, AggregateQuery, DataClass, ExportRowsRequest, ExportRowsResponse, IndustryRow,
-    RowFilter,
+    AggregateAnswer, AggregateFunction, AggregateQuery, DataClass, ExportRowsAnswer, ExportRowsRequest, IndustryRow,
+    RowFilter, SealedPayload,
 };
 use prost::Message;
 
-use crate::{error::ApiError, ping::peer_failure, recognition::check_purpose, state::NodeState};
+use std::sync::Arc;
+
+use crate::{
+    audit::transfer::{self, Sending},
+    error::ApiError,
+    ping::peer_failure,
+    recognition::check_purpose,
+    state::NodeState,
+};
 
 pub const MAX_ROWS_PER_IMPORT: usize = 10_000;
 pub const MAX_ROWS_PER_EXPORT: u32 = 10_000;
@@ -68,11 +76,7 @@ fn check_filters(filters: &[RowFilter]) -> Result<(), ApiError> {
 
 /// Provider side: an aggregate for `consumer`. The policy gate (negative list, policy, purpose,
 /// rate, budget) comes first, then the epsilon is charged durably, then the data is read.
-pub async fn answer_query(
-    state: &NodeState,
-    consumer: &ZoneId,
-    q: AggregateQuery,
-) -> Result<AggregateAnswer, ApiError> {
+pub async fn answer_query(state: &NodeState, consumer: &ZoneId, q: AggregateQuery) -> Result<SealedPayload, ApiError> {
     check_purpose(&q.purpose)?;
     check_filters(&q.filters)?;
     let function = AggregateFunction::try_from(q.function).unwrap_or(AggregateFunction::Unspecified);
@@ -136,7 +140,7 @@ pub async fn answer_query(
     )
     .map_err(|(r, m)| ApiError::new(r, m))?;
     tracing::info!(consumer = %consumer, policy = policy.id(), groups = answer.groups.len(), suppressed = answer.suppressed, epsilon = cost as f64 / 1000.0, "aggregate answered");
-    Ok(AggregateAnswer {
+    let a = AggregateAnswer {
         groups: answer.groups,
         suppressed_groups: answer.suppressed,
         noised: answer.noised,
@@ -146,7 +150,17 @@ pub async fn answer_query(
         policy_version: policy.version(),
         provider_zone: state.zone.to_string(),
         retain_until_ms: now.saturating_add(policy.doc.retention_ms),
-    })
+    };
+    let payload = a.encode_to_vec();
+    let sending = Sending {
+        consumer,
+        policy: &policy,
+        purpose: &q.purpose,
+        subject: "aggregate".into(),
+        method: "/ftz.v1.Peer/QueryAggregate",
+    };
+    let seal = transfer::seal(state, sending, &payload).await?;
+    Ok(SealedPayload { payload, seal: Some(seal) })
 }
 
 /// Provider side: minimised rows, where the policy allows row-level export. Filters may only
@@ -155,7 +169,7 @@ pub async fn export_rows(
     state: &NodeState,
     consumer: &ZoneId,
     r: ExportRowsRequest,
-) -> Result<ExportRowsResponse, ApiError> {
+) -> Result<SealedPayload, ApiError> {
     check_purpose(&r.purpose)?;
     check_filters(&r.filters)?;
     let now = state.now_ms();
@@ -197,13 +211,23 @@ pub async fn export_rows(
         out.push(m);
     }
     tracing::info!(consumer = %consumer, policy = policy.id(), rows = out.len(), "rows exported");
-    Ok(ExportRowsResponse {
+    let answer = ExportRowsAnswer {
         rows: out,
         policy_id: policy.id().to_string(),
         policy_version: policy.version(),
         retain_until_ms: now.saturating_add(policy.doc.retention_ms),
         dropped_fields: dropped.into_iter().collect(),
-    })
+    };
+    let payload = answer.encode_to_vec();
+    let sending = Sending {
+        consumer,
+        policy: &policy,
+        purpose: &r.purpose,
+        subject: "rows".into(),
+        method: "/ftz.v1.Peer/ExportRows",
+    };
+    let seal = transfer::seal(state, sending, &payload).await?;
+    Ok(SealedPayload { payload, seal: Some(seal) })
 }
 
 /// Consumer side: the answer came under a policy this node holds and allows it here; keep a
@@ -235,37 +259,63 @@ fn accept_received(
     Ok(until)
 }
 
+/// Consumer side: checks the seal, keeps what the policy allows, signs and sends the receipt.
+async fn take_delivery(
+    state: &Arc<NodeState>,
+    provider: &ZoneId,
+    sealed: &SealedPayload,
+    policy_id: &str,
+    purpose: &str,
+    retain_until: i64,
+    what: &str,
+) -> Result<i64, ApiError> {
+    let (intent_env, intent) = transfer::check_seal(state, provider, sealed.seal.as_ref(), &sealed.payload, policy_id)?;
+    let kept = accept_received(state, provider, purpose, policy_id, retain_until, what, &sealed.payload);
+    let receipt = transfer::receive(state, &intent_env, &intent, kept.as_ref().err().map(|e| e.reason)).await?;
+    transfer::acknowledge(state, provider, intent_env, receipt);
+    kept
+}
+
+async fn ask_failed(state: &NodeState, provider: &ZoneId, method: &str, s: &tonic::Status) -> ApiError {
+    let e = peer_failure(provider, s);
+    transfer::log_refusal(state, provider.as_str(), false, method, &e, Some(DataClass::IndustryData), "").await;
+    e
+}
+
 /// Consumer side: ask `provider` for an aggregate on behalf of this zone's user.
-pub async fn query(state: &NodeState, provider: &ZoneId, q: AggregateQuery) -> Result<AggregateAnswer, ApiError> {
+pub async fn query(state: &Arc<NodeState>, provider: &ZoneId, q: AggregateQuery) -> Result<AggregateAnswer, ApiError> {
     check_purpose(&q.purpose)?;
     let purpose = q.purpose.clone();
     let mut client = state.peers.client(state, provider)?;
-    let mut a = client.query_aggregate(q).await.map_err(|s| peer_failure(provider, &s))?.into_inner();
+    let sealed = match client.query_aggregate(q).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(ask_failed(state, provider, "/ftz.v1.Peer/QueryAggregate", &s).await),
+    };
+    let mut a = AggregateAnswer::decode(sealed.payload.as_slice())
+        .map_err(|e| ApiError::new(Reason::TransferInvalid, format!("answer of zone {provider}: {e}")))?;
     a.retain_until_ms =
-        accept_received(state, provider, &purpose, &a.policy_id, a.retain_until_ms, "aggregate", &a.encode_to_vec())?;
+        take_delivery(state, provider, &sealed, &a.policy_id.clone(), &purpose, a.retain_until_ms, "aggregate").await?;
     Ok(a)
 }
 
 /// Consumer side: ask `provider` for minimised rows.
 pub async fn fetch_rows(
-    state: &NodeState,
+    state: &Arc<NodeState>,
     provider: &ZoneId,
     r: ExportRowsRequest,
-) -> Result<ExportRowsResponse, ApiError> {
+) -> Result<ExportRowsAnswer, ApiError> {
     check_purpose(&r.purpose)?;
     let purpose = r.purpose.clone();
     let mut client = state.peers.client(state, provider)?;
-    let mut resp = client.export_rows(r).await.map_err(|s| peer_failure(provider, &s))?.into_inner();
-    resp.retain_until_ms = accept_received(
-        state,
-        provider,
-        &purpose,
-        &resp.policy_id,
-        resp.retain_until_ms,
-        "rows",
-        &resp.encode_to_vec(),
-    )?;
-    Ok(resp)
+    let sealed = match client.export_rows(r).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return Err(ask_failed(state, provider, "/ftz.v1.Peer/ExportRows", &s).await),
+    };
+    let mut a = ExportRowsAnswer::decode(sealed.payload.as_slice())
+        .map_err(|e| ApiError::new(Reason::TransferInvalid, format!("rows of zone {provider}: {e}")))?;
+    a.retain_until_ms =
+        take_delivery(state, provider, &sealed, &a.policy_id.clone(), &purpose, a.retain_until_ms, "rows").await?;
+    Ok(a)
 }
 
 /// `[A-Za-z0-9._:-]` ids for what is received.

@@ -327,16 +327,46 @@ pub async fn push(state: &NodeState, record_id: &str, to_zone: &str, purpose: &s
         .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
     let status = own_statement(state, &stored, &env, &rec)?;
     let mut client = state.peers.client(state, &to)?;
-    let resp = client
+    let record = RecordWithStatus { record: Some(env), status: Some(status) }.encode_to_vec();
+    let sending = crate::audit::transfer::Sending {
+        consumer: &to,
+        policy: &policy,
+        purpose,
+        subject: format!("record {}/{record_id}", state.zone),
+        method: "/ftz.v1.Peer/Deliver",
+    };
+    let seal = crate::audit::transfer::seal(state, sending, &record).await?;
+    let intent = seal.intent.clone().unwrap_or_default();
+    let resp = match client
         .deliver(DeliverRequest {
-            record: Some(RecordWithStatus { record: Some(env), status: Some(status) }),
+            seal: Some(seal),
+            record,
             policy_id: policy.id().to_string(),
             policy_version: policy.version(),
             purpose: purpose.to_string(),
         })
         .await
-        .map_err(|s| peer_failure(&to, &s))?
-        .into_inner();
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => {
+            let e = peer_failure(&to, &s);
+            let subject = format!("record {}/{record_id}", state.zone);
+            crate::audit::transfer::log_refusal(
+                state,
+                to.as_str(),
+                false,
+                "/ftz.v1.Peer/Deliver",
+                &e,
+                Some(class_of(&rec)),
+                &subject,
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    let receipt =
+        resp.receipt.ok_or_else(|| ApiError::new(Reason::TransferInvalid, format!("zone {to} sent no receipt")))?;
+    crate::audit::transfer::accept_receipt(state, &to, &intent, &receipt).await?;
     tracing::info!(record = record_id, to = %to, already = resp.already_delivered, "inspection result pushed");
     Ok(resp.already_delivered)
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agreements;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;

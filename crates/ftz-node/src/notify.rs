@@ -11,7 +11,7 @@ where
     F: Fn(Arc<NodeState>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<(), ApiError>> + Send,
 {
-    tokio::spawn(async move {
+    state.clone().spawn(async move {
         let mut shutdown = state.shutdown.clone();
         let mut delay = Duration::from_secs(1);
         for _ in 0..8 {

@@ -57,9 +57,11 @@ pub async fn install(state: &NodeState, env: Envelope) -> Result<(String, u64, b
         .await
         .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
     tracing::info!(policy = %id, version, provider = %candidate.provider, class = ?candidate.class, "exchange policy installed");
+    let digest = candidate.digest;
     let mut next = (*set).clone();
     next.insert(candidate);
     state.set_policies(next);
+    crate::audit::log_config(state, "policy", &id, version, digest).await;
     Ok((id, version, false))
 }
 
@@ -85,6 +87,14 @@ async fn apply_revocation(
         next.revoke(&rev.policy_id, rev.version);
         state.set_policies(next);
         tracing::info!(policy = %rev.policy_id, up_to = rev.version, by = %rev.revoked_by_zone, "exchange policy revoked");
+        crate::audit::log_config(
+            state,
+            "policy_revocation",
+            &rev.policy_id,
+            rev.version,
+            ftz_core::sha256(&env.payload),
+        )
+        .await;
     }
     Ok((policy, rev, fresh))
 }
@@ -164,6 +174,14 @@ pub async fn install_negative_list(state: &NodeState, env: Envelope) -> Result<(
             let mut next = (*set).clone();
             next.set_negative_list(state.zone.clone(), list);
             state.set_policies(next);
+            crate::audit::log_config(
+                state,
+                "negative_list",
+                state.zone.as_str(),
+                version,
+                ftz_core::sha256(&env.payload),
+            )
+            .await;
             tracing::info!(version, "export negative list installed");
             Ok((version, false))
         }

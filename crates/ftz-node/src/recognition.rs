@@ -20,11 +20,14 @@ use ftz_store::{InsertOutcome, RecordSource, StoredRecord};
 use prost::Message;
 
 use crate::{
+    audit::transfer::{self, Sending, log_refusal},
     error::ApiError,
     issuing::{class_of, decode_envelope, own_record, own_statement, subject_of},
     ping::peer_failure,
     state::NodeState,
 };
+
+const FETCH: &str = "/ftz.v1.Peer/FetchRecord";
 
 /// What an enterprise asks about.
 #[derive(Debug, Clone)]
@@ -191,7 +194,7 @@ fn split(rws: RecordWithStatus, zone: &ZoneId) -> Result<(Envelope, Envelope), A
 /// this node holds and that allows it here. Returns the record, its status and when this node
 /// must delete it.
 async fn fetch(
-    state: &NodeState,
+    state: &Arc<NodeState>,
     zone: &ZoneId,
     record_id: &str,
     purpose: &str,
@@ -207,9 +210,16 @@ async fn fetch(
         Err(s) if crate::error::reason_of(&s) == Some(Reason::RecordNotFound) => {
             return Err(ApiError::new(Reason::RecordNotFound, format!("zone {zone} has no record {record_id:?}")));
         }
-        Err(s) => return Err(peer_failure(zone, &s)),
+        Err(s) => {
+            let e = peer_failure(zone, &s);
+            log_refusal(state, zone.as_str(), false, FETCH, &e, None, &format!("record {zone}/{record_id}")).await;
+            return Err(e);
+        }
     };
-    let (record, status) = split(resp.record.unwrap_or_default(), zone)?;
+    let (intent_env, intent) = transfer::check_seal(state, zone, resp.seal.as_ref(), &resp.record, &resp.policy_id)?;
+    let rws = RecordWithStatus::decode(resp.record.as_slice())
+        .map_err(|e| ApiError::new(Reason::TransferInvalid, format!("record of zone {zone}: {e}")))?;
+    let (record, status) = split(rws, zone)?;
     let rec = Record::from_envelope(&record)?;
     let now = state.now_ms();
     let req = TransferRequest {
@@ -222,7 +232,10 @@ async fn fetch(
         onward_to: None,
         now,
     };
-    let policy = crate::policies::consumer_accepts(state, &resp.policy_id, &req)?;
+    let accepted = crate::policies::consumer_accepts(state, &resp.policy_id, &req);
+    let receipt = transfer::receive(state, &intent_env, &intent, accepted.as_ref().err().map(|e| e.reason)).await?;
+    transfer::acknowledge(state, zone, intent_env, receipt);
+    let policy = accepted?;
     let promised = if resp.retain_until_ms > 0 { resp.retain_until_ms } else { i64::MAX };
     let retain_until = now.saturating_add(policy.doc.retention_ms).min(promised);
     Ok((record, status, retain_until))
@@ -287,8 +300,15 @@ async fn store_status(state: &NodeState, zone: &ZoneId, record_id: &str, status:
 
 /// Peer side: an issuing zone delivers an inspection result (with its status) to this zone.
 /// Returns whether exactly this record was here already.
-pub async fn accept_delivery(state: &NodeState, from: &ZoneId, req: DeliverRequest) -> Result<bool, ApiError> {
-    let (record, status) = split(req.record.unwrap_or_default(), from)?;
+pub async fn accept_delivery(
+    state: &NodeState,
+    from: &ZoneId,
+    req: DeliverRequest,
+) -> Result<(bool, Envelope), ApiError> {
+    let (intent_env, intent) = transfer::check_seal(state, from, req.seal.as_ref(), &req.record, &req.policy_id)?;
+    let rws = RecordWithStatus::decode(req.record.as_slice())
+        .map_err(|e| ApiError::new(Reason::TransferInvalid, format!("record of zone {from}: {e}")))?;
+    let (record, status) = split(rws, from)?;
     let rec = Record::from_envelope(&record)?;
     if rec.issuing_zone() != from.as_str() {
         return Err(ApiError::new(
@@ -314,7 +334,12 @@ pub async fn accept_delivery(state: &NodeState, from: &ZoneId, req: DeliverReque
         onward_to: None,
         now,
     };
-    let policy = crate::policies::consumer_accepts(state, &req.policy_id, &transfer)?;
+    let accepted = crate::policies::consumer_accepts(state, &req.policy_id, &transfer);
+    if let Err(e) = &accepted {
+        // Received, not kept: the receipt says so, and both logs hold the transfer.
+        transfer::receive(state, &intent_env, &intent, Some(e.reason)).await?;
+    }
+    let policy = accepted?;
     let registry = state.registry();
     let v = evaluate(&record, Some(&status), &context(state, &registry, &[], &state.zone));
     if let Err(r) = v.authentic {
@@ -336,17 +361,21 @@ pub async fn accept_delivery(state: &NodeState, from: &ZoneId, req: DeliverReque
     let outcome = tokio::task::spawn_blocking(move || store.insert_record(&z, &id, &stored, lot.as_deref()))
         .await
         .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
-    match outcome {
+    let already = match outcome {
         InsertOutcome::Inserted => {
             tracing::info!(record = rec.record_id(), from = %from, lot = ?rec.lot_id(), "inspection result delivered");
-            Ok(false)
+            false
         }
-        InsertOutcome::Unchanged(_) => Ok(true),
-        InsertOutcome::Conflict(_) => Err(ApiError::new(
-            Reason::RecordConflict,
-            format!("record {} of zone {from} is held here with other content", rec.record_id()),
-        )),
-    }
+        InsertOutcome::Unchanged(_) => true,
+        InsertOutcome::Conflict(_) => {
+            return Err(ApiError::new(
+                Reason::RecordConflict,
+                format!("record {} of zone {from} is held here with other content", rec.record_id()),
+            ));
+        }
+    };
+    let receipt = transfer::receive(state, &intent_env, &intent, None).await?;
+    Ok((already, receipt))
 }
 
 /// Peer side: the issuing zone says a record this zone holds is revoked.
@@ -424,8 +453,18 @@ pub async fn serve_fetch(
             .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
     }
     tracing::info!(record = %req.record_id, to = %caller, purpose = %req.purpose, policy = policy.id(), onward, "record served");
+    let record = RecordWithStatus { record: Some(env), status: Some(status) }.encode_to_vec();
+    let sending = Sending {
+        consumer: caller,
+        policy: &policy,
+        purpose: &req.purpose,
+        subject: format!("record {issuing}/{}", req.record_id),
+        method: FETCH,
+    };
+    let seal = transfer::seal(state, sending, &record).await?;
     Ok(FetchRecordResponse {
-        record: Some(RecordWithStatus { record: Some(env), status: Some(status) }),
+        record,
+        seal: Some(seal),
         policy_id: policy.id().to_string(),
         policy_version: policy.version(),
         retain_until_ms: now.saturating_add(policy.doc.retention_ms),

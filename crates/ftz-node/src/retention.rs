@@ -16,6 +16,14 @@ pub async fn run_once(state: &NodeState) -> usize {
         Ok(Ok(done)) => {
             for d in &done {
                 tracing::info!(what = %d.what, deadline = d.deadline_ms, "retention: deleted");
+                let leaf = ftz_audit::leaf::Leaf::Deletion {
+                    at_ms: d.deleted_at_ms,
+                    what: d.what.clone(),
+                    deadline_ms: d.deadline_ms,
+                };
+                if let Err(e) = state.audit.append(&leaf, None).await {
+                    tracing::error!(what = %d.what, "a deletion could not be logged: {e}");
+                }
             }
             done.len()
         }
@@ -31,7 +39,7 @@ pub async fn run_once(state: &NodeState) -> usize {
 }
 
 pub(crate) fn spawn(state: Arc<NodeState>) {
-    tokio::spawn(async move {
+    state.clone().spawn(async move {
         let mut shutdown = state.shutdown.clone();
         loop {
             tokio::select! {

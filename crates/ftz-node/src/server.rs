@@ -71,6 +71,8 @@ pub enum StartError {
     Server(String),
     #[error("installed agreements: {0}")]
     Agreements(String),
+    #[error("audit log: {0}")]
+    Audit(String),
 }
 
 /// How a node is started beyond its config: the clock (tests move it by hand) and optionally
@@ -111,6 +113,9 @@ impl RunningNode {
             Ok(Err(e)) => tracing::error!("server ended with an error: {e}"),
             Err(e) => tracing::error!("server task failed: {e}"),
         }
+        // Background work ends on the signal; then the audit log finishes what is queued.
+        self.state.join_tasks(Duration::from_secs(10)).await;
+        self.state.audit.close().await;
         let store = self.state.store.clone();
         tokio::task::spawn_blocking(move || store.flush())
             .await
@@ -147,6 +152,8 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     if pseudonym_secret == [0u8; 32] {
         return Err(StartError::Server("the system random number generator failed".into()));
     }
+    crate::audit::check_signed_history(&store, &zone, &node_key).map_err(StartError::Audit)?;
+    let audit = crate::audit::AuditLog::start(store.clone())?;
     if let Some(k) = &issuing_key {
         let listed = registry
             .zone(&zone)
@@ -179,6 +186,8 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
         agreements,
         policies,
         pseudonym_secret,
+        audit,
+        audit_config: config.audit.clone(),
         shutdown: shutdown_rx.clone(),
         listen_addr: local_addr,
         tls_chain,
@@ -192,6 +201,9 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
         tracing::info!(deleted, "retention: deleted data that came due while the node was down");
     }
     crate::retention::spawn(state.clone());
+    crate::audit::log_node_key(&state).await;
+    crate::audit::spawn_checkpointer(state.clone());
+    crate::audit::transfer::spawn_unacknowledged_sweeper(state.clone());
     let incoming = accept_connections(listener, TlsAcceptor::from(Arc::new(server_tls)), &state, shutdown_rx.clone());
     let router = build_router(state.clone()).await?;
     let mut stop = shutdown_rx;

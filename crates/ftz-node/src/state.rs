@@ -11,7 +11,11 @@ use ftz_store::Store;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::{
-    config::{Limits, RecognitionConfig},
+    audit::{
+        AuditLog,
+        witness::{Alarms, WitnessSizes},
+    },
+    config::{AuditConfig, Limits, RecognitionConfig},
     peer_client::PeerClients,
 };
 
@@ -43,6 +47,14 @@ pub struct NodeState {
     pub(crate) rate: crate::policies::RateWindows,
     /// Keys the pseudonyms of this zone's data, per consumer zone (never leaves the node).
     pub(crate) pseudonym_secret: [u8; 32],
+    /// The verifiable audit log of this node.
+    pub audit: AuditLog,
+    pub audit_config: AuditConfig,
+    pub(crate) witness_sizes: WitnessSizes,
+    /// Equivocations found by this node as a witness, since it started.
+    pub alarms: Alarms,
+    /// Background work (retries, checkpoints, sweeps) that shutdown waits for.
+    tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
     /// Flips to true when the node shuts down; background work stops.
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// Serialises registry installs (check, store, swap) so two installs never interleave.
@@ -71,6 +83,8 @@ pub(crate) struct NodeParts {
     pub agreements: Vec<Agreement>,
     pub policies: PolicySet,
     pub pseudonym_secret: [u8; 32],
+    pub audit: AuditLog,
+    pub audit_config: AuditConfig,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     pub listen_addr: SocketAddr,
     pub tls_chain: Vec<CertificateDer<'static>>,
@@ -95,6 +109,11 @@ impl NodeState {
             policy_lock: tokio::sync::Mutex::new(()),
             rate: crate::policies::RateWindows::default(),
             pseudonym_secret: p.pseudonym_secret,
+            audit: p.audit,
+            audit_config: p.audit_config,
+            witness_sizes: WitnessSizes::default(),
+            alarms: Alarms::default(),
+            tasks: std::sync::Mutex::new(tokio::task::JoinSet::new()),
             shutdown: p.shutdown,
             listen_addr: p.listen_addr,
             started_at_ms,
@@ -124,6 +143,24 @@ impl NodeState {
 
     pub(crate) fn set_agreements(&self, a: Vec<Agreement>) {
         *self.agreements.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(a);
+    }
+
+    /// Runs background work that shutdown waits for (it must watch `shutdown` to end).
+    pub(crate) fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Finished tasks are reaped here, so the set stays as small as the work in flight.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(f);
+    }
+
+    /// Waits for the background work to end (after shutdown was signalled); aborts what is
+    /// still running after `grace`.
+    pub(crate) async fn join_tasks(&self, grace: std::time::Duration) {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("background work did not end in time; aborted");
+        }
     }
 
     /// A snapshot of the installed policies.

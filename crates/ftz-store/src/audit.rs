@@ -29,7 +29,9 @@ fn history_key(size: u64) -> Vec<u8> {
 }
 
 fn u64_of(v: &[u8]) -> Result<u64, StoreError> {
-    v.try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt { what: "audit", detail: "not 8 bytes".into() })
+    v.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt { what: "audit", detail: "not 8 bytes".into() })
 }
 
 /// One batch of appends, computed by the caller from the current frontier.

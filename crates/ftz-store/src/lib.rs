@@ -82,17 +82,29 @@ pub struct Store {
 }
 
 const FORMAT_KEY: &[u8] = b"format_version";
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Store {
     /// Opens (or creates) the store in `dir`. sled locks the directory, so a second node on the
     /// same data directory fails here with a clear error instead of corrupting it.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(opts.cache_capacity_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+        let config =
+            sled::Config::new().path(dir).cache_capacity(opts.cache_capacity_bytes).mode(sled::Mode::HighThroughput);
+        // sled's background threads can hold the directory's lock for a moment after the
+        // previous handle is dropped (a restart within the same process, or right after a
+        // stop): wait a little for it instead of failing a restart.
+        let mut waited = std::time::Duration::ZERO;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(e) if waited < LOCK_WAIT && e.to_string().contains("could not acquire lock") => {
+                    std::thread::sleep(LOCK_POLL);
+                    waited += LOCK_POLL;
+                }
+                Err(source) => return Err(StoreError::Open { path: dir.display().to_string(), source }),
+            }
+        };
         let meta = db.open_tree("meta")?;
         match meta.get(FORMAT_KEY)? {
             None => {

@@ -56,6 +56,16 @@ impl Store {
         Ok(out)
     }
 
+    /// A small value in the store's meta tree.
+    pub fn meta_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(format!("x/{key}"))?.map(|v| v.to_vec()))
+    }
+
+    pub fn set_meta_value(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(format!("x/{key}"), value)?;
+        self.flush()
+    }
+
     pub fn put_negative_list(&self, envelope: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(NEGATIVE_LIST, envelope)?;
         self.flush()

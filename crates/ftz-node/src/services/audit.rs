@@ -2,11 +2,22 @@
 
 use std::sync::Arc;
 
-use ftz_core::KeyId;
-use ftz_proto::{ListRegistryHistoryRequest, ListRegistryHistoryResponse, RegistryInstall, audit_server::Audit};
+use ftz_audit::{
+    checkpoint::TlogProof,
+    entry::describe,
+    merkle::{consistency_proof, inclusion_proof},
+    offline::{log_verifier, witness_verifier},
+};
+use ftz_core::{KeyId, Reason};
+use ftz_proto::{
+    AuditEntry, GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest, GetConsistencyProofResponse,
+    GetEntryRequest, GetEntryResponse, KeyPurpose, ListEntriesRequest, ListEntriesResponse, ListEquivocationsRequest,
+    ListEquivocationsResponse, ListRegistryHistoryRequest, ListRegistryHistoryResponse, RegistryInstall,
+    audit_server::Audit,
+};
 use tonic::{Request, Response, Status};
 
-use crate::{error::ApiError, state::NodeState};
+use crate::{audit::StoredNodes, error::ApiError, state::NodeState};
 
 pub struct AuditService {
     state: Arc<NodeState>,
@@ -16,6 +27,28 @@ impl AuditService {
     pub fn new(state: Arc<NodeState>) -> Self {
         Self { state }
     }
+}
+
+fn entry(index: u64, leaf: Vec<u8>) -> Result<AuditEntry, ApiError> {
+    let (_, e) = describe(&leaf).map_err(|e| ApiError::internal(format!("entry {index}: {e}")))?;
+    Ok(AuditEntry {
+        index,
+        kind: e.kind.to_string(),
+        at_ms: e.at_ms,
+        zones: e.zones,
+        data_class: e.data_class,
+        decision: e.decision.to_string(),
+        summary: e.summary,
+        leaf,
+    })
+}
+
+fn matches(e: &AuditEntry, f: &ListEntriesRequest) -> bool {
+    (f.from_ms == 0 || e.at_ms >= f.from_ms)
+        && (f.until_ms == 0 || e.at_ms < f.until_ms)
+        && (f.zone.is_empty() || e.zones.iter().any(|z| *z == f.zone))
+        && (f.data_class.is_empty() || e.data_class == f.data_class)
+        && (f.decision.is_empty() || e.decision == f.decision || e.kind == f.decision)
 }
 
 #[tonic::async_trait]
@@ -42,5 +75,111 @@ impl Audit for AuditService {
             })
             .collect();
         Ok(Response::new(ListRegistryHistoryResponse { installs }))
+    }
+
+    async fn list_entries(&self, req: Request<ListEntriesRequest>) -> Result<Response<ListEntriesResponse>, Status> {
+        let f = req.into_inner();
+        let limit = match f.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let size = self.state.store.audit_size().map_err(ApiError::from)?;
+        let mut out = Vec::new();
+        let mut next = f.from_index;
+        // Scan at most 10 pages' worth per call, so a narrow filter cannot make a call unbounded.
+        let scan = self.state.store.audit_entries(f.from_index, limit * 10).map_err(ApiError::from)?;
+        for (i, leaf) in scan {
+            next = i + 1;
+            let e = entry(i, leaf)?;
+            if matches(&e, &f) {
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(Response::new(ListEntriesResponse { entries: out, next_index: next.min(size), log_size: size }))
+    }
+
+    async fn get_entry(&self, req: Request<GetEntryRequest>) -> Result<Response<GetEntryResponse>, Status> {
+        let index = req.into_inner().index;
+        let store = &self.state.store;
+        let leaf = store
+            .audit_entry(index)
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::new(Reason::EntryNotFound, format!("the log has no entry {index}")))?;
+        let mut proof = String::new();
+        if let Some((size, checkpoint)) = store.latest_checkpoint().map_err(ApiError::from)?
+            && index < size
+        {
+            let hashes = inclusion_proof(&StoredNodes(store), index, size)
+                .map_err(ApiError::from)?
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            proof = TlogProof { extra: None, index, hashes, checkpoint }.to_text();
+        }
+        Ok(Response::new(GetEntryResponse { entry: Some(entry(index, leaf)?), proof }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        _req: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let (size, checkpoint) = self
+            .state
+            .store
+            .latest_checkpoint()
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::new(Reason::EntryNotFound, "no checkpoint has been signed yet"))?;
+        let registry = self.state.registry();
+        let now = self.state.now_ms();
+        let mut keys = Vec::new();
+        if let Some(v) = log_verifier(self.state.zone.as_str(), self.state.node_key.verifying_key()) {
+            keys.push(v.to_vkey());
+        }
+        for z in registry.zones().filter(|z| z.id != self.state.zone) {
+            for k in z.keys_valid_at(KeyPurpose::Node, now) {
+                if let Some(v) = witness_verifier(z.id.as_str(), k.key) {
+                    keys.push(v.to_vkey());
+                }
+            }
+        }
+        Ok(Response::new(GetCheckpointResponse { checkpoint, size, keys }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let r = req.into_inner();
+        let store = &self.state.store;
+        let size = store.audit_size().map_err(ApiError::from)?;
+        if r.size2 > size {
+            return Err(
+                ApiError::new(Reason::EntryNotFound, format!("the log has {size} entries, not {}", r.size2)).into()
+            );
+        }
+        let proof = consistency_proof(&StoredNodes(store), r.size1, r.size2)
+            .map_err(ApiError::from)?
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        Ok(Response::new(GetConsistencyProofResponse {
+            proof: proof.iter().map(|h| h.to_vec()).collect(),
+            checkpoint1: store.checkpoint_at(r.size1).map_err(ApiError::from)?.unwrap_or_default(),
+            checkpoint2: store.checkpoint_at(r.size2).map_err(ApiError::from)?.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_equivocations(
+        &self,
+        _req: Request<ListEquivocationsRequest>,
+    ) -> Result<Response<ListEquivocationsResponse>, Status> {
+        let evidence = self
+            .state
+            .store
+            .evidence()
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|e| String::from_utf8_lossy(&e).into_owned())
+            .collect();
+        Ok(Response::new(ListEquivocationsResponse { evidence }))
     }
 }

@@ -1,15 +1,24 @@
-//! `ftz.v1.Peer`: what other zones' nodes may ask of this one.
+//! `ftz.v1.Peer`: what other zones' nodes may ask of this one. Every refusal of a data request
+//! is logged in the audit log.
 
 use std::sync::Arc;
 
+use ftz_core::ZoneId;
 use ftz_proto::{
-    AggregateAnswer, AggregateQuery, DeliverRequest, DeliverResponse, ExportRowsRequest, ExportRowsResponse,
-    FetchRecordRequest, FetchRecordResponse, NotifyPolicyRevocationRequest, NotifyPolicyRevocationResponse,
-    NotifyRevocationRequest, NotifyRevocationResponse, PingRequest, PingResponse, peer_server::Peer,
+    AcknowledgeRequest, AcknowledgeResponse, AggregateQuery, DataClass, DeliverRequest, DeliverResponse,
+    ExportRowsRequest, FetchRecordRequest, FetchRecordResponse, NotifyPolicyRevocationRequest,
+    NotifyPolicyRevocationResponse, NotifyRevocationRequest, NotifyRevocationResponse, PingRequest, PingResponse,
+    SealedPayload, WitnessRequest, WitnessResponse, peer_server::Peer,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{auth::caller, error::ApiError, industry, ping, policies, recognition, state::NodeState};
+use crate::{
+    audit::{transfer, witness},
+    auth::caller,
+    error::ApiError,
+    industry, ping, policies, recognition,
+    state::NodeState,
+};
 
 pub struct PeerService {
     state: Arc<NodeState>,
@@ -18,6 +27,24 @@ pub struct PeerService {
 impl PeerService {
     pub fn new(state: Arc<NodeState>) -> Self {
         Self { state }
+    }
+
+    /// The answer, or the refusal after logging it.
+    async fn audited<T>(
+        &self,
+        from: &ZoneId,
+        method: &str,
+        class: Option<DataClass>,
+        subject: &str,
+        res: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        match res {
+            Ok(v) => Ok(Response::new(v)),
+            Err(e) => {
+                transfer::log_refusal(&self.state, from.as_str(), true, method, &e, class, subject).await;
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -42,7 +69,11 @@ impl Peer for PeerService {
 
     async fn fetch_record(&self, req: Request<FetchRecordRequest>) -> Result<Response<FetchRecordResponse>, Status> {
         let from = caller(&req)?.zone.clone();
-        Ok(Response::new(recognition::serve_fetch(&self.state, &from, req.into_inner()).await?))
+        let r = req.into_inner();
+        let zone = if r.issuing_zone.is_empty() { self.state.zone.to_string() } else { r.issuing_zone.clone() };
+        let subject = format!("record {zone}/{}", r.record_id);
+        let res = recognition::serve_fetch(&self.state, &from, r).await;
+        self.audited(&from, "/ftz.v1.Peer/FetchRecord", None, &subject, res).await
     }
 
     async fn notify_revocation(
@@ -57,18 +88,22 @@ impl Peer for PeerService {
 
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
         let from = caller(&req)?.zone.clone();
-        let already = recognition::accept_delivery(&self.state, &from, req.into_inner()).await?;
-        Ok(Response::new(DeliverResponse { already_delivered: already }))
+        let res = recognition::accept_delivery(&self.state, &from, req.into_inner())
+            .await
+            .map(|(already, receipt)| DeliverResponse { already_delivered: already, receipt: Some(receipt) });
+        self.audited(&from, "/ftz.v1.Peer/Deliver", Some(DataClass::InspectionResult), "", res).await
     }
 
-    async fn query_aggregate(&self, req: Request<AggregateQuery>) -> Result<Response<AggregateAnswer>, Status> {
+    async fn query_aggregate(&self, req: Request<AggregateQuery>) -> Result<Response<SealedPayload>, Status> {
         let from = caller(&req)?.zone.clone();
-        Ok(Response::new(industry::answer_query(&self.state, &from, req.into_inner()).await?))
+        let res = industry::answer_query(&self.state, &from, req.into_inner()).await;
+        self.audited(&from, "/ftz.v1.Peer/QueryAggregate", Some(DataClass::IndustryData), "aggregate", res).await
     }
 
-    async fn export_rows(&self, req: Request<ExportRowsRequest>) -> Result<Response<ExportRowsResponse>, Status> {
+    async fn export_rows(&self, req: Request<ExportRowsRequest>) -> Result<Response<SealedPayload>, Status> {
         let from = caller(&req)?.zone.clone();
-        Ok(Response::new(industry::export_rows(&self.state, &from, req.into_inner()).await?))
+        let res = industry::export_rows(&self.state, &from, req.into_inner()).await;
+        self.audited(&from, "/ftz.v1.Peer/ExportRows", Some(DataClass::IndustryData), "rows", res).await
     }
 
     async fn notify_policy_revocation(
@@ -79,5 +114,21 @@ impl Peer for PeerService {
         let env = req.into_inner().revocation.ok_or_else(|| ApiError::invalid("revocation is required"))?;
         policies::accept_revocation(&self.state, &from, env).await?;
         Ok(Response::new(NotifyPolicyRevocationResponse {}))
+    }
+
+    async fn acknowledge(&self, req: Request<AcknowledgeRequest>) -> Result<Response<AcknowledgeResponse>, Status> {
+        let from = caller(&req)?.zone.clone();
+        let r = req.into_inner();
+        let (intent, receipt) = match (r.intent, r.receipt) {
+            (Some(i), Some(c)) => (i, c),
+            _ => return Err(ApiError::invalid("intent and receipt are required").into()),
+        };
+        transfer::accept_receipt(&self.state, &from, &intent, &receipt).await?;
+        Ok(Response::new(AcknowledgeResponse {}))
+    }
+
+    async fn witness(&self, req: Request<WitnessRequest>) -> Result<Response<WitnessResponse>, Status> {
+        let from = caller(&req)?.zone.clone();
+        Ok(Response::new(witness::witness(&self.state, &from, req.into_inner()).await?))
     }
 }

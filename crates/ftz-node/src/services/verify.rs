@@ -102,18 +102,12 @@ impl Verify for VerifyService {
     ) -> Result<Response<ExportRowsAnswer>, Status> {
         let r = req.into_inner();
         let provider = crate::industry::check_provider(&r.provider_zone)?;
-        let resp = crate::industry::fetch_rows(
+        let answer = crate::industry::fetch_rows(
             &self.state,
             &provider,
             ExportRowsRequest { filters: r.filters, purpose: r.purpose, limit: r.limit },
         )
         .await?;
-        Ok(Response::new(ExportRowsAnswer {
-            rows: resp.rows,
-            policy_id: resp.policy_id,
-            policy_version: resp.policy_version,
-            retain_until_ms: resp.retain_until_ms,
-            dropped_fields: resp.dropped_fields,
-        }))
+        Ok(Response::new(answer))
     }
 }

@@ -1,0 +1,340 @@
+//! This node's verifiable audit log: leaves appended in batches (group commit) and made durable
+//! before anyone is told their index; checkpoints signed only over durable sizes, at most once a
+//! second while busy and soon after new entries when idle; witnesses asked to cosign each one.
+
+pub mod transfer;
+pub mod witness;
+
+use std::{sync::Arc, time::Duration};
+
+use ftz_audit::{
+    checkpoint::{Checkpoint, origin},
+    leaf::Leaf,
+    merkle::{Hash, Nodes, empty_root, leaf_hash, node_hash},
+    note::{self, Note, Signer, TYPE_ED25519, Verifier},
+};
+use ftz_core::{Reason, SigningKey, ZoneId};
+use ftz_store::{AuditBatch, Store, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{error::ApiError, state::NodeState};
+
+/// Leaves appended in one batch at most.
+const MAX_BATCH: usize = 512;
+
+/// The stored tree, read as perfect subtrees.
+pub struct StoredNodes<'a>(pub &'a Store);
+
+impl Nodes for StoredNodes<'_> {
+    type Error = StoreError;
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        self.0.audit_node(level, index)?.ok_or(StoreError::Corrupt {
+            what: "audit node",
+            detail: format!("missing node level {level} index {index}"),
+        })
+    }
+}
+
+/// The perfect subtrees along the right edge of a tree of `size` leaves, left to right.
+fn frontier(store: &Store, size: u64) -> Result<Vec<(u32, Hash)>, StoreError> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for level in (0..64u32).rev() {
+        if size & (1 << level) != 0 {
+            out.push((level, StoredNodes(store).node(level, offset >> level)?));
+            offset += 1 << level;
+        }
+    }
+    Ok(out)
+}
+
+fn root_of(frontier: &[(u32, Hash)]) -> Hash {
+    let mut it = frontier.iter().rev();
+    let Some((_, last)) = it.next() else { return empty_root() };
+    it.fold(*last, |acc, (_, h)| node_hash(h, &acc))
+}
+
+struct Append {
+    leaf: Vec<u8>,
+    transfer_id: Option<[u8; 16]>,
+    reply: oneshot::Sender<Result<u64, ApiError>>,
+}
+
+enum Msg {
+    Append(Append),
+    /// Finish what is queued, then stop (and release the store).
+    Stop(oneshot::Sender<()>),
+}
+
+/// The handle the rest of the node appends through.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Msg>,
+    size: watch::Receiver<u64>,
+}
+
+impl AuditLog {
+    /// Starts the appender over the stored log.
+    pub fn start(store: Store) -> Result<Self, StoreError> {
+        let size = store.audit_size()?;
+        let front = frontier(&store, size)?;
+        let (tx, rx) = mpsc::channel(4096);
+        let (size_tx, size_rx) = watch::channel(size);
+        tokio::spawn(append_loop(store, rx, front, size, size_tx));
+        Ok(Self { tx, size: size_rx })
+    }
+
+    /// Appends a leaf; returns its index once it is durable. A transfer leaf is logged once per
+    /// transfer id: appending it again returns the first index.
+    pub async fn append(&self, leaf: &Leaf, transfer_id: Option<[u8; 16]>) -> Result<u64, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Append(Append { leaf: leaf.encode(), transfer_id, reply }))
+            .await
+            .map_err(|_| ApiError::new(Reason::Internal, "the audit log is not running"))?;
+        rx.await.map_err(|_| ApiError::new(Reason::Internal, "the audit log stopped"))?
+    }
+
+    /// Stops the appender once everything queued before is durable.
+    pub async fn close(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Msg::Stop(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The durable size, as it changes.
+    pub fn size(&self) -> watch::Receiver<u64> {
+        self.size.clone()
+    }
+}
+
+async fn append_loop(
+    store: Store,
+    mut rx: mpsc::Receiver<Msg>,
+    mut front: Vec<(u32, Hash)>,
+    mut size: u64,
+    size_tx: watch::Sender<u64>,
+) {
+    let mut stop: Option<oneshot::Sender<()>> = None;
+    while stop.is_none() {
+        let mut batch = match rx.recv().await {
+            Some(Msg::Append(a)) => vec![a],
+            Some(Msg::Stop(done)) => {
+                stop = Some(done);
+                continue;
+            }
+            None => break,
+        };
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Msg::Append(a)) => batch.push(a),
+                Ok(Msg::Stop(done)) => {
+                    stop = Some(done);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        // Transfers already logged keep their first index.
+        let mut fresh: Vec<Append> = Vec::with_capacity(batch.len());
+        let mut in_batch: Vec<[u8; 16]> = Vec::new();
+        for a in batch {
+            if let Some(id) = a.transfer_id {
+                match store.audit_transfer(&id) {
+                    Ok(Some(i)) => {
+                        let _ = a.reply.send(Ok(i));
+                        continue;
+                    }
+                    Ok(None) if in_batch.contains(&id) => {
+                        // Logged by an earlier append of this batch: answer after the commit.
+                    }
+                    Ok(None) => in_batch.push(id),
+                    Err(e) => {
+                        let _ = a.reply.send(Err(e.into()));
+                        continue;
+                    }
+                }
+            }
+            fresh.push(a);
+        }
+        if fresh.is_empty() {
+            continue;
+        }
+        let mut b = AuditBatch { old_size: size, ..Default::default() };
+        let mut next_front = front.clone();
+        let mut indices = Vec::with_capacity(fresh.len());
+        let mut seen: Vec<([u8; 16], u64)> = Vec::new();
+        for a in &fresh {
+            if let Some(id) = a.transfer_id
+                && let Some((_, i)) = seen.iter().find(|(s, _)| *s == id)
+            {
+                indices.push(Some(*i));
+                continue;
+            }
+            let index = size + b.leaves.len() as u64;
+            let mut h = leaf_hash(&a.leaf);
+            b.nodes.push((0, index, h));
+            let (mut level, mut i) = (0u32, index);
+            next_front.push((0, h));
+            while i & 1 == 1 {
+                let (_, right) = next_front.pop().unwrap_or((0, h));
+                let (_, left) = next_front.pop().unwrap_or((0, h));
+                h = node_hash(&left, &right);
+                level += 1;
+                i >>= 1;
+                b.nodes.push((level, i, h));
+                next_front.push((level, h));
+            }
+            if let Some(id) = a.transfer_id {
+                b.transfers.push((id, index));
+                seen.push((id, index));
+            }
+            b.leaves.push(a.leaf.clone());
+            indices.push(Some(index));
+        }
+        let st = store.clone();
+        let committed = tokio::task::spawn_blocking(move || st.audit_append(&b)).await;
+        match committed {
+            Ok(Ok(new_size)) => {
+                size = new_size;
+                front = next_front;
+                let _ = size_tx.send(size);
+                for (a, i) in fresh.into_iter().zip(indices) {
+                    let _ = a.reply.send(i.ok_or_else(|| ApiError::internal("no index")));
+                }
+            }
+            other => {
+                let msg = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => String::new(),
+                };
+                tracing::error!("audit append failed: {msg}");
+                for a in fresh {
+                    let _ =
+                        a.reply.send(Err(ApiError::new(Reason::StoreFailure, "the audit log could not be written")));
+                }
+                // Re-read what is durable, so the next batch starts from the truth.
+                if let Ok(s) = store.audit_size()
+                    && let Ok(f) = frontier(&store, s)
+                {
+                    size = s;
+                    front = f;
+                }
+            }
+        }
+    }
+    drop(store);
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+}
+
+/// The key name of a zone's log (its origin) and of its witness.
+pub fn log_name(zone: &ZoneId) -> String {
+    origin(zone.as_str())
+}
+
+pub fn witness_name(zone: &ZoneId) -> String {
+    format!("ftz/{zone}/witness")
+}
+
+/// Signs a checkpoint of the durable tree of `size` leaves.
+pub fn sign_checkpoint(
+    store: &Store,
+    zone: &ZoneId,
+    key: &SigningKey,
+    size: u64,
+) -> Result<(Checkpoint, String), ApiError> {
+    let root = root_of(&frontier(store, size)?);
+    let cp = Checkpoint { origin: log_name(zone), size, root };
+    let signer = Signer::new(&cp.origin, TYPE_ED25519, key).map_err(|e| ApiError::internal(e.to_string()))?;
+    let note = note::sign(&cp.to_text(), &signer).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((cp, note))
+}
+
+/// At start: the latest signed checkpoint must be reproducible from the durable log (same root
+/// at its size), or the node refuses to run: it would contradict what it signed.
+pub fn check_signed_history(store: &Store, zone: &ZoneId, key: &SigningKey) -> Result<(), String> {
+    let Some((size, text)) = store.latest_checkpoint().map_err(|e| e.to_string())? else { return Ok(()) };
+    let durable = store.audit_size().map_err(|e| e.to_string())?;
+    if durable < size {
+        return Err(format!("the audit log holds {durable} entries, but a checkpoint was signed at size {size}"));
+    }
+    let verifier = Verifier::new(&log_name(zone), TYPE_ED25519, key.verifying_key()).map_err(|e| e.to_string())?;
+    let note = Note::parse(&text).map_err(|e| e.to_string())?;
+    note.verify(std::slice::from_ref(&verifier)).map_err(|e| format!("the stored checkpoint: {e}"))?;
+    let cp = Checkpoint::parse(&note.text).map_err(|e| e.to_string())?;
+    let root = ftz_audit::merkle::root(&StoredNodes(store), size).map_err(|e| e.to_string())?;
+    if root != cp.root || cp.size != size {
+        return Err(format!("the audit log's root at size {size} is not the one its signed checkpoint states"));
+    }
+    Ok(())
+}
+
+/// Logs the node key in use (a configuration change) when it differs from the last one logged.
+pub(crate) async fn log_node_key(state: &NodeState) {
+    let id = state.node_key.key_id();
+    let last = state.store.meta_value("audit_node_key").ok().flatten();
+    if last.as_deref() == Some(id.as_bytes()) {
+        return;
+    }
+    let leaf = Leaf::Config {
+        at_ms: state.now_ms(),
+        what: "node_key".into(),
+        id: id.to_string(),
+        version: 0,
+        digest: ftz_core::sha256(state.node_key.verifying_key().as_bytes()),
+    };
+    match state.audit.append(&leaf, None).await {
+        Ok(_) => {
+            let _ = state.store.set_meta_value("audit_node_key", id.as_bytes());
+        }
+        Err(e) => tracing::error!("logging the node key: {e}"),
+    }
+}
+
+/// Logs something installed on the node.
+pub async fn log_config(state: &NodeState, what: &str, id: &str, version: u64, digest: [u8; 32]) {
+    let leaf = Leaf::Config { at_ms: state.now_ms(), what: what.into(), id: id.into(), version, digest };
+    if let Err(e) = state.audit.append(&leaf, None).await {
+        tracing::error!(what, id, "a configuration change could not be logged: {e}");
+    }
+}
+
+/// Signs checkpoints as the log grows and has them witnessed.
+pub(crate) fn spawn_checkpointer(state: Arc<NodeState>) {
+    state.clone().spawn(async move {
+        let mut size_rx = state.audit.size();
+        let mut shutdown = state.shutdown.clone();
+        let mut signed = state.store.latest_checkpoint().ok().flatten().map_or(0, |(s, _)| s);
+        let interval = Duration::from_millis(state.audit_config.checkpoint_interval_ms);
+        loop {
+            let size = *size_rx.borrow_and_update();
+            if size > signed || (signed == 0 && state.store.latest_checkpoint().ok().flatten().is_none()) {
+                match sign_checkpoint(&state.store, &state.zone, &state.node_key, size)
+                    .and_then(|(_, note)| state.store.put_checkpoint(size, &note).map(|()| note).map_err(Into::into))
+                {
+                    Ok(note) => {
+                        signed = size;
+                        tracing::debug!(size, "checkpoint signed");
+                        witness::spawn_cosigning(state.clone(), size, note);
+                    }
+                    Err(e) => tracing::error!("checkpoint: {e}"),
+                }
+                // At most one checkpoint per interval while busy.
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                changed = size_rx.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+}
