@@ -145,7 +145,11 @@ pub struct LogReport {
     pub transfers: u64,
     pub refusals: u64,
     pub by_kind: BTreeMap<String, u64>,
+    /// Witness cosignatures on the checkpoint that verified.
+    pub cosigners: u64,
+    /// The first problems found (at most a thousand), and how many there were in all.
     pub problems: Vec<String>,
+    pub problem_count: u64,
 }
 
 fn check_part(
@@ -167,68 +171,119 @@ fn check_part(
     envelope::verify(&env, payload_type, |k| (*k == id).then_some(*key)).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// `verify-log`: rebuilds the tree from every entry (indices 0..n, none missing), checks the
-/// checkpoint's signature and root, every transfer's two signatures and that they belong
-/// together, and that no transfer id appears twice.
-pub fn verify_log(entries: &[(u64, Vec<u8>)], checkpoint: &str, log: &Verifier, keys: &KeyRing) -> LogReport {
-    let mut r = LogReport { entries: entries.len() as u64, ..Default::default() };
-    let mut tree = MemoryTree::new();
-    let node_keys = keys.node_keys();
-    let mut transfer_ids = BTreeSet::new();
-    for (expected, (index, bytes)) in entries.iter().enumerate() {
-        if *index != expected as u64 {
-            r.problems.push(format!("entry {expected} is missing (next is {index})"));
-            return r;
+/// `verify-log`, one entry at a time so that a log of any length verifies in bounded memory
+/// (a hash per entry and a transfer id per transfer): rebuilds the tree from every entry
+/// (indices 0..n, none missing), checks every transfer's two signatures and that they belong
+/// together, and that no transfer id appears twice; `finish` checks the checkpoint's signature
+/// and root.
+pub struct LogVerifier {
+    tree: MemoryTree,
+    node_keys: BTreeMap<KeyId, (String, VerifyingKey)>,
+    transfer_ids: BTreeSet<Vec<u8>>,
+    report: LogReport,
+    broken: bool,
+}
+
+/// At most this many problems are listed; the count says how many there were.
+const MAX_PROBLEMS: usize = 1000;
+
+impl LogVerifier {
+    pub fn new(keys: &KeyRing) -> Self {
+        Self {
+            tree: MemoryTree::new(),
+            node_keys: keys.node_keys(),
+            transfer_ids: BTreeSet::new(),
+            report: LogReport::default(),
+            broken: false,
         }
-        tree.push(bytes);
-        let (leaf, e) = match describe(bytes) {
-            Ok(x) => x,
-            Err(err) => {
-                r.problems.push(format!("entry {index}: {err}"));
-                continue;
+    }
+
+    fn problem(&mut self, m: String) {
+        self.report.problem_count += 1;
+        if self.report.problems.len() < MAX_PROBLEMS {
+            self.report.problems.push(m);
+        }
+    }
+
+    /// The next entry, in index order.
+    pub fn push(&mut self, index: u64, bytes: &[u8]) {
+        if self.broken {
+            return;
+        }
+        let expected = self.tree.size();
+        if index != expected {
+            self.problem(format!("entry {expected} is missing (next is {index})"));
+            self.broken = true;
+            return;
+        }
+        self.tree.push(bytes);
+        self.report.entries += 1;
+        let leaf = match describe(bytes) {
+            Ok((leaf, e)) => {
+                *self.report.by_kind.entry(e.kind.to_string()).or_default() += 1;
+                leaf
             }
+            Err(err) => return self.problem(format!("entry {index}: {err}")),
         };
-        *r.by_kind.entry(e.kind.to_string()).or_default() += 1;
         match &leaf {
             Leaf::Transfer { intent, receipt } => {
-                r.transfers += 1;
+                self.report.transfers += 1;
                 let i = TransferIntent::decode(intent.payload.as_slice()).unwrap_or_default();
                 let c = TransferReceipt::decode(receipt.payload.as_slice()).unwrap_or_default();
-                if let Err(m) = check_part(intent, INTENT_TYPE, &node_keys, &i.provider_zone) {
-                    r.problems.push(format!("entry {index}: intent {m}"));
+                if let Err(m) = check_part(intent, INTENT_TYPE, &self.node_keys, &i.provider_zone) {
+                    self.problem(format!("entry {index}: intent {m}"));
                 }
-                if let Err(m) = check_part(receipt, RECEIPT_TYPE, &node_keys, &i.consumer_zone) {
-                    r.problems.push(format!("entry {index}: receipt {m}"));
+                if let Err(m) = check_part(receipt, RECEIPT_TYPE, &self.node_keys, &i.consumer_zone) {
+                    self.problem(format!("entry {index}: receipt {m}"));
                 }
                 if c.transfer_id != i.transfer_id || c.intent_digest != ftz_core::sha256(&intent.payload) {
-                    r.problems.push(format!("entry {index}: the receipt is not for this intent"));
+                    self.problem(format!("entry {index}: the receipt is not for this intent"));
                 }
-                if !transfer_ids.insert(i.transfer_id.clone()) {
-                    r.problems.push(format!("entry {index}: transfer {} appears twice", hex::encode(&i.transfer_id)));
+                if !self.transfer_ids.insert(i.transfer_id.clone()) {
+                    self.problem(format!("entry {index}: transfer {} appears twice", hex::encode(&i.transfer_id)));
                 }
             }
             Leaf::Unacknowledged { intent, .. } => {
                 let i = TransferIntent::decode(intent.payload.as_slice()).unwrap_or_default();
-                if let Err(m) = check_part(intent, INTENT_TYPE, &node_keys, &i.provider_zone) {
-                    r.problems.push(format!("entry {index}: intent {m}"));
+                if let Err(m) = check_part(intent, INTENT_TYPE, &self.node_keys, &i.provider_zone) {
+                    self.problem(format!("entry {index}: intent {m}"));
                 }
             }
-            Leaf::Refusal { .. } => r.refusals += 1,
+            Leaf::Refusal { .. } => self.report.refusals += 1,
             _ => {}
         }
     }
-    match open_checkpoint(checkpoint, log, &[], 0) {
-        Ok((cp, _)) => {
-            r.checkpoint_size = cp.size;
-            if cp.size > tree.size() {
-                r.problems.push(format!("the checkpoint covers {} entries, only {} are here", cp.size, tree.size()));
-            } else if tree.root_at(cp.size) != cp.root {
-                r.problems.push(format!("the entries do not give the checkpoint's root at size {}", cp.size));
+
+    /// Checks `checkpoint` (signed by `log`, and by at least `quorum` of `witnesses`) against
+    /// the entries pushed.
+    pub fn finish(mut self, checkpoint: &str, log: &Verifier, witnesses: &[Verifier], quorum: usize) -> LogReport {
+        match open_checkpoint(checkpoint, log, witnesses, quorum) {
+            Ok((cp, cosigners)) => {
+                self.report.checkpoint_size = cp.size;
+                self.report.cosigners = cosigners as u64;
+                if cp.size > self.tree.size() {
+                    self.problem(format!(
+                        "the checkpoint covers {} entries, only {} are here",
+                        cp.size,
+                        self.tree.size()
+                    ));
+                } else if self.tree.root_at(cp.size) != cp.root {
+                    self.problem(format!("the entries do not give the checkpoint's root at size {}", cp.size));
+                }
             }
+            Err(e) => self.problem(e.to_string()),
         }
-        Err(e) => r.problems.push(e.to_string()),
+        self.report
     }
-    r
+}
+
+/// [`LogVerifier`] over entries in memory.
+pub fn verify_log(entries: &[(u64, Vec<u8>)], checkpoint: &str, log: &Verifier, keys: &KeyRing) -> LogReport {
+    let mut v = LogVerifier::new(keys);
+    for (i, bytes) in entries {
+        v.push(*i, bytes);
+    }
+    v.finish(checkpoint, log, &[], 0)
 }
 
 /// What `cross-check` found between the logs of zones A and B.
@@ -241,26 +296,55 @@ pub struct CrossReport {
     pub only_b: Vec<(u64, String)>,
 }
 
-fn transfers_between(entries: &[(u64, Vec<u8>)], a: &str, b: &str) -> BTreeMap<Hash, (u64, String)> {
-    entries
-        .iter()
-        .filter_map(|(i, bytes)| {
-            let (leaf, e) = describe(bytes).ok()?;
-            let between = e.zones.len() == 2 && e.zones.iter().any(|z| z == a) && e.zones.iter().any(|z| z == b);
-            (matches!(leaf, Leaf::Transfer { .. }) && between).then(|| (leaf_hash(bytes), (*i, e.summary)))
-        })
-        .collect()
+impl CrossReport {
+    pub fn one_sided(&self) -> bool {
+        !self.only_a.is_empty() || !self.only_b.is_empty()
+    }
+}
+
+/// The transfers between two zones in one log, by leaf hash, gathered an entry at a time.
+#[derive(Debug, Default)]
+pub struct TransfersBetween {
+    a: String,
+    b: String,
+    found: BTreeMap<Hash, (u64, String)>,
+}
+
+impl TransfersBetween {
+    pub fn new(a: &str, b: &str) -> Self {
+        Self { a: a.into(), b: b.into(), found: BTreeMap::new() }
+    }
+
+    pub fn push(&mut self, index: u64, bytes: &[u8]) {
+        let Ok((leaf, e)) = describe(bytes) else { return };
+        let between =
+            e.zones.len() == 2 && e.zones.iter().any(|z| *z == self.a) && e.zones.iter().any(|z| *z == self.b);
+        if matches!(leaf, Leaf::Transfer { .. }) && between {
+            self.found.insert(leaf_hash(bytes), (index, e.summary));
+        }
+    }
 }
 
 /// `cross-check`: every transfer between the two zones must be in both logs, byte-identical.
-pub fn cross_check(zone_a: &str, a: &[(u64, Vec<u8>)], zone_b: &str, b: &[(u64, Vec<u8>)]) -> CrossReport {
-    let ta = transfers_between(a, zone_a, zone_b);
-    let tb = transfers_between(b, zone_a, zone_b);
+pub fn compare(a: &TransfersBetween, b: &TransfersBetween) -> CrossReport {
+    let (ta, tb) = (&a.found, &b.found);
     CrossReport {
         in_both: ta.keys().filter(|h| tb.contains_key(*h)).count() as u64,
         only_a: ta.iter().filter(|(h, _)| !tb.contains_key(*h)).map(|(_, v)| v.clone()).collect(),
         only_b: tb.iter().filter(|(h, _)| !ta.contains_key(*h)).map(|(_, v)| v.clone()).collect(),
     }
+}
+
+/// [`compare`] over entries in memory.
+pub fn cross_check(zone_a: &str, a: &[(u64, Vec<u8>)], zone_b: &str, b: &[(u64, Vec<u8>)]) -> CrossReport {
+    let gather = |entries: &[(u64, Vec<u8>)]| {
+        let mut t = TransfersBetween::new(zone_a, zone_b);
+        for (i, bytes) in entries {
+            t.push(*i, bytes);
+        }
+        t
+    };
+    compare(&gather(a), &gather(b))
 }
 
 /// A log key's verifier from its zone's node key.
@@ -272,3 +356,6 @@ pub fn log_verifier(zone: &str, key: VerifyingKey) -> Option<Verifier> {
 pub fn witness_verifier(zone: &str, key: VerifyingKey) -> Option<Verifier> {
     Verifier::new(&format!("ftz/{zone}/witness"), TYPE_COSIGNATURE, key).ok()
 }
+
+#[cfg(test)]
+mod tests;

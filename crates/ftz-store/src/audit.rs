@@ -120,6 +120,7 @@ impl Store {
 
     /// Keeps a signed checkpoint (the latest, and in the history by size). Durable on return.
     pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
+        let _serial = self.checkpoint_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut latest = size.to_be_bytes().to_vec();
         latest.extend_from_slice(note.as_bytes());
         let mut batch = sled::Batch::default();
@@ -127,6 +128,27 @@ impl Store {
         batch.insert(history_key(size), note.as_bytes());
         self.audit.apply_batch(batch)?;
         self.flush()
+    }
+
+    /// Rewrites the checkpoint at `size` with `update(note)` (a cosignature added): in the
+    /// history, and as the latest only if it still is the latest. `None` from `update` leaves it
+    /// as it is. Returns whether a checkpoint was rewritten; durable on return.
+    pub fn update_checkpoint(&self, size: u64, update: impl FnOnce(&str) -> Option<String>) -> Result<bool, StoreError> {
+        let _serial = self.checkpoint_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(old) = self.audit.get(history_key(size))? else { return Ok(false) };
+        let Some(new) = update(&String::from_utf8_lossy(&old)) else { return Ok(false) };
+        let mut batch = sled::Batch::default();
+        batch.insert(history_key(size), new.as_bytes());
+        if let Some((latest, _)) = self.latest_checkpoint()?
+            && latest == size
+        {
+            let mut v = size.to_be_bytes().to_vec();
+            v.extend_from_slice(new.as_bytes());
+            batch.insert(LATEST, v);
+        }
+        self.audit.apply_batch(batch)?;
+        self.flush()?;
+        Ok(true)
     }
 
     /// The latest signed checkpoint: (size, note).

@@ -79,6 +79,9 @@ pub struct Store {
     pending: sled::Tree,
     witness: sled::Tree,
     evidence: sled::Tree,
+    /// Serialises writes of signed checkpoints (a new one, or a cosignature added), so that the
+    /// latest never goes back and no cosignature is lost.
+    checkpoint_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -140,6 +143,7 @@ impl Store {
             pending: db.open_tree("pending_intents")?,
             witness: db.open_tree("witness")?,
             evidence: db.open_tree("evidence")?,
+            checkpoint_lock: Default::default(),
             meta,
             db,
         })

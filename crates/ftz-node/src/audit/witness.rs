@@ -13,7 +13,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use ftz_audit::{
     checkpoint::Checkpoint,
     merkle::{Hash, consistency_proof, verify_consistency},
-    note::{Note, NoteSignature, Signer, TYPE_COSIGNATURE, TYPE_ED25519, Verifier},
+    note::{Note, Signer, TYPE_COSIGNATURE, TYPE_ED25519, Verifier},
 };
 use ftz_core::{Reason, Registry, ZoneId};
 use ftz_proto::{KeyPurpose, WitnessRequest, WitnessResponse};
@@ -209,24 +209,23 @@ async fn ask(state: &NodeState, zone: &ZoneId, size: u64, note: &str) -> Result<
     }
 }
 
-/// Verifies a witness's cosignature line and adds it to the stored checkpoint if that is still
-/// the latest one at `size`.
+/// Verifies a witness's cosignature line and adds it to the checkpoint signed at `size` (which
+/// stays the latest only if no newer one was signed meanwhile).
 fn add_cosignature(state: &NodeState, zone: &ZoneId, size: u64, line: &str) {
-    let Ok(Some((latest, text))) = state.store.latest_checkpoint() else { return };
-    if latest != size {
-        return;
-    }
-    let Ok(mut note) = Note::parse(&text) else { return };
-    let Ok(parsed) = Note::parse(&format!("{}\n{line}", note.text)) else { return };
-    let Some(sig) = parsed.signatures.into_iter().next() else { return };
     let verifiers = witness_verifiers(&state.registry(), zone, state.now_ms());
-    let check = Note { text: note.text.clone(), signatures: vec![sig.clone()] };
-    if check.verify(&verifiers).is_err() {
-        tracing::warn!(witness = %zone, "cosignature does not verify; dropped");
-        return;
-    }
-    note.push_signature(NoteSignature { ..sig });
-    if let Err(e) = state.store.put_checkpoint(size, &note.to_text()) {
+    let added = state.store.update_checkpoint(size, |text| {
+        let mut note = Note::parse(text).ok()?;
+        let parsed = Note::parse(&format!("{}\n{line}", note.text)).ok()?;
+        let sig = parsed.signatures.into_iter().next()?;
+        let check = Note { text: note.text.clone(), signatures: vec![sig.clone()] };
+        if check.verify(&verifiers).is_err() {
+            tracing::warn!(witness = %zone, "cosignature does not verify; dropped");
+            return None;
+        }
+        note.push_signature(sig);
+        Some(note.to_text())
+    });
+    if let Err(e) = added {
         tracing::error!("storing a cosignature: {e}");
     }
 }
