@@ -294,6 +294,13 @@ pub struct CrossReport {
     /// (index, summary) of transfers in A's log only, and in B's log only.
     pub only_a: Vec<(u64, String)>,
     pub only_b: Vec<(u64, String)>,
+    /// Refusals between A and B logged by both sides (the refuser's and the refused's entry
+    /// agree on direction, reason, method and subject), and those only one side logged. A
+    /// one-sided refusal is not proof of tampering (a call that failed in transit is logged by
+    /// the caller only), so it is reported, not failed.
+    pub refusals_in_both: u64,
+    pub refusals_only_a: Vec<(u64, String)>,
+    pub refusals_only_b: Vec<(u64, String)>,
 }
 
 impl CrossReport {
@@ -308,19 +315,33 @@ pub struct TransfersBetween {
     a: String,
     b: String,
     found: BTreeMap<Hash, (u64, String)>,
+    /// Refusals by (refuser, refused, reason, method, subject digest), in log order.
+    refusals: BTreeMap<RefusalKey, Vec<(u64, String)>>,
 }
+
+type RefusalKey = (String, String, String, String, [u8; 32]);
 
 impl TransfersBetween {
     pub fn new(a: &str, b: &str) -> Self {
-        Self { a: a.into(), b: b.into(), found: BTreeMap::new() }
+        Self { a: a.into(), b: b.into(), ..Default::default() }
     }
 
     pub fn push(&mut self, index: u64, bytes: &[u8]) {
         let Ok((leaf, e)) = describe(bytes) else { return };
         let between =
             e.zones.len() == 2 && e.zones.iter().any(|z| *z == self.a) && e.zones.iter().any(|z| *z == self.b);
-        if matches!(leaf, Leaf::Transfer { .. }) && between {
-            self.found.insert(leaf_hash(bytes), (index, e.summary));
+        if !between {
+            return;
+        }
+        match leaf {
+            Leaf::Transfer { .. } => {
+                self.found.insert(leaf_hash(bytes), (index, e.summary));
+            }
+            Leaf::Refusal { zone, other_zone, refused_by_us, reason, method, subject_digest, .. } => {
+                let (by, of) = if refused_by_us { (zone, other_zone) } else { (other_zone, zone) };
+                self.refusals.entry((by, of, reason, method, subject_digest)).or_default().push((index, e.summary));
+            }
+            _ => {}
         }
     }
 }
@@ -328,11 +349,24 @@ impl TransfersBetween {
 /// `cross-check`: every transfer between the two zones must be in both logs, byte-identical.
 pub fn compare(a: &TransfersBetween, b: &TransfersBetween) -> CrossReport {
     let (ta, tb) = (&a.found, &b.found);
-    CrossReport {
+    let mut r = CrossReport {
         in_both: ta.keys().filter(|h| tb.contains_key(*h)).count() as u64,
         only_a: ta.iter().filter(|(h, _)| !tb.contains_key(*h)).map(|(_, v)| v.clone()).collect(),
         only_b: tb.iter().filter(|(h, _)| !ta.contains_key(*h)).map(|(_, v)| v.clone()).collect(),
+        ..Default::default()
+    };
+    // Refusals pair up in order: the n-th of a kind on one side with the n-th on the other.
+    let none = Vec::new();
+    for key in a.refusals.keys().chain(b.refusals.keys()).collect::<BTreeSet<_>>() {
+        let (ra, rb) = (a.refusals.get(key).unwrap_or(&none), b.refusals.get(key).unwrap_or(&none));
+        let both = ra.len().min(rb.len());
+        r.refusals_in_both += both as u64;
+        r.refusals_only_a.extend(ra[both..].iter().cloned());
+        r.refusals_only_b.extend(rb[both..].iter().cloned());
     }
+    r.refusals_only_a.sort();
+    r.refusals_only_b.sort();
+    r
 }
 
 /// [`compare`] over entries in memory.

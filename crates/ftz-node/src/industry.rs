@@ -278,7 +278,9 @@ async fn take_delivery(
 
 async fn ask_failed(state: &NodeState, provider: &ZoneId, method: &str, s: &tonic::Status) -> ApiError {
     let e = peer_failure(provider, s);
-    transfer::log_refusal(state, provider.as_str(), false, method, &e, Some(DataClass::IndustryData), "").await;
+    // The subject as the provider logs it (see `services::peer`).
+    let subject = if method.ends_with("/ExportRows") { "rows" } else { "aggregate" };
+    transfer::log_refusal(state, provider.as_str(), false, method, &e, Some(DataClass::IndustryData), subject).await;
     e
 }
 

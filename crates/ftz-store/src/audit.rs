@@ -133,7 +133,11 @@ impl Store {
     /// Rewrites the checkpoint at `size` with `update(note)` (a cosignature added): in the
     /// history, and as the latest only if it still is the latest. `None` from `update` leaves it
     /// as it is. Returns whether a checkpoint was rewritten; durable on return.
-    pub fn update_checkpoint(&self, size: u64, update: impl FnOnce(&str) -> Option<String>) -> Result<bool, StoreError> {
+    pub fn update_checkpoint(
+        &self,
+        size: u64,
+        update: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<bool, StoreError> {
         let _serial = self.checkpoint_lock.lock().unwrap_or_else(|e| e.into_inner());
         let Some(old) = self.audit.get(history_key(size))? else { return Ok(false) };
         let Some(new) = update(&String::from_utf8_lossy(&old)) else { return Ok(false) };

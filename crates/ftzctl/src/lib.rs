@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit_dir;
 pub mod demo;
 pub mod output;
 pub mod registry_file;

@@ -23,8 +23,9 @@ use tonic::transport::Channel;
 /// `ftzctl dev init` writes to <dir>/<zone>/users/<role>.toml. Each service checks the role in
 /// the certificate: admin, issuer, enterprise or auditor.
 ///
-/// Exit codes: 0 success (for verify: the record is valid); 1 an error or a refusal (the reason
-/// code is printed); 3 verify answered that the record is not valid.
+/// Exit codes: 0 success (for verify: the record is valid; for the audit checks: OK); 1 an error
+/// or a refusal (the reason code is printed); 3 verify answered that the record is not valid, or
+/// an audit check failed (the reason is printed).
 #[derive(Debug, Parser)]
 #[command(name = "ftzctl", version)]
 struct Cli {
@@ -86,6 +87,12 @@ enum Command {
     /// Industry data: import your zone's (role issuer), query other zones' (role enterprise).
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// The verifiable audit log: export a node's (role auditor), check exports offline.
+    #[command(subcommand)]
+    Audit(cmd::audit::AuditCommand),
+    /// Verifier keys of audit logs and witnesses.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -133,6 +140,8 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
         Command::Policy(c) => cmd::policy::run(c, channel, fmt).await.map(|()| 0),
         Command::NegativeList(c) => cmd::policy::run_negative_list(c, channel, fmt).await.map(|()| 0),
         Command::Data(c) => cmd::data::run(c, channel()?, fmt).await.map(|()| 0),
+        Command::Audit(c) => cmd::audit::run(c, channel, fmt).await,
+        Command::Keys(c) => cmd::keys::run(c, channel, fmt).await.map(|()| 0),
     }
 }
 

@@ -24,7 +24,10 @@ fn part(env: &Envelope) -> SignedPart {
     let s = &env.signatures[0];
     SignedPart {
         payload: env.payload.clone(),
-        signature: LeafSignature { key_id: s.key_id.clone().try_into().unwrap(), sig: s.sig.clone().try_into().unwrap() },
+        signature: LeafSignature {
+            key_id: s.key_id.clone().try_into().unwrap(),
+            sig: s.sig.clone().try_into().unwrap(),
+        },
     }
 }
 
@@ -273,6 +276,42 @@ fn cross_check_lists_one_sided_transfers() {
     // Re-signed (Ed25519 signatures are deterministic, so the leaf is the same bytes).
     let r = cross_check("shanghai", &shanghai, "hainan", &hainan_complete);
     assert_eq!((r.in_both, r.only_a.len()), (2, 1));
+}
+
+#[test]
+fn cross_check_pairs_refusals_by_direction_reason_and_subject() {
+    let refused = |zone: &str, other: &str, by_us: bool, reason: &str| {
+        Leaf::Refusal {
+            at_ms: 1,
+            zone: zone.into(),
+            other_zone: other.into(),
+            refused_by_us: by_us,
+            reason: reason.into(),
+            method: "/ftz.v1.Peer/FetchRecord".into(),
+            data_class: String::new(),
+            policy_id: String::new(),
+            subject_digest: [1; 32],
+        }
+        .encode()
+    };
+    // Shanghai refused hainan twice (NO_POLICY) and once (RATE_LIMITED); hainan logged being
+    // refused twice for NO_POLICY only, and once something shanghai never logged.
+    let sh = vec![
+        (0, refused("shanghai", "hainan", true, "NO_POLICY")),
+        (1, refused("shanghai", "hainan", true, "NO_POLICY")),
+        (2, refused("shanghai", "hainan", true, "RATE_LIMITED")),
+        (3, refused("shanghai", "guangdong", true, "NO_POLICY")),
+    ];
+    let hn = vec![
+        (0, refused("hainan", "shanghai", false, "NO_POLICY")),
+        (1, refused("hainan", "shanghai", false, "NO_POLICY")),
+        (2, refused("hainan", "shanghai", true, "NO_POLICY")),
+    ];
+    let r = cross_check("shanghai", &sh, "hainan", &hn);
+    assert_eq!(r.refusals_in_both, 2);
+    assert_eq!(r.refusals_only_a.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(r.refusals_only_b.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2]);
+    assert!(!r.one_sided(), "one-sided refusals are reported, not failed");
 }
 
 #[test]

@@ -238,13 +238,19 @@ pub async fn log_refusal(
     class: Option<ftz_proto::DataClass>,
     subject: &str,
 ) {
-    let policy = e.metadata.iter().find(|(k, _)| k == "policy_id").map(|(_, v)| v.clone()).unwrap_or_default();
+    let meta = |key: &str| e.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let policy = meta("policy_id").unwrap_or_default();
+    // Refused by the other zone: log its reason, as it logs it, so the two entries pair up.
+    let reason = match meta("peer_reason") {
+        Some(r) if !by_us && e.reason == Reason::PeerRefused => r,
+        _ => e.reason.to_string(),
+    };
     let leaf = Leaf::Refusal {
         at_ms: state.now_ms(),
         zone: state.zone.to_string(),
         other_zone: other.to_string(),
         refused_by_us: by_us,
-        reason: e.reason.to_string(),
+        reason,
         method: method.to_string(),
         data_class: class.map(class_name).unwrap_or_default().to_string(),
         policy_id: policy,

@@ -10,6 +10,7 @@ use ftz_proto::{
     NotifyPolicyRevocationResponse, NotifyRevocationRequest, NotifyRevocationResponse, PingRequest, PingResponse,
     SealedPayload, WitnessRequest, WitnessResponse, peer_server::Peer,
 };
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -88,10 +89,20 @@ impl Peer for PeerService {
 
     async fn deliver(&self, req: Request<DeliverRequest>) -> Result<Response<DeliverResponse>, Status> {
         let from = caller(&req)?.zone.clone();
-        let res = recognition::accept_delivery(&self.state, &from, req.into_inner())
+        let r = req.into_inner();
+        // What the sender's intent says it is about, as the sender logs it on a refusal (the
+        // intent is checked, or the delivery refused, by `accept_delivery`).
+        let subject = r
+            .seal
+            .as_ref()
+            .and_then(|s| s.intent.as_ref())
+            .and_then(|i| ftz_proto::TransferIntent::decode(i.payload.as_slice()).ok())
+            .map(|i| i.subject)
+            .unwrap_or_default();
+        let res = recognition::accept_delivery(&self.state, &from, r)
             .await
             .map(|(already, receipt)| DeliverResponse { already_delivered: already, receipt: Some(receipt) });
-        self.audited(&from, "/ftz.v1.Peer/Deliver", Some(DataClass::InspectionResult), "", res).await
+        self.audited(&from, "/ftz.v1.Peer/Deliver", Some(DataClass::InspectionResult), &subject, res).await
     }
 
     async fn query_aggregate(&self, req: Request<AggregateQuery>) -> Result<Response<SealedPayload>, Status> {

@@ -2,9 +2,11 @@
 
 pub mod admin;
 pub mod agreement;
+pub mod audit;
 pub mod data;
 pub mod dev;
 pub mod issue;
+pub mod keys;
 pub mod policy;
 pub mod registry;
 pub mod verify;
