@@ -66,6 +66,9 @@ async fn run(cfg: NodeConfig, check: bool) -> ExitCode {
         println!("ftz-node: configuration OK (zone {}, would listen on {addr})", cfg.zone_id);
         return ExitCode::SUCCESS;
     }
+    // One line on stdout when the node serves, with the address it bound (FTZ_LISTEN may say
+    // port 0): what scripts and supervisors wait for.
+    println!("ftz-node: zone {} listening on {}", cfg.zone_id, node.local_addr());
     wait_for_signal().await;
     tracing::info!("shutting down: finishing in-flight calls, flushing the store");
     match node.shutdown().await {
