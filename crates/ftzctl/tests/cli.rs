@@ -208,3 +208,187 @@ async fn data_import_reports_bad_lines_and_loads_good_files() {
     assert_eq!((o.json()["imported"].as_u64(), o.json()["total_rows"].as_u64()), (Some(1), Some(1)));
     fed.shutdown().await;
 }
+
+/// Issues `id` in shanghai and has hainan verify it: one transfer, logged on both sides.
+async fn transfer(fed: &LocalFederation, id: &str) {
+    let now = ftz_core::Clock::now_ms(&SystemClock);
+    fed.user_channel("shanghai", Role::Issuer).unwrap();
+    ftz_proto::issuer_client::IssuerClient::new(fed.user_channel("shanghai", Role::Issuer).unwrap())
+        .issue_certification(ftz_proto::IssueCertificationRequest {
+            certification: Some(ftz_node::dev::sample_certification(id, "AEO_ADVANCED", now)),
+        })
+        .await
+        .unwrap();
+    let v = ftz_proto::verify_client::VerifyClient::new(fed.user_channel("hainan", Role::Enterprise).unwrap())
+        .verify_record(ftz_proto::VerifyRecordRequest {
+            subject: Some(ftz_proto::verify_record_request::Subject::Ref(ftz_proto::RecordRef {
+                issuing_zone: "shanghai".into(),
+                record_id: id.into(),
+            })),
+            recognising_zone: String::new(),
+            purpose: "verification".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.valid, "{}", v.explanation);
+}
+
+/// Waits until both logs hold `n` transfers and their checkpoints cover them, cosigned.
+async fn settle(fed: &LocalFederation, n: usize) {
+    for zone in ["shanghai", "hainan"] {
+        let mut audit = ftz_proto::audit_client::AuditClient::new(fed.user_channel(zone, Role::Auditor).unwrap());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let req = ftz_proto::ListEntriesRequest { decision: "transfer".into(), ..Default::default() };
+            if audit.list_entries(req).await.unwrap().into_inner().entries.len() >= n {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{zone} never logged {n} transfers");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        ftzctl::audit_dir::settled_checkpoint(&mut audit, 1, std::time::Duration::from_secs(20)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_export_logs_and_catch_tampering_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed =
+        LocalFederation::start(&["shanghai", "hainan"], &dir.path().join("fed"), Arc::new(SystemClock)).await.unwrap();
+    let now = ftz_core::Clock::now_ms(&SystemClock);
+    let policy = ftz_node::dev::record_policy(
+        "sh-hn",
+        "shanghai",
+        "hainan",
+        ftz_proto::DataClass::Certification,
+        &["verification"],
+        now,
+    );
+    fed.install_policy(&policy).await.unwrap();
+    fed.install_agreement(&ftz_proto::RecognitionAgreement {
+        agreement_id: "sh-hn".into(),
+        version: 1,
+        from_zone: "shanghai".into(),
+        to_zone: "hainan".into(),
+        rules: vec![ftz_node::dev::certification_rule(&["AEO_ADVANCED"])],
+        valid_from_ms: now - 60_000,
+        valid_until_ms: now + 86_400_000,
+    })
+    .await
+    .unwrap();
+    transfer(&fed, "SH-AUDIT-1").await;
+    settle(&fed, 1).await;
+
+    let sh_auditor = s(&fed.fed.zone("shanghai").unwrap().profile_path(Role::Auditor));
+    let hn_auditor = s(&fed.fed.zone("hainan").unwrap().profile_path(Role::Auditor));
+    let out = dir.path().join("exports");
+    let (sh_dir, hn_dir) = (out.join("shanghai"), out.join("hainan"));
+    let o = ftzctl(&["--as", &sh_auditor, "--json", "audit", "export", "--out", &s(&sh_dir)]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let size = o.json()["size"].as_u64().unwrap();
+    assert!(o.json()["cosigners"].as_u64().unwrap() >= 1);
+    let o = ftzctl(&["--as", &sh_auditor, "audit", "export", "--out", &s(&sh_dir)]).await;
+    assert_eq!(o.code, 1, "an export never overwrites");
+    assert_eq!(ftzctl(&["--as", &hn_auditor, "audit", "export", "--out", &s(&hn_dir)]).await.code, 0);
+
+    // Keys: from the signed registry, offline, the same as the export's.
+    let o = ftzctl(&["keys", "show", "--registry", &s(&fed.fed.registry_path), "--zone", "shanghai"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let keys = std::fs::read_to_string(sh_dir.join("keys")).unwrap();
+    let log_key = keys.lines().next().unwrap().to_string();
+    assert!(log_key.starts_with("ftz/shanghai/audit+"));
+    assert!(o.stdout.lines().any(|l| l == log_key), "{}", o.stdout);
+    let witness_key = keys.lines().find(|l| l.starts_with("ftz/hainan/witness+")).unwrap().to_string();
+
+    // The transfer's proof, with the witness.
+    let list = ftzctl(&["--as", &sh_auditor, "--json", "audit", "entries", "--decision", "transfer"]).await;
+    let index = list.json()["entries"][0]["index"].as_u64().unwrap();
+    let entry = s(&sh_dir.join("entries").join(index.to_string()));
+    let proof = s(&sh_dir.join("proofs").join(format!("{index}.tlog-proof")));
+    let verify = |entry: String, witness: String, quorum: &'static str| {
+        let (proof, log_key) = (proof.clone(), log_key.clone());
+        async move {
+            let args = ["audit", "verify-proof", "--entry", &entry, "--proof", &proof, "--log-key", &log_key];
+            let mut args: Vec<&str> = args.to_vec();
+            args.extend(["--witness-key", &witness, "--quorum", quorum]);
+            ftzctl(&args).await
+        }
+    };
+    let o = verify(entry.clone(), witness_key.clone(), "1").await;
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(o.stdout.starts_with("OK entry"), "{}", o.stdout);
+    let o = verify(entry.clone(), witness_key.clone(), "2").await;
+    assert_eq!(o.code, 3, "a quorum of two with one witness fails: {}", o.stdout);
+    // Hainan's log key: a real key, but not one that cosigned shanghai's checkpoint.
+    let stranger = std::fs::read_to_string(hn_dir.join("keys")).unwrap().lines().next().unwrap().to_string();
+    let o = verify(entry.clone(), stranger, "1").await;
+    assert_eq!(o.code, 3, "a key that did not cosign does not count: {}", o.stdout);
+    let tampered = dir.path().join("tampered-entry");
+    let mut bytes = std::fs::read(&entry).unwrap();
+    bytes[40] ^= 1;
+    std::fs::write(&tampered, &bytes).unwrap();
+    let o = verify(s(&tampered), witness_key.clone(), "1").await;
+    assert_eq!(o.code, 3);
+    assert!(o.stdout.contains("not included"), "{}", o.stdout);
+
+    // The whole log, and the same with one byte flipped or one entry dropped.
+    let o = ftzctl(&["--json", "audit", "verify-log", &s(&sh_dir), "--quorum", "1"]).await;
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert_eq!(o.json()["details"]["entries"].as_u64(), Some(size));
+    let copy = |name: &str| {
+        let to = dir.path().join(name);
+        std::fs::create_dir_all(to.join("entries")).unwrap();
+        for f in ["checkpoint", "keys"] {
+            std::fs::copy(sh_dir.join(f), to.join(f)).unwrap();
+        }
+        for i in 0..size {
+            std::fs::copy(sh_dir.join("entries").join(i.to_string()), to.join("entries").join(i.to_string())).unwrap();
+        }
+        to
+    };
+    let flipped = copy("flipped");
+    std::fs::write(flipped.join("entries").join(index.to_string()), &bytes).unwrap();
+    let o = ftzctl(&["audit", "verify-log", &s(&flipped)]).await;
+    assert_eq!(o.code, 3, "{}", o.stdout);
+    let dropped = copy("dropped");
+    std::fs::remove_file(dropped.join("entries").join("1")).unwrap();
+    let o = ftzctl(&["audit", "verify-log", &s(&dropped)]).await;
+    assert_eq!(o.code, 3);
+    assert!(o.stdout.contains("entry 1 is missing"), "{}", o.stdout);
+
+    // Both logs hold the transfer; a later one that shanghai's old export lacks is one-sided.
+    let o = ftzctl(&["audit", "cross-check", &s(&sh_dir), &s(&hn_dir)]).await;
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    assert!(o.stdout.contains("1 transfer(s) between them, each in both logs"), "{}", o.stdout);
+    transfer(&fed, "SH-AUDIT-2").await;
+    settle(&fed, 2).await;
+    let hn_later = out.join("hainan-later");
+    assert_eq!(ftzctl(&["--as", &hn_auditor, "audit", "export", "--out", &s(&hn_later)]).await.code, 0);
+    let o = ftzctl(&["--json", "audit", "cross-check", &s(&sh_dir), &s(&hn_later)]).await;
+    assert_eq!(o.code, 3, "{}", o.stdout);
+    let only = &o.json()["details"]["only_in_b"];
+    assert_eq!(only.as_array().map(Vec::len), Some(1), "{only}");
+    assert!(only[0]["summary"].as_str().unwrap().contains("SH-AUDIT-2"));
+
+    // Hainan's later checkpoint extends its earlier one.
+    let (old, new) = (s(&hn_dir.join("checkpoint")), s(&hn_later.join("checkpoint")));
+    let p = s(&dir.path().join("hn.consistency"));
+    let o =
+        ftzctl(&["--as", &hn_auditor, "audit", "consistency-proof", "--old", &old, "--new", &new, "--out", &p]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let hn_key = std::fs::read_to_string(hn_dir.join("keys")).unwrap().lines().next().unwrap().to_string();
+    let check = |old: String, new: String| {
+        let (p, k) = (p.clone(), hn_key.clone());
+        async move {
+            ftzctl(&["audit", "verify-consistency", "--old", &old, "--new", &new, "--proof", &p, "--log-key", &k]).await
+        }
+    };
+    let o = check(old.clone(), new.clone()).await;
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let o = check(new.clone(), old.clone()).await;
+    assert_eq!(o.code, 3, "{}", o.stdout);
+    let o = check(s(&sh_dir.join("checkpoint")), new).await;
+    assert_eq!(o.code, 3, "another log's checkpoint: {}", o.stdout);
+    fed.shutdown().await;
+}
