@@ -4,7 +4,7 @@ use ftz_core::envelope::PayloadType;
 use ftz_proto::{DataClass, TransferIntent, TransferReceipt};
 use prost::Message;
 
-use crate::leaf::{Leaf, LeafError, SignedPart};
+use crate::leaf::{Leaf, LeafError, Refusing, SignedPart};
 
 /// The facts of one entry that filters and reports need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,20 +63,24 @@ pub fn describe(bytes: &[u8]) -> Result<(Leaf, Entry), LeafError> {
                 ),
             }
         }
-        Leaf::Refusal { at_ms, zone, other_zone, refused_by_us, reason, method, data_class, policy_id, .. } => Entry {
+        Leaf::Refusal { at_ms, zone, other_zone, refusing, reason, method, data_class, policy_id, .. } => Entry {
             kind: "refusal",
             at_ms: *at_ms,
             zones: vec![zone.clone(), other_zone.clone()],
             data_class: data_class.clone(),
             decision: "refused",
             transfer_id: None,
-            summary: if *refused_by_us {
-                format!(
-                    "refusal: {zone} refused {other_zone} {method}: {reason}{}",
-                    if policy_id.is_empty() { String::new() } else { format!(" (policy {policy_id})") }
-                )
-            } else {
-                format!("refusal: {other_zone} refused {zone} {method}: {reason}")
+            summary: {
+                let policy = if policy_id.is_empty() { String::new() } else { format!(" (policy {policy_id})") };
+                match refusing {
+                    Refusing::RefusedPeer => format!("refusal: {zone} refused {other_zone} {method}: {reason}{policy}"),
+                    Refusing::RefusedUser => {
+                        format!("refusal: {zone} refused a user of {other_zone} {method}: {reason}{policy}")
+                    }
+                    Refusing::RefusedByPeer => {
+                        format!("refusal: {other_zone} refused {zone} {method}: {reason}{policy}")
+                    }
+                }
             },
         },
         Leaf::Unacknowledged { intent, declared_at_ms } => {

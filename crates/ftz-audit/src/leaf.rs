@@ -38,16 +38,45 @@ pub struct SignedPart {
     pub signature: LeafSignature,
 }
 
+/// Who refused whom, as the zone that logs a refusal sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusing {
+    /// The other zone's node refused this zone's node (byte 0).
+    RefusedByPeer = 0,
+    /// This zone's node refused the other zone's node (byte 1).
+    RefusedPeer = 1,
+    /// This zone's node refused a user (or another non-node caller) of the other zone (byte 2):
+    /// no node of that zone took part, so its log has no matching entry.
+    RefusedUser = 2,
+}
+
+impl Refusing {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::RefusedByPeer),
+            1 => Some(Self::RefusedPeer),
+            2 => Some(Self::RefusedUser),
+            _ => None,
+        }
+    }
+
+    /// Whether this zone did the refusing.
+    pub fn by_us(self) -> bool {
+        self != Self::RefusedByPeer
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leaf {
     /// A transfer both sides signed: the provider's intent and the consumer's receipt.
     Transfer { intent: SignedPart, receipt: SignedPart },
-    /// A refusal, by this zone of a caller (`refused_by_us`) or of this zone by `other_zone`.
+    /// A refusal: by this zone of a node or user of `other_zone`, or of this zone by
+    /// `other_zone` (see [`Refusing`]).
     Refusal {
         at_ms: i64,
         zone: String,
         other_zone: String,
-        refused_by_us: bool,
+        refusing: Refusing,
         reason: String,
         method: String,
         data_class: String,
@@ -146,7 +175,7 @@ impl Leaf {
                 at_ms,
                 zone,
                 other_zone,
-                refused_by_us,
+                refusing,
                 reason,
                 method,
                 data_class,
@@ -157,7 +186,7 @@ impl Leaf {
                 w.i64(*at_ms);
                 w.str(zone);
                 w.str(other_zone);
-                w.u8(u8::from(*refused_by_us));
+                w.u8(*refusing as u8);
                 w.str(reason);
                 w.str(method);
                 w.str(data_class);
@@ -202,11 +231,7 @@ impl Leaf {
                 at_ms: r.i64()?,
                 zone: r.str()?,
                 other_zone: r.str()?,
-                refused_by_us: match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(bad("direction is not 0 or 1")),
-                },
+                refusing: Refusing::from_byte(r.u8()?).ok_or_else(|| bad("unknown refusal direction"))?,
                 reason: r.str()?,
                 method: r.str()?,
                 data_class: r.str()?,
@@ -252,7 +277,7 @@ mod tests {
                 at_ms: 5,
                 zone: "shanghai".into(),
                 other_zone: "hainan".into(),
-                refused_by_us: true,
+                refusing: Refusing::RefusedPeer,
                 reason: "NO_POLICY".into(),
                 method: "/ftz.v1.Peer/FetchRecord".into(),
                 data_class: "certification".into(),

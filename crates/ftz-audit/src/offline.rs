@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::{
     checkpoint::{Checkpoint, TlogProof},
     entry::{INTENT_TYPE, RECEIPT_TYPE, describe},
-    leaf::{Leaf, SignedPart},
+    leaf::{Leaf, Refusing, SignedPart},
     merkle::{Hash, MemoryTree, leaf_hash, verify_consistency, verify_inclusion},
     note::{Note, TYPE_COSIGNATURE, TYPE_ED25519, Verifier},
 };
@@ -337,8 +337,10 @@ impl TransfersBetween {
             Leaf::Transfer { .. } => {
                 self.found.insert(leaf_hash(bytes), (index, e.summary));
             }
-            Leaf::Refusal { zone, other_zone, refused_by_us, reason, method, subject_digest, .. } => {
-                let (by, of) = if refused_by_us { (zone, other_zone) } else { (other_zone, zone) };
+            // A user refused is no node's business but the refuser's: nothing to pair.
+            Leaf::Refusal { refusing: Refusing::RefusedUser, .. } => {}
+            Leaf::Refusal { zone, other_zone, refusing, reason, method, subject_digest, .. } => {
+                let (by, of) = if refusing.by_us() { (zone, other_zone) } else { (other_zone, zone) };
                 self.refusals.entry((by, of, reason, method, subject_digest)).or_default().push((index, e.summary));
             }
             _ => {}

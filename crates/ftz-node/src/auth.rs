@@ -267,10 +267,15 @@ where
                 if let Some(who) = who {
                     let (state, e, path) = (self.auth.state.clone(), e.clone(), path.clone());
                     self.auth.state.clone().spawn(async move {
+                        let refusing = if who.principal == ftz_core::Principal::Node {
+                            ftz_audit::leaf::Refusing::RefusedPeer
+                        } else {
+                            ftz_audit::leaf::Refusing::RefusedUser
+                        };
                         crate::audit::transfer::log_refusal(
                             &state,
                             who.zone.as_str(),
-                            true,
+                            refusing,
                             &path,
                             &e,
                             None,

@@ -19,6 +19,8 @@ use prost::Message;
 
 use std::sync::Arc;
 
+use ftz_audit::leaf::Refusing;
+
 use crate::{
     audit::transfer::{self, Sending},
     error::ApiError,
@@ -280,7 +282,16 @@ async fn ask_failed(state: &NodeState, provider: &ZoneId, method: &str, s: &toni
     let e = peer_failure(provider, s);
     // The subject as the provider logs it (see `services::peer`).
     let subject = if method.ends_with("/ExportRows") { "rows" } else { "aggregate" };
-    transfer::log_refusal(state, provider.as_str(), false, method, &e, Some(DataClass::IndustryData), subject).await;
+    transfer::log_refusal(
+        state,
+        provider.as_str(),
+        Refusing::RefusedByPeer,
+        method,
+        &e,
+        Some(DataClass::IndustryData),
+        subject,
+    )
+    .await;
     e
 }
 

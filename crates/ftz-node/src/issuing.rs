@@ -354,7 +354,7 @@ pub async fn push(state: &NodeState, record_id: &str, to_zone: &str, purpose: &s
             crate::audit::transfer::log_refusal(
                 state,
                 to.as_str(),
-                false,
+                ftz_audit::leaf::Refusing::RefusedByPeer,
                 "/ftz.v1.Peer/Deliver",
                 &e,
                 Some(class_of(&rec)),

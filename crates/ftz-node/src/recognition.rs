@@ -19,6 +19,8 @@ use ftz_proto::{
 use ftz_store::{InsertOutcome, RecordSource, StoredRecord};
 use prost::Message;
 
+use ftz_audit::leaf::Refusing;
+
 use crate::{
     audit::transfer::{self, Sending, log_refusal},
     error::ApiError,
@@ -212,7 +214,16 @@ async fn fetch(
         }
         Err(s) => {
             let e = peer_failure(zone, &s);
-            log_refusal(state, zone.as_str(), false, FETCH, &e, None, &format!("record {zone}/{record_id}")).await;
+            log_refusal(
+                state,
+                zone.as_str(),
+                Refusing::RefusedByPeer,
+                FETCH,
+                &e,
+                None,
+                &format!("record {zone}/{record_id}"),
+            )
+            .await;
             return Err(e);
         }
     };

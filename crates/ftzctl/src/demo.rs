@@ -22,6 +22,8 @@ use prost::Message;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::{Value, json};
 
+mod audit;
+
 pub const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
 
 #[derive(Debug, Clone, Default)]
@@ -98,7 +100,7 @@ pub async fn run(opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<D
         root.display(),
         if opts.keep.is_some() { "" } else { " (removed at the end)" }
     ));
-    let outcome = steps(&fed, &mut r, &mut flush).await;
+    let outcome = steps(&fed, &mut r, &mut flush, &root.join("exports")).await;
     fed.shutdown().await;
     outcome?;
 
@@ -116,7 +118,12 @@ pub async fn run(opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<D
     Ok(r)
 }
 
-async fn steps(fed: &LocalFederation, r: &mut DemoReport, flush: &mut impl FnMut(&DemoReport)) -> Result<()> {
+async fn steps(
+    fed: &LocalFederation,
+    r: &mut DemoReport,
+    flush: &mut impl FnMut(&DemoReport),
+    exports: &std::path::Path,
+) -> Result<()> {
     // Every node answers its admin with its status.
     for z in ZONES {
         let s = AdminClient::new(fed.user_channel(z, Role::Admin)?).get_node_status(GetNodeStatusRequest {}).await;
@@ -223,6 +230,8 @@ async fn steps(fed: &LocalFederation, r: &mut DemoReport, flush: &mut impl FnMut
     offline_bundle(fed, r).await?;
     flush(r);
     industry_data(fed, r).await?;
+    flush(r);
+    audit::step(fed, r, exports).await?;
     flush(r);
     Ok(())
 }

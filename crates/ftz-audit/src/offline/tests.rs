@@ -6,7 +6,7 @@ use ftz_proto::{DataClass, Envelope};
 
 use super::*;
 use crate::{
-    leaf::LeafSignature,
+    leaf::{LeafSignature, Refusing},
     merkle::inclusion_proof,
     note::{Signer, sign},
 };
@@ -63,7 +63,7 @@ fn refusal(at: i64) -> Vec<u8> {
         at_ms: at,
         zone: "shanghai".into(),
         other_zone: "hainan".into(),
-        refused_by_us: true,
+        refusing: Refusing::RefusedPeer,
         reason: "NO_POLICY".into(),
         method: "/ftz.v1.Peer/FetchRecord".into(),
         data_class: "certification".into(),
@@ -285,7 +285,7 @@ fn cross_check_pairs_refusals_by_direction_reason_and_subject() {
             at_ms: 1,
             zone: zone.into(),
             other_zone: other.into(),
-            refused_by_us: by_us,
+            refusing: if by_us { Refusing::RefusedPeer } else { Refusing::RefusedByPeer },
             reason: reason.into(),
             method: "/ftz.v1.Peer/FetchRecord".into(),
             data_class: String::new(),

@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use ftz_audit::leaf::{Leaf, LeafSignature, SignedPart};
+use ftz_audit::leaf::{Leaf, LeafSignature, Refusing, SignedPart};
 use ftz_core::{
     Reason, ZoneId,
     envelope::{self, PayloadType},
@@ -232,7 +232,7 @@ pub async fn sweep(state: &NodeState) {
 pub async fn log_refusal(
     state: &NodeState,
     other: &str,
-    by_us: bool,
+    refusing: Refusing,
     method: &str,
     e: &ApiError,
     class: Option<ftz_proto::DataClass>,
@@ -242,14 +242,14 @@ pub async fn log_refusal(
     let policy = meta("policy_id").unwrap_or_default();
     // Refused by the other zone: log its reason, as it logs it, so the two entries pair up.
     let reason = match meta("peer_reason") {
-        Some(r) if !by_us && e.reason == Reason::PeerRefused => r,
+        Some(r) if refusing == Refusing::RefusedByPeer && e.reason == Reason::PeerRefused => r,
         _ => e.reason.to_string(),
     };
     let leaf = Leaf::Refusal {
         at_ms: state.now_ms(),
         zone: state.zone.to_string(),
         other_zone: other.to_string(),
-        refused_by_us: by_us,
+        refusing,
         reason,
         method: method.to_string(),
         data_class: class.map(class_name).unwrap_or_default().to_string(),

@@ -13,6 +13,8 @@ use ftz_proto::{
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use ftz_audit::leaf::Refusing;
+
 use crate::{
     audit::{transfer, witness},
     auth::caller,
@@ -42,7 +44,8 @@ impl PeerService {
         match res {
             Ok(v) => Ok(Response::new(v)),
             Err(e) => {
-                transfer::log_refusal(&self.state, from.as_str(), true, method, &e, class, subject).await;
+                transfer::log_refusal(&self.state, from.as_str(), Refusing::RefusedPeer, method, &e, class, subject)
+                    .await;
                 Err(e.into())
             }
         }
