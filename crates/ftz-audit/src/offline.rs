@@ -80,7 +80,7 @@ pub fn open_checkpoint(
     let mut all = vec![log.clone()];
     all.extend(witnesses.iter().cloned());
     let signed = note.verify(&all).map_err(|e| fail(format!("checkpoint: {e}")))?;
-    if !signed.iter().any(|v| *v == log) {
+    if !signed.contains(&log) {
         return Err(fail(format!("checkpoint is not signed by the log key {}", log.name)));
     }
     let cosigners = signed.iter().filter(|v| v.sig_type == TYPE_COSIGNATURE).count();
@@ -328,8 +328,7 @@ impl TransfersBetween {
 
     pub fn push(&mut self, index: u64, bytes: &[u8]) {
         let Ok((leaf, e)) = describe(bytes) else { return };
-        let between =
-            e.zones.len() == 2 && e.zones.iter().any(|z| *z == self.a) && e.zones.iter().any(|z| *z == self.b);
+        let between = e.zones.len() == 2 && e.zones.contains(&self.a) && e.zones.contains(&self.b);
         if !between {
             return;
         }

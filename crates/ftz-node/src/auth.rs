@@ -185,9 +185,9 @@ impl Authenticator {
         &self,
         certs: Option<&[CertificateDer<'_>]>,
         path: &str,
-    ) -> Result<Identity, (Option<Identity>, ApiError)> {
-        let who = self.authenticate(certs).map_err(|e| (None, e))?;
-        self.authorize(&who, path).map_err(|e| (Some(who.clone()), e))?;
+    ) -> Result<Identity, Box<(Option<Identity>, ApiError)>> {
+        let who = self.authenticate(certs).map_err(|e| Box::new((None, e)))?;
+        self.authorize(&who, path).map_err(|e| Box::new((Some(who.clone()), e)))?;
         Ok(who)
     }
 }
@@ -262,7 +262,8 @@ where
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 Box::pin(async move { inner.call(req).await }.instrument(span))
             }
-            Err((who, e)) => {
+            Err(refused) => {
+                let (who, e) = *refused;
                 tracing::warn!(method = %path, remote = ?remote, reason = %e.reason, "refused: {}", e.message);
                 if let Some(who) = who {
                     let (state, e, path) = (self.auth.state.clone(), e.clone(), path.clone());

@@ -34,6 +34,9 @@ fn u64_of(v: &[u8]) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt { what: "audit", detail: "not 8 bytes".into() })
 }
 
+/// A pending intent: its transfer id and the intent envelope's bytes.
+pub type PendingIntent = ([u8; 16], Vec<u8>);
+
 /// One batch of appends, computed by the caller from the current frontier.
 #[derive(Debug, Default, Clone)]
 pub struct AuditBatch {
@@ -187,7 +190,7 @@ impl Store {
     }
 
     /// Pending intents whose deadline has passed: (id, encoded intent).
-    pub fn overdue_intents(&self, now_ms: i64) -> Result<Vec<([u8; 16], Vec<u8>)>, StoreError> {
+    pub fn overdue_intents(&self, now_ms: i64) -> Result<Vec<PendingIntent>, StoreError> {
         let mut out = Vec::new();
         for kv in self.pending.iter() {
             let (k, v) = kv?;

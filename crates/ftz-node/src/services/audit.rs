@@ -46,7 +46,7 @@ fn entry(index: u64, leaf: Vec<u8>) -> Result<AuditEntry, ApiError> {
 fn matches(e: &AuditEntry, f: &ListEntriesRequest) -> bool {
     (f.from_ms == 0 || e.at_ms >= f.from_ms)
         && (f.until_ms == 0 || e.at_ms < f.until_ms)
-        && (f.zone.is_empty() || e.zones.iter().any(|z| *z == f.zone))
+        && (f.zone.is_empty() || e.zones.contains(&f.zone))
         && (f.data_class.is_empty() || e.data_class == f.data_class)
         && (f.decision.is_empty() || e.decision == f.decision || e.kind == f.decision)
 }
