@@ -89,6 +89,14 @@ pub async fn witness(state: &NodeState, caller: &ZoneId, req: WitnessRequest) ->
         })
         .collect::<Result<_, _>>()?;
     if let Some(old) = &stored {
+        if cp.size < old.size {
+            // Older than what this witness holds: stale, not by itself proof of a fork.
+            return Err(ApiError::new(
+                Reason::WitnessConflict,
+                format!("this witness holds {origin} at size {}, beyond {}", old.size, cp.size),
+            )
+            .with_meta("witness_size", held.to_string()));
+        }
         let consistent = match cp.size.cmp(&old.size) {
             std::cmp::Ordering::Less => false,
             std::cmp::Ordering::Equal => cp.root == old.root,
