@@ -199,6 +199,11 @@ async fn a_witness_refuses_and_keeps_evidence_of_a_log_that_equivocates() {
     let res = peer.witness(WitnessRequest { old_size: held, checkpoint: unsigned, consistency_proof: vec![] }).await;
     assert_eq!(reason(res).1, Some(Reason::CheckpointInvalid));
 
+    // An older checkpoint than the one held is stale (a late retry), refused but no evidence.
+    let stale = signed_checkpoint(&c, "shanghai", held - 1, [6; 32]);
+    let res = peer.witness(WitnessRequest { old_size: held, checkpoint: stale, consistency_proof: vec![] }).await;
+    assert_eq!(reason(res).1, Some(Reason::WitnessConflict));
+
     let evidence = auditor(&c, "hainan").list_equivocations(ListEquivocationsRequest {}).await.unwrap().into_inner();
     assert_eq!(evidence.evidence.len(), 2);
     assert!(evidence.evidence[0].starts_with("ftz-equivocation-evidence/v1\nlog ftz/shanghai/audit\n"));
