@@ -107,6 +107,9 @@ reasons! {
     PeerRefused => "PEER_REFUSED",
     /// A peer answered with something that does not verify.
     PeerAnswerInvalid => "PEER_ANSWER_INVALID",
+    /// The node holds too many undelivered messages to other zones to take another; retry
+    /// when `ftzctl admin outbox` shows fewer.
+    OutboxFull => "OUTBOX_FULL",
 
     // --- records: issuing ---
     /// A record's field breaks a rule (the message names it).

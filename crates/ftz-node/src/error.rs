@@ -80,7 +80,7 @@ pub fn code_for(reason: Reason) -> Code {
         | PolicyUnderSigned => Code::PermissionDenied,
         PolicyExpired | GroupTooSmall | PolicyUnknownZone | PolicyNotForThisZone | PolicyOlderVersion
         | PolicyChainBroken => Code::FailedPrecondition,
-        BudgetExhausted | RateLimited => Code::ResourceExhausted,
+        BudgetExhausted | RateLimited | OutboxFull => Code::ResourceExhausted,
         CheckpointInvalid | TransferInvalid => Code::InvalidArgument,
         WitnessConflict | Equivocation => Code::FailedPrecondition,
         EntryNotFound => Code::NotFound,

@@ -1,7 +1,7 @@
 //! What the issuing zone does with its records: sign and store them, state their status,
 //! revoke them and tell every zone holding them, push inspection results to another zone.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use ftz_core::{
     Reason, SigningKey, ZoneId,
@@ -15,7 +15,8 @@ use ftz_proto::{
 use ftz_store::{InsertOutcome, RecordSource, StoredRecord};
 use prost::Message;
 
-use crate::{error::ApiError, ping::peer_failure, state::NodeState};
+use crate::outbox::{Kind, Outgoing, Sent};
+use crate::{error::ApiError, state::NodeState};
 
 /// The issuing key, if this node has one the registry lists as valid now.
 fn issuing_key(state: &NodeState) -> Result<&SigningKey, ApiError> {
@@ -226,9 +227,8 @@ pub async fn revoke(state: &Arc<NodeState>, record_id: &str, reason: &str) -> Re
     Ok(RevokeOutcome { revocation: rev_env, already_revoked: false, notified, pending })
 }
 
-/// Sends the revocation statement to every holder at once; those that cannot be reached are
-/// retried in the background with backoff until the node stops. If every retry fails, the
-/// holder's cached status expires on its own after the maximum status age.
+/// Sends the revocation statement to every holder at once, through the outbox: those that
+/// cannot be reached now keep it queued (durable) and get it when they can be.
 async fn notify_holders(
     state: &Arc<NodeState>,
     record_id: &str,
@@ -236,40 +236,31 @@ async fn notify_holders(
 ) -> Result<(Vec<String>, Vec<String>), ApiError> {
     let holders: Vec<String> =
         state.store.holders(record_id)?.into_iter().filter(|z| z != state.zone.as_str()).collect();
+    let body = NotifyRevocationRequest { status: Some(statement) }.encode_to_vec();
     let sends = holders.iter().map(|z| {
-        let statement = statement.clone();
-        async move { (z.clone(), send_notice(state, z, statement).await) }
+        let body = body.clone();
+        async move {
+            let to = ZoneId::new(z.as_str()).map_err(|e| ApiError::internal(e.to_string()))?;
+            let id = Outgoing::derived_id(Kind::RevocationNotice, &to, &body);
+            crate::outbox::send(state, Outgoing { id, kind: Kind::RevocationNotice, to, body }).await
+        }
     });
     let mut notified = Vec::new();
     let mut pending = Vec::new();
-    for (zone, res) in futures_util::future::join_all(sends).await {
+    for (zone, res) in holders.iter().zip(futures_util::future::join_all(sends).await) {
         match res {
-            Ok(()) => notified.push(zone),
+            Ok(Sent::Delivered { .. }) => notified.push(zone.clone()),
+            Ok(Sent::Queued { error }) => {
+                tracing::warn!(record = record_id, zone = %zone, "revocation notice queued: {error}");
+                pending.push(zone.clone());
+            }
             Err(e) => {
-                tracing::warn!(record = record_id, zone = %zone, "revocation notice not delivered yet: {e}");
-                let (z, st) = (zone.clone(), statement.clone());
-                crate::notify::spawn_retries(
-                    state.clone(),
-                    format!("revocation notice of {record_id} to {zone}"),
-                    move |s| {
-                        let (z, st) = (z.clone(), st.clone());
-                        async move { send_notice(&s, &z, st).await }
-                    },
-                );
-                pending.push(zone);
+                tracing::warn!(record = record_id, zone = %zone, "revocation notice refused: {e}");
+                pending.push(zone.clone());
             }
         }
     }
     Ok((notified, pending))
-}
-
-async fn send_notice(state: &NodeState, zone: &str, statement: Envelope) -> Result<(), ApiError> {
-    let zone = ZoneId::new(zone).map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut client = state.peers.client(state, &zone)?;
-    let mut req = tonic::Request::new(NotifyRevocationRequest { status: Some(statement) });
-    req.set_timeout(Duration::from_secs(3));
-    client.notify_revocation(req).await.map_err(|s| peer_failure(&zone, &s))?;
-    Ok(())
 }
 
 /// The data class of a record, for exchange policies.
@@ -295,7 +286,12 @@ pub const DEFAULT_PUSH_PURPOSE: &str = "import-clearance";
 
 /// Sends an own inspection result to `to_zone` (Peer.Deliver) under an exchange policy that
 /// allows it. Returns whether that zone already held it.
-pub async fn push(state: &NodeState, record_id: &str, to_zone: &str, purpose: &str) -> Result<bool, ApiError> {
+pub async fn push(
+    state: &Arc<NodeState>,
+    record_id: &str,
+    to_zone: &str,
+    purpose: &str,
+) -> Result<PushOutcome, ApiError> {
     let to = ZoneId::new(to_zone).map_err(|e| ApiError::invalid(e.to_string()))?;
     if to == state.zone {
         return Err(ApiError::invalid("an inspection result is pushed to another zone"));
@@ -326,7 +322,6 @@ pub async fn push(state: &NodeState, record_id: &str, to_zone: &str, purpose: &s
         .await
         .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
     let status = own_statement(state, &stored, &env, &rec)?;
-    let mut client = state.peers.client(state, &to)?;
     let record = RecordWithStatus { record: Some(env), status: Some(status) }.encode_to_vec();
     let sending = crate::audit::transfer::Sending {
         consumer: &to,
@@ -336,37 +331,31 @@ pub async fn push(state: &NodeState, record_id: &str, to_zone: &str, purpose: &s
         method: "/ftz.v1.Peer/Deliver",
     };
     let seal = crate::audit::transfer::seal(state, sending, &record).await?;
-    let intent = seal.intent.clone().unwrap_or_default();
-    let resp = match client
-        .deliver(DeliverRequest {
-            seal: Some(seal),
-            record,
-            policy_id: policy.id().to_string(),
-            policy_version: policy.version(),
-            purpose: purpose.to_string(),
-        })
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(s) => {
-            let e = peer_failure(&to, &s);
-            let subject = format!("record {}/{record_id}", state.zone);
-            crate::audit::transfer::log_refusal(
-                state,
-                to.as_str(),
-                ftz_audit::leaf::Refusing::RefusedByPeer,
-                "/ftz.v1.Peer/Deliver",
-                &e,
-                Some(class_of(&rec)),
-                &subject,
-            )
-            .await;
-            return Err(e);
-        }
-    };
-    let receipt =
-        resp.receipt.ok_or_else(|| ApiError::new(Reason::TransferInvalid, format!("zone {to} sent no receipt")))?;
-    crate::audit::transfer::accept_receipt(state, &to, &intent, &receipt).await?;
-    tracing::info!(record = record_id, to = %to, already = resp.already_delivered, "inspection result pushed");
-    Ok(resp.already_delivered)
+    let transfer_id = seal
+        .intent
+        .as_ref()
+        .and_then(|i| ftz_proto::TransferIntent::decode(i.payload.as_slice()).ok())
+        .and_then(|i| <[u8; 16]>::try_from(i.transfer_id.as_slice()).ok())
+        .ok_or_else(|| ApiError::internal("a sealed intent without a transfer id"))?;
+    let body = DeliverRequest {
+        seal: Some(seal),
+        record,
+        policy_id: policy.id().to_string(),
+        policy_version: policy.version(),
+        purpose: purpose.to_string(),
+    }
+    .encode_to_vec();
+    let sent = crate::outbox::send(state, Outgoing { id: transfer_id, kind: Kind::Delivery, to: to.clone(), body }).await?;
+    tracing::info!(record = record_id, to = %to, outcome = ?sent, "inspection result pushed");
+    Ok(match sent {
+        Sent::Delivered { already } => PushOutcome { already_delivered: already, queued: false },
+        Sent::Queued { .. } => PushOutcome { already_delivered: false, queued: true },
+    })
+}
+
+/// How a push ended: delivered (perhaps already held), or queued for a zone not reachable now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub already_delivered: bool,
+    pub queued: bool,
 }

@@ -17,7 +17,7 @@ pub mod federation;
 pub mod industry;
 pub mod issuing;
 pub mod local;
-pub mod notify;
+pub mod outbox;
 pub mod peer_client;
 pub mod ping;
 pub mod policies;

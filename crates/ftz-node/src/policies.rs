@@ -13,7 +13,8 @@ use ftz_proto::{Envelope, NotifyPolicyRevocationRequest, PolicyRevocation};
 use ftz_store::Store;
 use prost::Message;
 
-use crate::{error::ApiError, ping::peer_failure, server::StartError, state::NodeState};
+use crate::outbox::{Kind, Outgoing, Sent};
+use crate::{error::ApiError, server::StartError, state::NodeState};
 
 /// The installed policies, revocations and negative list, as stored.
 pub(crate) fn load(store: &Store, own: &ZoneId) -> Result<PolicySet, StartError> {
@@ -114,33 +115,23 @@ pub async fn revoke(state: &Arc<NodeState>, env: Envelope) -> Result<RevokeOutco
     zones.extend(policy.doc.onward_zones.iter().filter_map(|z| ZoneId::new(z.as_str()).ok()));
     zones.retain(|z| *z != state.zone);
     let (mut notified, mut pending) = (Vec::new(), Vec::new());
+    let body = NotifyPolicyRevocationRequest { revocation: Some(env.clone()) }.encode_to_vec();
     for z in zones {
-        match send_revocation(state, &z, env.clone()).await {
-            Ok(()) => notified.push(z.to_string()),
+        let id = Outgoing::derived_id(Kind::PolicyRevocation, &z, &body);
+        let msg = Outgoing { id, kind: Kind::PolicyRevocation, to: z.clone(), body: body.clone() };
+        match crate::outbox::send(state, msg).await {
+            Ok(Sent::Delivered { .. }) => notified.push(z.to_string()),
+            Ok(Sent::Queued { error }) => {
+                tracing::warn!(zone = %z, "policy revocation queued: {error}");
+                pending.push(z.to_string());
+            }
             Err(e) => {
-                tracing::warn!(zone = %z, "policy revocation not delivered yet: {e}");
-                let (zone, env) = (z.clone(), env.clone());
-                crate::notify::spawn_retries(
-                    state.clone(),
-                    format!("policy revocation {} to {z}", policy.id()),
-                    move |s| {
-                        let (zone, env) = (zone.clone(), env.clone());
-                        async move { send_revocation(&s, &zone, env).await }
-                    },
-                );
+                tracing::warn!(zone = %z, "policy revocation refused: {e}");
                 pending.push(z.to_string());
             }
         }
     }
     Ok(RevokeOutcome { already_revoked: !fresh, notified, pending })
-}
-
-async fn send_revocation(state: &NodeState, zone: &ZoneId, env: Envelope) -> Result<(), ApiError> {
-    let mut client = state.peers.client(state, zone)?;
-    let mut req = tonic::Request::new(NotifyPolicyRevocationRequest { revocation: Some(env) });
-    req.set_timeout(std::time::Duration::from_secs(3));
-    client.notify_policy_revocation(req).await.map_err(|s| peer_failure(zone, &s))?;
-    Ok(())
 }
 
 /// Peer side: another party forwards a revocation; the signature decides, the caller must be a

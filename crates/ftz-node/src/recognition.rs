@@ -245,7 +245,7 @@ async fn fetch(
     };
     let accepted = crate::policies::consumer_accepts(state, &resp.policy_id, &req);
     let receipt = transfer::receive(state, &intent_env, &intent, accepted.as_ref().err().map(|e| e.reason)).await?;
-    transfer::acknowledge(state, zone, intent_env, receipt);
+    transfer::acknowledge(state, zone, intent_env, receipt).await?;
     let policy = accepted?;
     let promised = if resp.retain_until_ms > 0 { resp.retain_until_ms } else { i64::MAX };
     let retain_until = now.saturating_add(policy.doc.retention_ms).min(promised);
@@ -345,12 +345,9 @@ pub async fn accept_delivery(
         onward_to: None,
         now,
     };
-    let accepted = crate::policies::consumer_accepts(state, &req.policy_id, &transfer);
-    if let Err(e) = &accepted {
-        // Received, not kept: the receipt says so, and both logs hold the transfer.
-        transfer::receive(state, &intent_env, &intent, Some(e.reason)).await?;
-    }
-    let policy = accepted?;
+    // Refused before anything is kept: both sides log the refusal (this one in the Peer
+    // service, the sender when the answer arrives), and no transfer is logged.
+    let policy = crate::policies::consumer_accepts(state, &req.policy_id, &transfer)?;
     let registry = state.registry();
     let v = evaluate(&record, Some(&status), &context(state, &registry, &[], &state.zone));
     if let Err(r) = v.authentic {

@@ -204,6 +204,7 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     crate::audit::log_node_key(&state).await;
     crate::audit::spawn_checkpointer(state.clone());
     crate::audit::transfer::spawn_unacknowledged_sweeper(state.clone());
+    crate::outbox::spawn(state.clone());
     let incoming = accept_connections(listener, TlsAcceptor::from(Arc::new(server_tls)), &state, shutdown_rx.clone());
     let router = build_router(state.clone()).await?;
     let mut stop = shutdown_rx;

@@ -14,6 +14,7 @@ mod agreements;
 mod audit;
 mod codec;
 mod data;
+mod outbox;
 mod policies;
 mod records;
 mod registry;
@@ -23,7 +24,8 @@ use std::path::Path;
 
 use thiserror::Error;
 
-pub use audit::AuditBatch;
+pub use audit::{AuditBatch, PendingIntent};
+pub use outbox::{MAX_OUTBOX_ITEMS, OutboxItem};
 pub use records::{InsertOutcome, RecordSource, StoredRecord};
 pub use registry::{RegistryInstall, StoredRegistry};
 pub use retention::Deletion;
@@ -79,6 +81,9 @@ pub struct Store {
     pending: sled::Tree,
     witness: sled::Tree,
     evidence: sled::Tree,
+    outbox: sled::Tree,
+    /// Items in `outbox`, counted once at open (sled's `len` is a scan).
+    outbox_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Serialises writes of signed checkpoints (a new one, or a cosignature added), so that the
     /// latest never goes back and no cosignature is lost.
     checkpoint_lock: std::sync::Arc<std::sync::Mutex<()>>,
@@ -125,6 +130,8 @@ impl Store {
                 }
             }
         }
+        let outbox = db.open_tree("outbox")?;
+        let outbox_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(outbox.len()));
         Ok(Self {
             registry: db.open_tree("registry")?,
             registry_history: db.open_tree("registry_history")?,
@@ -143,6 +150,8 @@ impl Store {
             pending: db.open_tree("pending_intents")?,
             witness: db.open_tree("witness")?,
             evidence: db.open_tree("evidence")?,
+            outbox,
+            outbox_count,
             checkpoint_lock: Default::default(),
             meta,
             db,

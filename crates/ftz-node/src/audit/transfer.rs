@@ -17,7 +17,11 @@ use ftz_proto::{AcknowledgeRequest, Envelope, KeyPurpose, TransferIntent, Transf
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::{error::ApiError, ping::peer_failure, state::NodeState};
+use crate::{
+    error::ApiError,
+    outbox::{Kind, Outgoing},
+    state::NodeState,
+};
 
 fn random<const N: usize>() -> Result<[u8; N], ApiError> {
     let mut b = [0u8; N];
@@ -137,34 +141,55 @@ pub async fn receive(
         accepted: refused.is_none(),
         reason: refused.map(|r| r.to_string()).unwrap_or_default(),
     };
+    let id = transfer_id(intent)?;
+    // A transfer received before (the provider retried after a lost answer): the receipt
+    // logged then, so that both logs keep one and the same leaf.
+    if let Some(index) = state.store.audit_transfer(&id)? {
+        return logged_receipt(state, index);
+    }
     let env = envelope::seal(PayloadType::TRANSFER_RECEIPT, &receipt, &[&state.node_key]);
-    state.audit.append(&transfer_leaf(intent_env, &env)?, Some(transfer_id(intent)?)).await?;
+    let leaf = transfer_leaf(intent_env, &env)?;
+    let index = state.audit.append(&leaf, Some(id)).await?;
+    if state.store.audit_entry(index)?.as_deref() != Some(leaf.encode().as_slice()) {
+        // A concurrent retry was logged first.
+        return logged_receipt(state, index);
+    }
     Ok(env)
 }
 
-/// Consumer side of a pull: after `receive`, sends the receipt back (retried in the background
-/// until it arrives or the node stops).
-pub fn acknowledge(state: &Arc<NodeState>, provider: &ZoneId, intent: Envelope, receipt: Envelope) {
-    let provider = provider.clone();
-    let handle = state.clone();
-    let state = state.clone();
-    handle.spawn(async move {
-        if state.stopping() {
-            return;
-        }
-        let send = |s: Arc<NodeState>, p: ZoneId, i: Envelope, r: Envelope| async move {
-            let mut client = s.peers.client(&s, &p)?;
-            let mut req = tonic::Request::new(AcknowledgeRequest { intent: Some(i), receipt: Some(r) });
-            req.set_timeout(Duration::from_secs(5));
-            client.acknowledge(req).await.map_err(|st| peer_failure(&p, &st)).map(|_| ())
-        };
-        if let Err(e) = send(state.clone(), provider.clone(), intent.clone(), receipt.clone()).await {
-            tracing::info!(provider = %provider, "receipt not delivered yet: {e}");
-            crate::notify::spawn_retries(state.clone(), format!("receipt to {provider}"), move |s| {
-                send(s, provider.clone(), intent.clone(), receipt.clone())
-            });
-        }
-    });
+/// The receipt of the transfer leaf at `index`, as an envelope.
+fn logged_receipt(state: &NodeState, index: u64) -> Result<Envelope, ApiError> {
+    let bytes = state.store.audit_entry(index)?.ok_or_else(|| ApiError::internal(format!("entry {index} is gone")))?;
+    match Leaf::decode(&bytes) {
+        Ok(Leaf::Transfer { receipt, .. }) => Ok(Envelope {
+            payload_type: PayloadType::TRANSFER_RECEIPT.to_string(),
+            payload: receipt.payload,
+            signatures: vec![ftz_proto::Signature {
+                key_id: receipt.signature.key_id.to_vec(),
+                sig: receipt.signature.sig.to_vec(),
+            }],
+        }),
+        _ => Err(ApiError::internal(format!("entry {index} is not a transfer"))),
+    }
+}
+
+/// Consumer side of a pull: after `receive`, sends the receipt back through the outbox
+/// (durable before this returns; delivered in the background, retried until it arrives).
+pub async fn acknowledge(
+    state: &Arc<NodeState>,
+    provider: &ZoneId,
+    intent: Envelope,
+    receipt: Envelope,
+) -> Result<(), ApiError> {
+    let id = TransferIntent::decode(intent.payload.as_slice()).map(|i| i.transfer_id).unwrap_or_default();
+    let body = AcknowledgeRequest { intent: Some(intent), receipt: Some(receipt) }.encode_to_vec();
+    let msg = Outgoing {
+        id: Outgoing::derived_id(Kind::Receipt, provider, &id),
+        kind: Kind::Receipt,
+        to: provider.clone(),
+        body,
+    };
+    crate::outbox::send_later(state, msg).await
 }
 
 /// Provider side: a receipt for an intent this node signed. Logs the transfer (once).
@@ -217,6 +242,10 @@ pub(crate) fn spawn_unacknowledged_sweeper(state: Arc<NodeState>) {
 pub async fn sweep(state: &NodeState) {
     let Ok(due) = state.store.overdue_intents(state.now_ms()) else { return };
     for (id, bytes) in due {
+        // A delivery still in the outbox is not unacknowledged: it has not arrived yet.
+        if state.store.outbox_contains(&id).unwrap_or(false) {
+            continue;
+        }
         let Ok(env) = Envelope::decode(bytes.as_slice()) else { continue };
         let Ok(intent) = part(&env) else { continue };
         let leaf = Leaf::Unacknowledged { intent, declared_at_ms: state.now_ms() };

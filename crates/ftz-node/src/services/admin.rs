@@ -9,7 +9,7 @@ use ftz_proto::{
     GetRegistryResponse, InstallAgreementRequest, InstallAgreementResponse, InstallNegativeListRequest,
     InstallNegativeListResponse, InstallPolicyRequest, InstallPolicyResponse, InstallRegistryRequest,
     InstallRegistryResponse, ListAgreementsRequest, ListAgreementsResponse, ListPoliciesRequest, ListPoliciesResponse,
-    NodeStatus, PingPeerRequest, PingPeerResponse, PolicySummary, RevokePolicyRequest, RevokePolicyResponse,
+    ListOutboxRequest, ListOutboxResponse, NodeStatus, OutboxEntry, PingPeerRequest, PingPeerResponse, PolicySummary, RevokePolicyRequest, RevokePolicyResponse,
     admin_server::Admin,
 };
 use tonic::{Request, Response, Status};
@@ -72,6 +72,7 @@ impl Admin for AdminService {
             audit_log_size: s.store.audit_size().map_err(ApiError::from)?,
             checkpoint_size: s.store.latest_checkpoint().map_err(ApiError::from)?.map_or(0, |(size, _)| size),
             equivocations_found: s.alarms.0.load(std::sync::atomic::Ordering::Relaxed),
+            outbox_items: s.store.outbox_len() as u64,
         }))
     }
 
@@ -215,5 +216,28 @@ impl Admin for AdminService {
             }
         }
         Ok(Response::new(resp))
+    }
+
+    async fn list_outbox(&self, req: Request<ListOutboxRequest>) -> Result<Response<ListOutboxResponse>, Status> {
+        let limit = match req.into_inner().limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let store = &self.state.store;
+        let entries = store
+            .outbox_items(limit)
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|i| OutboxEntry {
+                id: hex::encode(i.id),
+                kind: crate::outbox::kind_name(i.kind).to_string(),
+                to_zone: i.to_zone,
+                created_at_ms: i.created_at_ms,
+                attempts: i.attempts,
+                next_attempt_ms: i.next_attempt_ms,
+                last_error: i.last_error,
+            })
+            .collect();
+        Ok(Response::new(ListOutboxResponse { entries, total: store.outbox_len() as u64 }))
     }
 }

@@ -82,8 +82,12 @@ impl Issuer for IssuerService {
         req: Request<PushInspectionRequest>,
     ) -> Result<Response<PushInspectionResponse>, Status> {
         let r = req.into_inner();
-        let already = issuing::push(&self.state, &r.record_id, &r.to_zone, &r.purpose).await?;
-        Ok(Response::new(PushInspectionResponse { to_zone: r.to_zone, already_delivered: already }))
+        let out = issuing::push(&self.state, &r.record_id, &r.to_zone, &r.purpose).await?;
+        Ok(Response::new(PushInspectionResponse {
+            to_zone: r.to_zone,
+            already_delivered: out.already_delivered,
+            queued: out.queued,
+        }))
     }
 
     async fn import_rows(&self, req: Request<ImportRowsRequest>) -> Result<Response<ImportRowsResponse>, Status> {
