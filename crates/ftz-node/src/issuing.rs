@@ -345,7 +345,8 @@ pub async fn push(
         purpose: purpose.to_string(),
     }
     .encode_to_vec();
-    let sent = crate::outbox::send(state, Outgoing { id: transfer_id, kind: Kind::Delivery, to: to.clone(), body }).await?;
+    let sent =
+        crate::outbox::send(state, Outgoing { id: transfer_id, kind: Kind::Delivery, to: to.clone(), body }).await?;
     tracing::info!(record = record_id, to = %to, outcome = ?sent, "inspection result pushed");
     Ok(match sent {
         Sent::Delivered { already } => PushOutcome { already_delivered: already, queued: false },

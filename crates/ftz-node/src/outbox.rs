@@ -29,7 +29,9 @@ pub enum Kind {
 
 impl Kind {
     fn from_byte(b: u8) -> Option<Self> {
-        [Kind::Receipt, Kind::RevocationNotice, Kind::PolicyRevocation, Kind::Delivery].into_iter().find(|k| *k as u8 == b)
+        [Kind::Receipt, Kind::RevocationNotice, Kind::PolicyRevocation, Kind::Delivery]
+            .into_iter()
+            .find(|k| *k as u8 == b)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -85,7 +87,11 @@ fn transient(e: &ApiError) -> bool {
     let busy = |r: Reason| {
         matches!(
             r,
-            Reason::PeerUnavailable | Reason::RateLimited | Reason::Internal | Reason::OutboxFull | Reason::StatusUnavailable
+            Reason::PeerUnavailable
+                | Reason::RateLimited
+                | Reason::Internal
+                | Reason::OutboxFull
+                | Reason::StatusUnavailable
         )
     };
     let peer_reason = e.metadata.iter().find(|(k, _)| k == "peer_reason").and_then(|(_, v)| Reason::from_code(v));
@@ -303,7 +309,11 @@ mod tests {
             let ceiling = (1_000i64 << attempts.min(20)).min(300_000);
             for _ in 0..20 {
                 let d = backoff_ms(attempts);
-                assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempts}: {d} not in [{}, {ceiling}]", ceiling / 2);
+                assert!(
+                    d >= ceiling / 2 && d <= ceiling,
+                    "attempt {attempts}: {d} not in [{}, {ceiling}]",
+                    ceiling / 2
+                );
             }
         }
     }

@@ -117,7 +117,11 @@ impl Store {
 
     /// Every item, in key order (at most `limit`).
     pub fn outbox_items(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.outbox.iter().take(limit).map(|kv| kv.map_err(Into::into).and_then(|(k, v)| OutboxItem::decode(&k, &v))).collect()
+        self.outbox
+            .iter()
+            .take(limit)
+            .map(|kv| kv.map_err(Into::into).and_then(|(k, v)| OutboxItem::decode(&k, &v)))
+            .collect()
     }
 
     pub fn outbox_len(&self) -> usize {

@@ -23,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::{Value, json};
 
 mod audit;
+mod outbox;
 
 pub const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
 
@@ -89,7 +90,7 @@ pub async fn run(opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<D
     };
 
     r.say("== 1. A federation of three free trade zones on 127.0.0.1 ==");
-    let fed = LocalFederation::start(&ZONES, &root, clock.clone()).await.context("starting the federation")?;
+    let mut fed = LocalFederation::start(&ZONES, &root, clock.clone()).await.context("starting the federation")?;
     for z in &fed.fed.zones {
         r.say(format!("  {:<10} {}  node key {}", z.id, z.endpoint, z.node_key_id));
     }
@@ -100,7 +101,7 @@ pub async fn run(opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<D
         root.display(),
         if opts.keep.is_some() { "" } else { " (removed at the end)" }
     ));
-    let outcome = steps(&fed, &mut r, &mut flush, &root.join("exports")).await;
+    let outcome = steps(&mut fed, &mut r, &mut flush, &root.join("exports")).await;
     fed.shutdown().await;
     outcome?;
 
@@ -119,7 +120,7 @@ pub async fn run(opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<D
 }
 
 async fn steps(
-    fed: &LocalFederation,
+    fed: &mut LocalFederation,
     r: &mut DemoReport,
     flush: &mut impl FnMut(&DemoReport),
     exports: &std::path::Path,
@@ -230,6 +231,8 @@ async fn steps(
     offline_bundle(fed, r).await?;
     flush(r);
     industry_data(fed, r).await?;
+    flush(r);
+    outbox::step(fed, r).await?;
     flush(r);
     audit::step(fed, r, exports).await?;
     flush(r);

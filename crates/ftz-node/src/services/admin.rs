@@ -8,9 +8,9 @@ use ftz_proto::{
     AgreementSummary, ExplainPolicyRequest, ExplainPolicyResponse, GetNodeStatusRequest, GetRegistryRequest,
     GetRegistryResponse, InstallAgreementRequest, InstallAgreementResponse, InstallNegativeListRequest,
     InstallNegativeListResponse, InstallPolicyRequest, InstallPolicyResponse, InstallRegistryRequest,
-    InstallRegistryResponse, ListAgreementsRequest, ListAgreementsResponse, ListPoliciesRequest, ListPoliciesResponse,
-    ListOutboxRequest, ListOutboxResponse, NodeStatus, OutboxEntry, PingPeerRequest, PingPeerResponse, PolicySummary, RevokePolicyRequest, RevokePolicyResponse,
-    admin_server::Admin,
+    InstallRegistryResponse, ListAgreementsRequest, ListAgreementsResponse, ListOutboxRequest, ListOutboxResponse,
+    ListPoliciesRequest, ListPoliciesResponse, NodeStatus, OutboxEntry, PingPeerRequest, PingPeerResponse,
+    PolicySummary, RevokePolicyRequest, RevokePolicyResponse, admin_server::Admin,
 };
 use tonic::{Request, Response, Status};
 

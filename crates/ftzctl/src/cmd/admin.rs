@@ -7,7 +7,7 @@ use clap::Subcommand;
 use ftz_core::Registry;
 use ftz_proto::{
     GetNodeStatusRequest, GetRegistryRequest, InstallAgreementRequest, InstallRegistryRequest, ListAgreementsRequest,
-    PingPeerRequest, admin_client::AdminClient,
+    ListOutboxRequest, PingPeerRequest, admin_client::AdminClient,
 };
 use ftzctl::{
     output::{Format, emit, time},
@@ -31,6 +31,13 @@ pub enum AdminCommand {
     /// Install or list mutual-recognition agreements on your node.
     #[command(subcommand)]
     Agreement(AdminAgreementCommand),
+    /// Messages to other zones not delivered yet (receipts, revocation notices, policy
+    /// revocations, pushed results): kept on disk and retried with backoff until they arrive.
+    Outbox {
+        /// Show at most this many (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,7 +70,7 @@ pub async fn run(cmd: AdminCommand, channel: Channel, fmt: Format) -> Result<()>
                 fmt,
                 || {
                     format!(
-                        "zone        {}\nfederation  {}\nregistry    v{}\nnode key    {}\nlistening   {}\nstarted     {}\npeers       {}\nversion     {}\n",
+                        "zone        {}\nfederation  {}\nregistry    v{}\nnode key    {}\nlistening   {}\nstarted     {}\npeers       {}\nversion     {}\naudit log   {} entries, checkpoint at {}\noutbox      {} message(s) waiting\nwitness     {} equivocation(s) found\n",
                         s.zone_id,
                         s.federation_id,
                         s.registry_version,
@@ -71,7 +78,11 @@ pub async fn run(cmd: AdminCommand, channel: Channel, fmt: Format) -> Result<()>
                         s.listen_address,
                         time(s.started_at_ms),
                         s.peer_zones.join(", "),
-                        s.software_version
+                        s.software_version,
+                        s.audit_log_size,
+                        s.checkpoint_size,
+                        s.outbox_items,
+                        s.equivocations_found
                     )
                 },
                 || {
@@ -79,7 +90,43 @@ pub async fn run(cmd: AdminCommand, channel: Channel, fmt: Format) -> Result<()>
                         "zone_id": s.zone_id, "federation_id": s.federation_id, "registry_version": s.registry_version,
                         "node_key_id": s.node_key_id, "listen_address": s.listen_address, "started_at_ms": s.started_at_ms,
                         "now_ms": s.now_ms, "peer_zones": s.peer_zones, "software_version": s.software_version,
+                        "audit_log_size": s.audit_log_size, "checkpoint_size": s.checkpoint_size,
+                        "outbox_items": s.outbox_items, "equivocations_found": s.equivocations_found,
                     })
+                },
+            );
+        }
+        AdminCommand::Outbox { limit } => {
+            let r = client.list_outbox(ListOutboxRequest { limit }).await?.into_inner();
+            emit(
+                fmt,
+                || {
+                    let mut t = String::new();
+                    for e in &r.entries {
+                        t.push_str(&format!(
+                            "{}  {:<18} to {:<12} since {}  {} attempt(s), next {}  {}\n",
+                            &e.id[..12.min(e.id.len())],
+                            e.kind,
+                            e.to_zone,
+                            time(e.created_at_ms),
+                            e.attempts,
+                            time(e.next_attempt_ms),
+                            e.last_error
+                        ));
+                    }
+                    t.push_str(&format!("{} message(s) waiting\n", r.total));
+                    t
+                },
+                || {
+                    let entries: Vec<_> = r
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            json!({"id": e.id, "kind": e.kind, "to_zone": e.to_zone, "created_at_ms": e.created_at_ms,
+                                "attempts": e.attempts, "next_attempt_ms": e.next_attempt_ms, "last_error": e.last_error})
+                        })
+                        .collect();
+                    json!({"entries": entries, "total": r.total})
                 },
             );
         }

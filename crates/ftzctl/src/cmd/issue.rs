@@ -222,13 +222,18 @@ pub async fn run(cmd: IssueCommand, channel: Channel, fmt: Format) -> Result<()>
             emit(
                 fmt,
                 || {
-                    if r.already_delivered {
+                    if r.queued {
+                        format!(
+                            "{id}: {} cannot be reached now; the delivery waits in the outbox and is retried until it arrives (ftzctl admin outbox)\n",
+                            r.to_zone
+                        )
+                    } else if r.already_delivered {
                         format!("{id}: {} already held it; nothing changed\n", r.to_zone)
                     } else {
                         format!("{id}: delivered to {}\n", r.to_zone)
                     }
                 },
-                || json!({"record_id": id, "to_zone": r.to_zone, "already_delivered": r.already_delivered}),
+                || json!({"record_id": id, "to_zone": r.to_zone, "already_delivered": r.already_delivered, "queued": r.queued}),
             );
         }
     }

@@ -52,7 +52,7 @@ async fn export_all(fed: &LocalFederation, root: &Path) -> Result<Exported> {
 }
 
 pub(super) async fn step(fed: &LocalFederation, r: &mut DemoReport, root: &Path) -> Result<()> {
-    r.say("\n== 8. Auditors: both zones log every transfer and refusal; proofs check offline with a quorum of witnesses ==");
+    r.say("\n== 9. Auditors: both zones log every transfer and refusal; proofs check offline with a quorum of witnesses ==");
     let mut attempt = 0;
     let ex = loop {
         attempt += 1;
