@@ -105,6 +105,9 @@ reasons! {
     PeerUnavailable => "PEER_UNAVAILABLE",
     /// A peer zone's node refused this node's call (its reason is in the message).
     PeerRefused => "PEER_REFUSED",
+    /// The request could not be decoded (not protobuf, a text field that is not UTF-8, a
+    /// field of the wrong type); the message says where decoding stopped.
+    MalformedRequest => "MALFORMED_REQUEST",
     /// A peer answered with something that does not verify.
     PeerAnswerInvalid => "PEER_ANSWER_INVALID",
     /// The node holds too many undelivered messages to other zones to take another; retry

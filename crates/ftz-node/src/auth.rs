@@ -27,7 +27,7 @@ use tonic::{
 };
 use tracing::Instrument;
 
-use crate::{error::ApiError, state::NodeState};
+use crate::{caller_rate::Admission, error::ApiError, state::NodeState};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,11 +73,12 @@ struct CacheEntry {
 pub struct Authenticator {
     state: Arc<NodeState>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    rates: crate::caller_rate::CallerRates,
 }
 
 impl Authenticator {
     pub fn new(state: Arc<NodeState>) -> Self {
-        Self { state, cache: Mutex::new(HashMap::new()) }
+        Self { state, cache: Mutex::new(HashMap::new()), rates: Default::default() }
     }
 
     /// Step 1: who is this?
@@ -187,6 +188,18 @@ impl Authenticator {
         path: &str,
     ) -> Result<Identity, Box<(Option<Identity>, ApiError)>> {
         let who = self.authenticate(certs).map_err(|e| Box::new((None, e)))?;
+        let limits = &self.state.limits;
+        let per_second = match who.principal {
+            Principal::Node => limits.peer_requests_per_second,
+            Principal::User { .. } => limits.user_requests_per_second,
+        };
+        if let Admission::Refuse { retry_after_ms, log } =
+            self.rates.admit(&who.to_uri(), per_second, self.state.now_ms())
+        {
+            let e = ApiError::new(Reason::RateLimited, format!("{who} is over {per_second} requests a second"))
+                .retry_after(i64::try_from(retry_after_ms).unwrap_or(i64::MAX));
+            return Err(Box::new((log.then(|| who.clone()), e)));
+        }
         self.authorize(&who, path).map_err(|e| Box::new((Some(who.clone()), e)))?;
         Ok(who)
     }
@@ -256,11 +269,18 @@ where
         match self.auth.check(certs.as_deref().map(Vec::as_slice), &path) {
             Ok(who) => {
                 let span = tracing::info_span!("rpc", method = %path, caller = %who);
-                req.extensions_mut().insert(Caller(who));
+                req.extensions_mut().insert(Caller(who.clone()));
                 // The clone that was polled ready is the one that must be called.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(req).await }.instrument(span))
+                let state = self.auth.state.clone();
+                Box::pin(
+                    async move {
+                        let resp = inner.call(req).await?;
+                        Ok(undecodable_as_invalid(resp, &state, &who, &path))
+                    }
+                    .instrument(span),
+                )
             }
             Err(refused) => {
                 let (who, e) = *refused;
@@ -290,6 +310,43 @@ where
             }
         }
     }
+}
+
+/// tonic answers a request it cannot decode with INTERNAL; for the caller it is their input,
+/// so it becomes INVALID_ARGUMENT `MALFORMED_REQUEST` (and, from another zone's node, a logged
+/// refusal).
+fn undecodable_as_invalid(
+    resp: http::Response<tonic::body::Body>,
+    state: &Arc<NodeState>,
+    who: &Identity,
+    path: &str,
+) -> http::Response<tonic::body::Body> {
+    let headers = resp.headers();
+    if headers.get("grpc-status").map(|v| v.as_bytes()) != Some(b"13") {
+        return resp;
+    }
+    let Some(status) = Status::from_header_map(headers) else { return resp };
+    if !status.message().starts_with("failed to decode") {
+        return resp;
+    }
+    let e = ApiError::new(Reason::MalformedRequest, format!("the request does not decode: {}", status.message()));
+    tracing::warn!(method = %path, "refused: {}", e.message);
+    if who.principal == Principal::Node {
+        let (state2, e2, path, who) = (state.clone(), e.clone(), path.to_string(), who.clone());
+        state.spawn(async move {
+            crate::audit::transfer::log_refusal(
+                &state2,
+                who.zone.as_str(),
+                ftz_audit::leaf::Refusing::RefusedPeer,
+                &path,
+                &e2,
+                None,
+                &who.to_uri(),
+            )
+            .await;
+        });
+    }
+    Status::from(e).into_http()
 }
 
 /// The caller of a request that passed [`AuthLayer`].

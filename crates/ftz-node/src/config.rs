@@ -102,6 +102,13 @@ pub struct Limits {
     pub peer_request_timeout_ms: u64,
     /// How far a signed request's time may be from this node's clock.
     pub max_clock_skew_ms: i64,
+    /// Requests per second from each other zone's node (bursts up to twice that).
+    pub peer_requests_per_second: u32,
+    /// Requests per second from each of this zone's users (bursts up to twice that).
+    pub user_requests_per_second: u32,
+    /// Oldest transfer intent accepted, in milliseconds: a delivery retried from a sender's
+    /// outbox may be this old, a replay older than this is refused.
+    pub max_intent_age_ms: i64,
 }
 
 impl Default for Limits {
@@ -115,6 +122,9 @@ impl Default for Limits {
             peer_connect_timeout_ms: 5_000,
             peer_request_timeout_ms: 10_000,
             max_clock_skew_ms: 300_000,
+            peer_requests_per_second: 200,
+            user_requests_per_second: 50,
+            max_intent_age_ms: 7 * 86_400_000,
         }
     }
 }
@@ -260,7 +270,7 @@ impl NodeConfig {
         self.listen_addr()?;
         self.trust_anchor()?;
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 7] = [
+        let checks: [(&'static str, bool, &str); 10] = [
             ("limits.max_message_bytes", (1024..=64 * 1024 * 1024).contains(&l.max_message_bytes), "1 KiB to 64 MiB"),
             ("limits.request_timeout_ms", (100..=600_000).contains(&l.request_timeout_ms), "100 ms to 10 min"),
             ("limits.handshake_timeout_ms", (100..=60_000).contains(&l.handshake_timeout_ms), "100 ms to 60 s"),
@@ -272,6 +282,9 @@ impl NodeConfig {
                 "100 ms to 10 min",
             ),
             ("limits.max_clock_skew_ms", (1_000..=3_600_000).contains(&l.max_clock_skew_ms), "1 s to 1 h"),
+            ("limits.peer_requests_per_second", (1..=1_000_000).contains(&l.peer_requests_per_second), "1 to 1000000"),
+            ("limits.user_requests_per_second", (1..=1_000_000).contains(&l.user_requests_per_second), "1 to 1000000"),
+            ("limits.max_intent_age_ms", (60_000..=90 * 86_400_000).contains(&l.max_intent_age_ms), "1 min to 90 days"),
         ];
         for (field, ok, range) in checks {
             if !ok {

@@ -63,7 +63,7 @@ pub fn code_for(reason: Reason) -> Code {
         NotAPeer | NotAUser | ForeignUser | RoleNotAllowed | MethodNotAllowed | ZoneMismatch => Code::PermissionDenied,
         NoTrustedSignature | RegistryUnderQuorum | RegistryAnchorMismatch => Code::PermissionDenied,
         WrongPayloadType | MalformedSignature | DuplicateSignature | BadSignature | MalformedPayload
-        | RegistryMalformed | InvalidArgument => Code::InvalidArgument,
+        | RegistryMalformed | InvalidArgument | MalformedRequest => Code::InvalidArgument,
         RegistryOlderVersion
         | RegistryVersionConflict
         | RegistryExpired

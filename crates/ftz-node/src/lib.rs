@@ -9,6 +9,7 @@
 pub mod agreements;
 pub mod audit;
 pub mod auth;
+pub mod caller_rate;
 pub mod client;
 pub mod config;
 pub mod dev;

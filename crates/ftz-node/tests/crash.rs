@@ -172,6 +172,10 @@ async fn killed_while_logging_the_node_restarts_on_a_history_it_can_reproduce() 
                     let res = wrong_role.get_node_status(GetNodeStatusRequest {}).await;
                     match res {
                         Err(s) if s.code() == tonic::Code::PermissionDenied => {}
+                        // Over the per-user rate: wait a little and go on.
+                        Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                         _ => return,
                     }
                 }

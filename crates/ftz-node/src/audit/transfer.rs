@@ -89,7 +89,27 @@ pub fn check_seal(
     })
     .map_err(|e| invalid(format!("intent of zone {provider}: {e}")))?;
     if intent.provider_zone != provider.as_str() || intent.consumer_zone != state.zone.as_str() {
-        return Err(invalid("the intent names other zones"));
+        return Err(ApiError::new(
+            Reason::ZoneMismatch,
+            format!(
+                "the intent is from {} to {}, but {provider} sent it to {}",
+                intent.provider_zone, intent.consumer_zone, state.zone
+            ),
+        ));
+    }
+    // Far in the future: a wrong clock or a forgery. Very old: a replay (a delivery retried
+    // from a sender's outbox is younger than this).
+    if intent.created_at_ms > now + state.limits.max_clock_skew_ms
+        || intent.created_at_ms < now - state.limits.max_intent_age_ms
+    {
+        return Err(ApiError::new(
+            Reason::StaleRequest,
+            format!(
+                "the intent was made at {}, outside what this node accepts at {}",
+                ftz_core::time::format_ms(intent.created_at_ms),
+                ftz_core::time::format_ms(now)
+            ),
+        ));
     }
     if intent.transfer_id.len() != 16 || seal.nonce.len() != 32 {
         return Err(invalid("malformed transfer id or nonce"));

@@ -1,0 +1,101 @@
+//! Request rates per caller: a token bucket for each authenticated identity (each other zone's
+//! node, each of this zone's users), checked before any service runs. A caller over its rate is
+//! refused with `RATE_LIMITED` and a retry hint; of those refusals, at most one a second per
+//! caller reaches the audit log, so a flood cannot grow the log faster than the rate allows.
+
+use std::{collections::HashMap, sync::Mutex};
+
+/// Callers tracked at most; when full, those whose bucket has refilled are forgotten (they
+/// would start full anyway).
+const MAX_CALLERS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at_ms: i64,
+    last_logged_ms: i64,
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admit,
+    /// Over the rate: retry after this long; `log`: this refusal goes to the audit log.
+    Refuse {
+        retry_after_ms: u64,
+        log: bool,
+    },
+}
+
+#[derive(Default)]
+pub struct CallerRates {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl CallerRates {
+    /// Takes one request of `caller`, allowed `per_second` with bursts of twice that.
+    pub fn admit(&self, caller: &str, per_second: u32, now_ms: i64) -> Admission {
+        let rate = f64::from(per_second.max(1)) / 1000.0; // tokens per ms
+        let burst = 2.0 * f64::from(per_second.max(1));
+        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_CALLERS && !map.contains_key(caller) {
+            map.retain(|_, b| b.tokens + (now_ms - b.at_ms).max(0) as f64 * rate < burst);
+            if map.len() >= MAX_CALLERS {
+                map.clear();
+            }
+        }
+        let b =
+            map.entry(caller.to_string()).or_insert(Bucket { tokens: burst, at_ms: now_ms, last_logged_ms: i64::MIN });
+        let elapsed = (now_ms - b.at_ms).max(0) as f64;
+        b.tokens = (b.tokens + elapsed * rate).min(burst);
+        b.at_ms = now_ms.max(b.at_ms);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            return Admission::Admit;
+        }
+        let retry_after_ms = ((1.0 - b.tokens) / rate).ceil() as u64;
+        let log = now_ms.saturating_sub(b.last_logged_ms) >= 1000;
+        if log {
+            b.last_logged_ms = now_ms;
+        }
+        Admission::Refuse { retry_after_ms, log }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_twice_the_rate_then_the_rate() {
+        let r = CallerRates::default();
+        for _ in 0..20 {
+            assert_eq!(r.admit("a", 10, 0), Admission::Admit);
+        }
+        let Admission::Refuse { retry_after_ms, log } = r.admit("a", 10, 0) else { panic!("over the burst") };
+        assert_eq!((retry_after_ms, log), (100, true));
+        // Another caller is not affected.
+        assert_eq!(r.admit("b", 10, 0), Admission::Admit);
+        // Only one refusal a second is logged.
+        assert_eq!(r.admit("a", 10, 50), Admission::Refuse { retry_after_ms: 50, log: false });
+        // 100 ms later one token is back.
+        assert_eq!(r.admit("a", 10, 100), Admission::Admit);
+        assert!(matches!(r.admit("a", 10, 100), Admission::Refuse { .. }));
+        assert!(matches!(r.admit("a", 10, 1100), Admission::Admit));
+        // A clock that goes back does not mint tokens.
+        let r = CallerRates::default();
+        for _ in 0..2 {
+            assert_eq!(r.admit("c", 1, 10_000), Admission::Admit);
+        }
+        assert!(matches!(r.admit("c", 1, 0), Admission::Refuse { .. }));
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let r = CallerRates::default();
+        for i in 0..(MAX_CALLERS + 10) {
+            r.admit(&format!("caller-{i}"), 10, 0);
+        }
+        assert!(r.buckets.lock().unwrap().len() <= MAX_CALLERS);
+    }
+}
