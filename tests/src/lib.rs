@@ -177,3 +177,51 @@ pub fn certification(c: &Cluster, id: &str, cert_type: &str) -> Certification {
 pub fn inspection(c: &Cluster, id: &str, lot: &str) -> InspectionResult {
     ftz_node::dev::sample_inspection(id, lot, c.clock.now_ms())
 }
+
+/// A TCP proxy on 127.0.0.1 in front of a node, that a test can cut and heal: while cut, it
+/// drops every open connection and refuses new ones (a network partition, as both ends see it).
+pub struct FaultyLink {
+    pub addr: std::net::SocketAddr,
+    listener: Option<tokio::net::TcpListener>,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl FaultyLink {
+    /// Binds the proxy's port (from the OS); [`FaultyLink::forward_to`] starts it.
+    pub async fn bind() -> FaultyLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let (cut, _) = tokio::sync::watch::channel(false);
+        FaultyLink { addr, listener: Some(listener), cut }
+    }
+
+    /// Starts forwarding every connection to `target`.
+    pub fn forward_to(&mut self, target: std::net::SocketAddr) {
+        let listener = self.listener.take().expect("started once");
+        let cut = self.cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if *cut.borrow() {
+                    continue; // dropped: the connection is refused
+                }
+                let mut cut_rx = cut.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+    }
+
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}

@@ -268,6 +268,9 @@ where
         let certs = info.and_then(|i| i.peer_certs());
         match self.auth.check(certs.as_deref().map(Vec::as_slice), &path) {
             Ok(who) => {
+                if who.principal == Principal::Node {
+                    crate::outbox::peer_is_back(&self.auth.state, &who.zone);
+                }
                 let span = tracing::info_span!("rpc", method = %path, caller = %who);
                 req.extensions_mut().insert(Caller(who.clone()));
                 // The clone that was polled ready is the one that must be called.

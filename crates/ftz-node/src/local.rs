@@ -29,18 +29,40 @@ pub struct LocalFederation {
     pub fed: DevFederation,
     clock: Arc<dyn Clock>,
     nodes: BTreeMap<ZoneId, RunningNode>,
+    /// Where nodes behind a front (a test's proxy) really listen; the registry names the front.
+    listen: BTreeMap<ZoneId, String>,
 }
 
 impl LocalFederation {
     /// Creates a development federation of `zones` under `root` and starts every node.
     pub async fn start(zones: &[&str], root: &Path, clock: Arc<dyn Clock>) -> Result<Self, LocalError> {
+        Self::start_with_fronts(zones, root, clock, &BTreeMap::new()).await
+    }
+
+    /// The same, but the registry lists `fronts[zone]` as the endpoint of that zone (a proxy a
+    /// test puts in front of it, to cut and heal links); the node itself listens elsewhere
+    /// ([`RunningNode::local_addr`] says where).
+    pub async fn start_with_fronts(
+        zones: &[&str],
+        root: &Path,
+        clock: Arc<dyn Clock>,
+        fronts: &BTreeMap<String, String>,
+    ) -> Result<Self, LocalError> {
         let mut listeners = Vec::new();
         let mut specs = Vec::new();
+        let mut listen = BTreeMap::new();
         for z in zones {
             let id = ZoneId::new(*z).map_err(|e| LocalError::Other(e.to_string()))?;
             let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| LocalError::Other(format!("bind: {e}")))?;
-            let addr = l.local_addr().map_err(|e| LocalError::Other(e.to_string()))?;
-            specs.push(DevZoneSpec { display_name: dev::display_name(z), id: id.clone(), endpoint: addr.to_string() });
+            let addr = l.local_addr().map_err(|e| LocalError::Other(e.to_string()))?.to_string();
+            let endpoint = match fronts.get(*z) {
+                Some(front) => {
+                    listen.insert(id.clone(), addr);
+                    front.clone()
+                }
+                None => addr,
+            };
+            specs.push(DevZoneSpec { display_name: dev::display_name(z), id: id.clone(), endpoint });
             listeners.push((id, l));
         }
         let spec = DevSpec {
@@ -51,7 +73,7 @@ impl LocalFederation {
             now_ms: clock.now_ms(),
         };
         let fed = dev::create(&spec, root)?;
-        let mut me = Self { fed, clock, nodes: BTreeMap::new() };
+        let mut me = Self { fed, clock, nodes: BTreeMap::new(), listen };
         for (id, l) in listeners {
             me.start_node(&id, Some(l)).await?;
         }
@@ -61,7 +83,10 @@ impl LocalFederation {
     async fn start_node(&mut self, zone: &ZoneId, listener: Option<std::net::TcpListener>) -> Result<(), LocalError> {
         let dz = self.fed.zone(zone.as_str()).ok_or_else(|| LocalError::Other(format!("no zone {zone}")))?;
         let err = |source| LocalError::Start { zone: zone.to_string(), source };
-        let cfg = NodeConfig::load(&dz.config_path).map_err(|e| err(e.into()))?;
+        let mut cfg = NodeConfig::load(&dz.config_path).map_err(|e| err(e.into()))?;
+        if let Some(addr) = self.listen.get(zone) {
+            cfg.listen = addr.clone();
+        }
         let node = crate::start(&cfg, NodeOptions { clock: self.clock.clone(), listener }).await.map_err(err)?;
         self.nodes.insert(zone.clone(), node);
         Ok(())

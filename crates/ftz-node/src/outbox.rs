@@ -162,9 +162,15 @@ async fn attempt_and_record(state: &Arc<NodeState>, item: &OutboxItem) -> Result
             tokio::task::spawn_blocking(move || store.outbox_remove(&id))
                 .await
                 .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+            if let Ok(zone) = ZoneId::new(item.to_zone.as_str()) {
+                peer_is_back(state, &zone);
+            }
             Ok(Sent::Delivered { already })
         }
         Err(e) if transient(&e) && !state.stopping() => {
+            if let Ok(zone) = ZoneId::new(item.to_zone.as_str()) {
+                state.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(zone);
+            }
             let next = state.now_ms() + backoff_ms(item.attempts);
             let msg = e.message.clone();
             tokio::task::spawn_blocking(move || store.outbox_retry_later(&id, next, &msg))
@@ -182,6 +188,24 @@ async fn attempt_and_record(state: &Arc<NodeState>, item: &OutboxItem) -> Result
             Err(e)
         }
     }
+}
+
+/// `zone` answered (a delivery went through, or its node called this one): if the outbox had
+/// given up on it for a while, what waits for it is due now rather than at its backed-off time.
+pub fn peer_is_back(state: &Arc<NodeState>, zone: &ZoneId) {
+    if !state.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(zone) {
+        return;
+    }
+    let (store, z, now) = (state.store.clone(), zone.to_string(), state.now_ms());
+    state.spawn(async move {
+        match tokio::task::spawn_blocking(move || store.outbox_make_due(&z, now)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!(messages = n, "a zone is reachable again: its queued messages are due")
+            }
+            Ok(Err(e)) => tracing::warn!("outbox: {e}"),
+            _ => {}
+        }
+    });
 }
 
 fn decode<M: Message + Default>(body: &[u8]) -> Result<M, ApiError> {

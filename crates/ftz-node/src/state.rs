@@ -60,6 +60,9 @@ pub struct NodeState {
     /// Serialises registry installs (check, store, swap) so two installs never interleave.
     pub(crate) install_lock: tokio::sync::Mutex<()>,
     pub peers: PeerClients,
+    /// Zones the outbox could not reach on its last attempt: a sign of life from one of them
+    /// makes its queued messages due at once instead of at their backed-off time.
+    pub(crate) unreachable: std::sync::Mutex<std::collections::HashSet<ZoneId>>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -122,6 +125,7 @@ impl NodeState {
             registry: RwLock::new(Arc::new(p.registry)),
             install_lock: tokio::sync::Mutex::new(()),
             peers: PeerClients::default(),
+            unreachable: Default::default(),
         }
     }
 

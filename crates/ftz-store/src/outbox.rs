@@ -111,6 +111,28 @@ impl Store {
         Ok(was)
     }
 
+    /// Makes every item for `zone` due at `now_ms` (the zone is reachable again). Returns how
+    /// many were waiting.
+    pub fn outbox_make_due(&self, zone: &str, now_ms: i64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.outbox.iter() {
+            let (k, v) = kv?;
+            let item = OutboxItem::decode(&k, &v)?;
+            if item.to_zone == zone && item.next_attempt_ms > now_ms {
+                let mut due = item;
+                due.next_attempt_ms = now_ms;
+                // Only if unchanged meanwhile (delivered, or attempted again).
+                if self.outbox.compare_and_swap(&k, Some(v), Some(due.encode()))?.is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
     pub fn outbox_contains(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
         Ok(self.outbox.contains_key(id)?)
     }
@@ -171,5 +193,14 @@ mod tests {
         assert_eq!(s.outbox_items(10).unwrap(), vec![item(2)]);
         assert!(s.outbox_contains(&[2; 16]).unwrap() && !s.outbox_contains(&[1; 16]).unwrap());
         assert_eq!(s.outbox_len(), 1);
+        // A zone back: its items are due now; others are left alone.
+        let mut other = item(3);
+        other.to_zone = "guangdong".into();
+        other.next_attempt_ms = 500;
+        s.outbox_put(&other).unwrap();
+        s.outbox_retry_later(&[2; 16], 900, "down").unwrap();
+        assert_eq!(s.outbox_make_due("hainan", 10).unwrap(), 1);
+        let items = s.outbox_items(10).unwrap();
+        assert_eq!((items[0].next_attempt_ms, items[1].next_attempt_ms), (10, 500));
     }
 }
