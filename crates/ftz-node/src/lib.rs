@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod peer_client;
 pub mod ping;
 pub mod policies;
+pub mod process;
 pub mod recognition;
 pub mod retention;
 pub mod server;

@@ -131,34 +131,16 @@ impl LocalFederation {
         &self,
         doc: &ftz_proto::RecognitionAgreement,
     ) -> Result<ftz_proto::Envelope, LocalError> {
-        let env = dev::sign_agreement(&self.fed, doc)?;
-        for z in [&doc.from_zone, &doc.to_zone] {
-            let mut admin = ftz_proto::admin_client::AdminClient::new(self.user_channel(z, Role::Admin)?);
-            admin
-                .install_agreement(ftz_proto::InstallAgreementRequest { agreement: Some(env.clone()) })
-                .await
-                .map_err(|s| {
-                    LocalError::Other(format!("installing agreement {} on {z}: {}", doc.agreement_id, s.message()))
-                })?;
-        }
-        Ok(env)
+        install_agreement(&self.fed, doc, |z| self.user_channel(z, Role::Admin)).await
     }
 
     /// Signs `doc` with the provider's and every consumer's authority and installs it on the
     /// nodes of all of them (and of the onward zones it names).
     pub async fn install_policy(&self, doc: &ftz_proto::ExchangePolicy) -> Result<ftz_proto::Envelope, LocalError> {
-        let env = dev::sign_policy(&self.fed, doc)?;
-        let zones = std::iter::once(&doc.provider_zone).chain(doc.consumer_zones.iter()).chain(doc.onward_zones.iter());
-        for z in zones {
-            if self.node(z).is_none() {
-                continue;
-            }
-            let mut admin = ftz_proto::admin_client::AdminClient::new(self.user_channel(z, Role::Admin)?);
-            admin.install_policy(ftz_proto::InstallPolicyRequest { policy: Some(env.clone()) }).await.map_err(|s| {
-                LocalError::Other(format!("installing policy {} on {z}: {}", doc.policy_id, s.message()))
-            })?;
-        }
-        Ok(env)
+        install_policy(&self.fed, doc, |z| {
+            if self.node(z).is_some() { self.user_channel(z, Role::Admin).map(Some) } else { Ok(None) }
+        })
+        .await
     }
 
     /// Stops every node.
@@ -170,4 +152,40 @@ impl LocalFederation {
             }
         }
     }
+}
+
+/// Signs an agreement with both zones' authorities and installs it through each zone's admin
+/// channel (`admin(zone)`).
+pub async fn install_agreement(
+    fed: &DevFederation,
+    doc: &ftz_proto::RecognitionAgreement,
+    admin: impl Fn(&str) -> Result<Channel, LocalError>,
+) -> Result<ftz_proto::Envelope, LocalError> {
+    let env = dev::sign_agreement(fed, doc)?;
+    for z in [&doc.from_zone, &doc.to_zone] {
+        ftz_proto::admin_client::AdminClient::new(admin(z)?)
+            .install_agreement(ftz_proto::InstallAgreementRequest { agreement: Some(env.clone()) })
+            .await
+            .map_err(|s| LocalError::Other(format!("installing agreement {} on {z}: {}", doc.agreement_id, s.message())))?;
+    }
+    Ok(env)
+}
+
+/// Signs a policy with every party's authority and installs it through the admin channel of
+/// every zone it names that runs (`admin(zone)` gives `None` for the others).
+pub async fn install_policy(
+    fed: &DevFederation,
+    doc: &ftz_proto::ExchangePolicy,
+    admin: impl Fn(&str) -> Result<Option<Channel>, LocalError>,
+) -> Result<ftz_proto::Envelope, LocalError> {
+    let env = dev::sign_policy(fed, doc)?;
+    let zones = std::iter::once(&doc.provider_zone).chain(doc.consumer_zones.iter()).chain(doc.onward_zones.iter());
+    for z in zones {
+        let Some(channel) = admin(z)? else { continue };
+        ftz_proto::admin_client::AdminClient::new(channel)
+            .install_policy(ftz_proto::InstallPolicyRequest { policy: Some(env.clone()) })
+            .await
+            .map_err(|s| LocalError::Other(format!("installing policy {} on {z}: {}", doc.policy_id, s.message())))?;
+    }
+    Ok(env)
 }
