@@ -104,10 +104,15 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
     fed.install_agreement(&agreement("sh-hn", "shanghai", "hainan", ftz_tests::cert_rule(&["AEO_ADVANCED"]))).await;
     fed.install_agreement(&agreement("gd-sh", "guangdong", "shanghai", ftz_tests::inspection_rule("CNAS"))).await;
     use ftz_proto::DataClass::{Certification, InspectionResult};
+    // Policies without a practical rate limit: this is a load test, not a rate test.
+    let unlimited = |mut p: ftz_proto::ExchangePolicy| {
+        p.rate_limit = Some(ftz_proto::RateLimit { max_requests: 1_000_000, per_ms: 1_000 });
+        p
+    };
     let p = ftz_node::dev::record_policy("sh-hn", "shanghai", "hainan", Certification, &["verification"], now);
-    fed.install_policy(&p).await;
+    fed.install_policy(&unlimited(p)).await;
     let p = ftz_node::dev::record_policy("gd-sh", "guangdong", "shanghai", InspectionResult, &["import-clearance"], now);
-    fed.install_policy(&p).await;
+    fed.install_policy(&unlimited(p)).await;
 
     let fed = Arc::new(AsyncMutex::new(fed));
     let done = Arc::new(AtomicU64::new(0));
@@ -200,6 +205,10 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
     for k in 0..kills {
         let at = total * (k + 1) / (kills + 1) + random_below(total / (2 * (kills + 1)).max(1));
         while done.load(Ordering::Relaxed) < at.min(total - 1) {
+            // A worker that failed ends the run at once (its error is reported below).
+            if fetches.is_finished() || pushes.is_finished() {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(random_below(200))).await;
