@@ -70,11 +70,7 @@ impl ProcessFederation {
     /// Starts `zone`'s node and waits until it says it listens (at most a minute).
     pub fn start(&mut self, zone: &str) {
         let z = self.fed.zone(zone).expect("zone");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(z.dir.join("node.log"))
-            .expect("log file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(z.dir.join("node.log")).expect("log file");
         let mut child = Command::new(&self.bin)
             .arg("--config")
             .arg(&z.config_path)

@@ -28,8 +28,8 @@ use ftz_audit::{
 };
 use ftz_core::{Clock, Role, SystemClock};
 use ftz_proto::{
-    GetCheckpointRequest, GetConsistencyProofRequest, IssueCertificationRequest, ListEntriesRequest,
-    ListOutboxRequest, PushInspectionRequest, RecordInspectionRequest, RecordRef, TransferIntent, VerifyRecordRequest,
+    GetCheckpointRequest, GetConsistencyProofRequest, IssueCertificationRequest, ListEntriesRequest, ListOutboxRequest,
+    PushInspectionRequest, RecordInspectionRequest, RecordRef, TransferIntent, VerifyRecordRequest,
     admin_client::AdminClient, audit_client::AuditClient, issuer_client::IssuerClient, verify_client::VerifyClient,
     verify_record_request::Subject,
 };
@@ -55,7 +55,8 @@ async fn transfer_subjects(fed: &ProcessFederation, zone: &str) -> BTreeMap<Stri
     let mut out: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
     let mut from = 0;
     loop {
-        let req = ListEntriesRequest { from_index: from, limit: 1000, decision: "transfer".into(), ..Default::default() };
+        let req =
+            ListEntriesRequest { from_index: from, limit: 1000, decision: "transfer".into(), ..Default::default() };
         let page = audit.list_entries(req).await.unwrap().into_inner();
         for e in &page.entries {
             if let Ok(Leaf::Transfer { intent, .. }) = Leaf::decode(&e.leaf) {
@@ -111,7 +112,8 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
     };
     let p = ftz_node::dev::record_policy("sh-hn", "shanghai", "hainan", Certification, &["verification"], now);
     fed.install_policy(&unlimited(p)).await;
-    let p = ftz_node::dev::record_policy("gd-sh", "guangdong", "shanghai", InspectionResult, &["import-clearance"], now);
+    let p =
+        ftz_node::dev::record_policy("gd-sh", "guangdong", "shanghai", InspectionResult, &["import-clearance"], now);
     fed.install_policy(&unlimited(p)).await;
 
     let fed = Arc::new(AsyncMutex::new(fed));
@@ -178,7 +180,8 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
                 let id = format!("GD-I-{i:05}");
                 let result = ftz_node::dev::sample_inspection(&id, &format!("LOT-{i:05}"), SystemClock.now_ms());
                 issuer.record_inspection(RecordInspectionRequest { result: Some(result) }).await.unwrap();
-                let push = PushInspectionRequest { record_id: id.clone(), to_zone: "shanghai".into(), purpose: String::new() };
+                let push =
+                    PushInspectionRequest { record_id: id.clone(), to_zone: "shanghai".into(), purpose: String::new() };
                 issuer.push_inspection(push).await.unwrap();
                 acked.lock().unwrap().push(format!("record guangdong/{id}"));
                 done.fetch_add(1, Ordering::Relaxed);

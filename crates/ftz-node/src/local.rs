@@ -166,7 +166,9 @@ pub async fn install_agreement(
         ftz_proto::admin_client::AdminClient::new(admin(z)?)
             .install_agreement(ftz_proto::InstallAgreementRequest { agreement: Some(env.clone()) })
             .await
-            .map_err(|s| LocalError::Other(format!("installing agreement {} on {z}: {}", doc.agreement_id, s.message())))?;
+            .map_err(|s| {
+                LocalError::Other(format!("installing agreement {} on {z}: {}", doc.agreement_id, s.message()))
+            })?;
     }
     Ok(env)
 }

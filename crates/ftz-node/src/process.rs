@@ -3,8 +3,8 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::Parser;
 use crate::{NodeConfig, NodeOptions, config, start, telemetry};
+use clap::Parser;
 
 /// Runs the ftz-exchange node of one free trade zone.
 ///

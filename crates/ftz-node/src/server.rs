@@ -152,7 +152,7 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     if pseudonym_secret == [0u8; 32] {
         return Err(StartError::Server("the system random number generator failed".into()));
     }
-    crate::audit::check_signed_history(&store, &zone, &node_key).map_err(StartError::Audit)?;
+    crate::audit::check_signed_history(&store, &zone, &node_key, &registry).map_err(StartError::Audit)?;
     let audit = crate::audit::AuditLog::start(store.clone())?;
     if let Some(k) = &issuing_key {
         let listed = registry

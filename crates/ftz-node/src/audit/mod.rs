@@ -257,15 +257,29 @@ pub fn sign_checkpoint(
 
 /// At start: the latest signed checkpoint must be reproducible from the durable log (same root
 /// at its size), or the node refuses to run: it would contradict what it signed.
-pub fn check_signed_history(store: &Store, zone: &ZoneId, key: &SigningKey) -> Result<(), String> {
+/// The checkpoint may have been signed by an earlier node key of the zone (before a rotation):
+/// any node key the registry lists for the zone, or the key in use, counts.
+pub fn check_signed_history(
+    store: &Store,
+    zone: &ZoneId,
+    key: &SigningKey,
+    registry: &ftz_core::Registry,
+) -> Result<(), String> {
     let Some((size, text)) = store.latest_checkpoint().map_err(|e| e.to_string())? else { return Ok(()) };
     let durable = store.audit_size().map_err(|e| e.to_string())?;
     if durable < size {
         return Err(format!("the audit log holds {durable} entries, but a checkpoint was signed at size {size}"));
     }
-    let verifier = Verifier::new(&log_name(zone), TYPE_ED25519, key.verifying_key()).map_err(|e| e.to_string())?;
+    let listed = registry
+        .zone(zone)
+        .map(|z| z.keys.iter().filter(|k| k.purpose == ftz_proto::KeyPurpose::Node).map(|k| k.key).collect())
+        .unwrap_or_else(Vec::new);
+    let verifiers: Vec<Verifier> = std::iter::once(key.verifying_key())
+        .chain(listed)
+        .filter_map(|k| Verifier::new(&log_name(zone), TYPE_ED25519, k).ok())
+        .collect();
     let note = Note::parse(&text).map_err(|e| e.to_string())?;
-    note.verify(std::slice::from_ref(&verifier)).map_err(|e| format!("the stored checkpoint: {e}"))?;
+    note.verify(&verifiers).map_err(|e| format!("the stored checkpoint: {e}"))?;
     let cp = Checkpoint::parse(&note.text).map_err(|e| e.to_string())?;
     let root = ftz_audit::merkle::root(&StoredNodes(store), size).map_err(|e| e.to_string())?;
     if root != cp.root || cp.size != size {

@@ -130,17 +130,24 @@ impl Audit for AuditService {
             .latest_checkpoint()
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::new(Reason::EntryNotFound, "no checkpoint has been signed yet"))?;
+        // The log's key in use first; then every node key the registry lists, retired ones too
+        // (entries signed before a rotation need them): this zone's under the log's name, the
+        // other zones' as witnesses.
         let registry = self.state.registry();
-        let now = self.state.now_ms();
-        let mut keys = Vec::new();
-        if let Some(v) = log_verifier(self.state.zone.as_str(), self.state.node_key.verifying_key()) {
-            keys.push(v.to_vkey());
-        }
-        for z in registry.zones().filter(|z| z.id != self.state.zone) {
-            for k in z.keys_valid_at(KeyPurpose::Node, now) {
-                if let Some(v) = witness_verifier(z.id.as_str(), k.key) {
-                    keys.push(v.to_vkey());
-                }
+        let current = self.state.node_key.verifying_key();
+        let mut keys: Vec<String> =
+            log_verifier(self.state.zone.as_str(), current).map(|v| v.to_vkey()).into_iter().collect();
+        for z in registry.zones() {
+            for k in z.keys.iter().filter(|k| k.purpose == KeyPurpose::Node) {
+                let v = if z.id == self.state.zone {
+                    if k.key == current {
+                        continue;
+                    }
+                    log_verifier(z.id.as_str(), k.key)
+                } else {
+                    witness_verifier(z.id.as_str(), k.key)
+                };
+                keys.extend(v.map(|v| v.to_vkey()));
             }
         }
         Ok(Response::new(GetCheckpointResponse { checkpoint, size, keys }))

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
 use ftz_audit::offline::{log_verifier, witness_verifier};
-use ftz_core::{Clock, SystemClock};
 use ftz_proto::{GetCheckpointRequest, KeyPurpose, audit_client::AuditClient};
 use ftzctl::{
     output::{Format, emit},
@@ -20,7 +19,7 @@ pub enum KeysCommand {
     /// Print verifier keys, one per line: `ftz/<zone>/audit` (the zone's log, signature type
     /// 0x01) and `ftz/<zone>/witness` (its cosignatures, type 0x04). Offline from a signed
     /// registry file with `--registry`; otherwise your node's log key and its witnesses' (role
-    /// auditor).
+    /// auditor). Every node key the registry lists is shown, retired ones too.
     Show {
         /// A signed federation registry file.
         #[arg(long, value_name = "FILE")]
@@ -36,10 +35,10 @@ pub async fn run(cmd: KeysCommand, channel: impl FnOnce() -> Result<Channel>, fm
     let keys: Vec<String> = match registry {
         Some(path) => {
             let reg = ftz_core::Registry::parse(registry_file::read(&path)?)?;
-            let now = SystemClock.now_ms();
             let mut keys = Vec::new();
             for z in reg.zones().filter(|z| zone.as_deref().is_none_or(|want| z.id.as_str() == want)) {
-                for k in z.keys_valid_at(KeyPurpose::Node, now) {
+                // Retired node keys too: entries signed before a rotation need them.
+                for k in z.keys.iter().filter(|k| k.purpose == KeyPurpose::Node) {
                     keys.extend(log_verifier(z.id.as_str(), k.key).map(|v| v.to_vkey()));
                     keys.extend(witness_verifier(z.id.as_str(), k.key).map(|v| v.to_vkey()));
                 }
