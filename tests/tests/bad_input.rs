@@ -199,3 +199,25 @@ async fn intents_from_the_far_future_or_past_or_naming_another_zone_are_refused_
     assert!(t.entries.is_empty());
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_payload_type_is_named() {
+    let c = Cluster::start(&["shanghai", "hainan", "guangdong"]).await;
+    // A registry envelope relabelled as a certification.
+    let bytes = std::fs::read(&c.local.fed.registry_path).unwrap();
+    let mut env = <ftz_proto::Envelope as prost::Message>::decode(bytes.as_slice()).unwrap();
+    env.payload_type = PayloadType::CERTIFICATION.into();
+    let res = c.admin("shanghai").install_registry(ftz_proto::InstallRegistryRequest { registry: Some(env) }).await;
+    assert_eq!(reason(res), (Code::InvalidArgument, Some(Reason::WrongPayloadType)));
+    // A transfer intent relabelled: the delivery is refused and logged.
+    let gd = c.zone("guangdong");
+    let node = gd.ca.issue_node(&ZoneId::new("guangdong").unwrap(), &[], gd.validity).unwrap();
+    let mut req = delivery(&c, |_| {});
+    if let Some(i) = req.seal.as_mut().and_then(|s| s.intent.as_mut()) {
+        i.payload_type = PayloadType::TRANSFER_RECEIPT.into();
+    }
+    let res = PeerClient::new(c.channel_as("shanghai", Some(&node))).deliver(req).await;
+    let (code, r) = reason(res);
+    assert_eq!((code, r), (Code::InvalidArgument, Some(Reason::TransferInvalid)));
+    c.shutdown().await;
+}
