@@ -272,8 +272,8 @@ pub fn check_signed_history(
     }
     let listed = registry
         .zone(zone)
-        .map(|z| z.keys.iter().filter(|k| k.purpose == ftz_proto::KeyPurpose::Node).map(|k| k.key).collect())
-        .unwrap_or_else(Vec::new);
+        .map(|z| z.keys.iter().filter(|k| k.purpose == ftz_proto::KeyPurpose::Node).map(|k| k.key).collect::<Vec<_>>())
+        .unwrap_or_default();
     let verifiers: Vec<Verifier> = std::iter::once(key.verifying_key())
         .chain(listed)
         .filter_map(|k| Verifier::new(&log_name(zone), TYPE_ED25519, k).ok())
