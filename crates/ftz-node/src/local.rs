@@ -31,12 +31,22 @@ pub struct LocalFederation {
     nodes: BTreeMap<ZoneId, RunningNode>,
     /// Where nodes behind a front (a test's proxy) really listen; the registry names the front.
     listen: BTreeMap<ZoneId, String>,
+    /// Changes every node's configuration before it starts (benchmarks raise the limits).
+    tune: Option<Tune>,
 }
+
+/// A change to a node's configuration, applied at every start.
+pub type Tune = Arc<dyn Fn(&mut NodeConfig) + Send + Sync>;
 
 impl LocalFederation {
     /// Creates a development federation of `zones` under `root` and starts every node.
     pub async fn start(zones: &[&str], root: &Path, clock: Arc<dyn Clock>) -> Result<Self, LocalError> {
         Self::start_with_fronts(zones, root, clock, &BTreeMap::new()).await
+    }
+
+    /// The same, each node's configuration changed by `tune` before every start.
+    pub async fn start_tuned(zones: &[&str], root: &Path, clock: Arc<dyn Clock>, tune: Tune) -> Result<Self, LocalError> {
+        Self::start_inner(zones, root, clock, &BTreeMap::new(), Some(tune)).await
     }
 
     /// The same, but the registry lists `fronts[zone]` as the endpoint of that zone (a proxy a
@@ -47,6 +57,16 @@ impl LocalFederation {
         root: &Path,
         clock: Arc<dyn Clock>,
         fronts: &BTreeMap<String, String>,
+    ) -> Result<Self, LocalError> {
+        Self::start_inner(zones, root, clock, fronts, None).await
+    }
+
+    async fn start_inner(
+        zones: &[&str],
+        root: &Path,
+        clock: Arc<dyn Clock>,
+        fronts: &BTreeMap<String, String>,
+        tune: Option<Tune>,
     ) -> Result<Self, LocalError> {
         let mut listeners = Vec::new();
         let mut specs = Vec::new();
@@ -73,7 +93,7 @@ impl LocalFederation {
             now_ms: clock.now_ms(),
         };
         let fed = dev::create(&spec, root)?;
-        let mut me = Self { fed, clock, nodes: BTreeMap::new(), listen };
+        let mut me = Self { fed, clock, nodes: BTreeMap::new(), listen, tune };
         for (id, l) in listeners {
             me.start_node(&id, Some(l)).await?;
         }
@@ -86,6 +106,9 @@ impl LocalFederation {
         let mut cfg = NodeConfig::load(&dz.config_path).map_err(|e| err(e.into()))?;
         if let Some(addr) = self.listen.get(zone) {
             cfg.listen = addr.clone();
+        }
+        if let Some(tune) = &self.tune {
+            tune(&mut cfg);
         }
         let node = crate::start(&cfg, NodeOptions { clock: self.clock.clone(), listener }).await.map_err(err)?;
         self.nodes.insert(zone.clone(), node);

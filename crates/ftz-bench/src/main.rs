@@ -1,0 +1,112 @@
+//! `ftz-bench`: the benchmark suite. Every scenario runs in this process against real nodes
+//! (three zones on 127.0.0.1, real mTLS, sled stores in a temporary directory) or the real
+//! storage and cryptography code, next to the baseline it is compared with, in the same run.
+//! Prints a table and writes `target/bench/summary.json`. See docs/performance.md.
+//!
+//!   cargo run --release -p ftz-bench            # the full suite (a few minutes)
+//!   cargo run --release -p ftz-bench -- --quick # under a minute, for smoke use
+
+#![forbid(unsafe_code)]
+
+mod measure;
+mod scenarios;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use measure::{Row, rss_mb};
+use scenarios::{FULL, Federation, QUICK};
+
+/// Runs the ftz-exchange benchmark suite and writes the summary.
+#[derive(Debug, Parser)]
+#[command(name = "ftz-bench", version)]
+struct Args {
+    /// Small sizes (well under a minute), for smoke runs.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the summary.
+    #[arg(long, default_value = "target/bench/summary.json")]
+    out: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let sizes = if args.quick { QUICK } else { FULL };
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let mut rows: Vec<Row> = Vec::new();
+    let say = |r: &Row| {
+        eprintln!(
+            "  {:<28} {:>12.0} ops/s  p50 {:>7} µs  p99 {:>7} µs  rss {:>6.1} MB  {}",
+            r.scenario,
+            r.ops_per_s,
+            r.p50_us,
+            r.p99_us,
+            r.rss_mb,
+            if r.baseline.is_empty() { String::new() } else { format!("{:.2}x {}", r.ratio, r.baseline) }
+        )
+    };
+
+    eprintln!("cryptographic floor");
+    let floor = scenarios::crypto_floor(sizes.crypto)?;
+    let floor_rate = floor.ops_per_s();
+    rows.push(Row::new("crypto_floor_per_transfer", &floor, None));
+    say(rows.last().unwrap());
+
+    eprintln!("audit log");
+    let (appended, plain, store) = scenarios::audit_append(dir.path(), sizes.appends, 256).await?;
+    rows.push(Row::new("sled_insert_flush", &plain, None));
+    say(rows.last().unwrap());
+    rows.push(Row::new("audit_append_durable", &appended, Some(("sled_insert_flush", plain.ops_per_s()))));
+    say(rows.last().unwrap());
+    let mut first: Option<(f64, f64)> = None;
+    for &size in sizes.proof_sizes {
+        scenarios::grow(&store, size).await?;
+        let (make, verify) = scenarios::proofs(&store, size, sizes.proofs)?;
+        let (mb, vb) = *first.get_or_insert((make.ops_per_s(), verify.ops_per_s()));
+        let label = |what: &str| format!("proof_{what}_{}k", size / 1000);
+        let base = |what: &str| format!("proof_{what}_{}k", sizes.proof_sizes[0] / 1000);
+        rows.push(Row::new(&label("make"), &make, (size != sizes.proof_sizes[0]).then_some((&base("make"), mb))));
+        say(rows.last().unwrap());
+        rows.push(Row::new(&label("verify"), &verify, (size != sizes.proof_sizes[0]).then_some((&base("verify"), vb))));
+        say(rows.last().unwrap());
+    }
+    let (_, peak_log) = rss_mb();
+    eprintln!("  process peak RSS after the {}-entry log: {peak_log:.1} MB", store.audit_size()?);
+    drop(store);
+
+    eprintln!("three nodes on 127.0.0.1");
+    let fed = Federation::start(&dir.path().join("federation")).await?;
+    let echo = fed.echo(sizes.echo, sizes.in_flight).await?;
+    let echo_rate = echo.ops_per_s();
+    rows.push(Row::new("raw_unary_mtls_echo", &echo, None));
+    say(rows.last().unwrap());
+    let verify = fed.verify_cached(sizes.verify, sizes.in_flight).await?;
+    rows.push(Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
+    say(rows.last().unwrap());
+    let pull = fed.pull(sizes.transfers, sizes.in_flight).await?;
+    rows.push(Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
+    say(rows.last().unwrap());
+    let push = fed.push(sizes.transfers, sizes.in_flight).await?;
+    rows.push(Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
+    say(rows.last().unwrap());
+    fed.shutdown().await;
+
+    let (_, peak) = rss_mb();
+    let summary = serde_json::Value::Array(rows.iter().map(Row::to_json).collect());
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("{:<28} {:>12} {:>9} {:>9} {:>8}  {:<28} {:>7}", "scenario", "ops/s", "p50 µs", "p99 µs", "rss MB", "baseline", "ratio");
+    for r in &rows {
+        println!(
+            "{:<28} {:>12.0} {:>9} {:>9} {:>8.1}  {:<28} {:>7.3}",
+            r.scenario, r.ops_per_s, r.p50_us, r.p99_us, r.rss_mb, r.baseline, r.ratio
+        );
+    }
+    println!("peak RSS of this process (nodes, load generator, stores): {peak:.1} MB; summary in {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! The scenarios, each measured in this process against real nodes (release build, real mTLS,
+//! sled stores in a temporary directory) or the real storage and cryptography code.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result, anyhow};
+use ftz_audit::{
+    leaf::{Leaf, LeafSignature, SignedPart},
+    merkle::{inclusion_proof, leaf_hash, root, verify_inclusion},
+};
+use ftz_core::{Clock, Role, SigningKey, SystemClock, envelope};
+use ftz_node::{audit::StoredNodes, local::LocalFederation};
+use ftz_proto::{
+    DataClass, GetNodeStatusRequest, IssueCertificationRequest, PushInspectionRequest, RecordInspectionRequest,
+    RecordRef, VerifyRecordRequest, admin_client::AdminClient, issuer_client::IssuerClient,
+    verify_client::VerifyClient, verify_record_request::Subject,
+};
+use ftz_store::Store;
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::measure::{Measured, drive, repeat};
+
+/// How much of each scenario to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub echo: usize,
+    pub verify: usize,
+    pub transfers: usize,
+    pub appends: usize,
+    pub crypto: usize,
+    pub proof_sizes: &'static [u64],
+    pub proofs: usize,
+    pub in_flight: usize,
+}
+
+pub const QUICK: Sizes = Sizes {
+    echo: 2_000,
+    verify: 2_000,
+    transfers: 400,
+    appends: 20_000,
+    crypto: 2_000,
+    proof_sizes: &[10_000, 100_000],
+    proofs: 2_000,
+    in_flight: 50,
+};
+
+pub const FULL: Sizes = Sizes {
+    echo: 20_000,
+    verify: 20_000,
+    transfers: 5_000,
+    appends: 200_000,
+    crypto: 20_000,
+    proof_sizes: &[10_000, 100_000, 1_000_000],
+    proofs: 20_000,
+    in_flight: 50,
+};
+
+/// The Ed25519 work of one transfer, alone: the provider signs its intent, the consumer
+/// verifies it and signs a receipt, the provider verifies the receipt.
+pub fn crypto_floor(n: usize) -> Result<Measured> {
+    let (provider, consumer) = (SigningKey::generate()?.0, SigningKey::generate()?.0);
+    let (pid, pvk, cid, cvk) =
+        (provider.key_id(), provider.verifying_key(), consumer.key_id(), consumer.verifying_key());
+    let payload = vec![7u8; 220];
+    repeat(n, |_| {
+        let intent = envelope::sign("ftz.v1.TransferIntent", payload.clone(), &[&provider]);
+        envelope::verify(&intent, "ftz.v1.TransferIntent", |k| (*k == pid).then_some(pvk))?;
+        let receipt = envelope::sign("ftz.v1.TransferReceipt", payload.clone(), &[&consumer]);
+        envelope::verify(&receipt, "ftz.v1.TransferReceipt", |k| (*k == cid).then_some(cvk))?;
+        Ok(())
+    })
+}
+
+/// A transfer leaf of the usual size.
+fn sample_leaf(i: usize) -> Leaf {
+    let part = |b: u8| SignedPart {
+        payload: [vec![b; 200], (i as u64).to_be_bytes().to_vec()].concat(),
+        signature: LeafSignature { key_id: [b; 16], sig: [b; 64] },
+    };
+    Leaf::Transfer { intent: part(1), receipt: part(2) }
+}
+
+/// Durable, batched audit appends (`in_flight` appenders), and the baseline: a plain sled insert
+/// followed by a flush, one at a time. Returns both and the store (for the proof scenarios).
+pub async fn audit_append(dir: &std::path::Path, n: usize, in_flight: usize) -> Result<(Measured, Measured, Store)> {
+    let store = Store::open(&dir.join("audit"), Default::default())?;
+    let log = ftz_node::audit::AuditLog::start(store.clone())?;
+    let l = log.clone();
+    let appended = drive(n, in_flight, move |i| {
+        let l = l.clone();
+        async move {
+            l.append(&sample_leaf(i), None).await.map_err(|e| anyhow!("{e}"))?;
+            Ok(())
+        }
+    })
+    .await?;
+    log.close().await;
+    let plain = Store::open(&dir.join("plain"), Default::default())?;
+    let value = sample_leaf(0).encode();
+    let baseline = tokio::task::spawn_blocking(move || {
+        repeat((n / 20).max(500), |i| Ok(plain.set_meta_value(&format!("k{i}"), &value)?))
+    })
+    .await??;
+    Ok((appended, baseline, store))
+}
+
+/// Grows the stored log to `size` entries (durable, batched).
+pub async fn grow(store: &Store, size: u64) -> Result<()> {
+    let have = store.audit_size()?;
+    if have >= size {
+        return Ok(());
+    }
+    let log = ftz_node::audit::AuditLog::start(store.clone())?;
+    let l = log.clone();
+    drive((size - have) as usize, 512, move |i| {
+        let l = l.clone();
+        async move {
+            l.append(&sample_leaf(i), None).await.map_err(|e| anyhow!("{e}"))?;
+            Ok(())
+        }
+    })
+    .await?;
+    log.close().await;
+    Ok(())
+}
+
+/// Inclusion proofs from the stored log at `size`: made, then verified.
+pub fn proofs(store: &Store, size: u64, n: usize) -> Result<(Measured, Measured)> {
+    let nodes = StoredNodes(store);
+    let r = root(&nodes, size)?;
+    let index = |i: usize| (i as u64).wrapping_mul(2_654_435_761) % size;
+    let mut made = Vec::with_capacity(n);
+    let make = repeat(n, |i| {
+        made.push(inclusion_proof(&nodes, index(i), size)?.map_err(|e| anyhow!("{e}"))?);
+        Ok(())
+    })?;
+    let leaves: Vec<Vec<u8>> =
+        (0..n).map(|i| store.audit_entry(index(i)).map(|l| l.unwrap_or_default())).collect::<Result<_, _>>()?;
+    let verify = repeat(n, |i| {
+        verify_inclusion(&leaf_hash(&leaves[i]), index(i), size, &made[i], &r).map_err(|e| anyhow!("{e}"))
+    })?;
+    Ok((make, verify))
+}
+
+/// Three zones in this process, limits raised so that only the system itself limits the rate.
+pub struct Federation {
+    pub fed: LocalFederation,
+}
+
+fn unlimited(mut p: ftz_proto::ExchangePolicy) -> ftz_proto::ExchangePolicy {
+    p.rate_limit = Some(ftz_proto::RateLimit { max_requests: 100_000_000, per_ms: 1_000 });
+    p
+}
+
+impl Federation {
+    pub async fn start(dir: &std::path::Path) -> Result<Federation> {
+        let tune: ftz_node::local::Tune = Arc::new(|cfg: &mut ftz_node::NodeConfig| {
+            cfg.limits.user_requests_per_second = 1_000_000;
+            cfg.limits.peer_requests_per_second = 1_000_000;
+            cfg.log.level = "error".into();
+        });
+        let fed = LocalFederation::start_tuned(&["shanghai", "hainan", "guangdong"], dir, Arc::new(SystemClock), tune)
+            .await
+            .context("starting the federation")?;
+        let now = SystemClock.now_ms();
+        let agreement = |id: &str, from: &str, to: &str, rule| ftz_proto::RecognitionAgreement {
+            agreement_id: id.into(),
+            version: 1,
+            from_zone: from.into(),
+            to_zone: to.into(),
+            rules: vec![rule],
+            valid_from_ms: now - 60_000,
+            valid_until_ms: now + 86_400_000,
+        };
+        fed.install_agreement(&agreement("sh-hn", "shanghai", "hainan", ftz_node::dev::certification_rule(&["AEO_ADVANCED"])))
+            .await?;
+        fed.install_agreement(&agreement("gd-sh", "guangdong", "shanghai", ftz_node::dev::inspection_rule("CNAS")))
+            .await?;
+        let p = ftz_node::dev::record_policy("sh-hn", "shanghai", "hainan", DataClass::Certification, &["verification"], now);
+        fed.install_policy(&unlimited(p)).await?;
+        let p = ftz_node::dev::record_policy(
+            "gd-sh",
+            "guangdong",
+            "shanghai",
+            DataClass::InspectionResult,
+            &["import-clearance"],
+            now,
+        );
+        fed.install_policy(&unlimited(p)).await?;
+        Ok(Federation { fed })
+    }
+
+    fn channel(&self, zone: &str, role: Role) -> Result<Channel> {
+        Ok(self.fed.user_channel(zone, role)?)
+    }
+
+    /// The transport baseline: a health check (no work behind it) over the same mTLS,
+    /// authentication layer and connection as the scenarios.
+    pub async fn echo(&self, n: usize, in_flight: usize) -> Result<Measured> {
+        let client = HealthClient::new(self.channel("hainan", Role::Enterprise)?);
+        drive(n, in_flight, move |_| {
+            let mut c = client.clone();
+            async move {
+                c.check(HealthCheckRequest { service: String::new() }).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Issues certifications `ids` in shanghai, `in_flight` at a time (setup, not measured).
+    async fn issue(&self, ids: Vec<String>) -> Result<()> {
+        let issuer = IssuerClient::new(self.channel("shanghai", Role::Issuer)?);
+        let ids = Arc::new(ids);
+        let n = ids.len();
+        drive(n, 16, move |i| {
+            let (mut c, id) = (issuer.clone(), ids[i].clone());
+            async move {
+                let mut cert = ftz_node::dev::sample_certification(&id, "AEO_ADVANCED", SystemClock.now_ms());
+                cert.issued_at_ms = SystemClock.now_ms();
+                c.issue_certification(IssueCertificationRequest { certification: Some(cert) }).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    fn verify_request(id: &str) -> VerifyRecordRequest {
+        VerifyRecordRequest {
+            subject: Some(Subject::Ref(RecordRef { issuing_zone: "shanghai".into(), record_id: id.into() })),
+            recognising_zone: String::new(),
+            purpose: "verification".into(),
+        }
+    }
+
+    /// An enterprise of hainan verifies a shanghai certification its node already fetched.
+    pub async fn verify_cached(&self, n: usize, in_flight: usize) -> Result<Measured> {
+        self.issue(vec!["SH-BENCH-CACHED".into()]).await?;
+        let client = VerifyClient::new(self.channel("hainan", Role::Enterprise)?);
+        let first = client.clone().verify_record(Self::verify_request("SH-BENCH-CACHED")).await?.into_inner();
+        if !first.valid {
+            return Err(anyhow!("the record does not verify: {}", first.explanation));
+        }
+        drive(n, in_flight, move |_| {
+            let mut c = client.clone();
+            async move {
+                let v = c.verify_record(Self::verify_request("SH-BENCH-CACHED")).await?.into_inner();
+                if v.source != "cached" || !v.valid {
+                    return Err(anyhow!("expected a valid cached answer, got {} ({})", v.source, v.explanation));
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn log_size(&self, zone: &str) -> Result<u64> {
+        let mut admin = AdminClient::new(self.channel(zone, Role::Admin)?);
+        Ok(admin.get_node_status(GetNodeStatusRequest {}).await?.into_inner().audit_log_size)
+    }
+
+    /// Cross-zone pull: hainan's enterprise verifies a shanghai record hainan's node has never
+    /// seen, so the node fetches it (provider's policy, minimisation, intent, consumer's receipt,
+    /// both logs). Latency is the user's; throughput counts until the provider's log holds every
+    /// transfer too.
+    pub async fn pull(&self, n: usize, in_flight: usize) -> Result<Measured> {
+        let ids: Vec<String> = (0..n).map(|i| format!("SH-BENCH-{i:06}")).collect();
+        self.issue(ids.clone()).await?;
+        let before = self.log_size("shanghai").await?;
+        let client = VerifyClient::new(self.channel("hainan", Role::Enterprise)?);
+        let ids = Arc::new(ids);
+        let start = std::time::Instant::now();
+        let mut m = drive(n, in_flight, move |i| {
+            let (mut c, id) = (client.clone(), ids[i].clone());
+            async move {
+                let v = c.verify_record(Self::verify_request(&id)).await?.into_inner();
+                if v.source != "fetched" || !v.valid {
+                    return Err(anyhow!("expected a valid fetched answer, got {} ({})", v.source, v.explanation));
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while self.log_size("shanghai").await? < before + n as u64 {
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!("the provider's log did not receive every transfer"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        m.elapsed = start.elapsed();
+        Ok(m)
+    }
+
+    /// Guangdong pushes inspection results to shanghai through its outbox; each push returns
+    /// once shanghai's receipt is logged on both sides.
+    pub async fn push(&self, n: usize, in_flight: usize) -> Result<Measured> {
+        let issuer = IssuerClient::new(self.channel("guangdong", Role::Issuer)?);
+        let i2 = issuer.clone();
+        drive(n, 16, move |i| {
+            let mut c = i2.clone();
+            async move {
+                let r = ftz_node::dev::sample_inspection(&format!("GD-BENCH-{i:06}"), &format!("LOT-B-{i:06}"), SystemClock.now_ms());
+                c.record_inspection(RecordInspectionRequest { result: Some(r) }).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        drive(n, in_flight, move |i| {
+            let mut c = issuer.clone();
+            async move {
+                let r = c
+                    .push_inspection(PushInspectionRequest {
+                        record_id: format!("GD-BENCH-{i:06}"),
+                        to_zone: "shanghai".into(),
+                        purpose: String::new(),
+                    })
+                    .await?
+                    .into_inner();
+                if r.queued {
+                    return Err(anyhow!("a push was queued: shanghai did not answer"));
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    pub async fn shutdown(self) {
+        self.fed.shutdown().await;
+    }
+}
