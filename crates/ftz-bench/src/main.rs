@@ -100,13 +100,19 @@ async fn main() -> Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&summary)?)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!("{:<28} {:>12} {:>9} {:>9} {:>8}  {:<28} {:>7}", "scenario", "ops/s", "p50 µs", "p99 µs", "rss MB", "baseline", "ratio");
+    println!(
+        "{:<28} {:>12} {:>9} {:>9} {:>8}  {:<28} {:>7}",
+        "scenario", "ops/s", "p50 µs", "p99 µs", "rss MB", "baseline", "ratio"
+    );
     for r in &rows {
         println!(
             "{:<28} {:>12.0} {:>9} {:>9} {:>8.1}  {:<28} {:>7.3}",
             r.scenario, r.ops_per_s, r.p50_us, r.p99_us, r.rss_mb, r.baseline, r.ratio
         );
     }
-    println!("peak RSS of this process (nodes, load generator, stores): {peak:.1} MB; summary in {}", args.out.display());
+    println!(
+        "peak RSS of this process (nodes, load generator, stores): {peak:.1} MB; summary in {}",
+        args.out.display()
+    );
     Ok(())
 }

@@ -173,11 +173,23 @@ impl Federation {
             valid_from_ms: now - 60_000,
             valid_until_ms: now + 86_400_000,
         };
-        fed.install_agreement(&agreement("sh-hn", "shanghai", "hainan", ftz_node::dev::certification_rule(&["AEO_ADVANCED"])))
-            .await?;
+        fed.install_agreement(&agreement(
+            "sh-hn",
+            "shanghai",
+            "hainan",
+            ftz_node::dev::certification_rule(&["AEO_ADVANCED"]),
+        ))
+        .await?;
         fed.install_agreement(&agreement("gd-sh", "guangdong", "shanghai", ftz_node::dev::inspection_rule("CNAS")))
             .await?;
-        let p = ftz_node::dev::record_policy("sh-hn", "shanghai", "hainan", DataClass::Certification, &["verification"], now);
+        let p = ftz_node::dev::record_policy(
+            "sh-hn",
+            "shanghai",
+            "hainan",
+            DataClass::Certification,
+            &["verification"],
+            now,
+        );
         fed.install_policy(&unlimited(p)).await?;
         let p = ftz_node::dev::record_policy(
             "gd-sh",
@@ -302,7 +314,11 @@ impl Federation {
         drive(n, 16, move |i| {
             let mut c = i2.clone();
             async move {
-                let r = ftz_node::dev::sample_inspection(&format!("GD-BENCH-{i:06}"), &format!("LOT-B-{i:06}"), SystemClock.now_ms());
+                let r = ftz_node::dev::sample_inspection(
+                    &format!("GD-BENCH-{i:06}"),
+                    &format!("LOT-B-{i:06}"),
+                    SystemClock.now_ms(),
+                );
                 c.record_inspection(RecordInspectionRequest { result: Some(r) }).await?;
                 Ok(())
             }

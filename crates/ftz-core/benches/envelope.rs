@@ -12,7 +12,9 @@ fn sign_verify(c: &mut Criterion) {
     let key = SigningKey::generate().unwrap().0;
     let (id, vk) = (key.key_id(), key.verifying_key());
     let payload = vec![7u8; 200]; // about the size of a transfer intent
-    c.bench_function("envelope/sign", |b| b.iter(|| black_box(envelope::sign("ftz.v1.TransferIntent", payload.clone(), &[&key]))));
+    c.bench_function("envelope/sign", |b| {
+        b.iter(|| black_box(envelope::sign("ftz.v1.TransferIntent", payload.clone(), &[&key])))
+    });
     let env = envelope::sign("ftz.v1.TransferIntent", payload.clone(), &[&key]);
     c.bench_function("envelope/verify", |b| {
         b.iter(|| envelope::verify(&env, "ftz.v1.TransferIntent", |k| (*k == id).then_some(vk)).unwrap())

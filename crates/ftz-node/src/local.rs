@@ -45,7 +45,12 @@ impl LocalFederation {
     }
 
     /// The same, each node's configuration changed by `tune` before every start.
-    pub async fn start_tuned(zones: &[&str], root: &Path, clock: Arc<dyn Clock>, tune: Tune) -> Result<Self, LocalError> {
+    pub async fn start_tuned(
+        zones: &[&str],
+        root: &Path,
+        clock: Arc<dyn Clock>,
+        tune: Tune,
+    ) -> Result<Self, LocalError> {
         Self::start_inner(zones, root, clock, &BTreeMap::new(), Some(tune)).await
     }
 

@@ -14,6 +14,7 @@ mod agreements;
 mod audit;
 mod codec;
 mod data;
+mod group_flush;
 mod outbox;
 mod policies;
 mod records;
@@ -39,6 +40,8 @@ pub enum StoreError {
     Open { path: String, source: sled::Error },
     #[error("store: {0}")]
     Sled(#[from] sled::Error),
+    #[error("store: flushing to disk failed: {0}")]
+    Flush(String),
     #[error("store holds format version {found}, this build reads version {FORMAT_VERSION}")]
     Format { found: u32 },
     #[error("store record {what} is corrupt: {detail}")]
@@ -82,6 +85,8 @@ pub struct Store {
     witness: sled::Tree,
     evidence: sled::Tree,
     outbox: sled::Tree,
+    /// Shares flushes among concurrent writers.
+    flusher: std::sync::Arc<group_flush::GroupFlush>,
     /// Items in `outbox`, counted once at open (sled's `len` is a scan).
     outbox_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Serialises writes of signed checkpoints (a new one, or a cosignature added), so that the
@@ -151,6 +156,7 @@ impl Store {
             witness: db.open_tree("witness")?,
             evidence: db.open_tree("evidence")?,
             outbox,
+            flusher: Default::default(),
             outbox_count,
             checkpoint_lock: Default::default(),
             meta,
@@ -159,8 +165,9 @@ impl Store {
     }
 
     /// Makes every write so far durable. Write methods call it themselves; this is for shutdown.
+    /// Concurrent callers share one sled flush (group commit: see `group_flush`).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        let db = self.db.clone();
+        self.flusher.flush(move || db.flush().map(|_| ()).map_err(|e| e.to_string())).map_err(StoreError::Flush)
     }
 }
