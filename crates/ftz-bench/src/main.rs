@@ -25,6 +25,12 @@ struct Args {
     /// Small sizes (well under a minute), for smoke runs.
     #[arg(long)]
     quick: bool,
+    /// Run only these groups: crypto, audit, nodes (all when not given; for profiling).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Requests in flight in the node scenarios (default 50).
+    #[arg(long)]
+    in_flight: Option<usize>,
     /// Where to write the summary.
     #[arg(long, default_value = "target/bench/summary.json")]
     out: PathBuf,
@@ -33,7 +39,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let sizes = if args.quick { QUICK } else { FULL };
+    let mut sizes = if args.quick { QUICK } else { FULL };
+    if let Some(n) = args.in_flight {
+        sizes.in_flight = n;
+    }
+    let run = |group: &str| args.only.is_empty() || args.only.iter().any(|g| g == group);
     let dir = tempfile::tempdir().context("temporary directory")?;
     let mut rows: Vec<Row> = Vec::new();
     let say = |r: &Row| {
@@ -49,49 +59,65 @@ async fn main() -> Result<()> {
     };
 
     eprintln!("cryptographic floor");
-    let floor = scenarios::crypto_floor(sizes.crypto)?;
+    let floor = scenarios::crypto_floor(if run("crypto") { sizes.crypto } else { 200 })?;
     let floor_rate = floor.ops_per_s();
     rows.push(Row::new("crypto_floor_per_transfer", &floor, None));
     say(rows.last().unwrap());
 
-    eprintln!("audit log");
-    let (appended, plain, store) = scenarios::audit_append(dir.path(), sizes.appends, 256).await?;
-    rows.push(Row::new("sled_insert_flush", &plain, None));
-    say(rows.last().unwrap());
-    rows.push(Row::new("audit_append_durable", &appended, Some(("sled_insert_flush", plain.ops_per_s()))));
-    say(rows.last().unwrap());
-    let mut first: Option<(f64, f64)> = None;
-    for &size in sizes.proof_sizes {
-        scenarios::grow(&store, size).await?;
-        let (make, verify) = scenarios::proofs(&store, size, sizes.proofs)?;
-        let (mb, vb) = *first.get_or_insert((make.ops_per_s(), verify.ops_per_s()));
-        let label = |what: &str| format!("proof_{what}_{}k", size / 1000);
-        let base = |what: &str| format!("proof_{what}_{}k", sizes.proof_sizes[0] / 1000);
-        rows.push(Row::new(&label("make"), &make, (size != sizes.proof_sizes[0]).then_some((&base("make"), mb))));
+    if run("audit") {
+        eprintln!("audit log");
+        let (appended, plain, store) = scenarios::audit_append(dir.path(), sizes.appends, 256).await?;
+        rows.push(Row::new("sled_insert_flush", &plain, None));
         say(rows.last().unwrap());
-        rows.push(Row::new(&label("verify"), &verify, (size != sizes.proof_sizes[0]).then_some((&base("verify"), vb))));
+        rows.push(Row::new("audit_append_durable", &appended, Some(("sled_insert_flush", plain.ops_per_s()))));
         say(rows.last().unwrap());
+        let mut first: Option<(f64, f64)> = None;
+        for &size in sizes.proof_sizes {
+            scenarios::grow(&store, size).await?;
+            let (make, verify) = scenarios::proofs(&store, size, sizes.proofs)?;
+            let (mb, vb) = *first.get_or_insert((make.ops_per_s(), verify.ops_per_s()));
+            let label = |what: &str| format!("proof_{what}_{}k", size / 1000);
+            let base = |what: &str| format!("proof_{what}_{}k", sizes.proof_sizes[0] / 1000);
+            rows.push(Row::new(&label("make"), &make, (size != sizes.proof_sizes[0]).then_some((&base("make"), mb))));
+            say(rows.last().unwrap());
+            rows.push(Row::new(
+                &label("verify"),
+                &verify,
+                (size != sizes.proof_sizes[0]).then_some((&base("verify"), vb)),
+            ));
+            say(rows.last().unwrap());
+        }
+        let (_, peak_log) = rss_mb();
+        eprintln!("  process peak RSS after the {}-entry log: {peak_log:.1} MB", store.audit_size()?);
+        drop(store);
     }
-    let (_, peak_log) = rss_mb();
-    eprintln!("  process peak RSS after the {}-entry log: {peak_log:.1} MB", store.audit_size()?);
-    drop(store);
 
-    eprintln!("three nodes on 127.0.0.1");
-    let fed = Federation::start(&dir.path().join("federation")).await?;
-    let echo = fed.echo(sizes.echo, sizes.in_flight).await?;
-    let echo_rate = echo.ops_per_s();
-    rows.push(Row::new("raw_unary_mtls_echo", &echo, None));
-    say(rows.last().unwrap());
-    let verify = fed.verify_cached(sizes.verify, sizes.in_flight).await?;
-    rows.push(Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
-    say(rows.last().unwrap());
-    let pull = fed.pull(sizes.transfers, sizes.in_flight).await?;
-    rows.push(Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
-    say(rows.last().unwrap());
-    let push = fed.push(sizes.transfers, sizes.in_flight).await?;
-    rows.push(Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
-    say(rows.last().unwrap());
-    fed.shutdown().await;
+    if run("nodes") {
+        eprintln!("three nodes on 127.0.0.1");
+        let fed = Federation::start(&dir.path().join("federation")).await?;
+        let echo = fed.echo(sizes.echo, sizes.in_flight).await?;
+        let echo_rate = echo.ops_per_s();
+        rows.push(Row::new("raw_unary_mtls_echo", &echo, None));
+        say(rows.last().unwrap());
+        let verify = fed.verify_cached(sizes.verify, sizes.in_flight).await?;
+        rows.push(Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
+        say(rows.last().unwrap());
+        let pull = fed.pull(sizes.transfers, sizes.in_flight).await?;
+        rows.push(Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
+        say(rows.last().unwrap());
+        let push = fed.push(sizes.transfers, sizes.in_flight).await?;
+        rows.push(Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
+        say(rows.last().unwrap());
+        for (zone, f) in fed.flush_stats() {
+            eprintln!(
+                "  {zone}: {} store flushes for {} durable writes, {:.1} s flushing",
+                f.flushes,
+                f.callers,
+                f.busy.as_secs_f64()
+            );
+        }
+        fed.shutdown().await;
+    }
 
     let (_, peak) = rss_mb();
     let summary = serde_json::Value::Array(rows.iter().map(Row::to_json).collect());

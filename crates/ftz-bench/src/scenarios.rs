@@ -344,6 +344,14 @@ impl Federation {
         .await
     }
 
+    /// Each node's store flushes so far: (zone, flushes, callers, seconds flushing).
+    pub fn flush_stats(&self) -> Vec<(String, ftz_store::FlushStats)> {
+        ["shanghai", "hainan", "guangdong"]
+            .iter()
+            .filter_map(|z| self.fed.node(z).map(|n| (z.to_string(), n.state().store.flush_stats())))
+            .collect()
+    }
+
     pub async fn shutdown(self) {
         self.fed.shutdown().await;
     }

@@ -13,6 +13,9 @@ struct State {
     running: bool,
     /// The error of the last flush, given to the callers that waited for it.
     failed: Option<(u64, String)>,
+    /// Callers served, and time spent flushing, since the store opened.
+    callers: u64,
+    busy: std::time::Duration,
 }
 
 #[derive(Debug, Default)]
@@ -21,12 +24,26 @@ pub(crate) struct GroupFlush {
     done: Condvar,
 }
 
+/// How the store's flushes went: flushes run, callers served, time spent flushing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    pub flushes: u64,
+    pub callers: u64,
+    pub busy: std::time::Duration,
+}
+
 impl GroupFlush {
+    pub(crate) fn stats(&self) -> FlushStats {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        FlushStats { flushes: s.completed, callers: s.callers, busy: s.busy }
+    }
+
     /// Waits until a flush that started after this call has completed, running it if nobody
     /// else is.
     pub(crate) fn flush(&self, flush: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let needed = s.started + 1;
+        s.callers += 1;
         let mut flush = Some(flush);
         loop {
             if s.completed >= needed {
@@ -44,11 +61,14 @@ impl GroupFlush {
             s.started += 1;
             let number = s.started;
             drop(s);
+            let t = std::time::Instant::now();
             let result = match flush.take() {
                 Some(f) => f(),
                 None => Err("flush already used".into()),
             };
+            let took = t.elapsed();
             s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.busy += took;
             s.running = false;
             s.completed = number;
             if let Err(e) = &result {

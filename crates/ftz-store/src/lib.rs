@@ -15,6 +15,7 @@ mod audit;
 mod codec;
 mod data;
 mod group_flush;
+pub use group_flush::FlushStats;
 mod outbox;
 mod policies;
 mod records;
@@ -162,6 +163,11 @@ impl Store {
             meta,
             db,
         })
+    }
+
+    /// Flushes run and callers served since the store opened (for benchmarks and status).
+    pub fn flush_stats(&self) -> FlushStats {
+        self.flusher.stats()
     }
 
     /// Makes every write so far durable. Write methods call it themselves; this is for shutdown.
