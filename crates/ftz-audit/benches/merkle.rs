@@ -4,6 +4,8 @@
 //!
 //!   cargo bench -p ftz-audit --bench merkle
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

@@ -46,7 +46,7 @@ async fn main() -> Result<()> {
     let run = |group: &str| args.only.is_empty() || args.only.iter().any(|g| g == group);
     let dir = tempfile::tempdir().context("temporary directory")?;
     let mut rows: Vec<Row> = Vec::new();
-    let say = |r: &Row| {
+    let add = |rows: &mut Vec<Row>, r: Row| {
         eprintln!(
             "  {:<28} {:>12.0} ops/s  p50 {:>7} µs  p99 {:>7} µs  rss {:>6.1} MB  {}",
             r.scenario,
@@ -55,22 +55,20 @@ async fn main() -> Result<()> {
             r.p99_us,
             r.rss_mb,
             if r.baseline.is_empty() { String::new() } else { format!("{:.2}x {}", r.ratio, r.baseline) }
-        )
+        );
+        rows.push(r);
     };
 
     eprintln!("cryptographic floor");
     let floor = scenarios::crypto_floor(if run("crypto") { sizes.crypto } else { 200 })?;
     let floor_rate = floor.ops_per_s();
-    rows.push(Row::new("crypto_floor_per_transfer", &floor, None));
-    say(rows.last().unwrap());
+    add(&mut rows, Row::new("crypto_floor_per_transfer", &floor, None));
 
     if run("audit") {
         eprintln!("audit log");
         let (appended, plain, store) = scenarios::audit_append(dir.path(), sizes.appends, 256).await?;
-        rows.push(Row::new("sled_insert_flush", &plain, None));
-        say(rows.last().unwrap());
-        rows.push(Row::new("audit_append_durable", &appended, Some(("sled_insert_flush", plain.ops_per_s()))));
-        say(rows.last().unwrap());
+        add(&mut rows, Row::new("sled_insert_flush", &plain, None));
+        add(&mut rows, Row::new("audit_append_durable", &appended, Some(("sled_insert_flush", plain.ops_per_s()))));
         let mut first: Option<(f64, f64)> = None;
         for &size in sizes.proof_sizes {
             scenarios::grow(&store, size).await?;
@@ -78,14 +76,14 @@ async fn main() -> Result<()> {
             let (mb, vb) = *first.get_or_insert((make.ops_per_s(), verify.ops_per_s()));
             let label = |what: &str| format!("proof_{what}_{}k", size / 1000);
             let base = |what: &str| format!("proof_{what}_{}k", sizes.proof_sizes[0] / 1000);
-            rows.push(Row::new(&label("make"), &make, (size != sizes.proof_sizes[0]).then_some((&base("make"), mb))));
-            say(rows.last().unwrap());
-            rows.push(Row::new(
-                &label("verify"),
-                &verify,
-                (size != sizes.proof_sizes[0]).then_some((&base("verify"), vb)),
-            ));
-            say(rows.last().unwrap());
+            add(
+                &mut rows,
+                Row::new(&label("make"), &make, (size != sizes.proof_sizes[0]).then_some((&base("make"), mb))),
+            );
+            add(
+                &mut rows,
+                Row::new(&label("verify"), &verify, (size != sizes.proof_sizes[0]).then_some((&base("verify"), vb))),
+            );
         }
         let (_, peak_log) = rss_mb();
         eprintln!("  process peak RSS after the {}-entry log: {peak_log:.1} MB", store.audit_size()?);
@@ -97,17 +95,13 @@ async fn main() -> Result<()> {
         let fed = Federation::start(&dir.path().join("federation")).await?;
         let echo = fed.echo(sizes.echo, sizes.in_flight).await?;
         let echo_rate = echo.ops_per_s();
-        rows.push(Row::new("raw_unary_mtls_echo", &echo, None));
-        say(rows.last().unwrap());
+        add(&mut rows, Row::new("raw_unary_mtls_echo", &echo, None));
         let verify = fed.verify_cached(sizes.verify, sizes.in_flight).await?;
-        rows.push(Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
-        say(rows.last().unwrap());
+        add(&mut rows, Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
         let pull = fed.pull(sizes.transfers, sizes.in_flight).await?;
-        rows.push(Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
-        say(rows.last().unwrap());
+        add(&mut rows, Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
         let push = fed.push(sizes.transfers, sizes.in_flight).await?;
-        rows.push(Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
-        say(rows.last().unwrap());
+        add(&mut rows, Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
         for (zone, f) in fed.flush_stats() {
             eprintln!(
                 "  {zone}: {} store flushes for {} durable writes, {:.1} s flushing",

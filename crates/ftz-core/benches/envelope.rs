@@ -3,6 +3,8 @@
 //!
 //!   cargo bench -p ftz-core --bench envelope
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
