@@ -25,7 +25,8 @@ struct Args {
     /// Small sizes (well under a minute), for smoke runs.
     #[arg(long)]
     quick: bool,
-    /// Run only these groups: crypto, audit, nodes (all when not given; for profiling).
+    /// Run only these groups: crypto, audit, nodes, or one node scenario (echo, verify, pull,
+    /// push); all when not given. For profiling.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Requests in flight in the node scenarios (default 50).
@@ -44,6 +45,8 @@ async fn main() -> Result<()> {
         sizes.in_flight = n;
     }
     let run = |group: &str| args.only.is_empty() || args.only.iter().any(|g| g == group);
+    // Within "nodes", each scenario can be picked alone too (for profiling).
+    let node_part = |part: &str| args.only.is_empty() || args.only.iter().any(|g| g == "nodes" || g == part);
     let dir = tempfile::tempdir().context("temporary directory")?;
     let mut rows: Vec<Row> = Vec::new();
     let add = |rows: &mut Vec<Row>, r: Row| {
@@ -90,17 +93,17 @@ async fn main() -> Result<()> {
         drop(store);
     }
 
-    if run("nodes") {
+    if ["nodes", "echo", "verify", "pull", "push"].iter().any(|g| run(g)) {
         eprintln!("three nodes on 127.0.0.1");
         let fed = Federation::start(&dir.path().join("federation")).await?;
-        let echo = fed.echo(sizes.echo, sizes.in_flight).await?;
+        let echo = fed.echo(if node_part("echo") { sizes.echo } else { 100 }, sizes.in_flight).await?;
         let echo_rate = echo.ops_per_s();
         add(&mut rows, Row::new("raw_unary_mtls_echo", &echo, None));
-        let verify = fed.verify_cached(sizes.verify, sizes.in_flight).await?;
+        let verify = fed.verify_cached(if node_part("verify") { sizes.verify } else { 100 }, sizes.in_flight).await?;
         add(&mut rows, Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
-        let pull = fed.pull(sizes.transfers, sizes.in_flight).await?;
+        let pull = fed.pull(if node_part("pull") { sizes.transfers } else { 50 }, sizes.in_flight).await?;
         add(&mut rows, Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
-        let push = fed.push(sizes.transfers, sizes.in_flight).await?;
+        let push = fed.push(if node_part("push") { sizes.transfers } else { 50 }, sizes.in_flight).await?;
         add(&mut rows, Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
         for (zone, f) in fed.flush_stats() {
             eprintln!(
