@@ -93,15 +93,7 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
         fed.start(z);
     }
     let now = SystemClock.now_ms();
-    let agreement = |id: &str, from: &str, to: &str, rule| ftz_proto::RecognitionAgreement {
-        agreement_id: id.into(),
-        version: 1,
-        from_zone: from.into(),
-        to_zone: to.into(),
-        rules: vec![rule],
-        valid_from_ms: now - 60_000,
-        valid_until_ms: now + 86_400_000,
-    };
+    let agreement = |id: &str, from: &str, to: &str, rule| ftz_node::dev::agreement_doc(id, from, to, rule, now);
     fed.install_agreement(&agreement("sh-hn", "shanghai", "hainan", ftz_tests::cert_rule(&["AEO_ADVANCED"]))).await;
     fed.install_agreement(&agreement("gd-sh", "guangdong", "shanghai", ftz_tests::inspection_rule("CNAS"))).await;
     use ftz_proto::DataClass::{Certification, InspectionResult};

@@ -37,15 +37,13 @@ async fn a_thirty_second_partition_loses_nothing_and_duplicates_nothing() {
     gd_link.forward_to(fed.node("guangdong").unwrap().local_addr());
     sh_link.forward_to(fed.node("shanghai").unwrap().local_addr());
     let now = ftz_core::Clock::now_ms(&SystemClock);
-    fed.install_agreement(&ftz_proto::RecognitionAgreement {
-        agreement_id: "gd-sh".into(),
-        version: 1,
-        from_zone: "guangdong".into(),
-        to_zone: "shanghai".into(),
-        rules: vec![ftz_node::dev::inspection_rule("CNAS")],
-        valid_from_ms: now - 60_000,
-        valid_until_ms: now + 86_400_000,
-    })
+    fed.install_agreement(&ftz_node::dev::agreement_doc(
+        "gd-sh",
+        "guangdong",
+        "shanghai",
+        ftz_node::dev::inspection_rule("CNAS"),
+        now,
+    ))
     .await
     .unwrap();
     let policy = ftz_node::dev::record_policy(

@@ -164,15 +164,7 @@ impl Federation {
             .await
             .context("starting the federation")?;
         let now = SystemClock.now_ms();
-        let agreement = |id: &str, from: &str, to: &str, rule| ftz_proto::RecognitionAgreement {
-            agreement_id: id.into(),
-            version: 1,
-            from_zone: from.into(),
-            to_zone: to.into(),
-            rules: vec![rule],
-            valid_from_ms: now - 60_000,
-            valid_until_ms: now + 86_400_000,
-        };
+        let agreement = |id: &str, from: &str, to: &str, rule| ftz_node::dev::agreement_doc(id, from, to, rule, now);
         fed.install_agreement(&agreement(
             "sh-hn",
             "shanghai",

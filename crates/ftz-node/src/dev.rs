@@ -328,6 +328,26 @@ pub fn sample_inspection(id: &str, lot: &str, now: UnixMillis) -> ftz_proto::Ins
     }
 }
 
+/// An agreement (version 1) recognising `rule` from `from` in `to`, in force from a minute
+/// before `now` for a day.
+pub fn agreement_doc(
+    id: &str,
+    from: &str,
+    to: &str,
+    rule: ftz_proto::RecognitionRule,
+    now: UnixMillis,
+) -> ftz_proto::RecognitionAgreement {
+    ftz_proto::RecognitionAgreement {
+        agreement_id: id.into(),
+        version: 1,
+        from_zone: from.into(),
+        to_zone: to.into(),
+        rules: vec![rule],
+        valid_from_ms: now - 60_000,
+        valid_until_ms: now + 86_400_000,
+    }
+}
+
 /// A rule recognising certifications of these types, any scope, body or scheme.
 pub fn certification_rule(types: &[&str]) -> ftz_proto::RecognitionRule {
     ftz_proto::RecognitionRule {

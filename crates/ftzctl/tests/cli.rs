@@ -266,15 +266,13 @@ async fn auditors_export_logs_and_catch_tampering_offline() {
         now,
     );
     fed.install_policy(&policy).await.unwrap();
-    fed.install_agreement(&ftz_proto::RecognitionAgreement {
-        agreement_id: "sh-hn".into(),
-        version: 1,
-        from_zone: "shanghai".into(),
-        to_zone: "hainan".into(),
-        rules: vec![ftz_node::dev::certification_rule(&["AEO_ADVANCED"])],
-        valid_from_ms: now - 60_000,
-        valid_until_ms: now + 86_400_000,
-    })
+    fed.install_agreement(&ftz_node::dev::agreement_doc(
+        "sh-hn",
+        "shanghai",
+        "hainan",
+        ftz_node::dev::certification_rule(&["AEO_ADVANCED"]),
+        now,
+    ))
     .await
     .unwrap();
     transfer(&fed, "SH-AUDIT-1").await;
