@@ -89,8 +89,42 @@ impl VerifyingKey {
 
     /// True when `sig` is a valid signature of `msg` by this key.
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        sig.len() == SIGNATURE_LEN && UnparsedPublicKey::new(&ED25519, &self.0).verify(msg, sig).is_ok()
+        if sig.len() != SIGNATURE_LEN {
+            return false;
+        }
+        let seen = verified_digest(&self.0, sig, msg);
+        if VERIFIED.lock().unwrap_or_else(|e| e.into_inner()).contains(&seen) {
+            return true;
+        }
+        let ok = UnparsedPublicKey::new(&ED25519, &self.0).verify(msg, sig).is_ok();
+        if ok {
+            let mut set = VERIFIED.lock().unwrap_or_else(|e| e.into_inner());
+            if set.len() >= MAX_REMEMBERED {
+                set.clear();
+            }
+            set.insert(seen);
+        }
+        ok
     }
+}
+
+/// Valid signatures seen lately, by SHA-256 of (public key, signature, message). Ed25519
+/// verification is a pure function: a triple found valid stays valid, so a node that verifies
+/// the same stored record and status statement on every request (a cached credential check)
+/// pays one hash instead of a 35 µs verification. Only valid results are kept; bounded (512 KiB),
+/// cleared when full.
+static VERIFIED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>> =
+    std::sync::LazyLock::new(Default::default);
+const MAX_REMEMBERED: usize = 16_384;
+
+fn verified_digest(key: &[u8], sig: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(key);
+    ctx.update(sig);
+    ctx.update(msg);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -160,6 +194,29 @@ mod tests {
         let (other, _) = SigningKey::generate().unwrap();
         assert!(!other.verifying_key().verify(b"hello", &sig));
         assert_ne!(k.key_id(), other.key_id());
+    }
+
+    #[test]
+    fn remembered_valid_signatures_never_make_another_one_valid() {
+        let (k, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        let vk = k.verifying_key();
+        let sig = k.sign(b"record");
+        for _ in 0..3 {
+            assert!(vk.verify(b"record", &sig), "valid, first and when remembered");
+            assert!(!vk.verify(b"recorD", &sig), "another message with the remembered signature");
+            assert!(!other.verifying_key().verify(b"record", &sig), "another key");
+            let mut bad = sig;
+            bad[10] ^= 1;
+            assert!(!vk.verify(b"record", &bad), "a changed signature");
+        }
+        // Filling the memory past its bound clears it; answers stay right.
+        for i in 0..(MAX_REMEMBERED + 10) {
+            let m = (i as u64).to_be_bytes();
+            assert!(vk.verify(&m, &k.sign(&m)));
+        }
+        assert!(VERIFIED.lock().unwrap().len() <= MAX_REMEMBERED);
+        assert!(vk.verify(b"record", &sig) && !vk.verify(b"recorD", &sig));
     }
 
     #[test]
