@@ -62,8 +62,10 @@ pub fn crypto_floor(n: usize) -> Result<Measured> {
     let (provider, consumer) = (SigningKey::generate()?.0, SigningKey::generate()?.0);
     let (pid, pvk, cid, cvk) =
         (provider.key_id(), provider.verifying_key(), consumer.key_id(), consumer.verifying_key());
-    let payload = vec![7u8; 220];
-    repeat(n, |_| {
+    // A new payload each time: every signature is new, as in real transfers (the node remembers
+    // signatures it already verified, which would otherwise make this free).
+    repeat(n, |i| {
+        let payload = [vec![7u8; 212], (i as u64).to_be_bytes().to_vec()].concat();
         let intent = envelope::sign("ftz.v1.TransferIntent", payload.clone(), &[&provider]);
         envelope::verify(&intent, "ftz.v1.TransferIntent", |k| (*k == pid).then_some(pvk))?;
         let receipt = envelope::sign("ftz.v1.TransferReceipt", payload.clone(), &[&consumer]);
