@@ -273,8 +273,7 @@ async fn take_delivery(
 ) -> Result<i64, ApiError> {
     let (intent_env, intent) = transfer::check_seal(state, provider, sealed.seal.as_ref(), &sealed.payload, policy_id)?;
     let kept = accept_received(state, provider, purpose, policy_id, retain_until, what, &sealed.payload);
-    let receipt = transfer::receive(state, &intent_env, &intent, kept.as_ref().err().map(|e| e.reason)).await?;
-    transfer::acknowledge(state, provider, intent_env, receipt).await?;
+    transfer::receive_pulled(state, &intent_env, &intent, kept.as_ref().err().map(|e| e.reason)).await?;
     kept
 }
 

@@ -72,6 +72,32 @@ impl Outgoing {
     }
 }
 
+impl Outgoing {
+    /// The outbox item for this message, first due at `now_ms`.
+    pub fn item(self, now_ms: i64) -> OutboxItem {
+        OutboxItem {
+            id: self.id,
+            kind: self.kind as u8,
+            to_zone: self.to.to_string(),
+            body: self.body,
+            created_at_ms: now_ms,
+            attempts: 0,
+            next_attempt_ms: now_ms,
+            last_error: String::new(),
+        }
+    }
+}
+
+/// Tries an item already stored in the outbox, in the background.
+pub fn try_soon(state: &Arc<NodeState>, item: OutboxItem) {
+    let s = state.clone();
+    state.spawn(async move {
+        if let Err(e) = attempt_and_record(&s, &item).await {
+            tracing::debug!(kind = kind_name(item.kind), "not delivered: {e}");
+        }
+    });
+}
+
 /// How a send ended for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
@@ -117,16 +143,7 @@ pub async fn send(state: &Arc<NodeState>, msg: Outgoing) -> Result<Sent, ApiErro
 /// Writes the message to the outbox (flushed) unless it is there already.
 async fn put(state: &Arc<NodeState>, msg: Outgoing) -> Result<OutboxItem, ApiError> {
     let now = state.now_ms();
-    let item = OutboxItem {
-        id: msg.id,
-        kind: msg.kind as u8,
-        to_zone: msg.to.to_string(),
-        body: msg.body,
-        created_at_ms: now,
-        attempts: 0,
-        next_attempt_ms: now,
-        last_error: String::new(),
-    };
+    let item = msg.item(now);
     let (store, it) = (state.store.clone(), item.clone());
     let stored = tokio::task::spawn_blocking(move || store.outbox_put(&it))
         .await
@@ -144,12 +161,7 @@ async fn put(state: &Arc<NodeState>, msg: Outgoing) -> Result<OutboxItem, ApiErr
 /// for (a receipt sent back after the user has their answer).
 pub async fn send_later(state: &Arc<NodeState>, msg: Outgoing) -> Result<(), ApiError> {
     let item = put(state, msg).await?;
-    let s = state.clone();
-    state.spawn(async move {
-        if let Err(e) = attempt_and_record(&s, &item).await {
-            tracing::debug!(kind = kind_name(item.kind), "not delivered: {e}");
-        }
-    });
+    try_soon(state, item);
     Ok(())
 }
 

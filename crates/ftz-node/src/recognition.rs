@@ -244,8 +244,7 @@ async fn fetch(
         now,
     };
     let accepted = crate::policies::consumer_accepts(state, &resp.policy_id, &req);
-    let receipt = transfer::receive(state, &intent_env, &intent, accepted.as_ref().err().map(|e| e.reason)).await?;
-    transfer::acknowledge(state, zone, intent_env, receipt).await?;
+    transfer::receive_pulled(state, &intent_env, &intent, accepted.as_ref().err().map(|e| e.reason)).await?;
     let policy = accepted?;
     let promised = if resp.retain_until_ms > 0 { resp.retain_until_ms } else { i64::MAX };
     let retain_until = now.saturating_add(policy.doc.retention_ms).min(promised);

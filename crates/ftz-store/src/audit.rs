@@ -5,7 +5,10 @@
 //! size land in one atomic, flushed transaction: after a crash the log is a prefix of what was
 //! appended, never a leaf without its hashes.
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{
+    Transactional,
+    transaction::{ConflictableTransactionError, TransactionError},
+};
 
 use crate::{Store, StoreError};
 
@@ -47,6 +50,10 @@ pub struct AuditBatch {
     pub nodes: Vec<(u32, u64, [u8; 32])>,
     /// Transfer leaves by transfer id, so a transfer is logged once.
     pub transfers: Vec<([u8; 16], u64)>,
+    /// Outbox items written in the same transaction (a receipt to send back is queued if and
+    /// only if its transfer is logged). Not subject to the outbox's size cap: the transfer has
+    /// happened.
+    pub outbox: Vec<crate::OutboxItem>,
 }
 
 impl Store {
@@ -58,7 +65,15 @@ impl Store {
     /// at `old_size`.
     pub fn audit_append(&self, b: &AuditBatch) -> Result<u64, StoreError> {
         let new_size = b.old_size + b.leaves.len() as u64;
-        let res = self.audit.transaction(|t| {
+        let added = std::cell::Cell::new(0usize);
+        let res = (&self.audit, &self.outbox).transaction(|(t, o)| {
+            added.set(0);
+            for item in &b.outbox {
+                if o.get(item.id)?.is_none() {
+                    o.insert(&item.id[..], item.encode())?;
+                    added.set(added.get() + 1);
+                }
+            }
             let size = match t.get(SIZE)? {
                 Some(v) => u64_of(&v).map_err(ConflictableTransactionError::Abort)?,
                 None => 0,
@@ -83,6 +98,7 @@ impl Store {
         });
         match res {
             Ok(()) => {
+                self.outbox_added(added.get());
                 self.flush()?;
                 Ok(new_size)
             }
@@ -252,10 +268,24 @@ mod tests {
                 leaves: vec![b"a".to_vec(), b"b".to_vec()],
                 nodes: vec![(0, 0, [1; 32]), (0, 1, [2; 32]), (1, 0, [3; 32])],
                 transfers: vec![([9; 16], 1)],
+                outbox: vec![crate::OutboxItem {
+                    id: [7; 16],
+                    kind: 1,
+                    to_zone: "hainan".into(),
+                    body: b"receipt".to_vec(),
+                    created_at_ms: 1,
+                    attempts: 0,
+                    next_attempt_ms: 1,
+                    last_error: String::new(),
+                }],
             };
             assert_eq!(s.audit_append(&b).unwrap(), 2);
-            // A stale batch changes nothing.
-            assert!(s.audit_append(&b).is_err());
+            assert_eq!(s.outbox_len(), 1);
+            // A stale batch changes nothing, its outbox item neither.
+            let mut stale = b.clone();
+            stale.outbox[0].id = [8; 16];
+            assert!(s.audit_append(&stale).is_err());
+            assert_eq!(s.outbox_len(), 1);
             s.put_checkpoint(2, "note\n").unwrap();
         }
         let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
@@ -266,6 +296,9 @@ mod tests {
         assert_eq!(s.audit_transfer(&[9; 16]).unwrap(), Some(1));
         assert_eq!(s.latest_checkpoint().unwrap(), Some((2, "note\n".to_string())));
         assert_eq!(s.checkpoint_at(2).unwrap().as_deref(), Some("note\n"));
+        // The outbox item came with the leaves, durably.
+        assert_eq!(s.outbox_items(10).unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), vec![[7; 16]]);
+        assert_eq!(s.outbox_len(), 1);
     }
 
     #[test]

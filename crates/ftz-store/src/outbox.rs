@@ -35,7 +35,7 @@ pub struct OutboxItem {
 }
 
 impl OutboxItem {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         Writer::new(VERSION)
             .u64(u64::from(self.kind))
             .bytes(self.to_zone.as_bytes())
@@ -144,6 +144,11 @@ impl Store {
             .take(limit)
             .map(|kv| kv.map_err(Into::into).and_then(|(k, v)| OutboxItem::decode(&k, &v)))
             .collect()
+    }
+
+    /// Counts items written by the audit log's transaction (see `audit_append`).
+    pub(crate) fn outbox_added(&self, n: usize) {
+        self.outbox_count.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn outbox_len(&self) -> usize {

@@ -58,6 +58,9 @@ fn root_of(frontier: &[(u32, Hash)]) -> Hash {
 struct Append {
     leaf: Vec<u8>,
     transfer_id: Option<[u8; 16]>,
+    /// Queued in the outbox in the same transaction, if the leaf is appended (not if the
+    /// transfer was logged before).
+    outbox: Option<ftz_store::OutboxItem>,
     reply: oneshot::Sender<Result<u64, ApiError>>,
 }
 
@@ -88,9 +91,20 @@ impl AuditLog {
     /// Appends a leaf; returns its index once it is durable. A transfer leaf is logged once per
     /// transfer id: appending it again returns the first index.
     pub async fn append(&self, leaf: &Leaf, transfer_id: Option<[u8; 16]>) -> Result<u64, ApiError> {
+        self.append_with_outbox(leaf, transfer_id, None).await
+    }
+
+    /// The same, and `outbox` queued atomically with the leaf (the transactional outbox: a
+    /// receipt is sent back if and only if its transfer is in this log).
+    pub async fn append_with_outbox(
+        &self,
+        leaf: &Leaf,
+        transfer_id: Option<[u8; 16]>,
+        outbox: Option<ftz_store::OutboxItem>,
+    ) -> Result<u64, ApiError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Append(Append { leaf: leaf.encode(), transfer_id, reply }))
+            .send(Msg::Append(Append { leaf: leaf.encode(), transfer_id, outbox, reply }))
             .await
             .map_err(|_| ApiError::new(Reason::Internal, "the audit log is not running"))?;
         rx.await.map_err(|_| ApiError::new(Reason::Internal, "the audit log stopped"))?
@@ -192,6 +206,7 @@ async fn append_loop(
                 seen.push((id, index));
             }
             b.leaves.push(a.leaf.clone());
+            b.outbox.extend(a.outbox.clone());
             indices.push(Some(index));
         }
         let st = store.clone();

@@ -153,6 +153,31 @@ pub async fn receive(
     intent: &TransferIntent,
     refused: Option<Reason>,
 ) -> Result<Envelope, ApiError> {
+    Ok(receive_and_queue(state, intent_env, intent, refused, false).await?.0)
+}
+
+/// Consumer side of a pull: signs the receipt, logs the transfer and queues the receipt for the
+/// provider in one transaction (see [`acknowledge`]).
+pub async fn receive_pulled(
+    state: &Arc<NodeState>,
+    intent_env: &Envelope,
+    intent: &TransferIntent,
+    refused: Option<Reason>,
+) -> Result<Envelope, ApiError> {
+    let (receipt, queued) = receive_and_queue(state, intent_env, intent, refused, true).await?;
+    if let Some(item) = queued {
+        crate::outbox::try_soon(state, item);
+    }
+    Ok(receipt)
+}
+
+async fn receive_and_queue(
+    state: &NodeState,
+    intent_env: &Envelope,
+    intent: &TransferIntent,
+    refused: Option<Reason>,
+    send_back: bool,
+) -> Result<(Envelope, Option<ftz_store::OutboxItem>), ApiError> {
     let receipt = TransferReceipt {
         transfer_id: intent.transfer_id.clone(),
         intent_digest: sha256(&intent_env.payload).to_vec(),
@@ -165,16 +190,27 @@ pub async fn receive(
     // A transfer received before (the provider retried after a lost answer): the receipt
     // logged then, so that both logs keep one and the same leaf.
     if let Some(index) = state.store.audit_transfer(&id)? {
-        return logged_receipt(state, index);
+        return Ok((logged_receipt(state, index)?, None));
     }
     let env = envelope::seal(PayloadType::TRANSFER_RECEIPT, &receipt, &[&state.node_key]);
     let leaf = transfer_leaf(intent_env, &env)?;
-    let index = state.audit.append(&leaf, Some(id)).await?;
+    let provider = ZoneId::new(intent.provider_zone.as_str()).map_err(|e| invalid(e.to_string()))?;
+    let item = send_back.then(|| {
+        let body = AcknowledgeRequest { intent: Some(intent_env.clone()), receipt: Some(env.clone()) }.encode_to_vec();
+        let msg = Outgoing {
+            id: Outgoing::derived_id(Kind::Receipt, &provider, &intent.transfer_id),
+            kind: Kind::Receipt,
+            to: provider.clone(),
+            body,
+        };
+        msg.item(state.now_ms())
+    });
+    let index = state.audit.append_with_outbox(&leaf, Some(id), item.clone()).await?;
     if state.store.audit_entry(index)?.as_deref() != Some(leaf.encode().as_slice()) {
-        // A concurrent retry was logged first.
-        return logged_receipt(state, index);
+        // A concurrent retry was logged first (and queued its own receipt).
+        return Ok((logged_receipt(state, index)?, None));
     }
-    Ok(env)
+    Ok((env, item))
 }
 
 /// The receipt of the transfer leaf at `index`, as an envelope.
@@ -191,25 +227,6 @@ fn logged_receipt(state: &NodeState, index: u64) -> Result<Envelope, ApiError> {
         }),
         _ => Err(ApiError::internal(format!("entry {index} is not a transfer"))),
     }
-}
-
-/// Consumer side of a pull: after `receive`, sends the receipt back through the outbox
-/// (durable before this returns; delivered in the background, retried until it arrives).
-pub async fn acknowledge(
-    state: &Arc<NodeState>,
-    provider: &ZoneId,
-    intent: Envelope,
-    receipt: Envelope,
-) -> Result<(), ApiError> {
-    let id = TransferIntent::decode(intent.payload.as_slice()).map(|i| i.transfer_id).unwrap_or_default();
-    let body = AcknowledgeRequest { intent: Some(intent), receipt: Some(receipt) }.encode_to_vec();
-    let msg = Outgoing {
-        id: Outgoing::derived_id(Kind::Receipt, provider, &id),
-        kind: Kind::Receipt,
-        to: provider.clone(),
-        body,
-    };
-    crate::outbox::send_later(state, msg).await
 }
 
 /// Provider side: a receipt for an intent this node signed. Logs the transfer (once).
