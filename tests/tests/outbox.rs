@@ -19,15 +19,7 @@ async fn outbox(c: &Cluster, zone: &str) -> ListOutboxResponse {
 
 /// Polls until `zone`'s outbox is empty.
 async fn drained(c: &Cluster, zone: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let o = outbox(c, zone).await;
-        if o.total == 0 {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{zone}'s outbox still holds {:?}", o.entries);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ftzctl::outbox::drained(&mut c.admin(zone), Duration::from_secs(30)).await.unwrap();
 }
 
 async fn transfers(c: &Cluster, zone: &str) -> Vec<Vec<u8>> {

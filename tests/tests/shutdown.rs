@@ -14,7 +14,7 @@ use std::{
 
 use ftz_core::Role;
 use ftz_proto::{
-    FindInspectionsRequest, ListEntriesRequest, ListOutboxRequest, PushInspectionRequest, RecordInspectionRequest,
+    FindInspectionsRequest, ListEntriesRequest, PushInspectionRequest, RecordInspectionRequest,
     audit_client::AuditClient,
 };
 use ftz_tests::{Cluster, DAY_MS, inspection, inspection_rule};
@@ -57,11 +57,7 @@ async fn stopping_nodes_under_load_loses_and_duplicates_nothing() {
     load.await.unwrap();
 
     let c = c.read().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while c.admin("guangdong").list_outbox(ListOutboxRequest { limit: 1 }).await.unwrap().into_inner().total > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "guangdong's outbox does not drain");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ftzctl::outbox::drained(&mut c.admin("guangdong"), Duration::from_secs(60)).await.unwrap();
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 20, "only {} pushes acknowledged", acked.len());
     let mut verifier = c.verifier("shanghai");

@@ -225,24 +225,32 @@ impl ExportDir {
     }
 
     /// `verify-log`: every entry read once, in bounded memory.
-    pub fn verify(&self, pinned: Option<&Verifier>, quorum: usize, mut progress: impl FnMut(u64)) -> Result<LogReport> {
-        let log = self.log_key(pinned)?;
-        let mut v = LogVerifier::new(&self.keys);
-        for &i in &self.indices {
-            v.push(i, &self.read_entry(i)?);
-            progress(1);
-        }
-        Ok(v.finish(&self.checkpoint, &log, &self.keys.witnesses(), quorum))
+    pub fn verify(&self, pinned: Option<&Verifier>, quorum: usize, progress: impl FnMut(u64)) -> Result<LogReport> {
+        Ok(self.verify_gathering(pinned, quorum, None, progress)?.0)
     }
 
-    fn transfers_with(&self, other: &str, mut progress: impl FnMut(u64)) -> Result<TransfersBetween> {
-        let mut t = TransfersBetween::new(&self.zone, other);
-        // Only what the checkpoint covers: entries past it are not committed to yet.
-        for &i in self.indices.iter().filter(|i| **i < self.statement.size) {
-            t.push(i, &self.read_entry(i)?);
+    /// Verifies the log and, in the same pass over the entries, gathers its transfers and
+    /// refusals with zone `other` (for `cross-check`).
+    fn verify_gathering(
+        &self,
+        pinned: Option<&Verifier>,
+        quorum: usize,
+        other: Option<&str>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<(LogReport, TransfersBetween)> {
+        let log = self.log_key(pinned)?;
+        let mut v = LogVerifier::new(&self.keys);
+        let mut t = TransfersBetween::new(&self.zone, other.unwrap_or_default());
+        for &i in &self.indices {
+            let bytes = self.read_entry(i)?;
+            v.push(i, &bytes);
+            // Only what the checkpoint covers: entries past it are not committed to yet.
+            if other.is_some() && i < self.statement.size {
+                t.push(i, &bytes);
+            }
             progress(1);
         }
-        Ok(t)
+        Ok((v.finish(&self.checkpoint, &log, &self.keys.witnesses(), quorum), t))
     }
 }
 
@@ -255,9 +263,7 @@ pub fn cross_check(
     if a.zone == b.zone {
         bail!("both exports are of {}'s log", a.zone);
     }
-    let ra = a.verify(None, 0, &mut progress)?;
-    let rb = b.verify(None, 0, &mut progress)?;
-    let ta = a.transfers_with(&b.zone, &mut progress)?;
-    let tb = b.transfers_with(&a.zone, &mut progress)?;
+    let (ra, ta) = a.verify_gathering(None, 0, Some(&b.zone), &mut progress)?;
+    let (rb, tb) = b.verify_gathering(None, 0, Some(&a.zone), &mut progress)?;
     Ok((ra, rb, compare(&ta, &tb)))
 }

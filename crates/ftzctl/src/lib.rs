@@ -5,6 +5,7 @@
 
 pub mod audit_dir;
 pub mod demo;
+pub mod outbox;
 pub mod output;
 pub mod registry_file;
 pub mod signed_file;

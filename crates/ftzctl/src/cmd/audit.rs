@@ -251,7 +251,7 @@ fn verify_log(dir: &Path, log_key: Option<String>, quorum: usize, fmt: Format) -
 
 fn cross_check(a: &Path, b: &Path, fmt: Format) -> Result<u8> {
     let (a, b) = (ExportDir::open(a)?, ExportDir::open(b)?);
-    let bar = bar(fmt, 2 * (a.indices.len() + b.indices.len()) as u64, "cross-checking");
+    let bar = bar(fmt, (a.indices.len() + b.indices.len()) as u64, "cross-checking");
     let (ra, rb, c) = audit_dir::cross_check(&a, &b, |n| bar.inc(n))?;
     bar.finish_and_clear();
     let list = |v: &[(u64, String)]| v.iter().map(|(i, s)| json!({"index": i, "summary": s})).collect::<Vec<_>>();

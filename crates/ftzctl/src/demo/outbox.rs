@@ -41,12 +41,7 @@ pub(super) async fn step(fed: &mut LocalFederation, r: &mut DemoReport) -> Resul
     );
 
     fed.restart("shanghai").await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut left = waiting.total;
-    while left > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        left = admin.list_outbox(ListOutboxRequest { limit: 0 }).await?.into_inner().total;
-    }
+    let drained = crate::outbox::drained(&mut admin, Duration::from_secs(30)).await;
     let found = VerifyClient::new(fed.user_channel("shanghai", Role::Enterprise)?)
         .find_inspections(FindInspectionsRequest {
             lot_id: "LOT-850760-0043".into(),
@@ -59,8 +54,11 @@ pub(super) async fn step(fed: &mut LocalFederation, r: &mut DemoReport) -> Resul
     r.check(
         "outbox",
         "shanghai is back: the retry delivers it, and shanghai's enterprise finds the lot",
-        left == 0 && found.len() == 1 && found[0].valid,
-        format!("outbox {left} left; {} result(s) for the lot", found.len()),
+        drained.is_ok() && found.len() == 1 && found[0].valid,
+        match &drained {
+            Ok(()) => format!("outbox empty; {} result(s) for the lot", found.len()),
+            Err(e) => format!("outbox: {e}; {} result(s) for the lot", found.len()),
+        },
     );
     Ok(())
 }
