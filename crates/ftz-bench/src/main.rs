@@ -69,13 +69,13 @@ async fn main() -> Result<()> {
 
     if run("audit") {
         eprintln!("audit log");
-        let (appended, plain, store) = scenarios::audit_append(dir.path(), sizes.appends, 256).await?;
+        let (appended, plain, store, log) = scenarios::audit_append(dir.path(), sizes.appends, 256).await?;
         add(&mut rows, Row::new("sled_insert_flush", &plain, None));
         add(&mut rows, Row::new("audit_append_durable", &appended, Some(("sled_insert_flush", plain.ops_per_s()))));
         let mut first: Option<(f64, f64)> = None;
         for &size in sizes.proof_sizes {
-            scenarios::grow(&store, size).await?;
-            let (make, verify) = scenarios::proofs(&store, size, sizes.proofs)?;
+            scenarios::grow(&store, &log, size).await?;
+            let (make, verify) = scenarios::proofs(&store, &log, size, sizes.proofs)?;
             let (mb, vb) = *first.get_or_insert((make.ops_per_s(), verify.ops_per_s()));
             let label = |what: &str| format!("proof_{what}_{}k", size / 1000);
             let base = |what: &str| format!("proof_{what}_{}k", sizes.proof_sizes[0] / 1000);
@@ -90,6 +90,7 @@ async fn main() -> Result<()> {
         }
         let (_, peak_log) = rss_mb();
         eprintln!("  process peak RSS after the {}-entry log: {peak_log:.1} MB", store.audit_size()?);
+        log.close().await;
         drop(store);
     }
 

@@ -9,7 +9,7 @@ use ftz_audit::{
     merkle::{inclusion_proof, leaf_hash, root, verify_inclusion},
 };
 use ftz_core::{Clock, Role, SigningKey, SystemClock, envelope};
-use ftz_node::{audit::StoredNodes, local::LocalFederation};
+use ftz_node::{audit::AuditLog, local::LocalFederation};
 use ftz_proto::{
     DataClass, GetNodeStatusRequest, IssueCertificationRequest, PushInspectionRequest, RecordInspectionRequest,
     RecordRef, VerifyRecordRequest, admin_client::AdminClient, issuer_client::IssuerClient,
@@ -84,10 +84,15 @@ fn sample_leaf(i: usize) -> Leaf {
 }
 
 /// Durable, batched audit appends (`in_flight` appenders), and the baseline: a plain sled insert
-/// followed by a flush, one at a time. Returns both and the store (for the proof scenarios).
-pub async fn audit_append(dir: &std::path::Path, n: usize, in_flight: usize) -> Result<(Measured, Measured, Store)> {
+/// followed by a flush, one at a time. Returns both and the running log (for the proof
+/// scenarios).
+pub async fn audit_append(
+    dir: &std::path::Path,
+    n: usize,
+    in_flight: usize,
+) -> Result<(Measured, Measured, Store, AuditLog)> {
     let store = Store::open(&dir.join("audit"), Default::default())?;
-    let log = ftz_node::audit::AuditLog::start(store.clone())?;
+    let log = AuditLog::start(store.clone())?;
     let l = log.clone();
     let appended = drive(n, in_flight, move |i| {
         let l = l.clone();
@@ -97,23 +102,21 @@ pub async fn audit_append(dir: &std::path::Path, n: usize, in_flight: usize) -> 
         }
     })
     .await?;
-    log.close().await;
     let plain = Store::open(&dir.join("plain"), Default::default())?;
     let value = sample_leaf(0).encode();
     let baseline = tokio::task::spawn_blocking(move || {
         repeat((n / 20).max(500), |i| Ok(plain.set_meta_value(&format!("k{i}"), &value)?))
     })
     .await??;
-    Ok((appended, baseline, store))
+    Ok((appended, baseline, store, log))
 }
 
 /// Grows the stored log to `size` entries (durable, batched).
-pub async fn grow(store: &Store, size: u64) -> Result<()> {
+pub async fn grow(store: &Store, log: &AuditLog, size: u64) -> Result<()> {
     let have = store.audit_size()?;
     if have >= size {
         return Ok(());
     }
-    let log = ftz_node::audit::AuditLog::start(store.clone())?;
     let l = log.clone();
     drive((size - have) as usize, 512, move |i| {
         let l = l.clone();
@@ -123,13 +126,12 @@ pub async fn grow(store: &Store, size: u64) -> Result<()> {
         }
     })
     .await?;
-    log.close().await;
     Ok(())
 }
 
 /// Inclusion proofs from the stored log at `size`: made, then verified.
-pub fn proofs(store: &Store, size: u64, n: usize) -> Result<(Measured, Measured)> {
-    let nodes = StoredNodes(store);
+pub fn proofs(store: &Store, log: &AuditLog, size: u64, n: usize) -> Result<(Measured, Measured)> {
+    let nodes = log.tree();
     let r = root(&nodes, size)?;
     let index = |i: usize| (i as u64).wrapping_mul(2_654_435_761) % size;
     let mut made = Vec::with_capacity(n);

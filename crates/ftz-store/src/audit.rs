@@ -23,6 +23,10 @@ fn node_key(level: u32, index: u64) -> Vec<u8> {
     [b"n".as_slice(), &[level as u8], &index.to_be_bytes()].concat()
 }
 
+fn tile_key(index: u64) -> Vec<u8> {
+    [b"b".as_slice(), &index.to_be_bytes()].concat()
+}
+
 fn transfer_key(id: &[u8; 16]) -> Vec<u8> {
     [b"t".as_slice(), id].concat()
 }
@@ -46,8 +50,11 @@ pub struct AuditBatch {
     /// The size before the batch: the batch is refused if the log is not at this size.
     pub old_size: u64,
     pub leaves: Vec<Vec<u8>>,
-    /// Every perfect subtree the batch completes: (level, index, hash).
+    /// Perfect subtrees the batch completes that the caller keeps: (level, index, hash).
     pub nodes: Vec<(u32, u64, [u8; 32])>,
+    /// Tiles the batch fills or extends: (tile index, the tile's whole new value). A tile is the
+    /// caller's grouping of leaf hashes (see ftz-node's `audit::tree`); kept as given.
+    pub tiles: Vec<(u64, Vec<u8>)>,
     /// Transfer leaves by transfer id, so a transfer is logged once.
     pub transfers: Vec<([u8; 16], u64)>,
     /// Outbox items written in the same transaction (a receipt to send back is queued if and
@@ -90,6 +97,9 @@ impl Store {
             for (level, index, hash) in &b.nodes {
                 t.insert(node_key(*level, *index), &hash[..])?;
             }
+            for (index, tile) in &b.tiles {
+                t.insert(tile_key(*index), tile.as_slice())?;
+            }
             for (id, index) in &b.transfers {
                 t.insert(transfer_key(id), &index.to_be_bytes()[..])?;
             }
@@ -130,6 +140,24 @@ impl Store {
                 .map(Some)
                 .map_err(|_| StoreError::Corrupt { what: "audit node", detail: "not 32 bytes".into() }),
         }
+    }
+
+    pub fn audit_tile(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.audit.get(tile_key(index))?.map(|v| v.to_vec()))
+    }
+
+    /// Every stored node of `level`, by index (from 0, contiguous).
+    pub fn audit_level(&self, level: u32) -> Result<Vec<[u8; 32]>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.audit.range(node_key(level, 0)..=node_key(level, u64::MAX)) {
+            let (k, v) = kv?;
+            let corrupt = |detail: &str| StoreError::Corrupt { what: "audit node", detail: detail.into() };
+            if u64_of(&k[2..])? != out.len() as u64 {
+                return Err(corrupt("a level has a gap"));
+            }
+            out.push(v.as_ref().try_into().map_err(|_| corrupt("not 32 bytes"))?);
+        }
+        Ok(out)
     }
 
     /// The index of the transfer leaf with this id, if logged.
@@ -267,6 +295,7 @@ mod tests {
                 old_size: 0,
                 leaves: vec![b"a".to_vec(), b"b".to_vec()],
                 nodes: vec![(0, 0, [1; 32]), (0, 1, [2; 32]), (1, 0, [3; 32])],
+                tiles: vec![(0, [[1; 32], [2; 32]].concat())],
                 transfers: vec![([9; 16], 1)],
                 outbox: vec![crate::OutboxItem {
                     id: [7; 16],
@@ -293,6 +322,9 @@ mod tests {
         assert_eq!(s.audit_entries(0, 10).unwrap(), vec![(0, b"a".to_vec()), (1, b"b".to_vec())]);
         assert_eq!(s.audit_node(1, 0).unwrap(), Some([3; 32]));
         assert_eq!(s.audit_node(1, 1).unwrap(), None);
+        assert_eq!(s.audit_level(0).unwrap(), vec![[1; 32], [2; 32]]);
+        assert_eq!(s.audit_tile(0).unwrap(), Some([[1; 32], [2; 32]].concat()));
+        assert_eq!(s.audit_tile(1).unwrap(), None);
         assert_eq!(s.audit_transfer(&[9; 16]).unwrap(), Some(1));
         assert_eq!(s.latest_checkpoint().unwrap(), Some((2, "note\n".to_string())));
         assert_eq!(s.checkpoint_at(2).unwrap().as_deref(), Some("note\n"));

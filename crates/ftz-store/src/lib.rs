@@ -32,8 +32,9 @@ pub use records::{InsertOutcome, RecordSource, StoredRecord};
 pub use registry::{RegistryInstall, StoredRegistry};
 pub use retention::Deletion;
 
-/// The on-disk format this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this build reads and writes. 2: the audit log keeps leaf hashes in tiles
+/// of 16 and no subtrees below level 4.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Error)]
 pub enum StoreError {

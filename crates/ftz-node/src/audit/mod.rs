@@ -3,9 +3,13 @@
 //! second while busy and soon after new entries when idle; witnesses asked to cosign each one.
 
 pub mod transfer;
+pub mod tree;
 pub mod witness;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use ftz_audit::{
     checkpoint::{Checkpoint, origin},
@@ -16,37 +20,53 @@ use ftz_audit::{
 use ftz_core::{Reason, SigningKey, ZoneId};
 use ftz_store::{AuditBatch, Store, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
+use tree::{TILE_HEIGHT, TILE_WIDTH, TreeReader, UpperLevels};
 
 use crate::{error::ApiError, state::NodeState};
 
 /// Leaves appended in one batch at most.
 const MAX_BATCH: usize = 512;
 
-/// The stored tree, read as perfect subtrees.
-pub struct StoredNodes<'a>(pub &'a Store);
-
-impl Nodes for StoredNodes<'_> {
-    type Error = StoreError;
-
-    fn node(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
-        self.0.audit_node(level, index)?.ok_or(StoreError::Corrupt {
-            what: "audit node",
-            detail: format!("missing node level {level} index {index}"),
-        })
-    }
-}
-
 /// The perfect subtrees along the right edge of a tree of `size` leaves, left to right.
-fn frontier(store: &Store, size: u64) -> Result<Vec<(u32, Hash)>, StoreError> {
+fn frontier(nodes: &TreeReader, size: u64) -> Result<Vec<(u32, Hash)>, StoreError> {
     let mut out = Vec::new();
     let mut offset = 0u64;
     for level in (0..64u32).rev() {
         if size & (1 << level) != 0 {
-            out.push((level, StoredNodes(store).node(level, offset >> level)?));
+            out.push((level, nodes.node(level, offset >> level)?));
             offset += 1 << level;
         }
     }
     Ok(out)
+}
+
+/// The leaf hashes of the last, partial tile of a log of `size` leaves (empty if it ends on a
+/// tile boundary).
+fn partial_tile(store: &Store, size: u64) -> Result<Vec<Hash>, StoreError> {
+    let filled = (size % TILE_WIDTH) as usize;
+    if filled == 0 {
+        return Ok(Vec::new());
+    }
+    let bytes = store.audit_tile(size / TILE_WIDTH)?.unwrap_or_default();
+    let hashes: Vec<Hash> = bytes.chunks_exact(32).take(filled).map(|c| c.try_into().unwrap_or([0; 32])).collect();
+    if hashes.len() != filled {
+        return Err(StoreError::Corrupt { what: "audit tile", detail: format!("the tile of leaf {size} is short") });
+    }
+    Ok(hashes)
+}
+
+/// Where the appender stands: the durable size, the right edge of the tree, the partial tile.
+struct Edge {
+    size: u64,
+    front: Vec<(u32, Hash)>,
+    tile: Vec<Hash>,
+}
+
+impl Edge {
+    fn read(store: &Store, cache: &Arc<RwLock<UpperLevels>>) -> Result<Self, StoreError> {
+        let size = store.audit_size()?;
+        Ok(Self { size, front: frontier(&TreeReader::new(store, cache), size)?, tile: partial_tile(store, size)? })
+    }
 }
 
 fn root_of(frontier: &[(u32, Hash)]) -> Hash {
@@ -75,17 +95,29 @@ enum Msg {
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     size: watch::Receiver<u64>,
+    store: Store,
+    cache: Arc<RwLock<UpperLevels>>,
 }
 
 impl AuditLog {
     /// Starts the appender over the stored log.
     pub fn start(store: Store) -> Result<Self, StoreError> {
-        let size = store.audit_size()?;
-        let front = frontier(&store, size)?;
+        let cache = Arc::new(RwLock::new(UpperLevels::load(&store)?));
+        let edge = Edge::read(&store, &cache)?;
         let (tx, rx) = mpsc::channel(4096);
-        let (size_tx, size_rx) = watch::channel(size);
-        tokio::spawn(append_loop(store, rx, front, size, size_tx));
-        Ok(Self { tx, size: size_rx })
+        let (size_tx, size_rx) = watch::channel(edge.size);
+        tokio::spawn(append_loop(store.clone(), cache.clone(), rx, edge, size_tx));
+        Ok(Self { tx, size: size_rx, store, cache })
+    }
+
+    /// Reads the durable tree (roots and proofs).
+    pub fn tree(&self) -> TreeReader<'_> {
+        TreeReader::new(&self.store, &self.cache)
+    }
+
+    /// Subtree hashes held in memory.
+    pub fn cached_hashes(&self) -> usize {
+        self.cache.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Appends a leaf; returns its index once it is durable. A transfer leaf is logged once per
@@ -126,9 +158,9 @@ impl AuditLog {
 
 async fn append_loop(
     store: Store,
+    cache: Arc<RwLock<UpperLevels>>,
     mut rx: mpsc::Receiver<Msg>,
-    mut front: Vec<(u32, Hash)>,
-    mut size: u64,
+    mut edge: Edge,
     size_tx: watch::Sender<u64>,
 ) {
     let mut stop: Option<oneshot::Sender<()>> = None;
@@ -176,8 +208,10 @@ async fn append_loop(
         if fresh.is_empty() {
             continue;
         }
+        let size = edge.size;
         let mut b = AuditBatch { old_size: size, ..Default::default() };
-        let mut next_front = front.clone();
+        let mut next_front = edge.front.clone();
+        let mut tile = edge.tile.clone();
         let mut indices = Vec::with_capacity(fresh.len());
         let mut seen: Vec<([u8; 16], u64)> = Vec::new();
         for a in &fresh {
@@ -189,7 +223,11 @@ async fn append_loop(
             }
             let index = size + b.leaves.len() as u64;
             let mut h = leaf_hash(&a.leaf);
-            b.nodes.push((0, index, h));
+            tile.push(h);
+            if tile.len() as u64 == TILE_WIDTH {
+                b.tiles.push((index / TILE_WIDTH, tile.concat()));
+                tile.clear();
+            }
             let (mut level, mut i) = (0u32, index);
             next_front.push((0, h));
             while i & 1 == 1 {
@@ -198,7 +236,9 @@ async fn append_loop(
                 h = node_hash(&left, &right);
                 level += 1;
                 i >>= 1;
-                b.nodes.push((level, i, h));
+                if level >= TILE_HEIGHT {
+                    b.nodes.push((level, i, h));
+                }
                 next_front.push((level, h));
             }
             if let Some(id) = a.transfer_id {
@@ -209,13 +249,16 @@ async fn append_loop(
             b.outbox.extend(a.outbox.clone());
             indices.push(Some(index));
         }
+        if !tile.is_empty() {
+            b.tiles.push(((size + b.leaves.len() as u64 - 1) / TILE_WIDTH, tile.concat()));
+        }
         let st = store.clone();
-        let committed = tokio::task::spawn_blocking(move || st.audit_append(&b)).await;
+        let committed = tokio::task::spawn_blocking(move || st.audit_append(&b).map(|s| (s, b.nodes))).await;
         match committed {
-            Ok(Ok(new_size)) => {
-                size = new_size;
-                front = next_front;
-                let _ = size_tx.send(size);
+            Ok(Ok((new_size, nodes))) => {
+                cache.write().unwrap_or_else(|e| e.into_inner()).extend(&nodes);
+                edge = Edge { size: new_size, front: next_front, tile };
+                let _ = size_tx.send(new_size);
                 for (a, i) in fresh.into_iter().zip(indices) {
                     let _ = a.reply.send(i.ok_or_else(|| ApiError::internal("no index")));
                 }
@@ -232,11 +275,8 @@ async fn append_loop(
                         a.reply.send(Err(ApiError::new(Reason::StoreFailure, "the audit log could not be written")));
                 }
                 // Re-read what is durable, so the next batch starts from the truth.
-                if let Ok(s) = store.audit_size()
-                    && let Ok(f) = frontier(&store, s)
-                {
-                    size = s;
-                    front = f;
+                if let Ok(e) = Edge::read(&store, &cache) {
+                    edge = e;
                 }
             }
         }
@@ -258,12 +298,12 @@ pub fn witness_name(zone: &ZoneId) -> String {
 
 /// Signs a checkpoint of the durable tree of `size` leaves.
 pub fn sign_checkpoint(
-    store: &Store,
+    tree: &TreeReader,
     zone: &ZoneId,
     key: &SigningKey,
     size: u64,
 ) -> Result<(Checkpoint, String), ApiError> {
-    let root = root_of(&frontier(store, size)?);
+    let root = root_of(&frontier(tree, size)?);
     let cp = Checkpoint { origin: log_name(zone), size, root };
     let signer = Signer::new(&cp.origin, TYPE_ED25519, key).map_err(|e| ApiError::internal(e.to_string()))?;
     let note = note::sign(&cp.to_text(), &signer).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -296,7 +336,7 @@ pub fn check_signed_history(
     let note = Note::parse(&text).map_err(|e| e.to_string())?;
     note.verify(&verifiers).map_err(|e| format!("the stored checkpoint: {e}"))?;
     let cp = Checkpoint::parse(&note.text).map_err(|e| e.to_string())?;
-    let root = ftz_audit::merkle::root(&StoredNodes(store), size).map_err(|e| e.to_string())?;
+    let root = ftz_audit::merkle::root(&TreeReader::uncached(store), size).map_err(|e| e.to_string())?;
     if root != cp.root || cp.size != size {
         return Err(format!("the audit log's root at size {size} is not the one its signed checkpoint states"));
     }
@@ -343,7 +383,7 @@ pub(crate) fn spawn_checkpointer(state: Arc<NodeState>) {
         loop {
             let size = *size_rx.borrow_and_update();
             if size > signed || (signed == 0 && state.store.latest_checkpoint().ok().flatten().is_none()) {
-                match sign_checkpoint(&state.store, &state.zone, &state.node_key, size)
+                match sign_checkpoint(&state.audit.tree(), &state.zone, &state.node_key, size)
                     .and_then(|(_, note)| state.store.put_checkpoint(size, &note).map(|()| note).map_err(Into::into))
                 {
                     Ok(note) => {

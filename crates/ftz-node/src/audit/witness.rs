@@ -19,7 +19,7 @@ use ftz_core::{Reason, Registry, ZoneId};
 use ftz_proto::{KeyPurpose, WitnessRequest, WitnessResponse};
 
 use crate::{
-    audit::{StoredNodes, log_name, witness_name},
+    audit::{log_name, witness_name},
     error::{ApiError, status_meta},
     ping::peer_failure,
     state::NodeState,
@@ -193,7 +193,7 @@ async fn ask(state: &NodeState, zone: &ZoneId, size: u64, note: &str) -> Result<
         let old = state.witness_sizes.0.lock().unwrap_or_else(|e| e.into_inner()).get(zone).copied().unwrap_or(0);
         let old = old.min(size);
         let proof =
-            consistency_proof(&StoredNodes(&state.store), old, size)?.map_err(|e| ApiError::internal(e.to_string()))?;
+            consistency_proof(&state.audit.tree(), old, size)?.map_err(|e| ApiError::internal(e.to_string()))?;
         let mut client = state.peers.client(state, zone)?;
         let mut req = tonic::Request::new(WitnessRequest {
             old_size: old,

@@ -17,7 +17,7 @@ use ftz_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{audit::StoredNodes, error::ApiError, state::NodeState};
+use crate::{error::ApiError, state::NodeState};
 
 pub struct AuditService {
     state: Arc<NodeState>,
@@ -112,7 +112,7 @@ impl Audit for AuditService {
         if let Some((size, checkpoint)) = store.latest_checkpoint().map_err(ApiError::from)?
             && index < size
         {
-            let hashes = inclusion_proof(&StoredNodes(store), index, size)
+            let hashes = inclusion_proof(&self.state.audit.tree(), index, size)
                 .map_err(ApiError::from)?
                 .map_err(|e| ApiError::internal(e.to_string()))?;
             proof = TlogProof { extra: None, index, hashes, checkpoint }.to_text();
@@ -165,7 +165,7 @@ impl Audit for AuditService {
                 ApiError::new(Reason::EntryNotFound, format!("the log has {size} entries, not {}", r.size2)).into()
             );
         }
-        let proof = consistency_proof(&StoredNodes(store), r.size1, r.size2)
+        let proof = consistency_proof(&self.state.audit.tree(), r.size1, r.size2)
             .map_err(ApiError::from)?
             .map_err(|e| ApiError::invalid(e.to_string()))?;
         Ok(Response::new(GetConsistencyProofResponse {
