@@ -19,8 +19,6 @@ use tonic::transport::Channel;
 
 pub use ftz_node::reason_of;
 
-pub mod processes;
-
 /// A running federation. Dropping it stops nothing gracefully; call [`Cluster::shutdown`].
 pub struct Cluster {
     pub local: LocalFederation,

@@ -27,13 +27,13 @@ use ftz_audit::{
     offline::{KeyRing, consistency_text, verify_consistency_files},
 };
 use ftz_core::{Clock, Role, SystemClock};
+use ftz_node::local_processes::ProcessFederation;
 use ftz_proto::{
     GetCheckpointRequest, GetConsistencyProofRequest, IssueCertificationRequest, ListEntriesRequest,
     PushInspectionRequest, RecordInspectionRequest, RecordRef, TransferIntent, VerifyRecordRequest,
     admin_client::AdminClient, audit_client::AuditClient, issuer_client::IssuerClient, verify_client::VerifyClient,
     verify_record_request::Subject,
 };
-use ftz_tests::processes::ProcessFederation;
 use ftzctl::audit_dir::{self, ExportDir, settled_checkpoint};
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -51,7 +51,7 @@ fn random_below(n: u64) -> u64 {
 
 /// Subjects of the transfer leaves in `zone`'s log, with how often each appears.
 async fn transfer_subjects(fed: &ProcessFederation, zone: &str) -> BTreeMap<String, (u32, Vec<u8>)> {
-    let mut audit = AuditClient::new(fed.channel(zone, Role::Auditor));
+    let mut audit = AuditClient::new(fed.channel(zone, Role::Auditor).unwrap());
     let mut out: BTreeMap<String, (u32, Vec<u8>)> = BTreeMap::new();
     let mut from = 0;
     loop {
@@ -82,15 +82,21 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
         dir.path(),
         &["shanghai", "hainan", "guangdong"],
         std::path::Path::new(env!("CARGO_BIN_EXE_crash-node")),
+        &[],
         &limits,
-    );
+    )
+    .unwrap();
     for z in ["shanghai", "hainan", "guangdong"] {
-        fed.start(z);
+        fed.start(z).unwrap();
     }
     let now = SystemClock.now_ms();
     let agreement = |id: &str, from: &str, to: &str, rule| ftz_node::dev::agreement_doc(id, from, to, rule, now);
-    fed.install_agreement(&agreement("sh-hn", "shanghai", "hainan", ftz_tests::cert_rule(&["AEO_ADVANCED"]))).await;
-    fed.install_agreement(&agreement("gd-sh", "guangdong", "shanghai", ftz_tests::inspection_rule("CNAS"))).await;
+    fed.install_agreement(&agreement("sh-hn", "shanghai", "hainan", ftz_tests::cert_rule(&["AEO_ADVANCED"])))
+        .await
+        .unwrap();
+    fed.install_agreement(&agreement("gd-sh", "guangdong", "shanghai", ftz_tests::inspection_rule("CNAS")))
+        .await
+        .unwrap();
     use ftz_proto::DataClass::{Certification, InspectionResult};
     // Policies without a practical rate limit: this is a load test, not a rate test.
     let unlimited = |mut p: ftz_proto::ExchangePolicy| {
@@ -98,10 +104,10 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
         p
     };
     let p = ftz_node::dev::record_policy("sh-hn", "shanghai", "hainan", Certification, &["verification"], now);
-    fed.install_policy(&unlimited(p)).await;
+    fed.install_policy(&unlimited(p)).await.unwrap();
     let p =
         ftz_node::dev::record_policy("gd-sh", "guangdong", "shanghai", InspectionResult, &["import-clearance"], now);
-    fed.install_policy(&unlimited(p)).await;
+    fed.install_policy(&unlimited(p)).await.unwrap();
 
     let fed = Arc::new(AsyncMutex::new(fed));
     let done = Arc::new(AtomicU64::new(0));
@@ -115,10 +121,10 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
     let (sh_issuer, hn_verifier, gd_issuer, sh_audit) = {
         let f = fed.lock().await;
         (
-            f.channel("shanghai", Role::Issuer),
-            f.channel("hainan", Role::Enterprise),
-            f.channel("guangdong", Role::Issuer),
-            f.channel("shanghai", Role::Auditor),
+            f.channel("shanghai", Role::Issuer).unwrap(),
+            f.channel("hainan", Role::Enterprise).unwrap(),
+            f.channel("guangdong", Role::Issuer).unwrap(),
+            f.channel("shanghai", Role::Auditor).unwrap(),
         )
     };
 
@@ -204,7 +210,7 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
         tokio::time::sleep(Duration::from_millis(random_below(200))).await;
         fed.lock().await.kill("shanghai");
         tokio::time::sleep(Duration::from_millis(200 + random_below(800))).await;
-        fed.lock().await.start("shanghai");
+        fed.lock().await.start("shanghai").unwrap();
     }
     fetches.await.unwrap();
     pushes.await.unwrap();
@@ -214,7 +220,7 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
     // Everything queued goes out.
     let fed = fed.lock().await;
     for zone in ["guangdong", "hainan", "shanghai"] {
-        let mut admin = AdminClient::new(fed.channel(zone, Role::Admin));
+        let mut admin = AdminClient::new(fed.channel(zone, Role::Admin).unwrap());
         ftzctl::outbox::drained(&mut admin, Duration::from_secs(120)).await.unwrap_or_else(|e| panic!("{zone}: {e}"));
     }
 
@@ -249,7 +255,7 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
     assert_eq!((lost, duplicated), (0, 0), "lost {lost}, duplicated {duplicated}");
 
     // Every checkpoint seen before a crash is consistent with the log now.
-    let mut audit = AuditClient::new(fed.channel("shanghai", Role::Auditor));
+    let mut audit = AuditClient::new(fed.channel("shanghai", Role::Auditor).unwrap());
     let last = settled_checkpoint(&mut audit, 0, Duration::from_secs(30)).await.unwrap();
     let ring = KeyRing::parse(&last.keys.join("\n")).unwrap();
     let seen = seen.lock().unwrap().clone();
@@ -269,7 +275,7 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
     // verify-log and cross-check on the exports.
     let mut exports = BTreeMap::new();
     for zone in ["shanghai", "hainan", "guangdong"] {
-        let mut audit = AuditClient::new(fed.channel(zone, Role::Auditor));
+        let mut audit = AuditClient::new(fed.channel(zone, Role::Auditor).unwrap());
         settled_checkpoint(&mut audit, 0, Duration::from_secs(30)).await.unwrap();
         let out = dir.path().join(format!("export-{zone}"));
         audit_dir::export(&mut audit, &out, |_, _| {}).await.unwrap();

@@ -1,7 +1,8 @@
-//! `ftz-bench`: the benchmark suite. Every scenario runs in this process against real nodes
-//! (three zones on 127.0.0.1, real mTLS, sled stores in a temporary directory) or the real
-//! storage and cryptography code, next to the baseline it is compared with, in the same run.
-//! Prints a table and writes `target/bench/summary.json`. See docs/performance.md.
+//! `ftz-bench`: the benchmark suite. Every scenario runs against real nodes (three zones on
+//! 127.0.0.1, each node a child process of this binary, real mTLS, sled stores in a temporary
+//! directory) or, in this process, the real storage and cryptography code, next to the baseline
+//! it is compared with, in the same run. Prints a table and writes `target/bench/summary.json`.
+//! See docs/performance.md.
 //!
 //!   cargo run --release -p ftz-bench            # the full suite (a few minutes)
 //!   cargo run --release -p ftz-bench -- --quick # under a minute, for smoke use
@@ -11,12 +12,12 @@
 mod measure;
 mod scenarios;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use measure::{Row, rss_mb};
-use scenarios::{FULL, Federation, QUICK};
+use scenarios::{FULL, Federation, NODE_MODE, QUICK};
 
 /// Runs the ftz-exchange benchmark suite and writes the summary.
 #[derive(Debug, Parser)]
@@ -37,9 +38,18 @@ struct Args {
     out: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
+    // `ftz-bench node --config X` is a node: the suite starts its nodes this way, so that each
+    // is a process of its own (its own memory, as deployed) from the same release build.
+    if std::env::args_os().nth(1).is_some_and(|a| a == NODE_MODE) {
+        return Ok(ftz_node::process::main_from(std::env::args_os().skip(1)));
+    }
     let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(suite(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn suite(args: Args) -> Result<()> {
     let mut sizes = if args.quick { QUICK } else { FULL };
     if let Some(n) = args.in_flight {
         sizes.in_flight = n;
@@ -67,9 +77,16 @@ async fn main() -> Result<()> {
     let floor_rate = floor.ops_per_s();
     add(&mut rows, Row::new("crypto_floor_per_transfer", &floor, None));
 
+    let mut node_peaks = Vec::new();
+    let nodes = ["nodes", "echo", "verify", "pull", "push"].iter().any(|g| run(g));
+    // The zones exist from here; the audit scenarios build their log in shanghai's store, so
+    // that shanghai's node later serves (and holds in memory) the largest log.
+    let mut fed = Federation::create(&dir.path().join("federation"))?;
+
     if run("audit") {
         eprintln!("audit log");
-        let (appended, plain, store, log) = scenarios::audit_append(dir.path(), sizes.appends, 256).await?;
+        let (appended, plain, store, log) =
+            scenarios::audit_append(&fed.data_dir("shanghai")?, dir.path(), sizes.appends, 256).await?;
         add(&mut rows, Row::new("sled_insert_flush", &plain, None));
         add(&mut rows, Row::new("audit_append_durable", &appended, Some(("sled_insert_flush", plain.ops_per_s()))));
         let mut first: Option<(f64, f64)> = None;
@@ -94,30 +111,31 @@ async fn main() -> Result<()> {
         drop(store);
     }
 
-    if ["nodes", "echo", "verify", "pull", "push"].iter().any(|g| run(g)) {
-        eprintln!("three nodes on 127.0.0.1");
-        let fed = Federation::start(&dir.path().join("federation")).await?;
+    if nodes {
+        eprintln!("three nodes on 127.0.0.1, each its own process");
+        fed.start().await?;
+        // Node scenarios report the largest node's peak memory so far, not this process's.
+        let add = |rows: &mut Vec<Row>, fed: &Federation, mut r: Row| {
+            r.rss_mb = fed.peak_rss_mb().iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
+            add(rows, r)
+        };
         let echo = fed.echo(if node_part("echo") { sizes.echo } else { 100 }, sizes.in_flight).await?;
         let echo_rate = echo.ops_per_s();
-        add(&mut rows, Row::new("raw_unary_mtls_echo", &echo, None));
+        add(&mut rows, &fed, Row::new("raw_unary_mtls_echo", &echo, None));
         let verify = fed.verify_cached(if node_part("verify") { sizes.verify } else { 100 }, sizes.in_flight).await?;
-        add(&mut rows, Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
+        add(&mut rows, &fed, Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
         let pull = fed.pull(if node_part("pull") { sizes.transfers } else { 50 }, sizes.in_flight).await?;
-        add(&mut rows, Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
+        add(&mut rows, &fed, Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
         let push = fed.push(if node_part("push") { sizes.transfers } else { 50 }, sizes.in_flight).await?;
-        add(&mut rows, Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
-        for (zone, f) in fed.flush_stats() {
-            eprintln!(
-                "  {zone}: {} store flushes for {} durable writes, {:.1} s flushing",
-                f.flushes,
-                f.callers,
-                f.busy.as_secs_f64()
-            );
-        }
-        fed.shutdown().await;
+        add(&mut rows, &fed, Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
+        node_peaks = fed.peak_rss_mb();
+        fed.shutdown();
     }
 
     let (_, peak) = rss_mb();
+    for (zone, mb) in &node_peaks {
+        println!("peak RSS of {zone}'s node: {mb:.1} MB");
+    }
     let summary = serde_json::Value::Array(rows.iter().map(Row::to_json).collect());
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
@@ -135,7 +153,7 @@ async fn main() -> Result<()> {
         );
     }
     println!(
-        "peak RSS of this process (nodes, load generator, stores): {peak:.1} MB; summary in {}",
+        "peak RSS of this process (load generator, the audit scenarios' stores): {peak:.1} MB; summary in {}",
         args.out.display()
     );
     Ok(())

@@ -1,5 +1,6 @@
-//! The scenarios, each measured in this process against real nodes (release build, real mTLS,
-//! sled stores in a temporary directory) or the real storage and cryptography code.
+//! The scenarios, each measured against real nodes (each its own process from this release
+//! build, real mTLS, sled stores in a temporary directory) or, in this process, the real storage
+//! and cryptography code.
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,7 +10,7 @@ use ftz_audit::{
     merkle::{inclusion_proof, leaf_hash, root, verify_inclusion},
 };
 use ftz_core::{Clock, Role, SigningKey, SystemClock, envelope};
-use ftz_node::{audit::AuditLog, local::LocalFederation};
+use ftz_node::{audit::AuditLog, local_processes::ProcessFederation};
 use ftz_proto::{
     DataClass, GetNodeStatusRequest, IssueCertificationRequest, PushInspectionRequest, RecordInspectionRequest,
     RecordRef, VerifyRecordRequest, admin_client::AdminClient, issuer_client::IssuerClient,
@@ -83,15 +84,19 @@ fn sample_leaf(i: usize) -> Leaf {
     Leaf::Transfer { intent: part(1), receipt: part(2) }
 }
 
-/// Durable, batched audit appends (`in_flight` appenders), and the baseline: a plain sled insert
-/// followed by a flush, one at a time. Returns both and the running log (for the proof
-/// scenarios).
+/// Durable, batched audit appends (`in_flight` appenders) to the store in `log_dir`, and the
+/// baseline: a plain sled insert followed by a flush, one at a time, in `dir`. Returns both and
+/// the running log (for the proof scenarios).
 pub async fn audit_append(
+    log_dir: &std::path::Path,
     dir: &std::path::Path,
     n: usize,
     in_flight: usize,
 ) -> Result<(Measured, Measured, Store, AuditLog)> {
-    let store = Store::open(&dir.join("audit"), Default::default())?;
+    // As the node creates its data directory: private.
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(log_dir)?;
+    let store = Store::open(log_dir, Default::default())?;
     let log = AuditLog::start(store.clone())?;
     let l = log.clone();
     let appended = drive(n, in_flight, move |i| {
@@ -147,10 +152,16 @@ pub fn proofs(store: &Store, log: &AuditLog, size: u64, n: usize) -> Result<(Mea
     Ok((make, verify))
 }
 
-/// Three zones in this process, limits raised so that only the system itself limits the rate.
+/// Three zones, each node its own process (this binary in node mode), limits raised so that only
+/// the system itself limits the rate.
 pub struct Federation {
-    pub fed: LocalFederation,
+    pub fed: ProcessFederation,
 }
+
+/// The argument that makes this binary run a node instead of the benchmark.
+pub const NODE_MODE: &str = "node";
+
+pub const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
 
 fn unlimited(mut p: ftz_proto::ExchangePolicy) -> ftz_proto::ExchangePolicy {
     p.rate_limit = Some(ftz_proto::RateLimit { max_requests: 100_000_000, per_ms: 1_000 });
@@ -158,15 +169,26 @@ fn unlimited(mut p: ftz_proto::ExchangePolicy) -> ftz_proto::ExchangePolicy {
 }
 
 impl Federation {
-    pub async fn start(dir: &std::path::Path) -> Result<Federation> {
-        let tune: ftz_node::local::Tune = Arc::new(|cfg: &mut ftz_node::NodeConfig| {
-            cfg.limits.user_requests_per_second = 1_000_000;
-            cfg.limits.peer_requests_per_second = 1_000_000;
-            cfg.log.level = "error".into();
-        });
-        let fed = LocalFederation::start_tuned(&["shanghai", "hainan", "guangdong"], dir, Arc::new(SystemClock), tune)
-            .await
-            .context("starting the federation")?;
+    /// Creates the zones' directories, keys and configs (nothing runs yet: a store can be
+    /// filled first).
+    pub fn create(dir: &std::path::Path) -> Result<Federation> {
+        let me = std::env::current_exe().context("this program's path")?;
+        let limits = [("user_requests_per_second", 1_000_000), ("peer_requests_per_second", 1_000_000)];
+        let fed = ProcessFederation::create(dir, &ZONES, &me, &[NODE_MODE], &limits)?;
+        Ok(Federation { fed })
+    }
+
+    /// A zone's node's data directory (its store).
+    pub fn data_dir(&self, zone: &str) -> Result<std::path::PathBuf> {
+        Ok(self.fed.fed.zone(zone).ok_or_else(|| anyhow!("no zone {zone}"))?.data_dir())
+    }
+
+    /// Starts the nodes and installs the agreements and policies the scenarios use.
+    pub async fn start(&mut self) -> Result<()> {
+        for z in ZONES {
+            self.fed.start(z).with_context(|| format!("starting {z}'s node"))?;
+        }
+        let fed = &self.fed;
         let now = SystemClock.now_ms();
         let agreement = |id: &str, from: &str, to: &str, rule| ftz_node::dev::agreement_doc(id, from, to, rule, now);
         fed.install_agreement(&agreement(
@@ -196,11 +218,16 @@ impl Federation {
             now,
         );
         fed.install_policy(&unlimited(p)).await?;
-        Ok(Federation { fed })
+        Ok(())
     }
 
     fn channel(&self, zone: &str, role: Role) -> Result<Channel> {
-        Ok(self.fed.user_channel(zone, role)?)
+        Ok(self.fed.channel(zone, role)?)
+    }
+
+    /// Each node's peak resident memory so far, in MiB.
+    pub fn peak_rss_mb(&self) -> Vec<(&'static str, f64)> {
+        ZONES.iter().filter_map(|z| self.fed.peak_rss_mb(z).map(|mb| (*z, mb))).collect()
     }
 
     /// The transport baseline: a health check (no work behind it) over the same mTLS,
@@ -340,15 +367,10 @@ impl Federation {
         .await
     }
 
-    /// Each node's store flushes so far: (zone, flushes, callers, seconds flushing).
-    pub fn flush_stats(&self) -> Vec<(String, ftz_store::FlushStats)> {
-        ["shanghai", "hainan", "guangdong"]
-            .iter()
-            .filter_map(|z| self.fed.node(z).map(|n| (z.to_string(), n.state().store.flush_stats())))
-            .collect()
-    }
-
-    pub async fn shutdown(self) {
-        self.fed.shutdown().await;
+    /// Stops every node.
+    pub fn shutdown(mut self) {
+        for z in ZONES {
+            self.fed.kill(z);
+        }
     }
 }

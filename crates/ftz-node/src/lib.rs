@@ -18,6 +18,7 @@ pub mod federation;
 pub mod industry;
 pub mod issuing;
 pub mod local;
+pub mod local_processes;
 pub mod outbox;
 pub mod peer_client;
 pub mod ping;

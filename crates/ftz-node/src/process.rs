@@ -35,7 +35,13 @@ fn env_help() -> String {
 
 /// The whole process: what `main` of `ftz-node` runs.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    main_from(std::env::args_os())
+}
+
+/// The same with these arguments (the first is the program's name): for binaries that also run
+/// a node (the benchmark runs each node as a child process of itself).
+pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = Args::parse_from(args);
     let cfg = match NodeConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
