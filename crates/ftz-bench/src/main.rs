@@ -12,7 +12,7 @@
 mod measure;
 mod scenarios;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -115,19 +115,41 @@ async fn suite(args: Args) -> Result<()> {
         eprintln!("three nodes on 127.0.0.1, each its own process");
         fed.start().await?;
         // Node scenarios report the largest node's peak memory so far, not this process's.
-        let add = |rows: &mut Vec<Row>, fed: &Federation, mut r: Row| {
+        // ... and the CPU each process spent per operation since `before`.
+        let add = |rows: &mut Vec<Row>, fed: &Federation, before: &[(&str, Duration)], ops: usize, mut r: Row| {
             r.rss_mb = fed.peak_rss_mb().iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
-            add(rows, r)
+            let per_op: Vec<String> = fed
+                .cpu_times()
+                .iter()
+                .zip(before)
+                .map(|((who, after), (_, b))| {
+                    format!("{who} {:.0}", after.saturating_sub(*b).as_secs_f64() * 1e6 / ops.max(1) as f64)
+                })
+                .collect();
+            add(rows, r);
+            eprintln!("    CPU µs per operation: {}", per_op.join(", "));
         };
-        let echo = fed.echo(if node_part("echo") { sizes.echo } else { 100 }, sizes.in_flight).await?;
+        let n = if node_part("echo") { sizes.echo } else { 100 };
+        let before = fed.cpu_times();
+        let echo = fed.echo(n, sizes.in_flight).await?;
         let echo_rate = echo.ops_per_s();
-        add(&mut rows, &fed, Row::new("raw_unary_mtls_echo", &echo, None));
-        let verify = fed.verify_cached(if node_part("verify") { sizes.verify } else { 100 }, sizes.in_flight).await?;
-        add(&mut rows, &fed, Row::new("verify_credential_cached", &verify, Some(("raw_unary_mtls_echo", echo_rate))));
-        let pull = fed.pull(if node_part("pull") { sizes.transfers } else { 50 }, sizes.in_flight).await?;
-        add(&mut rows, &fed, Row::new("cross_zone_pull_transfer", &pull, Some(("crypto_floor_per_transfer", floor_rate))));
-        let push = fed.push(if node_part("push") { sizes.transfers } else { 50 }, sizes.in_flight).await?;
-        add(&mut rows, &fed, Row::new("push_through_outbox", &push, Some(("crypto_floor_per_transfer", floor_rate))));
+        add(&mut rows, &fed, &before, n, Row::new("raw_unary_mtls_echo", &echo, None));
+        let n = if node_part("verify") { sizes.verify } else { 100 };
+        let before = fed.cpu_times();
+        let verify = fed.verify_cached(n, sizes.in_flight).await?;
+        let baseline = Some(("raw_unary_mtls_echo", echo_rate));
+        add(&mut rows, &fed, &before, n, Row::new("verify_credential_cached", &verify, baseline));
+        let floor = Some(("crypto_floor_per_transfer", floor_rate));
+        let n = if node_part("pull") { sizes.transfers } else { 50 };
+        fed.prepare_pull(n).await?;
+        let before = fed.cpu_times();
+        let pull = fed.pull(n, sizes.in_flight).await?;
+        add(&mut rows, &fed, &before, n, Row::new("cross_zone_pull_transfer", &pull, floor));
+        let n = if node_part("push") { sizes.transfers } else { 50 };
+        fed.prepare_push(n).await?;
+        let before = fed.cpu_times();
+        let push = fed.push(n, sizes.in_flight).await?;
+        add(&mut rows, &fed, &before, n, Row::new("push_through_outbox", &push, floor));
         node_peaks = fed.peak_rss_mb();
         fed.shutdown();
     }

@@ -43,9 +43,7 @@ pub async fn install(state: &NodeState, candidate: Agreement) -> Result<(Agreeme
     let id = candidate.id().to_string();
     let bytes = candidate.envelope.encode_to_vec();
     let expected = installed.map(|a| a.envelope.encode_to_vec());
-    tokio::task::spawn_blocking(move || store.put_agreement(&id, &bytes, expected.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    store.write_durably(move |s| s.put_agreement(&id, &bytes, expected.as_deref())).await?;
     let mut next: Vec<Agreement> = current.iter().filter(|a| a.id() != candidate.id()).cloned().collect();
     next.push(candidate.clone());
     state.set_agreements(next);

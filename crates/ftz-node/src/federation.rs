@@ -91,9 +91,7 @@ pub async fn install(state: &NodeState, candidate: Registry) -> Result<InstallRe
     let store = state.store.clone();
     let digest = candidate.digest();
     let expected = Some(current.version());
-    tokio::task::spawn_blocking(move || store.install_registry(&stored, digest, expected))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    store.write_durably(move |s| s.install_registry(&stored, digest, expected)).await?;
 
     let report = InstallReport {
         installed_version: candidate.version(),

@@ -45,9 +45,7 @@ pub async fn import(state: &NodeState, rows_in: Vec<IndustryRow>) -> Result<(u32
     }
     let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
     let store = state.store.clone();
-    let total = tokio::task::spawn_blocking(move || store.put_rows(&batch))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    let total = store.write_durably(move |s| s.put_rows(&batch)).await?;
     tracing::info!(rows = n, total, "industry rows imported");
     Ok((n, total))
 }
@@ -112,9 +110,7 @@ pub async fn answer_query(state: &NodeState, consumer: &ZoneId, q: AggregateQuer
         let budget = (agg.epsilon_budget * 1000.0).round() as u64;
         let period = crate::policies::budget_period(&policy, now);
         let (store, id, who) = (state.store.clone(), policy.id().to_string(), consumer.to_string());
-        let charged = tokio::task::spawn_blocking(move || store.charge_budget(&id, &who, period, cost, budget))
-            .await
-            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+        let charged = store.write_durably(move |s| s.charge_budget(&id, &who, period, cost, budget)).await?;
         match charged {
             Ok(spent) => remaining = (budget - spent) as f64 / 1000.0,
             Err(spent) => {
@@ -160,6 +156,7 @@ pub async fn answer_query(state: &NodeState, consumer: &ZoneId, q: AggregateQuer
         purpose: &q.purpose,
         subject: "aggregate".into(),
         method: "/ftz.v1.Peer/QueryAggregate",
+        holder_of: None,
     };
     let seal = transfer::seal(state, sending, &payload).await?;
     Ok(SealedPayload { payload, seal: Some(seal) })
@@ -227,6 +224,7 @@ pub async fn export_rows(
         purpose: &r.purpose,
         subject: "rows".into(),
         method: "/ftz.v1.Peer/ExportRows",
+        holder_of: None,
     };
     let seal = transfer::seal(state, sending, &payload).await?;
     Ok(SealedPayload { payload, seal: Some(seal) })

@@ -105,9 +105,7 @@ pub async fn issue(state: &NodeState, record: Record) -> Result<IssueOutcome, Ap
         record.record_id().to_string(),
         record.lot_id().map(str::to_string),
     );
-    let outcome = tokio::task::spawn_blocking(move || store.insert_record(&zone, &id, &stored, lot.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    let outcome = store.write_durably(move |s| s.insert_record(&zone, &id, &stored, lot.as_deref())).await?;
     match outcome {
         InsertOutcome::Inserted => {
             tracing::info!(record = record.record_id(), kind = ?record.kind(), "record issued");
@@ -318,9 +316,7 @@ pub async fn push(
     let policy = crate::policies::authorize(state, &req, |_| 0)?;
     // A holder first, so that a revocation racing with the delivery still reaches it.
     let (store, id, z) = (state.store.clone(), record_id.to_string(), to.to_string());
-    tokio::task::spawn_blocking(move || store.add_holder(&id, &z))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    store.write_durably(move |s| s.add_holder(&id, &z)).await?;
     let status = own_statement(state, &stored, &env, &rec)?;
     let record = RecordWithStatus { record: Some(env), status: Some(status) }.encode_to_vec();
     let sending = crate::audit::transfer::Sending {
@@ -329,6 +325,7 @@ pub async fn push(
         purpose,
         subject: format!("record {}/{record_id}", state.zone),
         method: "/ftz.v1.Peer/Deliver",
+        holder_of: None,
     };
     let seal = crate::audit::transfer::seal(state, sending, &record).await?;
     let transfer_id = seal

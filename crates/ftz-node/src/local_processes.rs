@@ -156,6 +156,11 @@ impl ProcessFederation {
         Some(kb / 1024.0)
     }
 
+    /// The CPU time `zone`'s running node has used so far.
+    pub fn cpu_time(&self, zone: &str) -> Option<Duration> {
+        process_cpu_time(self.nodes.get(zone)?.id())
+    }
+
     pub fn channel(&self, zone: &str, role: Role) -> Result<Channel, LocalError> {
         let z = self.zone(zone)?;
         Ok(ClientProfile::load(&z.profile_path(role))?.channel(Duration::from_secs(10))?)
@@ -174,6 +179,17 @@ impl ProcessFederation {
         .await
         .map(|_| ())
     }
+}
+
+/// The CPU time (user and system) process `pid` has used so far, from `/proc/<pid>/stat`,
+/// assuming the usual 100 clock ticks a second.
+pub fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces) start after its ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 impl Drop for ProcessFederation {

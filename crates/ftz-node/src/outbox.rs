@@ -145,9 +145,7 @@ async fn put(state: &Arc<NodeState>, msg: Outgoing) -> Result<OutboxItem, ApiErr
     let now = state.now_ms();
     let item = msg.item(now);
     let (store, it) = (state.store.clone(), item.clone());
-    let stored = tokio::task::spawn_blocking(move || store.outbox_put(&it))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    let stored = store.write_durably(move |s| s.outbox_put(&it)).await?;
     if !stored {
         return Err(ApiError::new(
             Reason::OutboxFull,
@@ -171,9 +169,7 @@ async fn attempt_and_record(state: &Arc<NodeState>, item: &OutboxItem) -> Result
     let id = item.id;
     match attempt(state, item).await {
         Ok(already) => {
-            tokio::task::spawn_blocking(move || store.outbox_remove(&id))
-                .await
-                .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+            store.write_durably(move |s| s.outbox_remove(&id)).await?;
             if let Ok(zone) = ZoneId::new(item.to_zone.as_str()) {
                 peer_is_back(state, &zone);
             }
@@ -185,18 +181,14 @@ async fn attempt_and_record(state: &Arc<NodeState>, item: &OutboxItem) -> Result
             }
             let next = state.now_ms() + backoff_ms(item.attempts);
             let msg = e.message.clone();
-            tokio::task::spawn_blocking(move || store.outbox_retry_later(&id, next, &msg))
-                .await
-                .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+            store.write_durably(move |s| s.outbox_retry_later(&id, next, &msg)).await?;
             Ok(Sent::Queued { error: e.message })
         }
         // Stopping: the item stays as it is and is tried again after the restart.
         Err(e) if transient(&e) => Ok(Sent::Queued { error: e.message }),
         Err(e) => {
             tracing::warn!(kind = kind_name(item.kind), to = %item.to_zone, "message refused, not retried: {e}");
-            tokio::task::spawn_blocking(move || store.outbox_remove(&id))
-                .await
-                .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+            store.write_durably(move |s| s.outbox_remove(&id)).await?;
             Err(e)
         }
     }

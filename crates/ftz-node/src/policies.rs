@@ -54,9 +54,7 @@ pub async fn install(state: &NodeState, env: Envelope) -> Result<(String, u64, b
     }
     let (store, key, bytes) = (state.store.clone(), id.clone(), candidate.envelope.encode_to_vec());
     let expected = installed.map(|p| p.envelope.encode_to_vec());
-    tokio::task::spawn_blocking(move || store.put_policy(&key, &bytes, expected.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    store.write_durably(move |s| s.put_policy(&key, &bytes, expected.as_deref())).await?;
     tracing::info!(policy = %id, version, provider = %candidate.provider, class = ?candidate.class, "exchange policy installed");
     let digest = candidate.digest;
     let mut next = (*set).clone();
@@ -80,9 +78,7 @@ async fn apply_revocation(
         .ok_or_else(|| ApiError::new(Reason::NoPolicy, format!("no policy {:?} is installed here", rev.policy_id)))?;
     let rev = check_revocation(env, &policy, &state.registry(), state.now_ms())?;
     let (store, id, version, bytes) = (state.store.clone(), rev.policy_id.clone(), rev.version, env.encode_to_vec());
-    let fresh = tokio::task::spawn_blocking(move || store.put_policy_revocation(&id, version, &bytes))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    let fresh = store.write_durably(move |s| s.put_policy_revocation(&id, version, &bytes)).await?;
     if fresh {
         let mut next = (*set).clone();
         next.revoke(&rev.policy_id, rev.version);
@@ -158,9 +154,7 @@ pub async fn install_negative_list(state: &NodeState, env: Envelope) -> Result<(
         None => Ok((installed, true)),
         Some(list) => {
             let (store, bytes) = (state.store.clone(), env.encode_to_vec());
-            tokio::task::spawn_blocking(move || store.put_negative_list(&bytes))
-                .await
-                .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+            store.write_durably(move |s| s.put_negative_list(&bytes)).await?;
             let version = list.version;
             let mut next = (*set).clone();
             next.set_negative_list(state.zone.clone(), list);

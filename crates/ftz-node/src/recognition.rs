@@ -276,9 +276,7 @@ async fn keep_fetched(
     };
     let lot = v.record.as_ref().and_then(|r| r.lot_id()).map(str::to_string);
     let (store, z, id) = (state.store.clone(), zone.to_string(), record_id.to_string());
-    tokio::task::spawn_blocking(move || store.insert_record(&z, &id, &stored, lot.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    store.write_durably(move |s| s.insert_record(&z, &id, &stored, lot.as_deref())).await?;
     Ok(())
 }
 
@@ -365,9 +363,7 @@ pub async fn accept_delivery(
     };
     let (store, z, id, lot) =
         (state.store.clone(), from.to_string(), rec.record_id().to_string(), rec.lot_id().map(str::to_string));
-    let outcome = tokio::task::spawn_blocking(move || store.insert_record(&z, &id, &stored, lot.as_deref()))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    let outcome = store.write_durably(move |s| s.insert_record(&z, &id, &stored, lot.as_deref())).await?;
     let already = match outcome {
         InsertOutcome::Inserted => {
             tracing::info!(record = rec.record_id(), from = %from, lot = ?rec.lot_id(), "inspection result delivered");
@@ -453,12 +449,6 @@ pub async fn serve_fetch(
     let policy = crate::policies::authorize(state, &transfer, |_| 0)?;
     let status = status
         .ok_or_else(|| ApiError::new(Reason::StatusUnavailable, "no status statement is held for this record"))?;
-    if !onward {
-        let (store, id, z) = (state.store.clone(), req.record_id.clone(), caller.to_string());
-        tokio::task::spawn_blocking(move || store.add_holder(&id, &z))
-            .await
-            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
-    }
     tracing::info!(record = %req.record_id, to = %caller, purpose = %req.purpose, policy = policy.id(), onward, "record served");
     let record = RecordWithStatus { record: Some(env), status: Some(status) }.encode_to_vec();
     let sending = Sending {
@@ -467,6 +457,8 @@ pub async fn serve_fetch(
         purpose: &req.purpose,
         subject: format!("record {issuing}/{}", req.record_id),
         method: FETCH,
+        // An own record: the caller becomes a holder (durably, before the answer).
+        holder_of: (!onward).then_some(req.record_id.as_str()),
     };
     let seal = transfer::seal(state, sending, &record).await?;
     Ok(FetchRecordResponse {

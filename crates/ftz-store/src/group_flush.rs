@@ -18,10 +18,18 @@ struct State {
     busy: std::time::Duration,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct GroupFlush {
     state: Mutex<State>,
     done: Condvar,
+    /// The number of the last completed flush, for callers that wait without a thread.
+    completed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for GroupFlush {
+    fn default() -> Self {
+        Self { state: Mutex::default(), done: Condvar::new(), completed: tokio::sync::watch::Sender::new(0) }
+    }
 }
 
 /// How the store's flushes went: flushes run, callers served, time spent flushing.
@@ -32,51 +40,111 @@ pub struct FlushStats {
     pub busy: std::time::Duration,
 }
 
+/// What a caller does next.
+enum Step {
+    Done(Result<(), String>),
+    Wait,
+    /// Run the next flush: none is running and the caller's is not done.
+    Lead,
+}
+
 impl GroupFlush {
     pub(crate) fn stats(&self) -> FlushStats {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.lock();
         FlushStats { flushes: s.completed, callers: s.callers, busy: s.busy }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a caller: it needs a flush that starts after now.
+    fn arrive(s: &mut State) -> u64 {
+        s.callers += 1;
+        s.started + 1
+    }
+
+    fn step(s: &mut State, needed: u64) -> Step {
+        if s.completed >= needed {
+            return Step::Done(match &s.failed {
+                Some((n, e)) if *n >= needed => Err(e.clone()),
+                _ => Ok(()),
+            });
+        }
+        if s.running {
+            return Step::Wait;
+        }
+        // Lead the next flush (others wait for it from now on).
+        s.running = true;
+        Step::Lead
+    }
+
+    fn run(&self, flush: impl FnOnce() -> Result<(), String>) {
+        // The flush starts now, after every write of every caller that arrived so far.
+        let number = {
+            let mut s = self.lock();
+            s.started += 1;
+            s.started
+        };
+        let t = std::time::Instant::now();
+        let result = flush();
+        let mut s = self.lock();
+        s.busy += t.elapsed();
+        s.running = false;
+        s.completed = number;
+        if let Err(e) = result {
+            s.failed = Some((number, e));
+        }
+        drop(s);
+        self.done.notify_all();
+        self.completed.send_replace(number);
     }
 
     /// Waits until a flush that started after this call has completed, running it if nobody
     /// else is.
     pub(crate) fn flush(&self, flush: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let needed = s.started + 1;
-        s.callers += 1;
+        let mut s = self.lock();
+        let needed = Self::arrive(&mut s);
         let mut flush = Some(flush);
         loop {
-            if s.completed >= needed {
-                return match &s.failed {
-                    Some((n, e)) if *n >= needed => Err(e.clone()),
-                    _ => Ok(()),
-                };
+            match Self::step(&mut s, needed) {
+                Step::Done(r) => return r,
+                Step::Wait => s = self.done.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Step::Lead => {
+                    drop(s);
+                    self.run(|| flush.take().map_or_else(|| Err("flush already used".into()), |f| f()));
+                    s = self.lock();
+                }
             }
-            if s.running {
-                s = self.done.wait(s).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            // Lead the next flush: it starts now, after every write of every waiter.
-            s.running = true;
-            s.started += 1;
-            let number = s.started;
-            drop(s);
-            let t = std::time::Instant::now();
-            let result = match flush.take() {
-                Some(f) => f(),
-                None => Err("flush already used".into()),
-            };
-            let took = t.elapsed();
-            s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.busy += took;
-            s.running = false;
-            s.completed = number;
-            if let Err(e) = &result {
-                s.failed = Some((number, e.clone()));
-            }
-            self.done.notify_all();
-            if number >= needed {
-                return result;
+        }
+    }
+
+    /// The same for async callers, which wait without holding a thread: only a caller that
+    /// leads a flush runs it, on the blocking pool, where it completes even if that caller is
+    /// cancelled (others wait for it).
+    pub(crate) async fn flush_async(
+        self: &std::sync::Arc<Self>,
+        flush: impl FnOnce() -> Result<(), String> + Send + 'static,
+    ) -> Result<(), String> {
+        let mut completed = self.completed.subscribe();
+        let needed = Self::arrive(&mut self.lock());
+        let mut flush = Some(flush);
+        loop {
+            let step = Self::step(&mut self.lock(), needed);
+            match step {
+                Step::Done(r) => return r,
+                Step::Wait => {
+                    // A flush completing after the subscription wakes this up; the state says
+                    // whether it was the one needed.
+                    let _ = completed.changed().await;
+                }
+                Step::Lead => {
+                    let (me, f) = (self.clone(), flush.take());
+                    let run = move || me.run(|| f.map_or_else(|| Err("flush already used".into()), |f| f()));
+                    if let Err(e) = tokio::task::spawn_blocking(run).await {
+                        return Err(format!("the flush task failed: {e}"));
+                    }
+                }
             }
         }
     }
@@ -124,6 +192,42 @@ mod tests {
         }
         let n = flushes.load(Ordering::SeqCst);
         assert!(n < 1600, "{n} flushes for 1600 writes: none shared");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_callers_share_flushes_without_threads_and_see_their_writes_covered() {
+        let g = Arc::new(GroupFlush::default());
+        let (flushes, written, durable) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (g, flushes, written, durable) = (g.clone(), flushes.clone(), written.clone(), durable.clone());
+                tokio::spawn(async move {
+                    for _ in 0..20 {
+                        let mine = written.fetch_add(1, Ordering::SeqCst) + 1;
+                        let (w, d, f) = (written.clone(), durable.clone(), flushes.clone());
+                        g.flush_async(move || {
+                            f.fetch_add(1, Ordering::SeqCst);
+                            let covered = w.load(Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                            d.fetch_max(covered, Ordering::SeqCst);
+                            Ok(())
+                        })
+                        .await
+                        .unwrap();
+                        assert!(durable.load(Ordering::SeqCst) >= mine);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let n = flushes.load(Ordering::SeqCst);
+        assert!(n < 1280, "{n} flushes for 1280 writes: none shared");
+        // Sync and async callers share one sequence.
+        assert_eq!(g.flush(|| Err("disk full".into())), Err("disk full".into()));
+        assert_eq!(g.flush_async(|| Ok(())).await, Ok(()));
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct Store {
     /// Serialises writes of signed checkpoints (a new one, or a cosignature added), so that the
     /// latest never goes back and no cosignature is lost.
     checkpoint_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Set on the view [`Store::write_durably`] hands its writes: they skip their own flush,
+    /// and one flush after them covers them all.
+    defer_flush: bool,
 }
 
 const FORMAT_KEY: &[u8] = b"format_version";
@@ -161,6 +164,7 @@ impl Store {
             flusher: Default::default(),
             outbox_count,
             checkpoint_lock: Default::default(),
+            defer_flush: false,
             meta,
             db,
         })
@@ -174,7 +178,37 @@ impl Store {
     /// Makes every write so far durable. Write methods call it themselves; this is for shutdown.
     /// Concurrent callers share one sled flush (group commit: see `group_flush`).
     pub fn flush(&self) -> Result<(), StoreError> {
+        if self.defer_flush {
+            return Ok(());
+        }
         let db = self.db.clone();
         self.flusher.flush(move || db.flush().map(|_| ()).map_err(|e| e.to_string())).map_err(StoreError::Flush)
+    }
+
+    /// This store with its write methods' flushes left out: for a caller that makes its writes
+    /// durable itself (with [`Store::flush_async`]) before anyone is told of them. The audit log's
+    /// appender does, to overlap one batch's flush with the next one's transaction.
+    pub fn without_flush(&self) -> Store {
+        Store { defer_flush: true, ..self.clone() }
+    }
+
+    /// [`Store::flush`] for async callers: waits for a shared flush without holding a thread.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        self.flusher
+            .flush_async(move || db.flush().map(|_| ()).map_err(|e| e.to_string()))
+            .await
+            .map_err(StoreError::Flush)
+    }
+
+    /// Runs `write` (any of this store's write methods, one or several) in place, then returns
+    /// once one flush after it made it durable. For async callers on hot paths: the writes are
+    /// in-memory sled operations, and the wait for the disk holds no thread, so no blocking-pool
+    /// hand-off per write and several writes share one flush. Like every write here, the result
+    /// may be acknowledged once this returns, never before.
+    pub async fn write_durably<T>(&self, write: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let out = write(&self.without_flush())?;
+        self.flush_async().await?;
+        Ok(out)
     }
 }

@@ -27,6 +27,9 @@ use crate::{error::ApiError, state::NodeState};
 /// Leaves appended in one batch at most.
 const MAX_BATCH: usize = 512;
 
+/// Batches committed and waiting for their flush at most.
+const MAX_FLUSHING: usize = 4;
+
 /// The perfect subtrees along the right edge of a tree of `size` leaves, left to right.
 fn frontier(nodes: &TreeReader, size: u64) -> Result<Vec<(u32, Hash)>, StoreError> {
     let mut out = Vec::new();
@@ -164,6 +167,8 @@ async fn append_loop(
     size_tx: watch::Sender<u64>,
 ) {
     let mut stop: Option<oneshot::Sender<()>> = None;
+    // Batches committed whose flush and replies are under way.
+    let mut flushing = tokio::task::JoinSet::new();
     while stop.is_none() {
         let mut batch = match rx.recv().await {
             Some(Msg::Append(a)) => vec![a],
@@ -190,7 +195,11 @@ async fn append_loop(
             if let Some(id) = a.transfer_id {
                 match store.audit_transfer(&id) {
                     Ok(Some(i)) => {
-                        let _ = a.reply.send(Ok(i));
+                        // Its batch may still be on its way to disk: answer once it is there.
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            let _ = a.reply.send(store.flush_async().await.map(|()| i).map_err(Into::into));
+                        });
                         continue;
                     }
                     Ok(None) if in_batch.contains(&id) => {
@@ -252,16 +261,35 @@ async fn append_loop(
         if !tile.is_empty() {
             b.tiles.push(((size + b.leaves.len() as u64 - 1) / TILE_WIDTH, tile.concat()));
         }
-        let st = store.clone();
+        // The transaction here, its flush in a task of its own: the next batch's transaction
+        // overlaps this one's flush (one flush can then cover both).
+        let st = store.without_flush();
         let committed = tokio::task::spawn_blocking(move || st.audit_append(&b).map(|s| (s, b.nodes))).await;
         match committed {
             Ok(Ok((new_size, nodes))) => {
                 cache.write().unwrap_or_else(|e| e.into_inner()).extend(&nodes);
                 edge = Edge { size: new_size, front: next_front, tile };
-                let _ = size_tx.send(new_size);
-                for (a, i) in fresh.into_iter().zip(indices) {
-                    let _ = a.reply.send(i.ok_or_else(|| ApiError::internal("no index")));
+                while flushing.len() >= MAX_FLUSHING {
+                    let _ = flushing.join_next().await;
                 }
+                let (store, size_tx) = (store.clone(), size_tx.clone());
+                flushing.spawn(async move {
+                    let durable = store.flush_async().await;
+                    if let Err(e) = &durable {
+                        tracing::error!("audit append failed: {e}");
+                    }
+                    // A later batch's flush may have finished first: the size only grows.
+                    if durable.is_ok() {
+                        size_tx.send_if_modified(|s| (new_size > *s).then(|| *s = new_size).is_some());
+                    }
+                    for (a, i) in fresh.into_iter().zip(indices) {
+                        let r = match &durable {
+                            Ok(()) => i.ok_or_else(|| ApiError::internal("no index")),
+                            Err(_) => Err(ApiError::new(Reason::StoreFailure, "the audit log could not be written")),
+                        };
+                        let _ = a.reply.send(r);
+                    }
+                });
             }
             other => {
                 let msg = match other {
@@ -281,6 +309,7 @@ async fn append_loop(
             }
         }
     }
+    while flushing.join_next().await.is_some() {}
     drop(store);
     if let Some(done) = stop {
         let _ = done.send(());

@@ -36,6 +36,9 @@ pub struct Sending<'a> {
     pub purpose: &'a str,
     pub subject: String,
     pub method: &'static str,
+    /// An own record the consumer becomes a holder of (so that a revocation reaches it),
+    /// written durably with the pending intent, before anything is sent.
+    pub holder_of: Option<&'a str>,
 }
 
 /// Provider side: the seal for `payload`, remembered as pending until the receipt arrives.
@@ -60,10 +63,16 @@ pub async fn seal(state: &NodeState, s: Sending<'_>, payload: &[u8]) -> Result<T
     let env = envelope::seal(PayloadType::TRANSFER_INTENT, &intent, &[&state.node_key]);
     let id: [u8; 16] = intent.transfer_id.as_slice().try_into().map_err(|_| ApiError::internal("transfer id"))?;
     let deadline = now + state.audit_config.ack_timeout_ms;
-    let (store, bytes) = (state.store.clone(), env.encode_to_vec());
-    tokio::task::spawn_blocking(move || store.put_pending_intent(&id, deadline, &bytes))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    let (bytes, holder) = (env.encode_to_vec(), s.holder_of.map(|r| (r, s.consumer.as_str())));
+    state
+        .store
+        .write_durably(|st| {
+            if let Some((record, zone)) = holder {
+                st.add_holder(record, zone)?;
+            }
+            st.put_pending_intent(&id, deadline, &bytes)
+        })
+        .await?;
     Ok(TransferSeal { intent: Some(env), nonce: nonce.to_vec() })
 }
 
@@ -190,6 +199,8 @@ async fn receive_and_queue(
     // A transfer received before (the provider retried after a lost answer): the receipt
     // logged then, so that both logs keep one and the same leaf.
     if let Some(index) = state.store.audit_transfer(&id)? {
+        // Its batch may still be on its way to disk.
+        state.store.flush_async().await?;
         return Ok((logged_receipt(state, index)?, None));
     }
     let env = envelope::seal(PayloadType::TRANSFER_RECEIPT, &receipt, &[&state.node_key]);
@@ -255,9 +266,7 @@ pub async fn accept_receipt(
     let id = transfer_id(&intent)?;
     state.audit.append(&transfer_leaf(intent_env, receipt_env)?, Some(id)).await?;
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.take_pending_intent(&id))
-        .await
-        .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+    store.write_durably(move |s| s.take_pending_intent(&id)).await?;
     Ok(())
 }
 
@@ -281,6 +290,11 @@ pub async fn sweep(state: &NodeState) {
     for (id, bytes) in due {
         // A delivery still in the outbox is not unacknowledged: it has not arrived yet.
         if state.store.outbox_contains(&id).unwrap_or(false) {
+            continue;
+        }
+        // Acknowledged, and only the cleanup was lost (a crash before it was durable).
+        if state.store.audit_transfer(&id).ok().flatten().is_some() {
+            let _ = state.store.take_pending_intent(&id);
             continue;
         }
         let Ok(env) = Envelope::decode(bytes.as_slice()) else { continue };

@@ -133,9 +133,7 @@ pub async fn witness(state: &NodeState, caller: &ZoneId, req: WitnessRequest) ->
     .to_text();
     if stored.as_ref().is_none_or(|c| c.size < cp.size) {
         let (store, o, expected, new) = (state.store.clone(), origin.clone(), stored_text.clone(), bare);
-        let won = tokio::task::spawn_blocking(move || store.witness_cas(&o, expected.as_deref(), &new))
-            .await
-            .map_err(|e| ApiError::internal(format!("store task failed: {e}")))??;
+        let won = store.write_durably(move |s| s.witness_cas(&o, expected.as_deref(), &new)).await?;
         if !won {
             return Err(ApiError::new(
                 Reason::WitnessConflict,
