@@ -169,7 +169,9 @@ async fn attempt_and_record(state: &Arc<NodeState>, item: &OutboxItem) -> Result
     let id = item.id;
     match attempt(state, item).await {
         Ok(already) => {
-            store.write_durably(move |s| s.outbox_remove(&id)).await?;
+            // Not waited for on disk: if a crash loses the removal, the message goes again and
+            // the other zone answers it as the repeat it is (every kind is idempotent).
+            store.without_flush().outbox_remove(&id)?;
             if let Ok(zone) = ZoneId::new(item.to_zone.as_str()) {
                 peer_is_back(state, &zone);
             }

@@ -30,6 +30,17 @@ impl Store {
                 deadline_ms: deadline,
             };
             let record_key = name.clone().into_bytes();
+            // An entry that is not the record's own (left by a crash before the record was
+            // written, or by an insert that lost a race) goes without a deletion: no record of
+            // that retention was ever kept.
+            let own = match self.records.get(&record_key)? {
+                Some(v) => crate::records::retain_until(&v)? == deadline,
+                None => false,
+            };
+            if !own {
+                self.deadlines.remove(k.as_ref())?;
+                continue;
+            }
             // The deadline entry's value is the record's lot (empty: none).
             let lot_keys: Vec<Vec<u8>> =
                 if lot.is_empty() { Vec::new() } else { vec![[lot.as_ref(), b"\0", name.as_bytes()].concat()] };
