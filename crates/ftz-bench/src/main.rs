@@ -26,8 +26,8 @@ struct Args {
     /// Small sizes (well under a minute), for smoke runs.
     #[arg(long)]
     quick: bool,
-    /// Run only these groups: crypto, audit, nodes, or one node scenario (echo, verify, pull,
-    /// push); all when not given. For profiling.
+    /// Run only these groups: crypto, audit, nodes, or one node scenario (echo, verify, proof,
+    /// pull, push); all when not given. For profiling.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Requests in flight in the node scenarios (default 50).
@@ -78,7 +78,7 @@ async fn suite(args: Args) -> Result<()> {
     add(&mut rows, Row::new("crypto_floor_per_transfer", &floor, None));
 
     let mut node_peaks = Vec::new();
-    let nodes = ["nodes", "echo", "verify", "pull", "push"].iter().any(|g| run(g));
+    let nodes = ["nodes", "echo", "verify", "proof", "pull", "push"].iter().any(|g| run(g));
     // The zones exist from here; the audit scenarios build their log in shanghai's store, so
     // that shanghai's node later serves (and holds in memory) the largest log.
     let mut fed = Federation::create(&dir.path().join("federation"))?;
@@ -139,6 +139,11 @@ async fn suite(args: Args) -> Result<()> {
         let verify = fed.verify_cached(n, sizes.in_flight).await?;
         let baseline = Some(("raw_unary_mtls_echo", echo_rate));
         add(&mut rows, &fed, &before, n, Row::new("verify_credential_cached", &verify, baseline));
+        let n = if node_part("proof") { sizes.proofs } else { 100 };
+        let before = fed.cpu_times();
+        let (served, size) = fed.entries_with_proofs(n, sizes.in_flight).await?;
+        let name = format!("entry_proof_via_node_{}k", size / 1000);
+        add(&mut rows, &fed, &before, n, Row::new(&name, &served, Some(("raw_unary_mtls_echo", echo_rate))));
         let floor = Some(("crypto_floor_per_transfer", floor_rate));
         let n = if node_part("pull") { sizes.transfers } else { 50 };
         fed.prepare_pull(n).await?;

@@ -12,9 +12,10 @@ use ftz_audit::{
 use ftz_core::{Clock, Role, SystemClock};
 use ftz_node::{audit::AuditLog, local_processes::ProcessFederation};
 use ftz_proto::{
-    DataClass, GetNodeStatusRequest, IssueCertificationRequest, PushInspectionRequest, RecordInspectionRequest,
-    RecordRef, VerifyRecordRequest, admin_client::AdminClient, issuer_client::IssuerClient,
-    verify_client::VerifyClient, verify_record_request::Subject,
+    DataClass, GetCheckpointRequest, GetEntryRequest, GetNodeStatusRequest, IssueCertificationRequest,
+    PushInspectionRequest, RecordInspectionRequest, RecordRef, VerifyRecordRequest, admin_client::AdminClient,
+    audit_client::AuditClient, issuer_client::IssuerClient, verify_client::VerifyClient,
+    verify_record_request::Subject,
 };
 use ftz_store::Store;
 use tonic::transport::Channel;
@@ -312,6 +313,39 @@ impl Federation {
             }
         })
         .await
+    }
+
+    /// An auditor of shanghai reads entries with their inclusion proofs from shanghai's node,
+    /// whose log holds the audit scenarios' entries (1M in the full run): proofs served by a node
+    /// from its store, and what that costs the node in memory. Returns the log size too.
+    pub async fn entries_with_proofs(&self, n: usize, in_flight: usize) -> Result<(Measured, u64)> {
+        let client = AuditClient::new(self.channel("shanghai", Role::Auditor)?);
+        // The node signs a checkpoint over its log soon after it starts.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let size = loop {
+            if let Ok(r) = client.clone().get_checkpoint(GetCheckpointRequest {}).await
+                && r.get_ref().size > 0
+            {
+                break r.into_inner().size;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!("shanghai signed no checkpoint"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let m = drive(n, in_flight, move |i| {
+            let mut c = client.clone();
+            let index = (i as u64).wrapping_mul(2_654_435_761) % size;
+            async move {
+                let r = c.get_entry(GetEntryRequest { index }).await?.into_inner();
+                if r.proof.is_empty() || r.entry.is_none() {
+                    return Err(anyhow!("entry {index} came without its proof"));
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        Ok((m, size))
     }
 
     async fn log_size(&self, zone: &str) -> Result<u64> {

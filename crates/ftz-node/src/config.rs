@@ -154,13 +154,15 @@ impl Default for LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// sled's page cache in MiB (sled's own default is 1 GiB).
+    /// sled's page cache in MiB (sled's own default is 1 GiB). 32 by default: a proof reads one
+    /// tile (see `audit::tree`), so a larger cache buys little, and sled's memory grows beyond
+    /// it anyway (docs/performance.md).
     pub cache_capacity_mb: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { cache_capacity_mb: 64 }
+        Self { cache_capacity_mb: 32 }
     }
 }
 

@@ -1,9 +1,13 @@
 //! The node's audit log (leaves, perfect-subtree hashes, size, signed checkpoints), pending
 //! transfer intents, and what this node witnessed of other logs.
 //!
-//! One sled tree holds the log, so that a batch of leaves, their new subtree hashes and the new
-//! size land in one atomic, flushed transaction: after a crash the log is a prefix of what was
-//! appended, never a leaf without its hashes.
+//! One sled tree holds the log. The stored size is the commit record: a batch writes its leaves,
+//! tiles, subtree hashes and transfer ids first and the new size last, and sled recovers a prefix
+//! of its operations, so after a crash the log is a prefix of what was appended, never a leaf
+//! without its hashes. What lies beyond the size (a batch cut short) is invisible to every reader
+//! here and overwritten by the next batch. A batch that queues outbox items (another tree) is a
+//! sled transaction instead; the others avoid one, because in sled 0.34 every transaction or
+//! batch writes its I/O buffer out twice, flushed or not.
 
 use sled::{
     Transactional,
@@ -68,9 +72,12 @@ impl Store {
         self.audit.get(SIZE)?.map(|v| u64_of(&v)).transpose().map(|s| s.unwrap_or(0))
     }
 
-    /// Appends a batch atomically and durably. Fails (changing nothing) if the log is no longer
-    /// at `old_size`.
+    /// Appends a batch atomically and durably. Fails (changing nothing readable) if the log is
+    /// no longer at `old_size`.
     pub fn audit_append(&self, b: &AuditBatch) -> Result<u64, StoreError> {
+        if b.outbox.is_empty() {
+            return self.audit_append_plain(b);
+        }
         let new_size = b.old_size + b.leaves.len() as u64;
         let added = std::cell::Cell::new(0usize);
         let res = (&self.audit, &self.outbox).transaction(|(t, o)| {
@@ -117,14 +124,48 @@ impl Store {
         }
     }
 
+    /// The batch without a transaction: everything, then the size, then one flush. The log has
+    /// one appender (the node's audit log task): the size check and the compare-and-swap refuse
+    /// a batch computed from a stale size, they do not make two appenders safe.
+    fn audit_append_plain(&self, b: &AuditBatch) -> Result<u64, StoreError> {
+        let new_size = b.old_size + b.leaves.len() as u64;
+        let current = self.audit.get(SIZE)?;
+        let size = current.as_ref().map(|v| u64_of(v)).transpose()?.unwrap_or(0);
+        let conflict = |found| StoreError::Conflict { expected: Some(b.old_size), found: Some(found) };
+        if size != b.old_size {
+            return Err(conflict(size));
+        }
+        for (i, leaf) in b.leaves.iter().enumerate() {
+            self.audit.insert(entry_key(b.old_size + i as u64), leaf.as_slice())?;
+        }
+        for (index, tile) in &b.tiles {
+            self.audit.insert(tile_key(*index), tile.as_slice())?;
+        }
+        for (level, index, hash) in &b.nodes {
+            self.audit.insert(node_key(*level, *index), &hash[..])?;
+        }
+        for (id, index) in &b.transfers {
+            self.audit.insert(transfer_key(id), &index.to_be_bytes()[..])?;
+        }
+        if self.audit.compare_and_swap(SIZE, current, Some(&new_size.to_be_bytes()[..]))?.is_err() {
+            return Err(conflict(self.audit_size()?));
+        }
+        self.flush()?;
+        Ok(new_size)
+    }
+
     pub fn audit_entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if index >= self.audit_size()? {
+            return Ok(None);
+        }
         Ok(self.audit.get(entry_key(index))?.map(|v| v.to_vec()))
     }
 
     /// Up to `limit` entries from `from` on.
     pub fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.audit.range(entry_key(from)..entry_key(u64::MAX)).take(limit) {
+        let size = self.audit_size()?;
+        for kv in self.audit.range(entry_key(from)..entry_key(size)).take(limit) {
             let (k, v) = kv?;
             out.push((u64_of(&k[1..])?, v.to_vec()));
         }
@@ -146,10 +187,10 @@ impl Store {
         Ok(self.audit.get(tile_key(index))?.map(|v| v.to_vec()))
     }
 
-    /// Every stored node of `level`, by index (from 0, contiguous).
-    pub fn audit_level(&self, level: u32) -> Result<Vec<[u8; 32]>, StoreError> {
+    /// The first `count` nodes of `level`, by index.
+    pub fn audit_level(&self, level: u32, count: u64) -> Result<Vec<[u8; 32]>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.audit.range(node_key(level, 0)..=node_key(level, u64::MAX)) {
+        for kv in self.audit.range(node_key(level, 0)..node_key(level, count)) {
             let (k, v) = kv?;
             let corrupt = |detail: &str| StoreError::Corrupt { what: "audit node", detail: detail.into() };
             if u64_of(&k[2..])? != out.len() as u64 {
@@ -160,9 +201,13 @@ impl Store {
         Ok(out)
     }
 
-    /// The index of the transfer leaf with this id, if logged.
+    /// The index of the transfer leaf with this id, if logged. An id written by a batch that a
+    /// crash cut short may name an index beyond the log, or one a later leaf took: it counts
+    /// only if that entry is in the log and holds the id (16 random bytes).
     pub fn audit_transfer(&self, id: &[u8; 16]) -> Result<Option<u64>, StoreError> {
-        self.audit.get(transfer_key(id))?.map(|v| u64_of(&v)).transpose()
+        let Some(index) = self.audit.get(transfer_key(id))?.map(|v| u64_of(&v)).transpose()? else { return Ok(None) };
+        let holds = self.audit_entry(index)?.is_some_and(|e| e.windows(id.len()).any(|w| w == id));
+        Ok(holds.then_some(index))
     }
 
     /// Keeps a signed checkpoint (the latest, and in the history by size). Durable on return.
@@ -293,7 +338,7 @@ mod tests {
             let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
             let b = AuditBatch {
                 old_size: 0,
-                leaves: vec![b"a".to_vec(), b"b".to_vec()],
+                leaves: vec![b"a".to_vec(), [b"b".as_slice(), &[9; 16]].concat()],
                 nodes: vec![(0, 0, [1; 32]), (0, 1, [2; 32]), (1, 0, [3; 32])],
                 tiles: vec![(0, [[1; 32], [2; 32]].concat())],
                 transfers: vec![([9; 16], 1)],
@@ -319,10 +364,14 @@ mod tests {
         }
         let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
         assert_eq!(s.audit_size().unwrap(), 2);
-        assert_eq!(s.audit_entries(0, 10).unwrap(), vec![(0, b"a".to_vec()), (1, b"b".to_vec())]);
+        assert_eq!(
+            s.audit_entries(0, 10).unwrap(),
+            vec![(0, b"a".to_vec()), (1, [b"b".as_slice(), &[9; 16]].concat())]
+        );
         assert_eq!(s.audit_node(1, 0).unwrap(), Some([3; 32]));
         assert_eq!(s.audit_node(1, 1).unwrap(), None);
-        assert_eq!(s.audit_level(0).unwrap(), vec![[1; 32], [2; 32]]);
+        assert_eq!(s.audit_level(0, 2).unwrap(), vec![[1; 32], [2; 32]]);
+        assert_eq!(s.audit_level(0, 1).unwrap(), vec![[1; 32]]);
         assert_eq!(s.audit_tile(0).unwrap(), Some([[1; 32], [2; 32]].concat()));
         assert_eq!(s.audit_tile(1).unwrap(), None);
         assert_eq!(s.audit_transfer(&[9; 16]).unwrap(), Some(1));
@@ -331,6 +380,37 @@ mod tests {
         // The outbox item came with the leaves, durably.
         assert_eq!(s.outbox_items(10).unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), vec![[7; 16]]);
         assert_eq!(s.outbox_len(), 1);
+    }
+
+    #[test]
+    fn the_size_commits_a_plain_batch_and_what_a_crash_left_beyond_it_is_invisible() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let batch = |old_size, leaf: &[u8], id: Option<[u8; 16]>| AuditBatch {
+            old_size,
+            leaves: vec![leaf.to_vec()],
+            transfers: id.map(|id| (id, old_size)).into_iter().collect(),
+            ..Default::default()
+        };
+        assert_eq!(s.audit_append(&batch(0, &[[1u8; 4].as_slice(), &[5; 16]].concat(), Some([5; 16]))).unwrap(), 1);
+        assert_eq!(s.audit_transfer(&[5; 16]).unwrap(), Some(0));
+        // A batch cut short: its entry, node and transfer id written, its size not.
+        s.audit.insert(entry_key(1), [b"lost".as_slice(), &[6; 16]].concat()).unwrap();
+        s.audit.insert(node_key(4, 0), &[3; 32]).unwrap();
+        s.audit.insert(transfer_key(&[6; 16]), &1u64.to_be_bytes()).unwrap();
+        assert_eq!(s.audit_size().unwrap(), 1);
+        assert_eq!(s.audit_entry(1).unwrap(), None);
+        assert_eq!(s.audit_entries(0, 10).unwrap().len(), 1);
+        assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), None);
+        assert!(s.audit_level(4, 1 >> 4).unwrap().is_empty());
+        // The next batch takes index 1; the stale id still names no entry of the log.
+        assert_eq!(s.audit_append(&batch(1, b"next", None)).unwrap(), 2);
+        assert_eq!(s.audit_entry(1).unwrap().as_deref(), Some(b"next".as_slice()));
+        assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), None);
+        // A batch from a stale size changes nothing readable.
+        assert!(matches!(s.audit_append(&batch(1, b"stale", None)), Err(StoreError::Conflict { .. })));
+        assert_eq!(s.audit_size().unwrap(), 2);
+        assert_eq!(s.audit_entry(1).unwrap().as_deref(), Some(b"next".as_slice()));
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { cache_capacity_bytes: 64 * 1024 * 1024 }
+        Self { cache_capacity_bytes: 32 * 1024 * 1024 }
     }
 }
 

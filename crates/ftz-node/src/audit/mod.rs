@@ -105,7 +105,7 @@ pub struct AuditLog {
 impl AuditLog {
     /// Starts the appender over the stored log.
     pub fn start(store: Store) -> Result<Self, StoreError> {
-        let cache = Arc::new(RwLock::new(UpperLevels::load(&store)?));
+        let cache = Arc::new(RwLock::new(UpperLevels::load(&store, store.audit_size()?)?));
         let edge = Edge::read(&store, &cache)?;
         let (tx, rx) = mpsc::channel(4096);
         let (size_tx, size_rx) = watch::channel(edge.size);

@@ -36,13 +36,18 @@ pub struct UpperLevels {
 }
 
 impl UpperLevels {
-    /// Loads the stored levels from [`TILE_HEIGHT`] up.
-    pub fn load(store: &Store) -> Result<Self, StoreError> {
+    /// Loads the stored levels from [`TILE_HEIGHT`] up, of the log's `size` leaves (nodes a
+    /// batch cut short by a crash wrote beyond it are not the log's).
+    pub fn load(store: &Store, size: u64) -> Result<Self, StoreError> {
         let mut me = Self { lowest: TILE_HEIGHT, levels: vec![Vec::new(); TILE_HEIGHT as usize], count: 0 };
         for level in TILE_HEIGHT..64 {
-            let hashes = store.audit_level(level)?;
-            if hashes.is_empty() {
+            let count = size >> level;
+            if count == 0 {
                 break;
+            }
+            let hashes = store.audit_level(level, count)?;
+            if hashes.len() as u64 != count {
+                return Err(StoreError::Corrupt { what: "audit node", detail: format!("level {level} is short") });
             }
             me.count += hashes.len();
             me.levels.push(hashes);
