@@ -153,6 +153,7 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
         return Err(StartError::Server("the system random number generator failed".into()));
     }
     crate::audit::check_signed_history(&store, &zone, &node_key, &registry).map_err(StartError::Audit)?;
+    crate::audit::transfer::drop_orphan_receipts(&store)?;
     let audit = crate::audit::AuditLog::start(store.clone())?;
     if let Some(k) = &issuing_key {
         let listed = registry

@@ -5,14 +5,9 @@
 //! tiles, subtree hashes and transfer ids first and the new size last, and sled recovers a prefix
 //! of its operations, so after a crash the log is a prefix of what was appended, never a leaf
 //! without its hashes. What lies beyond the size (a batch cut short) is invisible to every reader
-//! here and overwritten by the next batch. A batch that queues outbox items (another tree) is a
-//! sled transaction instead; the others avoid one, because in sled 0.34 every transaction or
-//! batch writes its I/O buffer out twice, flushed or not.
-
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionError},
-};
+//! here and overwritten by the next batch. No sled transaction: in sled 0.34 every transaction
+//! or batch writes its I/O buffer out twice, flushed or not (two `pwrite` and two
+//! `sync_file_range`, measured), which cost more than anything else in an append.
 
 use crate::{Store, StoreError};
 
@@ -61,9 +56,9 @@ pub struct AuditBatch {
     pub tiles: Vec<(u64, Vec<u8>)>,
     /// Transfer leaves by transfer id, so a transfer is logged once.
     pub transfers: Vec<([u8; 16], u64)>,
-    /// Outbox items written in the same transaction (a receipt to send back is queued if and
-    /// only if its transfer is logged). Not subject to the outbox's size cap: the transfer has
-    /// happened.
+    /// Outbox items queued with the batch, before its size (a receipt to send back is queued if
+    /// its transfer is logged; one queued without, by a crash, is dropped at start). Not
+    /// subject to the outbox's size cap: the transfer has happened.
     pub outbox: Vec<crate::OutboxItem>,
 }
 
@@ -72,62 +67,15 @@ impl Store {
         self.audit.get(SIZE)?.map(|v| u64_of(&v)).transpose().map(|s| s.unwrap_or(0))
     }
 
-    /// Appends a batch atomically and durably. Fails (changing nothing readable) if the log is
-    /// no longer at `old_size`.
+    /// Appends a batch atomically and durably: the leaves, tiles, subtree hashes, transfer ids
+    /// and outbox items first, then the size, then one flush. Fails (changing nothing readable)
+    /// if the log is no longer at `old_size`. The log has one appender (the node's audit log
+    /// task): the size check and the compare-and-swap refuse a batch computed from a stale size,
+    /// they do not make two appenders safe.
+    ///
+    /// An outbox item of a batch that a crash cut short stays queued without its transfer in
+    /// the log: the node drops such items at start (ftz-node's `audit::transfer`).
     pub fn audit_append(&self, b: &AuditBatch) -> Result<u64, StoreError> {
-        if b.outbox.is_empty() {
-            return self.audit_append_plain(b);
-        }
-        let new_size = b.old_size + b.leaves.len() as u64;
-        let added = std::cell::Cell::new(0usize);
-        let res = (&self.audit, &self.outbox).transaction(|(t, o)| {
-            added.set(0);
-            for item in &b.outbox {
-                if o.get(item.id)?.is_none() {
-                    o.insert(&item.id[..], item.encode())?;
-                    added.set(added.get() + 1);
-                }
-            }
-            let size = match t.get(SIZE)? {
-                Some(v) => u64_of(&v).map_err(ConflictableTransactionError::Abort)?,
-                None => 0,
-            };
-            if size != b.old_size {
-                return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
-                    expected: Some(b.old_size),
-                    found: Some(size),
-                }));
-            }
-            for (i, leaf) in b.leaves.iter().enumerate() {
-                t.insert(entry_key(b.old_size + i as u64), leaf.as_slice())?;
-            }
-            for (level, index, hash) in &b.nodes {
-                t.insert(node_key(*level, *index), &hash[..])?;
-            }
-            for (index, tile) in &b.tiles {
-                t.insert(tile_key(*index), tile.as_slice())?;
-            }
-            for (id, index) in &b.transfers {
-                t.insert(transfer_key(id), &index.to_be_bytes()[..])?;
-            }
-            t.insert(SIZE, &new_size.to_be_bytes()[..])?;
-            Ok(())
-        });
-        match res {
-            Ok(()) => {
-                self.outbox_added(added.get());
-                self.flush()?;
-                Ok(new_size)
-            }
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
-    }
-
-    /// The batch without a transaction: everything, then the size, then one flush. The log has
-    /// one appender (the node's audit log task): the size check and the compare-and-swap refuse
-    /// a batch computed from a stale size, they do not make two appenders safe.
-    fn audit_append_plain(&self, b: &AuditBatch) -> Result<u64, StoreError> {
         let new_size = b.old_size + b.leaves.len() as u64;
         let current = self.audit.get(SIZE)?;
         let size = current.as_ref().map(|v| u64_of(v)).transpose()?.unwrap_or(0);
@@ -147,6 +95,13 @@ impl Store {
         for (id, index) in &b.transfers {
             self.audit.insert(transfer_key(id), &index.to_be_bytes()[..])?;
         }
+        let mut added = 0;
+        for item in &b.outbox {
+            if self.outbox.compare_and_swap(item.id, None::<&[u8]>, Some(item.encode()))?.is_ok() {
+                added += 1;
+            }
+        }
+        self.outbox_added(added);
         if self.audit.compare_and_swap(SIZE, current, Some(&new_size.to_be_bytes()[..]))?.is_err() {
             return Err(conflict(self.audit_size()?));
         }

@@ -76,6 +76,39 @@ pub async fn seal(state: &NodeState, s: Sending<'_>, payload: &[u8]) -> Result<T
     Ok(TransferSeal { intent: Some(env), nonce: nonce.to_vec() })
 }
 
+/// When the outbox's own retries may first pick up a receipt queued with its transfer: the
+/// first attempt is the consumer's, right after the transfer is durable in its log.
+const RECEIPT_RETRY_AFTER_MS: i64 = 5_000;
+
+/// At start, before anything runs: drops receipts queued without their transfer in the log (a
+/// crash cut their batch short, see `ftz_store::AuditBatch::outbox`), so that no zone is told of
+/// a transfer this log does not hold. Returns how many.
+pub fn drop_orphan_receipts(store: &ftz_store::Store) -> Result<usize, ftz_store::StoreError> {
+    let mut dropped = 0;
+    for item in store.outbox_items(usize::MAX)? {
+        if item.kind != Kind::Receipt as u8 {
+            continue;
+        }
+        let id = AcknowledgeRequest::decode(item.body.as_slice())
+            .ok()
+            .and_then(|a| a.intent)
+            .and_then(|i| TransferIntent::decode(i.payload.as_slice()).ok())
+            .and_then(|i| <[u8; 16]>::try_from(i.transfer_id.as_slice()).ok());
+        let logged = match id {
+            Some(id) => store.audit_transfer(&id)?.is_some(),
+            None => false,
+        };
+        if !logged {
+            store.outbox_remove(&item.id)?;
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        tracing::warn!(dropped, "receipts queued for transfers the log does not hold (a crash) were dropped");
+    }
+    Ok(dropped)
+}
+
 fn invalid(m: impl Into<String>) -> ApiError {
     ApiError::new(Reason::TransferInvalid, m)
 }
@@ -214,7 +247,9 @@ async fn receive_and_queue(
             to: provider.clone(),
             body,
         };
-        msg.item(state.now_ms())
+        let mut item = msg.item(state.now_ms());
+        item.next_attempt_ms += RECEIPT_RETRY_AFTER_MS;
+        item
     });
     let index = state.audit.append_with_outbox(&leaf, Some(id), item.clone()).await?;
     if state.store.audit_entry(index)?.as_deref() != Some(leaf.encode().as_slice()) {
@@ -339,5 +374,55 @@ pub async fn log_refusal(
     };
     if let Err(err) = state.audit.append(&leaf, None).await {
         tracing::error!(reason = %e.reason, "a refusal could not be logged: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ftz_store::{AuditBatch, OutboxItem, Store};
+
+    use super::*;
+
+    fn receipt_for(id: [u8; 16], item_id: u8) -> OutboxItem {
+        let intent = TransferIntent { transfer_id: id.to_vec(), ..Default::default() };
+        let body = AcknowledgeRequest {
+            intent: Some(Envelope { payload: intent.encode_to_vec(), ..Default::default() }),
+            receipt: None,
+        };
+        OutboxItem {
+            id: [item_id; 16],
+            kind: Kind::Receipt as u8,
+            to_zone: "shanghai".into(),
+            body: body.encode_to_vec(),
+            created_at_ms: 1,
+            attempts: 0,
+            next_attempt_ms: 1,
+            last_error: String::new(),
+        }
+    }
+
+    #[test]
+    fn receipts_whose_transfer_a_crash_left_out_of_the_log_are_dropped_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        // A transfer logged with its receipt queued.
+        let logged = [7u8; 16];
+        let batch = AuditBatch {
+            old_size: 0,
+            leaves: vec![[b"transfer ".as_slice(), &logged].concat()],
+            transfers: vec![(logged, 0)],
+            outbox: vec![receipt_for(logged, 1)],
+            ..Default::default()
+        };
+        store.audit_append(&batch).unwrap();
+        // What a crash before a batch's size leaves: a receipt queued, its transfer not logged.
+        assert!(store.outbox_put(&receipt_for([8; 16], 2)).unwrap());
+        // Another kind of message is none of this check's business.
+        let notice = OutboxItem { kind: Kind::RevocationNotice as u8, ..receipt_for([9; 16], 3) };
+        assert!(store.outbox_put(&notice).unwrap());
+        assert_eq!(drop_orphan_receipts(&store).unwrap(), 1);
+        let left: Vec<[u8; 16]> = store.outbox_items(10).unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(left, vec![[1; 16], [3; 16]]);
+        assert_eq!(drop_orphan_receipts(&store).unwrap(), 0);
     }
 }
