@@ -1,6 +1,8 @@
 //! The crash harness: three node processes, thousands of mixed transfers (records fetched from
-//! shanghai by hainan, inspection results pushed from guangdong to shanghai), and shanghai's
-//! node killed with SIGKILL at random points several times and restarted. Afterwards:
+//! shanghai by hainan, inspection results pushed from guangdong to shanghai), and a node killed
+//! with SIGKILL at random points several times and restarted: shanghai (provider of the fetches,
+//! consumer of the pushes) and hainan (consumer of the fetches, which queues their receipts) in
+//! turn. Afterwards:
 //!
 //! - every transfer a client saw acknowledged is in both zones' logs exactly once, with the
 //!   same leaf; no transfer is in one log only (nothing half-applied);
@@ -151,13 +153,14 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
                     recognising_zone: String::new(),
                     purpose: "verification".into(),
                 };
-                if let Ok(v) = verifier.verify_record(req).await
-                    && v.get_ref().valid
-                    && v.get_ref().source == "fetched"
-                {
-                    acked.lock().unwrap().push(format!("record shanghai/{id}"));
-                    ok += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
+                match verifier.verify_record(req).await {
+                    Ok(v) if v.get_ref().valid && v.get_ref().source == "fetched" => {
+                        acked.lock().unwrap().push(format!("record shanghai/{id}"));
+                        ok += 1;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Hainan down: wait for it rather than issue records in a tight loop.
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }
         })
@@ -197,8 +200,10 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
             }
         })
     };
-    // The killer: at random points spread over the run, SIGKILL shanghai, restart it a moment later.
+    // The killer: at random points spread over the run, SIGKILL shanghai or hainan (in turn),
+    // restart it a moment later.
     for k in 0..kills {
+        let victim = if k % 2 == 0 { "shanghai" } else { "hainan" };
         let at = total * (k + 1) / (kills + 1) + random_below(total / (2 * (kills + 1)).max(1));
         while done.load(Ordering::Relaxed) < at.min(total - 1) {
             // A worker that failed ends the run at once (its error is reported below).
@@ -208,9 +213,9 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(random_below(200))).await;
-        fed.lock().await.kill("shanghai");
+        fed.lock().await.kill(victim);
         tokio::time::sleep(Duration::from_millis(200 + random_below(800))).await;
-        fed.lock().await.start("shanghai").unwrap();
+        fed.lock().await.start(victim).unwrap();
     }
     fetches.await.unwrap();
     pushes.await.unwrap();
@@ -289,10 +294,11 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
         assert!(!x.one_sided(), "{a}/{b}: {:?} {:?}", x.only_a, x.only_b);
     }
     println!(
-        "crash harness: {} transfers acknowledged ({} attempts), {kills} SIGKILLs of shanghai, {} starts, {} checkpoints checked; lost {lost}, duplicated {duplicated}",
+        "crash harness: {} transfers acknowledged ({} attempts), {kills} SIGKILLs, starts: shanghai {}, hainan {}; {} checkpoints checked; lost {lost}, duplicated {duplicated}",
         acked.len(),
         attempts.load(Ordering::Relaxed),
         fed.starts["shanghai"],
+        fed.starts["hainan"],
         seen.len()
     );
 }
