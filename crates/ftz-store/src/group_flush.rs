@@ -13,9 +13,6 @@ struct State {
     running: bool,
     /// The error of the last flush, given to the callers that waited for it.
     failed: Option<(u64, String)>,
-    /// Callers served, and time spent flushing, since the store opened.
-    callers: u64,
-    busy: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -32,14 +29,6 @@ impl Default for GroupFlush {
     }
 }
 
-/// How the store's flushes went: flushes run, callers served, time spent flushing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FlushStats {
-    pub flushes: u64,
-    pub callers: u64,
-    pub busy: std::time::Duration,
-}
-
 /// What a caller does next.
 enum Step {
     Done(Result<(), String>),
@@ -49,18 +38,12 @@ enum Step {
 }
 
 impl GroupFlush {
-    pub(crate) fn stats(&self) -> FlushStats {
-        let s = self.lock();
-        FlushStats { flushes: s.completed, callers: s.callers, busy: s.busy }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a caller: it needs a flush that starts after now.
-    fn arrive(s: &mut State) -> u64 {
-        s.callers += 1;
+    fn arrive(s: &State) -> u64 {
         s.started + 1
     }
 
@@ -86,10 +69,8 @@ impl GroupFlush {
             s.started += 1;
             s.started
         };
-        let t = std::time::Instant::now();
         let result = flush();
         let mut s = self.lock();
-        s.busy += t.elapsed();
         s.running = false;
         s.completed = number;
         if let Err(e) = result {
@@ -104,7 +85,7 @@ impl GroupFlush {
     /// else is.
     pub(crate) fn flush(&self, flush: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
         let mut s = self.lock();
-        let needed = Self::arrive(&mut s);
+        let needed = Self::arrive(&s);
         let mut flush = Some(flush);
         loop {
             match Self::step(&mut s, needed) {
@@ -127,7 +108,7 @@ impl GroupFlush {
         flush: impl FnOnce() -> Result<(), String> + Send + 'static,
     ) -> Result<(), String> {
         let mut completed = self.completed.subscribe();
-        let needed = Self::arrive(&mut self.lock());
+        let needed = Self::arrive(&self.lock());
         let mut flush = Some(flush);
         loop {
             let step = Self::step(&mut self.lock(), needed);

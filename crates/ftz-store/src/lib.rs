@@ -15,7 +15,6 @@ mod audit;
 mod codec;
 mod data;
 mod group_flush;
-pub use group_flush::FlushStats;
 mod outbox;
 mod policies;
 mod records;
@@ -168,11 +167,6 @@ impl Store {
             meta,
             db,
         })
-    }
-
-    /// Flushes run and callers served since the store opened (for benchmarks and status).
-    pub fn flush_stats(&self) -> FlushStats {
-        self.flusher.stats()
     }
 
     /// Makes every write so far durable. Write methods call it themselves; this is for shutdown.
