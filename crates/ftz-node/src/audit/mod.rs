@@ -27,6 +27,9 @@ use crate::{error::ApiError, state::NodeState};
 /// Leaves appended in one batch at most.
 const MAX_BATCH: usize = 512;
 
+/// Batches of at most this many leaves are written on the appender's own task.
+const INLINE_BATCH: usize = 32;
+
 /// Batches committed and waiting for their flush at most.
 const MAX_FLUSHING: usize = 4;
 
@@ -261,10 +264,15 @@ async fn append_loop(
         if !tile.is_empty() {
             b.tiles.push(((size + b.leaves.len() as u64 - 1) / TILE_WIDTH, tile.concat()));
         }
-        // The transaction here, its flush in a task of its own: the next batch's transaction
-        // overlaps this one's flush (one flush can then cover both).
+        // The writes here, their flush in a task of its own: the next batch's writes overlap
+        // this one's flush (one flush can then cover both). A small batch is a few in-memory
+        // sled inserts, cheaper in place than a trip to the blocking pool and back.
         let st = store.without_flush();
-        let committed = tokio::task::spawn_blocking(move || st.audit_append(&b).map(|s| (s, b.nodes))).await;
+        let committed = if b.leaves.len() <= INLINE_BATCH {
+            Ok(st.audit_append(&b).map(|s| (s, b.nodes)))
+        } else {
+            tokio::task::spawn_blocking(move || st.audit_append(&b).map(|s| (s, b.nodes))).await
+        };
         match committed {
             Ok(Ok((new_size, nodes))) => {
                 cache.write().unwrap_or_else(|e| e.into_inner()).extend(&nodes);
