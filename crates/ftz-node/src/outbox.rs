@@ -11,6 +11,7 @@ use std::{sync::Arc, time::Duration};
 use ftz_core::{Reason, ZoneId};
 use ftz_proto::{
     AcknowledgeRequest, DeliverRequest, DeliverResponse, NotifyPolicyRevocationRequest, NotifyRevocationRequest,
+    TransferIntent,
 };
 use ftz_store::OutboxItem;
 use prost::Message;
@@ -109,6 +110,31 @@ pub enum Sent {
 
 /// A failure worth retrying: the peer could not be reached or asked us to slow down. Anything
 /// else (a refusal, an answer that does not verify) would fail the same way again.
+/// How long a queued receipt may wait for its transfer to be durable in this log before it is
+/// taken for one a failed or crashed append left behind.
+const ORPHAN_RECEIPT_AFTER_MS: i64 = 60_000;
+
+/// A receipt goes to the provider only once its transfer is durable in this node's log: it is
+/// queued with the transfer's batch, before that batch's size and flush, and could otherwise be
+/// picked up (a zone that comes back makes everything for it due) before the batch is on disk,
+/// or after it failed. Not yet: retried later. Still not after a minute: dropped, not sent.
+fn receipt_may_go(state: &NodeState, item: &OutboxItem, ack: &AcknowledgeRequest) -> Result<(), ApiError> {
+    let id = ack
+        .intent
+        .as_ref()
+        .and_then(|i| TransferIntent::decode(i.payload.as_slice()).ok())
+        .and_then(|i| <[u8; 16]>::try_from(i.transfer_id.as_slice()).ok())
+        .ok_or_else(|| ApiError::new(Reason::TransferInvalid, "a queued receipt without a transfer id"))?;
+    let durable = *state.audit.size().borrow();
+    if crate::audit::transfer::logged_transfer(&state.store, &id)?.is_some_and(|i| i < durable) {
+        return Ok(());
+    }
+    if state.now_ms() - item.created_at_ms < ORPHAN_RECEIPT_AFTER_MS {
+        return Err(ApiError::new(Reason::Internal, "the receipt's transfer is not durable in this log yet"));
+    }
+    Err(ApiError::new(Reason::TransferInvalid, "the receipt's transfer is not in this log: not sent"))
+}
+
 fn transient(e: &ApiError) -> bool {
     let busy = |r: Reason| {
         matches!(
@@ -226,7 +252,9 @@ async fn attempt(state: &Arc<NodeState>, item: &OutboxItem) -> Result<bool, ApiE
     let timeout = Duration::from_secs(5);
     match kind {
         Kind::Receipt => {
-            let mut req = tonic::Request::new(decode::<AcknowledgeRequest>(&item.body)?);
+            let ack = decode::<AcknowledgeRequest>(&item.body)?;
+            receipt_may_go(state, item, &ack)?;
+            let mut req = tonic::Request::new(ack);
             req.set_timeout(timeout);
             client.acknowledge(req).await.map_err(|s| peer_failure(&to, &s))?;
             Ok(false)

@@ -95,16 +95,27 @@ impl Store {
         for (id, index) in &b.transfers {
             self.audit.insert(transfer_key(id), &index.to_be_bytes()[..])?;
         }
-        let mut added = 0;
-        for item in &b.outbox {
-            if self.outbox.compare_and_swap(item.id, None::<&[u8]>, Some(item.encode()))?.is_ok() {
-                added += 1;
+        let mut added = Vec::new();
+        let committed = (|| {
+            for item in &b.outbox {
+                if self.outbox.compare_and_swap(item.id, None::<&[u8]>, Some(item.encode()))?.is_ok() {
+                    added.push(item.id);
+                }
             }
+            if self.audit.compare_and_swap(SIZE, current, Some(&new_size.to_be_bytes()[..]))?.is_err() {
+                return Err(conflict(self.audit_size()?));
+            }
+            Ok(())
+        })();
+        if let Err(e) = committed {
+            // Not appended: its receipts are not queued either (best effort; the node also drops,
+            // at start and before sending, receipts whose transfer is not in the log).
+            for id in &added {
+                let _ = self.outbox.remove(id);
+            }
+            return Err(e);
         }
-        self.outbox_added(added);
-        if self.audit.compare_and_swap(SIZE, current, Some(&new_size.to_be_bytes()[..]))?.is_err() {
-            return Err(conflict(self.audit_size()?));
-        }
+        self.outbox_added(added.len());
         self.flush()?;
         Ok(new_size)
     }
@@ -156,13 +167,13 @@ impl Store {
         Ok(out)
     }
 
-    /// The index of the transfer leaf with this id, if logged. An id written by a batch that a
-    /// crash cut short may name an index beyond the log, or one a later leaf took: it counts
-    /// only if that entry is in the log and holds the id (16 random bytes).
+    /// The index the transfer index names for this id, if it is within the log. An id written
+    /// by a batch that a crash cut short may name an index a later leaf took: the caller checks
+    /// that the entry there is this transfer (ftz-node's `audit::transfer::logged_transfer`; the
+    /// store does not read leaves).
     pub fn audit_transfer(&self, id: &[u8; 16]) -> Result<Option<u64>, StoreError> {
         let Some(index) = self.audit.get(transfer_key(id))?.map(|v| u64_of(&v)).transpose()? else { return Ok(None) };
-        let holds = self.audit_entry(index)?.is_some_and(|e| e.windows(id.len()).any(|w| w == id));
-        Ok(holds.then_some(index))
+        Ok((index < self.audit_size()?).then_some(index))
     }
 
     /// Keeps a signed checkpoint (the latest, and in the history by size). Durable on return.
@@ -358,10 +369,11 @@ mod tests {
         assert_eq!(s.audit_entries(0, 10).unwrap().len(), 1);
         assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), None);
         assert!(s.audit_level(4, 1 >> 4).unwrap().is_empty());
-        // The next batch takes index 1; the stale id still names no entry of the log.
+        // The next batch takes index 1: the stale id now names an entry of the log, which is
+        // another leaf (the node checks the entry, see ftz-node's `logged_transfer`).
         assert_eq!(s.audit_append(&batch(1, b"next", None)).unwrap(), 2);
         assert_eq!(s.audit_entry(1).unwrap().as_deref(), Some(b"next".as_slice()));
-        assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), None);
+        assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), Some(1));
         // A batch from a stale size changes nothing readable.
         assert!(matches!(s.audit_append(&batch(1, b"stale", None)), Err(StoreError::Conflict { .. })));
         assert_eq!(s.audit_size().unwrap(), 2);

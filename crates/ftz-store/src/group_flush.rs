@@ -11,15 +11,17 @@ struct State {
     started: u64,
     completed: u64,
     running: bool,
-    /// The error of the last flush, given to the callers that waited for it.
-    failed: Option<(u64, String)>,
+    /// The last flush that succeeded: every caller that needed it or an earlier one is durable.
+    last_ok: u64,
+    /// Why the last failed flush failed, for the callers it leaves without a successful one.
+    last_error: Option<String>,
 }
 
 #[derive(Debug)]
 pub(crate) struct GroupFlush {
     state: Mutex<State>,
     done: Condvar,
-    /// The number of the last completed flush, for callers that wait without a thread.
+    /// Bumped whenever a flush ends, for callers that wait without a thread.
     completed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -37,6 +39,29 @@ enum Step {
     Lead,
 }
 
+/// Held by a flush's leader until the flush has ended. Dropped before that (the flush panicked,
+/// or its task never ran because the runtime is stopping), it ends the flush as failed, so
+/// that nobody waits for it for ever.
+struct Leading<G: std::ops::Deref<Target = GroupFlush>> {
+    group: G,
+    armed: bool,
+}
+
+impl<G: std::ops::Deref<Target = GroupFlush>> Leading<G> {
+    fn run(mut self, flush: impl FnOnce() -> Result<(), String>) {
+        self.group.run(flush);
+        self.armed = false;
+    }
+}
+
+impl<G: std::ops::Deref<Target = GroupFlush>> Drop for Leading<G> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.group.abandon();
+        }
+    }
+}
+
 impl GroupFlush {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -49,9 +74,12 @@ impl GroupFlush {
 
     fn step(s: &mut State, needed: u64) -> Step {
         if s.completed >= needed {
-            return Step::Done(match &s.failed {
-                Some((n, e)) if *n >= needed => Err(e.clone()),
-                _ => Ok(()),
+            // Flushes run one at a time, each after the previous: a later successful one covers
+            // every earlier caller too.
+            return Step::Done(if s.last_ok >= needed {
+                Ok(())
+            } else {
+                Err(s.last_error.clone().unwrap_or_else(|| "the flush failed".into()))
             });
         }
         if s.running {
@@ -60,6 +88,11 @@ impl GroupFlush {
         // Lead the next flush (others wait for it from now on).
         s.running = true;
         Step::Lead
+    }
+
+    fn ended(&self) {
+        self.done.notify_all();
+        self.completed.send_modify(|n| *n += 1);
     }
 
     fn run(&self, flush: impl FnOnce() -> Result<(), String>) {
@@ -73,12 +106,24 @@ impl GroupFlush {
         let mut s = self.lock();
         s.running = false;
         s.completed = number;
-        if let Err(e) = result {
-            s.failed = Some((number, e));
+        match result {
+            Ok(()) => s.last_ok = number,
+            Err(e) => s.last_error = Some(e),
         }
         drop(s);
-        self.done.notify_all();
-        self.completed.send_replace(number);
+        self.ended();
+    }
+
+    /// A leader went away without ending its flush.
+    fn abandon(&self) {
+        let mut s = self.lock();
+        if s.started > s.completed {
+            s.completed = s.started;
+            s.last_error = Some("the flush did not complete".into());
+        }
+        s.running = false;
+        drop(s);
+        self.ended();
     }
 
     /// Waits until a flush that started after this call has completed, running it if nobody
@@ -93,7 +138,9 @@ impl GroupFlush {
                 Step::Wait => s = self.done.wait(s).unwrap_or_else(|e| e.into_inner()),
                 Step::Lead => {
                     drop(s);
-                    self.run(|| flush.take().map_or_else(|| Err("flush already used".into()), |f| f()));
+                    let f = flush.take();
+                    Leading { group: self, armed: true }
+                        .run(|| f.map_or_else(|| Err("flush already used".into()), |f| f()));
                     s = self.lock();
                 }
             }
@@ -115,13 +162,13 @@ impl GroupFlush {
             match step {
                 Step::Done(r) => return r,
                 Step::Wait => {
-                    // A flush completing after the subscription wakes this up; the state says
+                    // A flush ending after the subscription wakes this up; the state says
                     // whether it was the one needed.
                     let _ = completed.changed().await;
                 }
                 Step::Lead => {
-                    let (me, f) = (self.clone(), flush.take());
-                    let run = move || me.run(|| f.map_or_else(|| Err("flush already used".into()), |f| f()));
+                    let (leading, f) = (Leading { group: self.clone(), armed: true }, flush.take());
+                    let run = move || leading.run(|| f.map_or_else(|| Err("flush already used".into()), |f| f()));
                     if let Err(e) = tokio::task::spawn_blocking(run).await {
                         return Err(format!("the flush task failed: {e}"));
                     }
@@ -212,9 +259,34 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_flush_fails_its_callers() {
+    fn a_failed_flush_fails_its_callers_and_no_other() {
         let g = GroupFlush::default();
         assert_eq!(g.flush(|| Err("disk full".into())), Err("disk full".into()));
+        assert_eq!(g.flush(|| Ok(())), Ok(()));
+        // A caller whose flush succeeded is not failed by a later one that did not.
+        let mut s = g.lock();
+        let needed = GroupFlush::arrive(&s);
+        drop(s);
+        assert_eq!(g.flush(|| Ok(())), Ok(()));
+        assert_eq!(g.flush(|| Err("disk full".into())), Err("disk full".into()));
+        s = g.lock();
+        assert!(matches!(GroupFlush::step(&mut s, needed), Step::Done(Ok(()))));
+    }
+
+    #[test]
+    fn a_flush_that_panics_fails_its_callers_and_does_not_block_the_next() {
+        let g = Arc::new(GroupFlush::default());
+        let g2 = g.clone();
+        let panicked = std::thread::spawn(move || g2.flush(|| panic!("sled panicked"))).join();
+        assert!(panicked.is_err());
+        assert_eq!(g.flush(|| Ok(())), Ok(()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_async_flush_that_panics_fails_its_callers_and_does_not_block_the_next() {
+        let g = Arc::new(GroupFlush::default());
+        assert!(g.flush_async(|| panic!("sled panicked")).await.is_err());
+        assert_eq!(g.flush_async(|| Ok(())).await, Ok(()));
         assert_eq!(g.flush(|| Ok(())), Ok(()));
     }
 }

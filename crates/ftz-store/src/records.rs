@@ -177,14 +177,21 @@ impl Store {
     /// pull. The deadline entry goes first, then the record by compare-and-swap, which decides
     /// the outcome. sled recovers a prefix of its operations, so a crash can leave a deadline
     /// entry without its record (retention drops it, see `delete_due`), never a record without
-    /// its deadline. A loser of the swap takes back its deadline entry unless it is the winner's.
+    /// its deadline. The winner writes its deadline entry again after the swap, since retention
+    /// may have dropped it meanwhile as not yet any record's (or with the record it replaced). A
+    /// loser takes back its deadline entry unless it is the winner's. Deadline entries are only
+    /// ever added where absent: one holding a lot is never overwritten.
     fn insert_unindexed(&self, k: &[u8], value: &[u8], deadline: Option<&[u8]>) -> Result<InsertOutcome, StoreError> {
-        let added = match deadline {
-            Some(d) => self.deadlines.insert(d, &[])?.is_none(),
-            None => false,
+        let add_deadline = || -> Result<bool, StoreError> {
+            Ok(match deadline {
+                Some(d) => self.deadlines.compare_and_swap(d, None::<&[u8]>, Some(&[][..]))?.is_ok(),
+                None => false,
+            })
         };
+        let added = add_deadline()?;
         match self.records.compare_and_swap(k, None::<&[u8]>, Some(value))? {
             Ok(()) => {
+                add_deadline()?;
                 self.flush()?;
                 Ok(InsertOutcome::Inserted)
             }

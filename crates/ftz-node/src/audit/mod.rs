@@ -160,6 +160,12 @@ impl AuditLog {
     pub fn size(&self) -> watch::Receiver<u64> {
         self.size.clone()
     }
+
+    /// The durable size now. The store's own size can be ahead of it while a batch's flush is
+    /// under way: what is served to others (entries, proofs, sizes) stays within this one.
+    pub fn durable_size(&self) -> u64 {
+        *self.size.borrow()
+    }
 }
 
 async fn append_loop(
@@ -196,11 +202,11 @@ async fn append_loop(
         let mut in_batch: Vec<[u8; 16]> = Vec::new();
         for a in batch {
             if let Some(id) = a.transfer_id {
-                match store.audit_transfer(&id) {
+                match transfer::logged_transfer(&store, &id) {
                     Ok(Some(i)) => {
                         // Its batch may still be on its way to disk: answer once it is there.
                         let store = store.clone();
-                        tokio::spawn(async move {
+                        flushing.spawn(async move {
                             let _ = a.reply.send(store.flush_async().await.map(|()| i).map_err(Into::into));
                         });
                         continue;

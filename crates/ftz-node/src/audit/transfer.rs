@@ -76,6 +76,22 @@ pub async fn seal(state: &NodeState, s: Sending<'_>, payload: &[u8]) -> Result<T
     Ok(TransferSeal { intent: Some(env), nonce: nonce.to_vec() })
 }
 
+/// The index of the transfer leaf with this id in the log, if logged. The store's transfer
+/// index may name an entry that another leaf took after a crash cut a batch short, even one
+/// that carries the same intent (an unacknowledged declaration): only a transfer leaf whose
+/// intent has this id counts.
+pub fn logged_transfer(store: &ftz_store::Store, id: &[u8; 16]) -> Result<Option<u64>, ftz_store::StoreError> {
+    let Some(index) = store.audit_transfer(id)? else { return Ok(None) };
+    let Some(bytes) = store.audit_entry(index)? else { return Ok(None) };
+    let same = match Leaf::decode(&bytes) {
+        Ok(Leaf::Transfer { intent, .. }) => {
+            TransferIntent::decode(intent.payload.as_slice()).is_ok_and(|i| i.transfer_id.as_slice() == id)
+        }
+        _ => false,
+    };
+    Ok(same.then_some(index))
+}
+
 /// When the outbox's own retries may first pick up a receipt queued with its transfer: the
 /// first attempt is the consumer's, right after the transfer is durable in its log.
 const RECEIPT_RETRY_AFTER_MS: i64 = 5_000;
@@ -95,7 +111,7 @@ pub fn drop_orphan_receipts(store: &ftz_store::Store) -> Result<usize, ftz_store
             .and_then(|i| TransferIntent::decode(i.payload.as_slice()).ok())
             .and_then(|i| <[u8; 16]>::try_from(i.transfer_id.as_slice()).ok());
         let logged = match id {
-            Some(id) => store.audit_transfer(&id)?.is_some(),
+            Some(id) => logged_transfer(store, &id)?.is_some(),
             None => false,
         };
         if !logged {
@@ -231,7 +247,7 @@ async fn receive_and_queue(
     let id = transfer_id(intent)?;
     // A transfer received before (the provider retried after a lost answer): the receipt
     // logged then, so that both logs keep one and the same leaf.
-    if let Some(index) = state.store.audit_transfer(&id)? {
+    if let Some(index) = logged_transfer(&state.store, &id)? {
         // Its batch may still be on its way to disk.
         state.store.flush_async().await?;
         return Ok((logged_receipt(state, index)?, None));
@@ -329,7 +345,7 @@ pub async fn sweep(state: &NodeState) {
             continue;
         }
         // Acknowledged, and only the cleanup was lost (a crash before it was durable).
-        if state.store.audit_transfer(&id).ok().flatten().is_some() {
+        if logged_transfer(&state.store, &id).ok().flatten().is_some() {
             let _ = state.store.take_pending_intent(&id);
             continue;
         }
@@ -401,6 +417,39 @@ mod tests {
         }
     }
 
+    fn signed(payload: Vec<u8>) -> SignedPart {
+        SignedPart { payload, signature: LeafSignature { key_id: [1; 16], sig: [2; 64] } }
+    }
+
+    fn intent(id: [u8; 16]) -> SignedPart {
+        signed(TransferIntent { transfer_id: id.to_vec(), ..Default::default() }.encode_to_vec())
+    }
+
+    fn transfer(id: [u8; 16]) -> Vec<u8> {
+        Leaf::Transfer { intent: intent(id), receipt: signed(b"receipt".to_vec()) }.encode()
+    }
+
+    #[test]
+    fn a_transfer_counts_as_logged_only_if_its_indexed_entry_is_that_transfer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        let (t, u) = ([3u8; 16], [4u8; 16]);
+        // Transfer t at 0. A crash cut short a batch that indexed u at 1; after the restart,
+        // index 1 went to the unacknowledged declaration of u's intent (same intent bytes).
+        let unacknowledged = Leaf::Unacknowledged { intent: intent(u), declared_at_ms: 5 }.encode();
+        let batch = AuditBatch {
+            old_size: 0,
+            leaves: vec![transfer(t), unacknowledged],
+            transfers: vec![(t, 0), (u, 1)],
+            ..Default::default()
+        };
+        store.audit_append(&batch).unwrap();
+        assert_eq!(store.audit_transfer(&u).unwrap(), Some(1));
+        assert_eq!(logged_transfer(&store, &t).unwrap(), Some(0));
+        assert_eq!(logged_transfer(&store, &u).unwrap(), None);
+        assert_eq!(logged_transfer(&store, &[5; 16]).unwrap(), None);
+    }
+
     #[test]
     fn receipts_whose_transfer_a_crash_left_out_of_the_log_are_dropped_at_start() {
         let dir = tempfile::tempdir().unwrap();
@@ -409,7 +458,7 @@ mod tests {
         let logged = [7u8; 16];
         let batch = AuditBatch {
             old_size: 0,
-            leaves: vec![[b"transfer ".as_slice(), &logged].concat()],
+            leaves: vec![transfer(logged)],
             transfers: vec![(logged, 0)],
             outbox: vec![receipt_for(logged, 1)],
             ..Default::default()

@@ -69,7 +69,7 @@ impl Admin for AdminService {
             now_ms: s.now_ms(),
             peer_zones: reg.zones().filter(|z| z.id != s.zone).map(|z| z.id.to_string()).collect(),
             software_version: env!("CARGO_PKG_VERSION").to_string(),
-            audit_log_size: s.store.audit_size().map_err(ApiError::from)?,
+            audit_log_size: s.audit.durable_size(),
             checkpoint_size: s.store.latest_checkpoint().map_err(ApiError::from)?.map_or(0, |(size, _)| size),
             equivocations_found: s.alarms.0.load(std::sync::atomic::Ordering::Relaxed),
             outbox_items: s.store.outbox_len() as u64,

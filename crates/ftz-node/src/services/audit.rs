@@ -83,12 +83,15 @@ impl Audit for AuditService {
             0 => 100,
             n => n.min(1000) as usize,
         };
-        let size = self.state.store.audit_size().map_err(ApiError::from)?;
+        let size = self.state.audit.durable_size();
         let mut out = Vec::new();
         let mut next = f.from_index;
         // Scan at most 10 pages' worth per call, so a narrow filter cannot make a call unbounded.
         let scan = self.state.store.audit_entries(f.from_index, limit * 10).map_err(ApiError::from)?;
         for (i, leaf) in scan {
+            if i >= size {
+                break;
+            }
             next = i + 1;
             let e = entry(i, leaf)?;
             if matches(&e, &f) {
@@ -107,6 +110,7 @@ impl Audit for AuditService {
         let leaf = store
             .audit_entry(index)
             .map_err(ApiError::from)?
+            .filter(|_| index < self.state.audit.durable_size())
             .ok_or_else(|| ApiError::new(Reason::EntryNotFound, format!("the log has no entry {index}")))?;
         let mut proof = String::new();
         if let Some((size, checkpoint)) = store.latest_checkpoint().map_err(ApiError::from)?
@@ -159,7 +163,7 @@ impl Audit for AuditService {
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
         let r = req.into_inner();
         let store = &self.state.store;
-        let size = store.audit_size().map_err(ApiError::from)?;
+        let size = self.state.audit.durable_size();
         if r.size2 > size {
             return Err(
                 ApiError::new(Reason::EntryNotFound, format!("the log has {size} entries, not {}", r.size2)).into()
