@@ -47,6 +47,17 @@ pub const QUICK: Sizes = Sizes {
     in_flight: 50,
 };
 
+pub const SMOKE: Sizes = Sizes {
+    echo: 20,
+    verify: 20,
+    transfers: 10,
+    appends: 200,
+    crypto: 20,
+    proof_sizes: &[1_000, 2_000],
+    proofs: 20,
+    in_flight: 4,
+};
+
 pub const FULL: Sizes = Sizes {
     echo: 20_000,
     verify: 20_000,
