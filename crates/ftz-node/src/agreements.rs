@@ -39,11 +39,9 @@ pub async fn install(state: &NodeState, candidate: Agreement) -> Result<(Agreeme
             );
         }
     }
-    let store = state.store.clone();
-    let id = candidate.id().to_string();
     let bytes = candidate.envelope.encode_to_vec();
     let expected = installed.map(|a| a.envelope.encode_to_vec());
-    store.write_durably(move |s| s.put_agreement(&id, &bytes, expected.as_deref())).await?;
+    state.store.write_durably(|s| s.put_agreement(candidate.id(), &bytes, expected.as_deref())).await?;
     let mut next: Vec<Agreement> = current.iter().filter(|a| a.id() != candidate.id()).cloned().collect();
     next.push(candidate.clone());
     state.set_agreements(next);

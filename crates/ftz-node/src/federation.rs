@@ -88,10 +88,8 @@ pub async fn install(state: &NodeState, candidate: Registry) -> Result<InstallRe
         installed_at_ms: now,
         counted_signers: counted.iter().map(|k| k.as_bytes().to_vec()).collect(),
     };
-    let store = state.store.clone();
     let digest = candidate.digest();
-    let expected = Some(current.version());
-    store.write_durably(move |s| s.install_registry(&stored, digest, expected)).await?;
+    state.store.write_durably(|s| s.install_registry(&stored, digest, Some(current.version()))).await?;
 
     let report = InstallReport {
         installed_version: candidate.version(),

@@ -44,8 +44,7 @@ pub async fn import(state: &NodeState, rows_in: Vec<IndustryRow>) -> Result<(u32
         batch.push((r.enterprise_uscc.clone(), r.period.clone(), r.encode_to_vec()));
     }
     let n = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-    let store = state.store.clone();
-    let total = store.write_durably(move |s| s.put_rows(&batch)).await?;
+    let total = state.store.write_durably(|s| s.put_rows(&batch)).await?;
     tracing::info!(rows = n, total, "industry rows imported");
     Ok((n, total))
 }
@@ -109,8 +108,10 @@ pub async fn answer_query(state: &NodeState, consumer: &ZoneId, q: AggregateQuer
     if cost > 0 {
         let budget = (agg.epsilon_budget * 1000.0).round() as u64;
         let period = crate::policies::budget_period(&policy, now);
-        let (store, id, who) = (state.store.clone(), policy.id().to_string(), consumer.to_string());
-        let charged = store.write_durably(move |s| s.charge_budget(&id, &who, period, cost, budget)).await?;
+        let charged = state
+            .store
+            .write_durably(|s| s.charge_budget(policy.id(), consumer.as_str(), period, cost, budget))
+            .await?;
         match charged {
             Ok(spent) => remaining = (budget - spent) as f64 / 1000.0,
             Err(spent) => {

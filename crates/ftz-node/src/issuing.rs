@@ -99,13 +99,10 @@ pub async fn issue(state: &NodeState, record: Record) -> Result<IssueOutcome, Ap
         updated_at_ms: now,
         retain_until_ms: 0,
     };
-    let (store, zone, id, lot) = (
-        state.store.clone(),
-        state.zone.to_string(),
-        record.record_id().to_string(),
-        record.lot_id().map(str::to_string),
-    );
-    let outcome = store.write_durably(move |s| s.insert_record(&zone, &id, &stored, lot.as_deref())).await?;
+    let outcome = state
+        .store
+        .write_durably(|s| s.insert_record(state.zone.as_str(), record.record_id(), &stored, record.lot_id()))
+        .await?;
     match outcome {
         InsertOutcome::Inserted => {
             tracing::info!(record = record.record_id(), kind = ?record.kind(), "record issued");
@@ -315,8 +312,7 @@ pub async fn push(
     };
     let policy = crate::policies::authorize(state, &req, |_| 0)?;
     // A holder first, so that a revocation racing with the delivery still reaches it.
-    let (store, id, z) = (state.store.clone(), record_id.to_string(), to.to_string());
-    store.write_durably(move |s| s.add_holder(&id, &z)).await?;
+    state.store.write_durably(|s| s.add_holder(record_id, to.as_str())).await?;
     let status = own_statement(state, &stored, &env, &rec)?;
     let record = RecordWithStatus { record: Some(env), status: Some(status) }.encode_to_vec();
     let sending = crate::audit::transfer::Sending {

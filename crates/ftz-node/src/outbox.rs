@@ -11,7 +11,6 @@ use std::{sync::Arc, time::Duration};
 use ftz_core::{Reason, ZoneId};
 use ftz_proto::{
     AcknowledgeRequest, DeliverRequest, DeliverResponse, NotifyPolicyRevocationRequest, NotifyRevocationRequest,
-    TransferIntent,
 };
 use ftz_store::OutboxItem;
 use prost::Message;
@@ -119,13 +118,9 @@ const ORPHAN_RECEIPT_AFTER_MS: i64 = 60_000;
 /// picked up (a zone that comes back makes everything for it due) before the batch is on disk,
 /// or after it failed. Not yet: retried later. Still not after a minute: dropped, not sent.
 fn receipt_may_go(state: &NodeState, item: &OutboxItem, ack: &AcknowledgeRequest) -> Result<(), ApiError> {
-    let id = ack
-        .intent
-        .as_ref()
-        .and_then(|i| TransferIntent::decode(i.payload.as_slice()).ok())
-        .and_then(|i| <[u8; 16]>::try_from(i.transfer_id.as_slice()).ok())
+    let id = crate::audit::transfer::acknowledged_transfer(ack)
         .ok_or_else(|| ApiError::new(Reason::TransferInvalid, "a queued receipt without a transfer id"))?;
-    let durable = *state.audit.size().borrow();
+    let durable = state.audit.durable_size();
     if crate::audit::transfer::logged_transfer(&state.store, &id)?.is_some_and(|i| i < durable) {
         return Ok(());
     }
@@ -170,8 +165,7 @@ pub async fn send(state: &Arc<NodeState>, msg: Outgoing) -> Result<Sent, ApiErro
 async fn put(state: &Arc<NodeState>, msg: Outgoing) -> Result<OutboxItem, ApiError> {
     let now = state.now_ms();
     let item = msg.item(now);
-    let (store, it) = (state.store.clone(), item.clone());
-    let stored = store.write_durably(move |s| s.outbox_put(&it)).await?;
+    let stored = state.store.write_durably(|s| s.outbox_put(&item)).await?;
     if !stored {
         return Err(ApiError::new(
             Reason::OutboxFull,
@@ -208,15 +202,14 @@ async fn attempt_and_record(state: &Arc<NodeState>, item: &OutboxItem) -> Result
                 state.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(zone);
             }
             let next = state.now_ms() + backoff_ms(item.attempts);
-            let msg = e.message.clone();
-            store.write_durably(move |s| s.outbox_retry_later(&id, next, &msg)).await?;
+            store.write_durably(|s| s.outbox_retry_later(&id, next, &e.message)).await?;
             Ok(Sent::Queued { error: e.message })
         }
         // Stopping: the item stays as it is and is tried again after the restart.
         Err(e) if transient(&e) => Ok(Sent::Queued { error: e.message }),
         Err(e) => {
             tracing::warn!(kind = kind_name(item.kind), to = %item.to_zone, "message refused, not retried: {e}");
-            store.write_durably(move |s| s.outbox_remove(&id)).await?;
+            store.write_durably(|s| s.outbox_remove(&id)).await?;
             Err(e)
         }
     }

@@ -52,9 +52,9 @@ pub async fn install(state: &NodeState, env: Envelope) -> Result<(String, u64, b
     if outcome == InstallOutcome::AlreadyInstalled {
         return Ok((id, version, true));
     }
-    let (store, key, bytes) = (state.store.clone(), id.clone(), candidate.envelope.encode_to_vec());
+    let bytes = candidate.envelope.encode_to_vec();
     let expected = installed.map(|p| p.envelope.encode_to_vec());
-    store.write_durably(move |s| s.put_policy(&key, &bytes, expected.as_deref())).await?;
+    state.store.write_durably(|s| s.put_policy(&id, &bytes, expected.as_deref())).await?;
     tracing::info!(policy = %id, version, provider = %candidate.provider, class = ?candidate.class, "exchange policy installed");
     let digest = candidate.digest;
     let mut next = (*set).clone();
@@ -77,8 +77,8 @@ async fn apply_revocation(
         .cloned()
         .ok_or_else(|| ApiError::new(Reason::NoPolicy, format!("no policy {:?} is installed here", rev.policy_id)))?;
     let rev = check_revocation(env, &policy, &state.registry(), state.now_ms())?;
-    let (store, id, version, bytes) = (state.store.clone(), rev.policy_id.clone(), rev.version, env.encode_to_vec());
-    let fresh = store.write_durably(move |s| s.put_policy_revocation(&id, version, &bytes)).await?;
+    let bytes = env.encode_to_vec();
+    let fresh = state.store.write_durably(|s| s.put_policy_revocation(&rev.policy_id, rev.version, &bytes)).await?;
     if fresh {
         let mut next = (*set).clone();
         next.revoke(&rev.policy_id, rev.version);
@@ -153,8 +153,8 @@ pub async fn install_negative_list(state: &NodeState, env: Envelope) -> Result<(
     match check_negative_list(&env, &state.registry(), &state.zone, installed, state.now_ms())? {
         None => Ok((installed, true)),
         Some(list) => {
-            let (store, bytes) = (state.store.clone(), env.encode_to_vec());
-            store.write_durably(move |s| s.put_negative_list(&bytes)).await?;
+            let bytes = env.encode_to_vec();
+            state.store.write_durably(|s| s.put_negative_list(&bytes)).await?;
             let version = list.version;
             let mut next = (*set).clone();
             next.set_negative_list(state.zone.clone(), list);

@@ -274,9 +274,8 @@ async fn keep_fetched(
         updated_at_ms: state.now_ms(),
         retain_until_ms,
     };
-    let lot = v.record.as_ref().and_then(|r| r.lot_id()).map(str::to_string);
-    let (store, z, id) = (state.store.clone(), zone.to_string(), record_id.to_string());
-    store.write_durably(move |s| s.insert_record(&z, &id, &stored, lot.as_deref())).await?;
+    let lot = v.record.as_ref().and_then(|r| r.lot_id());
+    state.store.write_durably(|s| s.insert_record(zone.as_str(), record_id, &stored, lot)).await?;
     Ok(())
 }
 
@@ -361,9 +360,8 @@ pub async fn accept_delivery(
         updated_at_ms: now,
         retain_until_ms: now.saturating_add(policy.doc.retention_ms),
     };
-    let (store, z, id, lot) =
-        (state.store.clone(), from.to_string(), rec.record_id().to_string(), rec.lot_id().map(str::to_string));
-    let outcome = store.write_durably(move |s| s.insert_record(&z, &id, &stored, lot.as_deref())).await?;
+    let outcome =
+        state.store.write_durably(|s| s.insert_record(from.as_str(), rec.record_id(), &stored, rec.lot_id())).await?;
     let already = match outcome {
         InsertOutcome::Inserted => {
             tracing::info!(record = rec.record_id(), from = %from, lot = ?rec.lot_id(), "inspection result delivered");

@@ -181,7 +181,7 @@ impl Store {
 
     /// This store with its write methods' flushes left out: for a caller that makes its writes
     /// durable itself (with [`Store::flush_async`]) before anyone is told of them. The audit log's
-    /// appender does, to overlap one batch's flush with the next one's transaction.
+    /// appender does, to overlap one batch's flush with the next batch's writes.
     pub fn without_flush(&self) -> Store {
         Store { defer_flush: true, ..self.clone() }
     }

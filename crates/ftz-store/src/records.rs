@@ -89,12 +89,12 @@ fn encode(r: &StoredRecord) -> Vec<u8> {
         .finish()
 }
 
-/// Reads version 2 records, and version 1 ones (before retention deadlines existed).
 /// The retention deadline of a stored record value (0: none).
 pub(crate) fn retain_until(b: &[u8]) -> Result<i64, StoreError> {
     Ok(decode(b)?.retain_until_ms)
 }
 
+/// Reads version 2 records, and version 1 ones (before retention deadlines existed).
 fn decode(b: &[u8]) -> Result<StoredRecord, StoreError> {
     let version = b.first().copied().unwrap_or(0);
     let mut r = Reader::new(b, "records", if version == RECORD_V1 { RECORD_V1 } else { RECORD_V2 })?;

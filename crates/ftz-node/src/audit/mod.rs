@@ -61,7 +61,8 @@ fn partial_tile(store: &Store, size: u64) -> Result<Vec<Hash>, StoreError> {
     Ok(hashes)
 }
 
-/// Where the appender stands: the durable size, the right edge of the tree, the partial tile.
+/// Where the appender stands: the size written (its flush may still be under way), the right
+/// edge of the tree, the partial tile.
 struct Edge {
     size: u64,
     front: Vec<(u32, Hash)>,

@@ -92,6 +92,12 @@ pub fn logged_transfer(store: &ftz_store::Store, id: &[u8; 16]) -> Result<Option
     Ok(same.then_some(index))
 }
 
+/// The transfer a queued receipt acknowledges.
+pub fn acknowledged_transfer(ack: &AcknowledgeRequest) -> Option<[u8; 16]> {
+    let intent = TransferIntent::decode(ack.intent.as_ref()?.payload.as_slice()).ok()?;
+    intent.transfer_id.as_slice().try_into().ok()
+}
+
 /// When the outbox's own retries may first pick up a receipt queued with its transfer: the
 /// first attempt is the consumer's, right after the transfer is durable in its log.
 const RECEIPT_RETRY_AFTER_MS: i64 = 5_000;
@@ -105,11 +111,7 @@ pub fn drop_orphan_receipts(store: &ftz_store::Store) -> Result<usize, ftz_store
         if item.kind != Kind::Receipt as u8 {
             continue;
         }
-        let id = AcknowledgeRequest::decode(item.body.as_slice())
-            .ok()
-            .and_then(|a| a.intent)
-            .and_then(|i| TransferIntent::decode(i.payload.as_slice()).ok())
-            .and_then(|i| <[u8; 16]>::try_from(i.transfer_id.as_slice()).ok());
+        let id = AcknowledgeRequest::decode(item.body.as_slice()).ok().as_ref().and_then(acknowledged_transfer);
         let logged = match id {
             Some(id) => logged_transfer(store, &id)?.is_some(),
             None => false,

@@ -132,8 +132,7 @@ pub async fn witness(state: &NodeState, caller: &ZoneId, req: WitnessRequest) ->
     }
     .to_text();
     if stored.as_ref().is_none_or(|c| c.size < cp.size) {
-        let (store, o, expected, new) = (state.store.clone(), origin.clone(), stored_text.clone(), bare);
-        let won = store.write_durably(move |s| s.witness_cas(&o, expected.as_deref(), &new)).await?;
+        let won = state.store.write_durably(|s| s.witness_cas(&origin, stored_text.as_deref(), &bare)).await?;
         if !won {
             return Err(ApiError::new(
                 Reason::WitnessConflict,
