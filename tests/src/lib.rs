@@ -7,8 +7,9 @@
 
 use std::{sync::Arc, time::Duration};
 
+use ftz_client::ExpectedServer;
 use ftz_core::{Clock, Reason, Role, SigningKey, SystemClock, envelope};
-use ftz_node::{dev::DevZone, local::LocalFederation, tls::ExpectedServer};
+use ftz_devkit::{DevZone, LocalFederation};
 use ftz_pki::{files, issue::Issued};
 use ftz_proto::{
     Certification, DataClass, Envelope, FederationRegistry, InspectionResult, RecognitionAgreement, RecognitionRule,
@@ -17,7 +18,7 @@ use ftz_proto::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tonic::transport::Channel;
 
-pub use ftz_node::reason_of;
+pub use ftz_client::reason_of;
 
 /// A running federation. Dropping it stops nothing gracefully; call [`Cluster::shutdown`].
 pub struct Cluster {
@@ -114,7 +115,7 @@ impl Cluster {
 
     /// Installs a record policy from `provider` to `consumer` for `class` and [`TEST_PURPOSES`].
     pub async fn allow(&self, id: &str, provider: &str, consumer: &str, class: DataClass) -> Envelope {
-        let doc = ftz_node::dev::record_policy(id, provider, consumer, class, &TEST_PURPOSES, self.clock.now_ms());
+        let doc = ftz_devkit::dev::record_policy(id, provider, consumer, class, &TEST_PURPOSES, self.clock.now_ms());
         self.local.install_policy(&doc).await.expect("policy installs")
     }
 
@@ -129,7 +130,7 @@ impl Cluster {
                 PrivateKeyDer::from_pem_slice(i.key_pem.as_bytes()).expect("key pem"),
             )
         });
-        ftz_node::client::channel(&z.endpoint, expect, identity, Duration::from_secs(10)).expect("channel")
+        ftz_client::channel(&z.endpoint, expect, identity, Duration::from_secs(10)).expect("channel")
     }
 
     pub fn authority_key(&self, zone: &str) -> SigningKey {
@@ -166,16 +167,16 @@ pub const DAY_MS: i64 = 86_400_000;
 /// The purposes the record policies of [`Cluster::agree`] allow.
 pub const TEST_PURPOSES: [&str; 4] = ["verification", "customs-clearance", "import-clearance", "audit"];
 
-pub use ftz_node::dev::{certification_rule as cert_rule, inspection_rule};
+pub use ftz_devkit::dev::{certification_rule as cert_rule, inspection_rule};
 
 /// A certification issued now (by the cluster clock), valid for a year.
 pub fn certification(c: &Cluster, id: &str, cert_type: &str) -> Certification {
-    ftz_node::dev::sample_certification(id, cert_type, c.clock.now_ms())
+    ftz_devkit::dev::sample_certification(id, cert_type, c.clock.now_ms())
 }
 
 /// A passing inspection result for a lot, tested now.
 pub fn inspection(c: &Cluster, id: &str, lot: &str) -> InspectionResult {
-    ftz_node::dev::sample_inspection(id, lot, c.clock.now_ms())
+    ftz_devkit::dev::sample_inspection(id, lot, c.clock.now_ms())
 }
 
 /// A TCP proxy on 127.0.0.1 in front of a node, that a test can cut and heal: while cut, it

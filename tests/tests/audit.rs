@@ -12,8 +12,8 @@ use ftz_audit::{
     note::{Note, Signer, TYPE_ED25519, sign},
     offline::{consistency_text, verify_consistency_files, verify_proof},
 };
+use ftz_client::status_meta;
 use ftz_core::{Clock, ManualClock, Reason, Role, SigningKey, SystemClock, ZoneId};
-use ftz_node::error::status_meta;
 use ftz_pki::files;
 use ftz_proto::{
     AuditEntry, FetchRecordRequest, GetConsistencyProofRequest, GetNodeStatusRequest, IssueCertificationRequest,
@@ -181,7 +181,7 @@ async fn a_witness_refuses_and_keeps_evidence_of_a_log_that_equivocates() {
         let forged = signed_checkpoint(&c, "shanghai", held, [7; 32]);
         let req = WitnessRequest { old_size: held, checkpoint: forged, consistency_proof: vec![] };
         match peer.witness(req).await {
-            Err(s) if ftz_node::reason_of(&s) == Some(Reason::WitnessConflict) => {
+            Err(s) if ftz_client::reason_of(&s) == Some(Reason::WitnessConflict) => {
                 held = status_meta(&s, "witness_size").unwrap().parse().unwrap();
             }
             other => break other,

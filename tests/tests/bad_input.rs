@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut};
+use ftz_client::status_meta;
 use ftz_core::{Clock, ManualClock, Reason, Role, SystemClock, ZoneId, envelope, envelope::PayloadType};
-use ftz_node::error::status_meta;
 use ftz_proto::{
     DeliverRequest, FetchRecordRequest, ListEntriesRequest, ListZonesRequest, TransferIntent, TransferSeal,
     audit_client::AuditClient, peer_client::PeerClient,
@@ -37,7 +37,7 @@ async fn callers_over_their_rate_are_refused_with_a_hint_and_logged_once_a_secon
     }
     for _ in 0..20 {
         let s = user.list_zones(ListZonesRequest {}).await.unwrap_err();
-        assert_eq!((s.code(), ftz_node::reason_of(&s)), (Code::ResourceExhausted, Some(Reason::RateLimited)));
+        assert_eq!((s.code(), ftz_client::reason_of(&s)), (Code::ResourceExhausted, Some(Reason::RateLimited)));
         assert_eq!(status_meta(&s, "retry_after_ms").as_deref(), Some("20"));
     }
     // Another user of the zone is not affected.
@@ -118,11 +118,11 @@ async fn undecodable_and_oversized_messages_get_a_clear_status_and_store_nothing
     let before = c.admin("shanghai").get_node_status(ftz_proto::GetNodeStatusRequest {}).await.unwrap().into_inner();
     // Not protobuf at all (a field tag with wire type 7).
     let s = raw(issuer(), "/ftz.v1.Issuer/IssueCertification", vec![0xff, 0xff, 0xff, 0xff]).await.unwrap_err();
-    assert_eq!((s.code(), ftz_node::reason_of(&s)), (Code::InvalidArgument, Some(Reason::MalformedRequest)), "{s:?}");
+    assert_eq!((s.code(), ftz_client::reason_of(&s)), (Code::InvalidArgument, Some(Reason::MalformedRequest)), "{s:?}");
     // A record id that is not UTF-8: field 1 (certification), inside it field 1 (id), bytes ff fe.
     let s =
         raw(issuer(), "/ftz.v1.Issuer/IssueCertification", vec![0x0a, 0x04, 0x0a, 0x02, 0xff, 0xfe]).await.unwrap_err();
-    assert_eq!((s.code(), ftz_node::reason_of(&s)), (Code::InvalidArgument, Some(Reason::MalformedRequest)), "{s:?}");
+    assert_eq!((s.code(), ftz_client::reason_of(&s)), (Code::InvalidArgument, Some(Reason::MalformedRequest)), "{s:?}");
     // Five MiB of repeated rows: over the 4 MiB message limit.
     let mut huge = Vec::new();
     for _ in 0..(5 * 1024 * 1024 / 16) {

@@ -29,7 +29,7 @@ use ftz_audit::{
     offline::{KeyRing, consistency_text, verify_consistency_files},
 };
 use ftz_core::{Clock, Role, SystemClock};
-use ftz_node::local_processes::ProcessFederation;
+use ftz_devkit::ProcessFederation;
 use ftz_proto::{
     GetCheckpointRequest, GetConsistencyProofRequest, IssueCertificationRequest, ListEntriesRequest,
     PushInspectionRequest, RecordInspectionRequest, RecordRef, TransferIntent, VerifyRecordRequest,
@@ -92,7 +92,7 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
         fed.start(z).unwrap();
     }
     let now = SystemClock.now_ms();
-    let agreement = |id: &str, from: &str, to: &str, rule| ftz_node::dev::agreement_doc(id, from, to, rule, now);
+    let agreement = |id: &str, from: &str, to: &str, rule| ftz_devkit::dev::agreement_doc(id, from, to, rule, now);
     fed.install_agreement(&agreement("sh-hn", "shanghai", "hainan", ftz_tests::cert_rule(&["AEO_ADVANCED"])))
         .await
         .unwrap();
@@ -105,10 +105,10 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
         p.rate_limit = Some(ftz_proto::RateLimit { max_requests: 1_000_000, per_ms: 1_000 });
         p
     };
-    let p = ftz_node::dev::record_policy("sh-hn", "shanghai", "hainan", Certification, &["verification"], now);
+    let p = ftz_devkit::dev::record_policy("sh-hn", "shanghai", "hainan", Certification, &["verification"], now);
     fed.install_policy(&unlimited(p)).await.unwrap();
     let p =
-        ftz_node::dev::record_policy("gd-sh", "guangdong", "shanghai", InspectionResult, &["import-clearance"], now);
+        ftz_devkit::dev::record_policy("gd-sh", "guangdong", "shanghai", InspectionResult, &["import-clearance"], now);
     fed.install_policy(&unlimited(p)).await.unwrap();
 
     let fed = Arc::new(AsyncMutex::new(fed));
@@ -143,7 +143,7 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
                 i += 1;
                 attempts.fetch_add(1, Ordering::Relaxed);
                 let id = format!("SH-C-{i:05}");
-                let cert = ftz_node::dev::sample_certification(&id, "AEO_ADVANCED", SystemClock.now_ms());
+                let cert = ftz_devkit::dev::sample_certification(&id, "AEO_ADVANCED", SystemClock.now_ms());
                 if issuer.issue_certification(IssueCertificationRequest { certification: Some(cert) }).await.is_err() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -174,7 +174,7 @@ async fn thousands_of_transfers_and_sigkills_lose_nothing_and_duplicate_nothing(
             for i in 0..(total - total / 2) {
                 attempts.fetch_add(1, Ordering::Relaxed);
                 let id = format!("GD-I-{i:05}");
-                let result = ftz_node::dev::sample_inspection(&id, &format!("LOT-{i:05}"), SystemClock.now_ms());
+                let result = ftz_devkit::dev::sample_inspection(&id, &format!("LOT-{i:05}"), SystemClock.now_ms());
                 issuer.record_inspection(RecordInspectionRequest { result: Some(result) }).await.unwrap();
                 let push =
                     PushInspectionRequest { record_id: id.clone(), to_zone: "shanghai".into(), purpose: String::new() };

@@ -8,7 +8,7 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use ftz_core::{Role, SystemClock};
-use ftz_node::local::LocalFederation;
+use ftz_devkit::LocalFederation;
 use ftz_proto::{
     FindInspectionsRequest, ListEntriesRequest, PushInspectionRequest, RecordInspectionRequest,
     admin_client::AdminClient, audit_client::AuditClient, issuer_client::IssuerClient, verify_client::VerifyClient,
@@ -37,16 +37,16 @@ async fn a_thirty_second_partition_loses_nothing_and_duplicates_nothing() {
     gd_link.forward_to(fed.node("guangdong").unwrap().local_addr());
     sh_link.forward_to(fed.node("shanghai").unwrap().local_addr());
     let now = ftz_core::Clock::now_ms(&SystemClock);
-    fed.install_agreement(&ftz_node::dev::agreement_doc(
+    fed.install_agreement(&ftz_devkit::dev::agreement_doc(
         "gd-sh",
         "guangdong",
         "shanghai",
-        ftz_node::dev::inspection_rule("CNAS"),
+        ftz_devkit::dev::inspection_rule("CNAS"),
         now,
     ))
     .await
     .unwrap();
-    let policy = ftz_node::dev::record_policy(
+    let policy = ftz_devkit::dev::record_policy(
         "gd-sh",
         "guangdong",
         "shanghai",
@@ -80,7 +80,7 @@ async fn a_thirty_second_partition_loses_nothing_and_duplicates_nothing() {
             healed = true;
         }
         let id = format!("GD-PART-{pushed:03}");
-        let result = ftz_node::dev::sample_inspection(
+        let result = ftz_devkit::dev::sample_inspection(
             &id,
             &format!("LOT-PART-{pushed:03}"),
             ftz_core::Clock::now_ms(&SystemClock),

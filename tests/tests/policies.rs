@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
+use ftz_client::status_meta;
 use ftz_core::{Clock, ManualClock, Reason, SystemClock, ZoneId, envelope};
-use ftz_node::error::status_meta;
 use ftz_proto::{
     AggregateFunction, AggregateQuery, AggregationRules, DataClass, ExchangePolicy, ExplainPolicyRequest,
     ExportNegativeList, FetchIndustryRowsRequest, FetchRecordRequest, FieldAction, FieldRule, ImportRowsRequest,
@@ -217,7 +217,7 @@ async fn rows_leave_minimised_with_pseudonyms_per_zone_pair_and_the_negative_lis
 async fn requests_above_the_rate_get_resource_exhausted_with_a_retry_hint() {
     let c = Cluster::start(&["shanghai", "hainan"]).await;
     // The only policy for certifications: two requests a minute.
-    let mut doc = ftz_node::dev::record_policy(
+    let mut doc = ftz_devkit::dev::record_policy(
         "sh-hn-strict",
         "shanghai",
         "hainan",
@@ -283,7 +283,7 @@ async fn a_revocation_by_the_consumer_takes_effect_at_the_provider_at_once() {
     assert_eq!(peer_reason(&err).as_deref(), Some("POLICY_REVOKED"));
 
     // The same version cannot be installed again.
-    let policy = ftz_node::dev::sign_policy(&c.local.fed, &industry_policy(&c, "sh-hn-industry", "hainan")).unwrap();
+    let policy = ftz_devkit::dev::sign_policy(&c.local.fed, &industry_policy(&c, "sh-hn-industry", "hainan")).unwrap();
     let res = c.admin("shanghai").install_policy(InstallPolicyRequest { policy: Some(policy) }).await;
     assert_eq!(reason(res), (Code::FailedPrecondition, Some(Reason::PolicyOlderVersion)));
     // A revocation signed by a zone that is not a party is refused.
@@ -315,23 +315,25 @@ async fn received_records_are_deleted_when_the_retention_is_up_and_each_deletion
         .await
         .unwrap();
     }
-    let hainan = |c: &Cluster| c.local.node("hainan").unwrap().state().clone();
-    assert!(hainan(&c).store.get_record("shanghai", "SH-AEO-R1").unwrap().is_some());
+    fn hainan(c: &Cluster) -> &ftz_node::RunningNode {
+        c.local.node("hainan").unwrap()
+    }
+    assert!(hainan(&c).store().get_record("shanghai", "SH-AEO-R1").unwrap().is_some());
 
     // The record policy keeps received records 30 days: after 29 nothing goes ...
     clock.advance_ms(29 * DAY_MS);
-    assert_eq!(ftz_node::retention::run_once(&hainan(&c)).await, 0);
+    assert_eq!(hainan(&c).run_retention().await, 0);
     // ... after 31 both go, by the background rule (run here directly) ...
     clock.advance_ms(2 * DAY_MS);
-    assert_eq!(ftz_node::retention::run_once(&hainan(&c)).await, 2);
-    assert!(hainan(&c).store.get_record("shanghai", "SH-AEO-R1").unwrap().is_none());
-    let deletions = hainan(&c).store.deletions().unwrap();
+    assert_eq!(hainan(&c).run_retention().await, 2);
+    assert!(hainan(&c).store().get_record("shanghai", "SH-AEO-R1").unwrap().is_none());
+    let deletions = hainan(&c).store().deletions().unwrap();
     assert_eq!(
         deletions.iter().map(|d| d.what.as_str()).collect::<Vec<_>>(),
         vec!["record shanghai/SH-AEO-R1", "record shanghai/SH-AEO-R2"]
     );
     // The issuing zone still holds its own record.
-    assert!(c.local.node("shanghai").unwrap().state().store.get_record("shanghai", "SH-AEO-R1").unwrap().is_some());
+    assert!(c.local.node("shanghai").unwrap().store().get_record("shanghai", "SH-AEO-R1").unwrap().is_some());
 
     // Data that comes due while the node is down is deleted at start-up, before it serves.
     c.issuer("shanghai")
@@ -351,8 +353,8 @@ async fn received_records_are_deleted_when_the_retention_is_up_and_each_deletion
     c.local.stop("hainan").await.unwrap();
     clock.advance_ms(31 * DAY_MS);
     c.local.restart("hainan").await.unwrap();
-    assert!(hainan(&c).store.get_record("shanghai", "SH-AEO-R3").unwrap().is_none());
-    assert_eq!(hainan(&c).store.deletions().unwrap().len(), 3);
+    assert!(hainan(&c).store().get_record("shanghai", "SH-AEO-R3").unwrap().is_none());
+    assert_eq!(hainan(&c).store().deletions().unwrap().len(), 3);
     c.shutdown().await;
 }
 
@@ -361,7 +363,7 @@ async fn data_from_one_zone_goes_on_to_a_third_only_if_its_policy_names_it() {
     let c = Cluster::start(&ZONES).await;
     c.agree("sh-hn", "shanghai", "hainan", vec![ftz_tests::cert_rule(&["AEO_ADVANCED", "CCC"])], 365 * DAY_MS).await;
     // AEO certifications may go on from hainan to guangdong; CCC ones may not.
-    let mut onward = ftz_node::dev::record_policy(
+    let mut onward = ftz_devkit::dev::record_policy(
         "sh-hn-onward",
         "shanghai",
         "hainan",
@@ -445,7 +447,7 @@ async fn a_bad_row_is_refused_with_its_line_and_nothing_is_stored() {
     let err = c.issuer("shanghai").import_rows(ImportRowsRequest { rows }).await.unwrap_err();
     assert_eq!((err.code(), reason_of(&err)), (Code::InvalidArgument, Some(Reason::RowInvalid)));
     assert!(err.message().contains("line 7") && err.message().contains("period"), "{}", err.message());
-    assert_eq!(c.local.node("shanghai").unwrap().state().store.row_count(), 0);
+    assert_eq!(c.local.node("shanghai").unwrap().store().row_count(), 0);
     c.shutdown().await;
 }
 
@@ -465,7 +467,7 @@ async fn policies_need_every_party_and_versions_chain() {
     };
     c.local.install_policy(&v2).await.unwrap();
     let skip = ExchangePolicy { version: 4, previous_digest: vec![7; 32], ..doc };
-    let env = ftz_node::dev::sign_policy(&c.local.fed, &skip).unwrap();
+    let env = ftz_devkit::dev::sign_policy(&c.local.fed, &skip).unwrap();
     let res = c.admin("hainan").install_policy(InstallPolicyRequest { policy: Some(env) }).await;
     assert_eq!(reason(res), (Code::FailedPrecondition, Some(Reason::PolicyChainBroken)));
     c.shutdown().await;

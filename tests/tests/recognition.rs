@@ -88,8 +88,8 @@ async fn a_certification_issued_in_shanghai_is_verified_and_recognised_in_hainan
     // Without an exchange policy from shanghai to guangdong, the record does not leave shanghai.
     let refused = verify_ref(&c, "guangdong", "shanghai", "SH-AEO-0001").await.unwrap_err();
     assert_eq!(ftz_tests::reason_of(&refused), Some(Reason::PeerRefused));
-    assert_eq!(ftz_node::error::status_meta(&refused, "peer_reason").as_deref(), Some("NO_POLICY"));
-    assert!(c.local.node("guangdong").unwrap().state().store.get_record("shanghai", "SH-AEO-0001").unwrap().is_none());
+    assert_eq!(ftz_client::status_meta(&refused, "peer_reason").as_deref(), Some("NO_POLICY"));
+    assert!(c.local.node("guangdong").unwrap().store().get_record("shanghai", "SH-AEO-0001").unwrap().is_none());
     // With one, it does, but no agreement recognises it in guangdong.
     c.allow("sh-gd-certs", "shanghai", "guangdong", ftz_proto::DataClass::Certification).await;
     let gd = verify_ref(&c, "guangdong", "shanghai", "SH-AEO-0001").await.unwrap();
@@ -292,7 +292,7 @@ async fn bad_input_gets_a_distinct_reason_and_stores_nothing() {
     let c = Cluster::start_with_clock(&ZONES, Arc::new(clock.clone())).await;
     c.agree("sh-hn", "shanghai", "hainan", vec![cert_rule(&["AEO_ADVANCED"])], 2 * DAY_MS).await;
     let good = issue(&c, "shanghai", certification(&c, "SH-AEO-10", "AEO_ADVANCED")).await.record.unwrap();
-    let hainan_store = c.local.node("hainan").unwrap().state().store.clone();
+    let hainan_store = c.local.node("hainan").unwrap().store().clone();
 
     // Unknown record.
     let res = verify_ref(&c, "hainan", "shanghai", "SH-NOT-THERE").await;

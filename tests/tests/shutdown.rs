@@ -72,8 +72,7 @@ async fn stopping_nodes_under_load_loses_and_duplicates_nothing() {
                 Ok(r) => break r.into_inner().results,
                 // The user's own rate: wait as told.
                 Err(s) if s.code() == tonic::Code::ResourceExhausted => {
-                    let ms =
-                        ftz_node::error::status_meta(&s, "retry_after_ms").and_then(|v| v.parse().ok()).unwrap_or(100);
+                    let ms = ftz_client::status_meta(&s, "retry_after_ms").and_then(|v| v.parse().ok()).unwrap_or(100);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
                 Err(s) => panic!("lot {i}: {s}"),

@@ -10,7 +10,8 @@ use ftz_audit::{
     merkle::{inclusion_proof, leaf_hash, root, verify_inclusion},
 };
 use ftz_core::{Clock, Role, SystemClock};
-use ftz_node::{audit::AuditLog, local_processes::ProcessFederation};
+use ftz_devkit::ProcessFederation;
+use ftz_node::AuditLog;
 use ftz_proto::{
     DataClass, GetCheckpointRequest, GetEntryRequest, GetNodeStatusRequest, IssueCertificationRequest,
     PushInspectionRequest, RecordInspectionRequest, RecordRef, VerifyRecordRequest, admin_client::AdminClient,
@@ -218,17 +219,17 @@ impl Federation {
         }
         let fed = &self.fed;
         let now = SystemClock.now_ms();
-        let agreement = |id: &str, from: &str, to: &str, rule| ftz_node::dev::agreement_doc(id, from, to, rule, now);
+        let agreement = |id: &str, from: &str, to: &str, rule| ftz_devkit::dev::agreement_doc(id, from, to, rule, now);
         fed.install_agreement(&agreement(
             "sh-hn",
             "shanghai",
             "hainan",
-            ftz_node::dev::certification_rule(&["AEO_ADVANCED"]),
+            ftz_devkit::dev::certification_rule(&["AEO_ADVANCED"]),
         ))
         .await?;
-        fed.install_agreement(&agreement("gd-sh", "guangdong", "shanghai", ftz_node::dev::inspection_rule("CNAS")))
+        fed.install_agreement(&agreement("gd-sh", "guangdong", "shanghai", ftz_devkit::dev::inspection_rule("CNAS")))
             .await?;
-        let p = ftz_node::dev::record_policy(
+        let p = ftz_devkit::dev::record_policy(
             "sh-hn",
             "shanghai",
             "hainan",
@@ -237,7 +238,7 @@ impl Federation {
             now,
         );
         fed.install_policy(&unlimited(p)).await?;
-        let p = ftz_node::dev::record_policy(
+        let p = ftz_devkit::dev::record_policy(
             "gd-sh",
             "guangdong",
             "shanghai",
@@ -261,7 +262,7 @@ impl Federation {
     /// CPU time used so far by each node and by this process (the load generator).
     pub fn cpu_times(&self) -> Vec<(&'static str, Duration)> {
         let mut out: Vec<_> = ZONES.iter().filter_map(|z| self.fed.cpu_time(z).map(|t| (*z, t))).collect();
-        out.extend(ftz_node::local_processes::process_cpu_time(std::process::id()).map(|t| ("load generator", t)));
+        out.extend(ftz_devkit::processes::process_cpu_time(std::process::id()).map(|t| ("load generator", t)));
         out
     }
 
@@ -287,7 +288,7 @@ impl Federation {
         drive(n, 16, move |i| {
             let (mut c, id) = (issuer.clone(), ids[i].clone());
             async move {
-                let mut cert = ftz_node::dev::sample_certification(&id, "AEO_ADVANCED", SystemClock.now_ms());
+                let mut cert = ftz_devkit::dev::sample_certification(&id, "AEO_ADVANCED", SystemClock.now_ms());
                 cert.issued_at_ms = SystemClock.now_ms();
                 c.issue_certification(IssueCertificationRequest { certification: Some(cert) }).await?;
                 Ok(())
@@ -411,7 +412,7 @@ impl Federation {
         drive(n, 16, move |i| {
             let mut c = i2.clone();
             async move {
-                let r = ftz_node::dev::sample_inspection(
+                let r = ftz_devkit::dev::sample_inspection(
                     &format!("GD-BENCH-{i:06}"),
                     &format!("LOT-B-{i:06}"),
                     SystemClock.now_ms(),

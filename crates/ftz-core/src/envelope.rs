@@ -303,3 +303,9 @@ mod tests {
         assert_eq!(err.reason(), Reason::MalformedPayload);
     }
 }
+
+impl crate::Refusal for EnvelopeError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}

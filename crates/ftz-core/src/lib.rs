@@ -18,7 +18,7 @@ pub mod time;
 pub use envelope::{EnvelopeError, PayloadType};
 pub use identity::{Identity, Principal, Role, ZoneId};
 pub use keys::{KeyError, KeyId, SigningKey, VerifyingKey};
-pub use reason::Reason;
+pub use reason::{Reason, Refusal};
 pub use registry::{Registry, RegistryError};
 pub use time::{Clock, ManualClock, SystemClock, UnixMillis};
 

@@ -375,3 +375,9 @@ mod tests {
         assert_eq!(Record::from_envelope(&other).unwrap_err().reason(), Reason::WrongPayloadType);
     }
 }
+
+impl crate::Refusal for RecordError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}

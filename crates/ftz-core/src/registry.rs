@@ -686,3 +686,9 @@ mod tests {
         assert_eq!(k.purpose, KeyPurpose::Node);
     }
 }
+
+impl crate::Refusal for RegistryError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}

@@ -1,51 +1,89 @@
-//! Installing and listing mutual-recognition agreements on this node.
+//! The mutual-recognition agreements installed on this node: loaded at start, installed by the
+//! rules of `ftz_policy::agreement` (durable before they take effect), read as a snapshot.
+
+use std::sync::{Arc, RwLock};
 
 use ftz_policy::{
     Agreement,
     agreement::{AgreementDecision, check_install},
 };
 use ftz_proto::Envelope;
-use ftz_store::Store;
+use ftz_store::{Store, StoreError};
 use prost::Message;
 
-use crate::{error::ApiError, server::StartError, state::NodeState};
+use crate::{
+    audit::{AuditLog, events::log_config},
+    core::Core,
+    error::ApiError,
+};
+
+/// An installed agreement the node cannot read back.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("installed agreement {id}: {detail}")]
+    Unreadable { id: String, detail: String },
+}
+
+pub(crate) struct Agreements {
+    core: Arc<Core>,
+    log: AuditLog,
+    set: RwLock<Arc<Vec<Agreement>>>,
+    /// Serialises installs.
+    lock: tokio::sync::Mutex<()>,
+}
 
 /// The agreements in the store, as installed (they were checked then).
-pub(crate) fn load(store: &Store) -> Result<Vec<Agreement>, StartError> {
+pub(crate) fn load(store: &Store) -> Result<Vec<Agreement>, LoadError> {
     let mut out = Vec::new();
     for (id, bytes) in store.agreements()? {
-        let env = Envelope::decode(bytes.as_slice()).map_err(|e| StartError::Agreements(format!("{id}: {e}")))?;
-        out.push(Agreement::parse(env).map_err(|e| StartError::Agreements(format!("{id}: {e}")))?);
+        let bad = |detail: String| LoadError::Unreadable { id: id.clone(), detail };
+        let env = Envelope::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
+        out.push(Agreement::parse(env).map_err(|e| bad(e.to_string()))?);
     }
     Ok(out)
 }
 
-/// Installs `candidate` if the rules allow it; durable before the in-memory set changes.
-pub async fn install(state: &NodeState, candidate: Agreement) -> Result<(Agreement, bool), ApiError> {
-    let _guard = state.agreement_lock.lock().await;
-    let current = state.agreements();
-    let installed = current.iter().find(|a| a.id() == candidate.id());
-    let registry = state.registry();
-    match check_install(&candidate, &registry, &state.zone, installed, state.now_ms())? {
-        AgreementDecision::AlreadyInstalled => return Ok((candidate, true)),
-        AgreementDecision::Install { signers } => {
-            tracing::info!(
-                agreement = candidate.id(),
-                version = candidate.version(),
-                from = %candidate.from,
-                to = %candidate.to,
-                signers = ?signers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "recognition agreement installed"
-            );
-        }
+impl Agreements {
+    pub(crate) fn new(core: Arc<Core>, log: AuditLog, installed: Vec<Agreement>) -> Self {
+        Self { core, log, set: RwLock::new(Arc::new(installed)), lock: tokio::sync::Mutex::new(()) }
     }
-    let bytes = candidate.envelope.encode_to_vec();
-    let expected = installed.map(|a| a.envelope.encode_to_vec());
-    state.store.write_durably(|s| s.put_agreement(candidate.id(), &bytes, expected.as_deref())).await?;
-    let mut next: Vec<Agreement> = current.iter().filter(|a| a.id() != candidate.id()).cloned().collect();
-    next.push(candidate.clone());
-    state.set_agreements(next);
-    let digest = ftz_core::sha256(&candidate.envelope.payload);
-    crate::audit::log_config(state, "agreement", candidate.id(), candidate.version(), digest).await;
-    Ok((candidate, false))
+
+    /// A snapshot of the installed agreements.
+    pub(crate) fn all(&self) -> Arc<Vec<Agreement>> {
+        self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs `candidate` if the rules allow it; durable before the in-memory set changes.
+    /// Returns the agreement and whether exactly it was installed already.
+    pub(crate) async fn install(&self, candidate: Agreement) -> Result<(Agreement, bool), ApiError> {
+        let core = &self.core;
+        let _guard = self.lock.lock().await;
+        let current = self.all();
+        let installed = current.iter().find(|a| a.id() == candidate.id());
+        let registry = core.registry();
+        match check_install(&candidate, &registry, &core.zone, installed, core.now_ms())? {
+            AgreementDecision::AlreadyInstalled => return Ok((candidate, true)),
+            AgreementDecision::Install { signers } => {
+                tracing::info!(
+                    agreement = candidate.id(),
+                    version = candidate.version(),
+                    from = %candidate.from,
+                    to = %candidate.to,
+                    signers = ?signers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "recognition agreement installed"
+                );
+            }
+        }
+        let bytes = candidate.envelope.encode_to_vec();
+        let expected = installed.map(|a| a.envelope.encode_to_vec());
+        core.store.write_durably(|s| s.put_agreement(candidate.id(), &bytes, expected.as_deref())).await?;
+        let mut next: Vec<Agreement> = current.iter().filter(|a| a.id() != candidate.id()).cloned().collect();
+        next.push(candidate.clone());
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        let digest = ftz_core::sha256(&candidate.envelope.payload);
+        log_config(core, &self.log, "agreement", candidate.id(), candidate.version(), digest).await;
+        Ok((candidate, false))
+    }
 }

@@ -27,15 +27,24 @@ use tonic::{
 };
 use tracing::Instrument;
 
-use crate::{caller_rate::Admission, error::ApiError, state::NodeState};
+use crate::{
+    audit::{
+        AuditLog,
+        events::{Refusal, log_refusal},
+    },
+    caller_rate::{Admission, CallerRates},
+    core::Core,
+    error::ApiError,
+    outbox::Outbox,
+};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller(pub Identity);
+pub(crate) struct Caller(pub Identity);
 
 /// Who a method is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
+pub(crate) enum Audience {
     /// Nodes of other zones listed in the registry.
     Peers,
     /// This zone's users holding this role.
@@ -45,7 +54,7 @@ pub enum Audience {
 }
 
 /// The audience of a gRPC path (`/package.Service/Method`). `None`: nobody (deny by default).
-pub fn audience(path: &str) -> Option<Audience> {
+pub(crate) fn audience(path: &str) -> Option<Audience> {
     let service = path.strip_prefix('/')?.split_once('/')?.0;
     Some(match service {
         "ftz.v1.Peer" => Audience::Peers,
@@ -70,27 +79,47 @@ struct CacheEntry {
     not_after_ms: UnixMillis,
 }
 
-pub struct Authenticator {
-    state: Arc<NodeState>,
+pub(crate) struct Authenticator {
+    core: Arc<Core>,
+    log: AuditLog,
+    /// Told when another zone's node calls: a sign of life for what waits for it.
+    outbox: Arc<Outbox>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
-    rates: crate::caller_rate::CallerRates,
+    rates: CallerRates,
 }
 
 impl Authenticator {
-    pub fn new(state: Arc<NodeState>) -> Self {
-        Self { state, cache: Mutex::new(HashMap::new()), rates: Default::default() }
+    pub(crate) fn new(core: Arc<Core>, log: AuditLog, outbox: Arc<Outbox>) -> Self {
+        Self { core, log, outbox, cache: Mutex::new(HashMap::new()), rates: CallerRates::default() }
+    }
+
+    /// Logs a refusal of an authenticated caller (in the background: the caller's answer does
+    /// not wait for the log).
+    fn log_refused(&self, who: &Identity, path: &str, e: &ApiError) {
+        let refusing = if who.principal == Principal::Node {
+            ftz_audit::leaf::Refusing::RefusedPeer
+        } else {
+            ftz_audit::leaf::Refusing::RefusedUser
+        };
+        let (core, log, e, path, who) = (self.core.clone(), self.log.clone(), e.clone(), path.to_string(), who.clone());
+        self.core.tasks.spawn(async move {
+            let subject = who.to_uri();
+            let zone = who.zone.to_string();
+            let refusal = Refusal { other: &zone, refusing, method: &path, error: &e, class: None, subject: &subject };
+            log_refusal(&core, &log, refusal).await;
+        });
     }
 
     /// Step 1: who is this?
-    pub fn authenticate(&self, certs: Option<&[CertificateDer<'_>]>) -> Result<Identity, ApiError> {
+    pub(crate) fn authenticate(&self, certs: Option<&[CertificateDer<'_>]>) -> Result<Identity, ApiError> {
         let certs = certs.filter(|c| !c.is_empty()).ok_or_else(|| {
             ApiError::new(
                 Reason::NoClientCertificate,
                 "no client certificate: every caller must present one (mutual TLS)",
             )
         })?;
-        let registry = self.state.registry();
-        let now = self.state.now_ms();
+        let registry = self.core.registry();
+        let now = self.core.now_ms();
         let key = chain_digest(certs);
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,8 +176,8 @@ impl Authenticator {
     }
 
     /// Step 2: may it call `path`?
-    pub fn authorize(&self, who: &Identity, path: &str) -> Result<(), ApiError> {
-        let own = &self.state.zone;
+    pub(crate) fn authorize(&self, who: &Identity, path: &str) -> Result<(), ApiError> {
+        let own = &self.core.zone;
         let Some(audience) = audience(path) else {
             return Err(ApiError::new(Reason::MethodNotAllowed, format!("no rule allows calling {path}")));
         };
@@ -188,13 +217,13 @@ impl Authenticator {
         path: &str,
     ) -> Result<Identity, Box<(Option<Identity>, ApiError)>> {
         let who = self.authenticate(certs).map_err(|e| Box::new((None, e)))?;
-        let limits = &self.state.limits;
+        let limits = &self.core.limits;
         let per_second = match who.principal {
             Principal::Node => limits.peer_requests_per_second,
             Principal::User { .. } => limits.user_requests_per_second,
         };
         if let Admission::Refuse { retry_after_ms, log } =
-            self.rates.admit(&who.to_uri(), per_second, self.state.now_ms())
+            self.rates.admit(&who.to_uri(), per_second, self.core.now_ms())
         {
             let e = ApiError::new(Reason::RateLimited, format!("{who} is over {per_second} requests a second"))
                 .retry_after(i64::try_from(retry_after_ms).unwrap_or(i64::MAX));
@@ -218,12 +247,12 @@ fn chain_digest(certs: &[CertificateDer<'_>]) -> [u8; 32] {
 
 /// Tower layer wrapping the whole gRPC router.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub(crate) struct AuthLayer {
     auth: Arc<Authenticator>,
 }
 
 impl AuthLayer {
-    pub fn new(auth: Arc<Authenticator>) -> Self {
+    pub(crate) fn new(auth: Arc<Authenticator>) -> Self {
         Self { auth }
     }
 }
@@ -237,7 +266,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 }
 
 #[derive(Clone)]
-pub struct AuthService<S> {
+pub(crate) struct AuthService<S> {
     inner: S,
     auth: Arc<Authenticator>,
 }
@@ -269,18 +298,18 @@ where
         match self.auth.check(certs.as_deref().map(Vec::as_slice), &path) {
             Ok(who) => {
                 if who.principal == Principal::Node {
-                    crate::outbox::peer_is_back(&self.auth.state, &who.zone);
+                    self.auth.outbox.peer_is_back(&who.zone);
                 }
                 let span = tracing::info_span!("rpc", method = %path, caller = %who);
                 req.extensions_mut().insert(Caller(who.clone()));
                 // The clone that was polled ready is the one that must be called.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                let state = self.auth.state.clone();
+                let auth = self.auth.clone();
                 Box::pin(
                     async move {
                         let resp = inner.call(req).await?;
-                        Ok(undecodable_as_invalid(resp, &state, &who, &path))
+                        Ok(undecodable_as_invalid(resp, &auth, &who, &path))
                     }
                     .instrument(span),
                 )
@@ -289,24 +318,7 @@ where
                 let (who, e) = *refused;
                 tracing::warn!(method = %path, remote = ?remote, reason = %e.reason, "refused: {}", e.message);
                 if let Some(who) = who {
-                    let (state, e, path) = (self.auth.state.clone(), e.clone(), path.clone());
-                    self.auth.state.clone().spawn(async move {
-                        let refusing = if who.principal == ftz_core::Principal::Node {
-                            ftz_audit::leaf::Refusing::RefusedPeer
-                        } else {
-                            ftz_audit::leaf::Refusing::RefusedUser
-                        };
-                        crate::audit::transfer::log_refusal(
-                            &state,
-                            who.zone.as_str(),
-                            refusing,
-                            &path,
-                            &e,
-                            None,
-                            &who.to_uri(),
-                        )
-                        .await;
-                    });
+                    self.auth.log_refused(&who, &path, &e);
                 }
                 let response = Status::from(e).into_http();
                 Box::pin(async move { Ok(response) })
@@ -320,7 +332,7 @@ where
 /// refusal).
 fn undecodable_as_invalid(
     resp: http::Response<tonic::body::Body>,
-    state: &Arc<NodeState>,
+    auth: &Authenticator,
     who: &Identity,
     path: &str,
 ) -> http::Response<tonic::body::Body> {
@@ -335,25 +347,13 @@ fn undecodable_as_invalid(
     let e = ApiError::new(Reason::MalformedRequest, format!("the request does not decode: {}", status.message()));
     tracing::warn!(method = %path, "refused: {}", e.message);
     if who.principal == Principal::Node {
-        let (state2, e2, path, who) = (state.clone(), e.clone(), path.to_string(), who.clone());
-        state.spawn(async move {
-            crate::audit::transfer::log_refusal(
-                &state2,
-                who.zone.as_str(),
-                ftz_audit::leaf::Refusing::RefusedPeer,
-                &path,
-                &e2,
-                None,
-                &who.to_uri(),
-            )
-            .await;
-        });
+        auth.log_refused(who, path, &e);
     }
     Status::from(e).into_http()
 }
 
 /// The caller of a request that passed [`AuthLayer`].
-pub fn caller<T>(req: &tonic::Request<T>) -> Result<&Identity, Status> {
+pub(crate) fn caller<T>(req: &tonic::Request<T>) -> Result<&Identity, Status> {
     req.extensions()
         .get::<Caller>()
         .map(|c| &c.0)

@@ -18,7 +18,7 @@ struct Bucket {
 
 /// What to do with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
+pub(crate) enum Admission {
     Admit,
     /// Over the rate: retry after this long; `log`: this refusal goes to the audit log.
     Refuse {
@@ -28,13 +28,13 @@ pub enum Admission {
 }
 
 #[derive(Default)]
-pub struct CallerRates {
+pub(crate) struct CallerRates {
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl CallerRates {
     /// Takes one request of `caller`, allowed `per_second` with bursts of twice that.
-    pub fn admit(&self, caller: &str, per_second: u32, now_ms: i64) -> Admission {
+    pub(crate) fn admit(&self, caller: &str, per_second: u32, now_ms: i64) -> Admission {
         let rate = f64::from(per_second.max(1)) / 1000.0; // tokens per ms
         let burst = 2.0 * f64::from(per_second.max(1));
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());

@@ -9,11 +9,29 @@ use ftz_core::{
 use ftz_proto::KeyPurpose;
 use ftz_store::StoredRegistry;
 
-use crate::{error::ApiError, state::NodeState};
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+
+use crate::{
+    audit::{AuditLog, events::log_config},
+    core::Core,
+    error::ApiError,
+};
+
+/// Installs registries: owns the lock that keeps two installs from interleaving, and the node's
+/// certificate chain that every new registry must still vouch for.
+pub(crate) struct Federation {
+    core: Arc<Core>,
+    log: AuditLog,
+    tls_chain: Vec<CertificateDer<'static>>,
+    /// Serialises installs (check, store, swap).
+    lock: tokio::sync::Mutex<()>,
+}
 
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstallReport {
+pub(crate) struct InstallReport {
     pub installed_version: u64,
     pub previous_version: u64,
     pub already_installed: bool,
@@ -62,49 +80,56 @@ pub(crate) fn check_fits_node(
     Ok(())
 }
 
-/// Installs `bytes` (an encoded registry envelope) if the rules allow it. Acknowledges only after
-/// the store has flushed the new registry.
-pub async fn install(state: &NodeState, candidate: Registry) -> Result<InstallReport, ApiError> {
-    let _guard = state.install_lock.lock().await;
-    let current = state.registry();
-    let now = state.now_ms();
-    let ctx = InstallContext { current: Some(&current), own_zone: &state.zone, anchor: None, now };
-    let counted = match check_install(&candidate, ctx)? {
-        InstallDecision::AlreadyInstalled => {
-            return Ok(InstallReport {
-                installed_version: current.version(),
-                previous_version: current.version(),
-                already_installed: true,
-                counted_signers: Vec::new(),
-            });
-        }
-        InstallDecision::Install { counted } => counted,
-    };
-    check_fits_node(&candidate, &state.zone, &state.node_key.key_id(), &state.tls_chain, now)?;
+impl Federation {
+    pub(crate) fn new(core: Arc<Core>, log: AuditLog, tls_chain: Vec<CertificateDer<'static>>) -> Self {
+        Self { core, log, tls_chain, lock: tokio::sync::Mutex::new(()) }
+    }
 
-    let stored = StoredRegistry {
-        version: candidate.version(),
-        envelope: candidate.to_bytes(),
-        installed_at_ms: now,
-        counted_signers: counted.iter().map(|k| k.as_bytes().to_vec()).collect(),
-    };
-    let digest = candidate.digest();
-    state.store.write_durably(|s| s.install_registry(&stored, digest, Some(current.version()))).await?;
+    /// Installs `candidate` if the rules allow it. Acknowledges only after the store has flushed
+    /// the new registry; the new registry is in force for every later call (peer channels follow it).
+    pub(crate) async fn install(&self, candidate: Registry) -> Result<InstallReport, ApiError> {
+        let state = &*self.core;
+        let _guard = self.lock.lock().await;
+        let current = state.registry();
+        let now = state.now_ms();
+        let ctx = InstallContext { current: Some(&current), own_zone: &state.zone, anchor: None, now };
+        let counted = match check_install(&candidate, ctx)? {
+            InstallDecision::AlreadyInstalled => {
+                return Ok(InstallReport {
+                    installed_version: current.version(),
+                    previous_version: current.version(),
+                    already_installed: true,
+                    counted_signers: Vec::new(),
+                });
+            }
+            InstallDecision::Install { counted } => counted,
+        };
+        check_fits_node(&candidate, &state.zone, &state.node_key.key_id(), &self.tls_chain, now)?;
 
-    let report = InstallReport {
-        installed_version: candidate.version(),
-        previous_version: current.version(),
-        already_installed: false,
-        counted_signers: counted.iter().map(ToString::to_string).collect(),
-    };
-    tracing::info!(
-        version = candidate.version(),
-        previous = current.version(),
-        signers = ?report.counted_signers,
-        "federation registry installed"
-    );
-    let (version, digest) = (candidate.version(), candidate.digest());
-    state.set_registry(candidate);
-    crate::audit::log_config(state, "registry", state.registry().federation_id(), version, digest).await;
-    Ok(report)
+        let stored = StoredRegistry {
+            version: candidate.version(),
+            envelope: candidate.to_bytes(),
+            installed_at_ms: now,
+            counted_signers: counted.iter().map(|k| k.as_bytes().to_vec()).collect(),
+        };
+        let digest = candidate.digest();
+        state.store.write_durably(|s| s.install_registry(&stored, digest, Some(current.version()))).await?;
+
+        let report = InstallReport {
+            installed_version: candidate.version(),
+            previous_version: current.version(),
+            already_installed: false,
+            counted_signers: counted.iter().map(ToString::to_string).collect(),
+        };
+        tracing::info!(
+            version = candidate.version(),
+            previous = current.version(),
+            signers = ?report.counted_signers,
+            "federation registry installed"
+        );
+        let (version, digest) = (candidate.version(), candidate.digest());
+        state.set_registry(candidate);
+        log_config(state, &self.log, "registry", state.registry().federation_id(), version, digest).await;
+        Ok(report)
+    }
 }

@@ -2,36 +2,54 @@
 //!
 //! A node serves its zone's users and the other zones' nodes over gRPC with mutual TLS, keeps
 //! its state in an embedded store, and trusts exactly the federation its registry describes.
-//! Start one with [`server::start`]; the `ftz-node` binary is a thin wrapper around it.
+//! Start one with [`start`]; the `ftz-node` binary is a thin wrapper around [`process::main`].
+//!
+//! The public surface is what a user of the daemon needs: its configuration, how to start and
+//! stop it, its errors, the process's main, and the audit log's appender for tools that build
+//! a log directly (the benchmark). Everything else is private; `docs/architecture.md` shows how
+//! the modules are layered (checked by `layering::tests`).
 
 #![forbid(unsafe_code)]
 
-pub mod agreements;
-pub mod audit;
-pub mod auth;
-pub mod caller_rate;
-pub mod client;
+// Layer 0: configuration, logging, TLS of the listener, the error type, per-caller rates.
+mod caller_rate;
 pub mod config;
-pub mod dev;
-pub mod error;
-pub mod federation;
-pub mod industry;
-pub mod issuing;
-pub mod local;
-pub mod local_processes;
-pub mod outbox;
-pub mod peer_client;
-pub mod ping;
-pub mod policies;
-pub mod process;
-pub mod recognition;
-pub mod retention;
-pub mod server;
-pub mod services;
-pub mod state;
+mod error;
 pub mod telemetry;
-pub mod tls;
+mod tls;
+// Layer 1-2: background tasks, the shared core.
+mod core;
+mod tasks;
+// Layer 3: records, peer channels, the audit log.
+mod audit;
+mod peers;
+mod records;
+// Layer 4: capabilities that own their state.
+mod agreements;
+mod federation;
+mod outbox;
+mod ping;
+mod retention;
+mod witness;
+// Layer 5-6: exchange policies, transfers.
+mod policies;
+mod transfer;
+// Layer 7: the roles of an exchange.
+mod industry;
+mod issuing;
+mod provider;
+mod recognition;
+// Layer 8-12: authentication, the composition root, the RPC layer, the server, the process.
+mod auth;
+mod node;
+pub mod process;
+mod server;
+mod services;
 
+#[cfg(test)]
+mod layering;
+
+pub use audit::{AuditLog, Placed, tree::TreeReader};
 pub use config::NodeConfig;
-pub use error::{ApiError, reason_of};
-pub use server::{NodeOptions, RunningNode, StartError, start};
+pub use node::StartError;
+pub use server::{NodeOptions, RunningNode, start};

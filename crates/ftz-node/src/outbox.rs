@@ -5,21 +5,27 @@
 //! 5 min); a peer's definitive refusal ends them. Delivery is at least once; each message kind
 //! is idempotent at the receiver (a receipt or a delivery by transfer id, a revocation by
 //! record or policy), so the effect is exactly once.
+//!
+//! The queue knows nothing of what it carries: each kind has a [`Courier`], registered by the
+//! module that owns the message (receipts and deliveries: `transfer`; revocation notices:
+//! `issuing`; policy revocations: `policies`), and what the queue does with an item after an
+//! attempt is the pure [`decide`].
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use ftz_core::{Reason, ZoneId};
-use ftz_proto::{
-    AcknowledgeRequest, DeliverRequest, DeliverResponse, NotifyPolicyRevocationRequest, NotifyRevocationRequest,
-};
 use ftz_store::OutboxItem;
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::{error::ApiError, ping::peer_failure, state::NodeState};
+use crate::{core::Core, error::ApiError};
 
 /// What a message is; the byte kept in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Receipt = 1,
     RevocationNotice = 2,
@@ -28,10 +34,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub(crate) const ALL: [Kind; 4] = [Kind::Receipt, Kind::RevocationNotice, Kind::PolicyRevocation, Kind::Delivery];
+
     fn from_byte(b: u8) -> Option<Self> {
-        [Kind::Receipt, Kind::RevocationNotice, Kind::PolicyRevocation, Kind::Delivery]
-            .into_iter()
-            .find(|k| *k as u8 == b)
+        Self::ALL.into_iter().find(|k| *k as u8 == b)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -44,14 +50,14 @@ impl Kind {
     }
 }
 
-pub fn kind_name(b: u8) -> &'static str {
+pub(crate) fn kind_name(b: u8) -> &'static str {
     Kind::from_byte(b).map_or("unknown", Kind::as_str)
 }
 
 /// A message to send: its kind, its peer, the encoded request, and an id that is the same
 /// whenever the same message is queued again.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     pub id: [u8; 16],
     pub kind: Kind,
     pub to: ZoneId,
@@ -60,7 +66,7 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// An id derived from what the message is, for kinds without a transfer id.
-    pub fn derived_id(kind: Kind, to: &ZoneId, body: &[u8]) -> [u8; 16] {
+    pub(crate) fn derived_id(kind: Kind, to: &ZoneId, body: &[u8]) -> [u8; 16] {
         let mut m = vec![kind as u8];
         m.extend_from_slice(to.as_str().as_bytes());
         m.push(0);
@@ -70,11 +76,9 @@ impl Outgoing {
         id.copy_from_slice(&d[..16]);
         id
     }
-}
 
-impl Outgoing {
     /// The outbox item for this message, first due at `now_ms`.
-    pub fn item(self, now_ms: i64) -> OutboxItem {
+    pub(crate) fn item(self, now_ms: i64) -> OutboxItem {
         OutboxItem {
             id: self.id,
             kind: self.kind as u8,
@@ -88,49 +92,57 @@ impl Outgoing {
     }
 }
 
-/// Tries an item already stored in the outbox, in the background.
-pub fn try_soon(state: &Arc<NodeState>, item: OutboxItem) {
-    let s = state.clone();
-    state.spawn(async move {
-        if let Err(e) = attempt_and_record(&s, &item).await {
-            tracing::debug!(kind = kind_name(item.kind), "not delivered: {e}");
-        }
-    });
+/// What one attempt to hand a message over came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Handover {
+    /// The peer took it; for a delivery, whether it held it already.
+    Taken { already: bool },
+    /// Not to be sent yet (a receipt whose transfer is not durable in this log yet): kept and
+    /// tried again later, like a peer that cannot be reached.
+    NotYet(String),
+    /// It failed: the error decides whether it is worth trying again.
+    Failed(ApiError),
+    /// It can never be sent (it does not decode, or names no zone): dropped.
+    Undeliverable(String),
+}
+
+/// Carries the messages of one kind to their peer.
+#[tonic::async_trait]
+pub(crate) trait Courier: Send + Sync {
+    async fn carry(&self, item: &OutboxItem) -> Handover;
+}
+
+/// Decodes a stored message body; one that does not decode is undeliverable.
+pub(crate) fn decode_body<M: Message + Default>(item: &OutboxItem) -> Result<M, Handover> {
+    M::decode(item.body.as_slice())
+        .map_err(|e| Handover::Undeliverable(format!("{} does not decode: {e}", kind_name(item.kind))))
 }
 
 /// How a send ended for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sent {
+pub(crate) enum Sent {
     /// Taken by the peer; for a delivery, whether it already held it.
     Delivered { already: bool },
     /// Not delivered yet (the peer is unreachable or busy): kept, and retried.
     Queued { error: String },
 }
 
-/// A failure worth retrying: the peer could not be reached or asked us to slow down. Anything
-/// else (a refusal, an answer that does not verify) would fail the same way again.
-/// How long a queued receipt may wait for its transfer to be durable in this log before it is
-/// taken for one a failed or crashed append left behind.
-const ORPHAN_RECEIPT_AFTER_MS: i64 = 60_000;
-
-/// A receipt goes to the provider only once its transfer is durable in this node's log: it is
-/// queued with the transfer's batch, before that batch's size and flush, and could otherwise be
-/// picked up (a zone that comes back makes everything for it due) before the batch is on disk,
-/// or after it failed. Not yet: retried later. Still not after a minute: dropped, not sent.
-fn receipt_may_go(state: &NodeState, item: &OutboxItem, ack: &AcknowledgeRequest) -> Result<(), ApiError> {
-    let id = crate::audit::transfer::acknowledged_transfer(ack)
-        .ok_or_else(|| ApiError::new(Reason::TransferInvalid, "a queued receipt without a transfer id"))?;
-    let durable = state.audit.durable_size();
-    if crate::audit::transfer::logged_transfer(&state.store, &id)?.is_some_and(|i| i < durable) {
-        return Ok(());
-    }
-    if state.now_ms() - item.created_at_ms < ORPHAN_RECEIPT_AFTER_MS {
-        return Err(ApiError::new(Reason::Internal, "the receipt's transfer is not durable in this log yet"));
-    }
-    Err(ApiError::new(Reason::TransferInvalid, "the receipt's transfer is not in this log: not sent"))
+/// What the queue does with an item after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Delivered: removed.
+    Done { already: bool },
+    /// Kept, tried again at this time.
+    RetryAt { at_ms: i64, error: String },
+    /// Kept as it is (the node is stopping; tried again after the restart).
+    Keep { error: String },
+    /// Removed undelivered: the peer refused it for good, or it can never be sent.
+    Drop { error: ApiError },
 }
 
-fn transient(e: &ApiError) -> bool {
+/// A failure worth retrying: the peer could not be reached or asked us to slow down. Anything
+/// else (a refusal, an answer that does not verify) would fail the same way again.
+pub(crate) fn transient(e: &ApiError) -> bool {
     let busy = |r: Reason| {
         matches!(
             r,
@@ -145,208 +157,164 @@ fn transient(e: &ApiError) -> bool {
     busy(e.reason) || (e.reason == Reason::PeerRefused && peer_reason.is_some_and(busy))
 }
 
+/// What to do after `handover` of an item tried `attempts` times before, at `now_ms`.
+pub(crate) fn decide(handover: Handover, attempts: u64, now_ms: i64, stopping: bool) -> Next {
+    let retry = |error: String| {
+        if stopping { Next::Keep { error } } else { Next::RetryAt { at_ms: now_ms + backoff_ms(attempts), error } }
+    };
+    match handover {
+        Handover::Taken { already } => Next::Done { already },
+        Handover::NotYet(why) => retry(why),
+        Handover::Failed(e) if transient(&e) => retry(e.message),
+        Handover::Failed(error) => Next::Drop { error },
+        Handover::Undeliverable(why) => Next::Drop { error: ApiError::new(Reason::MalformedPayload, why) },
+    }
+}
+
 /// The delay before attempt `attempts + 1`: 1 s doubling to 5 min, drawn uniformly from its
 /// upper half so that many queued messages do not retry in lockstep.
-pub fn backoff_ms(attempts: u64) -> i64 {
+pub(crate) fn backoff_ms(attempts: u64) -> i64 {
     let ceiling: i64 = 1_000i64.saturating_mul(1 << attempts.min(20)).min(300_000);
     let mut b = [0u8; 4];
     let r = if SystemRandom::new().fill(&mut b).is_ok() { u32::from_be_bytes(b) } else { u32::MAX / 2 };
     ceiling / 2 + (ceiling / 2) * i64::from(r) / i64::from(u32::MAX)
 }
 
-/// Queues `msg` durably and tries it once now. A definitive refusal is returned as an error
-/// (and the message dropped); an unreachable peer leaves it queued for the outbox task.
-pub async fn send(state: &Arc<NodeState>, msg: Outgoing) -> Result<Sent, ApiError> {
-    let item = put(state, msg).await?;
-    attempt_and_record(state, &item).await
-}
-
-/// Writes the message to the outbox (flushed) unless it is there already.
-async fn put(state: &Arc<NodeState>, msg: Outgoing) -> Result<OutboxItem, ApiError> {
-    let now = state.now_ms();
-    let item = msg.item(now);
-    let stored = state.store.write_durably(|s| s.outbox_put(&item)).await?;
-    if !stored {
-        return Err(ApiError::new(
-            Reason::OutboxFull,
-            format!("{} messages wait for other zones already", ftz_store::MAX_OUTBOX_ITEMS),
-        ));
-    }
-    Ok(item)
-}
-
-/// Queues `msg` durably and tries it in the background: for messages the caller need not wait
-/// for (a receipt sent back after the user has their answer).
-pub async fn send_later(state: &Arc<NodeState>, msg: Outgoing) -> Result<(), ApiError> {
-    let item = put(state, msg).await?;
-    try_soon(state, item);
-    Ok(())
-}
-
-/// One attempt, and what it means for the stored item.
-async fn attempt_and_record(state: &Arc<NodeState>, item: &OutboxItem) -> Result<Sent, ApiError> {
-    let store = state.store.clone();
-    let id = item.id;
-    match attempt(state, item).await {
-        Ok(already) => {
-            // Not waited for on disk: if a crash loses the removal, the message goes again and
-            // the other zone answers it as the repeat it is (every kind is idempotent).
-            store.without_flush().outbox_remove(&id)?;
-            if let Ok(zone) = ZoneId::new(item.to_zone.as_str()) {
-                peer_is_back(state, &zone);
-            }
-            Ok(Sent::Delivered { already })
-        }
-        Err(e) if transient(&e) && !state.stopping() => {
-            if let Ok(zone) = ZoneId::new(item.to_zone.as_str()) {
-                state.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(zone);
-            }
-            let next = state.now_ms() + backoff_ms(item.attempts);
-            store.write_durably(|s| s.outbox_retry_later(&id, next, &e.message)).await?;
-            Ok(Sent::Queued { error: e.message })
-        }
-        // Stopping: the item stays as it is and is tried again after the restart.
-        Err(e) if transient(&e) => Ok(Sent::Queued { error: e.message }),
-        Err(e) => {
-            tracing::warn!(kind = kind_name(item.kind), to = %item.to_zone, "message refused, not retried: {e}");
-            store.write_durably(|s| s.outbox_remove(&id)).await?;
-            Err(e)
-        }
-    }
-}
-
-/// `zone` answered (a delivery went through, or its node called this one): if the outbox had
-/// given up on it for a while, what waits for it is due now rather than at its backed-off time.
-pub fn peer_is_back(state: &Arc<NodeState>, zone: &ZoneId) {
-    if !state.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(zone) {
-        return;
-    }
-    let (store, z, now) = (state.store.clone(), zone.to_string(), state.now_ms());
-    state.spawn(async move {
-        match tokio::task::spawn_blocking(move || store.outbox_make_due(&z, now)).await {
-            Ok(Ok(n)) if n > 0 => {
-                tracing::info!(messages = n, "a zone is reachable again: its queued messages are due")
-            }
-            Ok(Err(e)) => tracing::warn!("outbox: {e}"),
-            _ => {}
-        }
-    });
-}
-
-fn decode<M: Message + Default>(body: &[u8]) -> Result<M, ApiError> {
-    M::decode(body).map_err(|e| ApiError::internal(format!("outbox item does not decode: {e}")))
-}
-
-/// Sends one item. `Ok(true)`: a delivery the peer already held.
-async fn attempt(state: &Arc<NodeState>, item: &OutboxItem) -> Result<bool, ApiError> {
-    let to = ZoneId::new(item.to_zone.as_str()).map_err(|e| ApiError::internal(e.to_string()))?;
-    let kind = Kind::from_byte(item.kind).ok_or_else(|| ApiError::internal(format!("outbox kind {}", item.kind)))?;
-    let mut client = state.peers.client(state, &to)?;
-    let timeout = Duration::from_secs(5);
-    match kind {
-        Kind::Receipt => {
-            let ack = decode::<AcknowledgeRequest>(&item.body)?;
-            receipt_may_go(state, item, &ack)?;
-            let mut req = tonic::Request::new(ack);
-            req.set_timeout(timeout);
-            client.acknowledge(req).await.map_err(|s| peer_failure(&to, &s))?;
-            Ok(false)
-        }
-        Kind::RevocationNotice => {
-            let mut req = tonic::Request::new(decode::<NotifyRevocationRequest>(&item.body)?);
-            req.set_timeout(timeout);
-            client.notify_revocation(req).await.map_err(|s| peer_failure(&to, &s))?;
-            Ok(false)
-        }
-        Kind::PolicyRevocation => {
-            let mut req = tonic::Request::new(decode::<NotifyPolicyRevocationRequest>(&item.body)?);
-            req.set_timeout(timeout);
-            client.notify_policy_revocation(req).await.map_err(|s| peer_failure(&to, &s))?;
-            Ok(false)
-        }
-        Kind::Delivery => {
-            let deliver = decode::<DeliverRequest>(&item.body)?;
-            let intent = deliver.seal.as_ref().and_then(|s| s.intent.clone()).unwrap_or_default();
-            let mut req = tonic::Request::new(deliver);
-            req.set_timeout(timeout);
-            let resp: DeliverResponse = match client.deliver(req).await {
-                Ok(r) => r.into_inner(),
-                Err(st) => {
-                    let e = peer_failure(&to, &st);
-                    if !transient(&e) {
-                        delivery_refused(state, &to, &intent, &e).await;
-                    }
-                    return Err(e);
-                }
-            };
-            let receipt = resp
-                .receipt
-                .ok_or_else(|| ApiError::new(Reason::TransferInvalid, format!("zone {to} sent no receipt")))?;
-            crate::audit::transfer::accept_receipt(state, &to, &intent, &receipt).await?;
-            Ok(resp.already_delivered)
-        }
-    }
-}
-
-/// The receiving zone refused a delivery for good: logged as a refusal, and its intent is no
-/// longer pending (the outcome is known; it is not "unacknowledged").
-async fn delivery_refused(state: &Arc<NodeState>, to: &ZoneId, intent: &ftz_proto::Envelope, e: &ApiError) {
-    let i = ftz_proto::TransferIntent::decode(intent.payload.as_slice()).unwrap_or_default();
-    let class = ftz_proto::DataClass::try_from(i.data_class).ok();
-    crate::audit::transfer::log_refusal(
-        state,
-        to.as_str(),
-        ftz_audit::leaf::Refusing::RefusedByPeer,
-        "/ftz.v1.Peer/Deliver",
-        e,
-        class,
-        &i.subject,
-    )
-    .await;
-    if let Ok(id) = <[u8; 16]>::try_from(i.transfer_id.as_slice()) {
-        let store = state.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.take_pending_intent(&id)).await;
-    }
-}
-
-/// Retries what is due, every half second, until the node stops.
-pub(crate) fn spawn(state: Arc<NodeState>) {
-    state.clone().spawn(async move {
-        let mut shutdown = state.shutdown.clone();
-        loop {
-            retry_due(&state).await;
-            tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => return,
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    });
-}
-
 /// At most this many messages are sent at once.
 const PARALLEL: usize = 16;
 
-async fn retry_due(state: &Arc<NodeState>) {
-    let now = state.now_ms();
-    let store = state.store.clone();
-    let Ok(Ok(items)) = tokio::task::spawn_blocking(move || store.outbox_items(usize::MAX)).await else { return };
-    let due: Vec<OutboxItem> = items.into_iter().filter(|i| i.next_attempt_ms <= now).collect();
-    for chunk in due.chunks(PARALLEL) {
-        if state.stopping() {
-            return;
-        }
-        let tries = chunk.iter().map(|item| async move {
-            match attempt_and_record(state, item).await {
-                Ok(Sent::Delivered { .. }) => {
-                    tracing::info!(kind = kind_name(item.kind), to = %item.to_zone, attempts = item.attempts + 1, "delivered from the outbox");
-                }
-                Ok(Sent::Queued { error }) => {
-                    tracing::debug!(kind = kind_name(item.kind), to = %item.to_zone, "still not delivered: {error}");
-                }
-                Err(_) => {}
+/// How often due messages are looked for.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+pub(crate) struct Outbox {
+    core: Arc<Core>,
+    couriers: HashMap<u8, Arc<dyn Courier>>,
+    /// Zones the outbox could not reach on its last attempt: a sign of life from one of them
+    /// makes its queued messages due at once instead of at their backed-off time.
+    unreachable: Mutex<HashSet<ZoneId>>,
+}
+
+impl Outbox {
+    /// The outbox with one courier per kind.
+    pub(crate) fn new(core: Arc<Core>, couriers: impl IntoIterator<Item = (Kind, Arc<dyn Courier>)>) -> Self {
+        let couriers = couriers.into_iter().map(|(k, c)| (k as u8, c)).collect();
+        Self { core, couriers, unreachable: Mutex::default() }
+    }
+
+    /// Queues `msg` durably and tries it once now. A definitive refusal is returned as an error
+    /// (and the message dropped); an unreachable peer leaves it queued for the retry task.
+    pub(crate) async fn send(&self, msg: Outgoing) -> Result<Sent, ApiError> {
+        let item = self.put(msg).await?;
+        self.attempt(&item).await
+    }
+
+    /// Tries an item already stored (queued with an audit batch), in the background.
+    pub(crate) fn try_soon(self: &Arc<Self>, item: OutboxItem) {
+        let me = self.clone();
+        self.core.tasks.spawn(async move {
+            if let Err(e) = me.attempt(&item).await {
+                tracing::debug!(kind = kind_name(item.kind), "not delivered: {e}");
             }
         });
-        futures_util::future::join_all(tries).await;
+    }
+
+    /// Writes the message to the outbox (flushed) unless it is there already.
+    async fn put(&self, msg: Outgoing) -> Result<OutboxItem, ApiError> {
+        let item = msg.item(self.core.now_ms());
+        let stored = self.core.store.write_durably(|s| s.outbox_put(&item)).await?;
+        if !stored {
+            return Err(ApiError::new(
+                Reason::OutboxFull,
+                format!("{} messages wait for other zones already", ftz_store::MAX_OUTBOX_ITEMS),
+            ));
+        }
+        Ok(item)
+    }
+
+    /// One attempt, and what it means for the stored item.
+    async fn attempt(&self, item: &OutboxItem) -> Result<Sent, ApiError> {
+        let handover = match self.couriers.get(&item.kind) {
+            Some(c) => c.carry(item).await,
+            None => Handover::Undeliverable(format!("no courier for outbox kind {}", item.kind)),
+        };
+        let zone = ZoneId::new(item.to_zone.as_str()).ok();
+        let store = &self.core.store;
+        match decide(handover, item.attempts, self.core.now_ms(), self.core.stopping()) {
+            Next::Done { already } => {
+                // Not waited for on disk: if a crash loses the removal, the message goes again and
+                // the other zone answers it as the repeat it is (every kind is idempotent).
+                store.without_flush().outbox_remove(&item.id)?;
+                if let Some(zone) = zone {
+                    self.peer_is_back(&zone);
+                }
+                Ok(Sent::Delivered { already })
+            }
+            Next::RetryAt { at_ms, error } => {
+                if let Some(zone) = zone {
+                    self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(zone);
+                }
+                store.write_durably(|s| s.outbox_retry_later(&item.id, at_ms, &error)).await?;
+                Ok(Sent::Queued { error })
+            }
+            Next::Keep { error } => Ok(Sent::Queued { error }),
+            Next::Drop { error } => {
+                tracing::warn!(kind = kind_name(item.kind), to = %item.to_zone, "message refused, not retried: {error}");
+                store.write_durably(|s| s.outbox_remove(&item.id)).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// `zone` answered (a delivery went through, or its node called this one): if the outbox
+    /// had given up on it for a while, what waits for it is due now rather than at its
+    /// backed-off time.
+    pub(crate) fn peer_is_back(&self, zone: &ZoneId) {
+        if !self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(zone) {
+            return;
+        }
+        let (store, z, now) = (self.core.store.clone(), zone.to_string(), self.core.now_ms());
+        self.core.tasks.spawn(async move {
+            match tokio::task::spawn_blocking(move || store.outbox_make_due(&z, now)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(messages = n, "a zone is reachable again: its queued messages are due")
+                }
+                Ok(Err(e)) => tracing::warn!("outbox: {e}"),
+                _ => {}
+            }
+        });
+    }
+
+    /// Retries what is due, every half second, until the node stops.
+    pub(crate) fn spawn_retries(self: &Arc<Self>) {
+        let me = self.clone();
+        self.core.tasks.every(RETRY_EVERY, move || {
+            let me = me.clone();
+            async move { me.retry_due().await }
+        });
+    }
+
+    async fn retry_due(&self) {
+        let now = self.core.now_ms();
+        let store = self.core.store.clone();
+        let Ok(Ok(items)) = tokio::task::spawn_blocking(move || store.outbox_items(usize::MAX)).await else { return };
+        let due: Vec<OutboxItem> = items.into_iter().filter(|i| i.next_attempt_ms <= now).collect();
+        for chunk in due.chunks(PARALLEL) {
+            if self.core.stopping() {
+                return;
+            }
+            let tries = chunk.iter().map(|item| async move {
+                match self.attempt(item).await {
+                    Ok(Sent::Delivered { .. }) => {
+                        tracing::info!(kind = kind_name(item.kind), to = %item.to_zone, attempts = item.attempts + 1, "delivered from the outbox");
+                    }
+                    Ok(Sent::Queued { error }) => {
+                        tracing::debug!(kind = kind_name(item.kind), to = %item.to_zone, "still not delivered: {error}");
+                    }
+                    Err(_) => {}
+                }
+            });
+            futures_util::future::join_all(tries).await;
+        }
     }
 }
 
@@ -371,13 +339,48 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_ids_depend_on_content() {
-        for k in [Kind::Receipt, Kind::RevocationNotice, Kind::PolicyRevocation, Kind::Delivery] {
+        for k in Kind::ALL {
             assert_eq!(Kind::from_byte(k as u8), Some(k));
         }
+        assert_eq!(Kind::from_byte(0), None);
         let z = ZoneId::new("hainan").unwrap();
         let a = Outgoing::derived_id(Kind::RevocationNotice, &z, b"x");
         assert_eq!(a, Outgoing::derived_id(Kind::RevocationNotice, &z, b"x"));
         assert_ne!(a, Outgoing::derived_id(Kind::PolicyRevocation, &z, b"x"));
         assert_ne!(a, Outgoing::derived_id(Kind::RevocationNotice, &ZoneId::new("guangdong").unwrap(), b"x"));
+    }
+
+    fn refused(r: Reason) -> ApiError {
+        ApiError::new(Reason::PeerRefused, "no").with_meta("peer_reason", r.as_str())
+    }
+
+    #[test]
+    fn what_is_retried_and_what_is_dropped() {
+        let now = 1_000_000;
+        assert_eq!(decide(Handover::Taken { already: true }, 3, now, false), Next::Done { already: true });
+        // Unreachable, rate limited, a peer that is busy, a receipt not durable yet: retried later.
+        for h in [
+            Handover::Failed(ApiError::new(Reason::PeerUnavailable, "down")),
+            Handover::Failed(ApiError::new(Reason::RateLimited, "slow")),
+            Handover::Failed(refused(Reason::OutboxFull)),
+            Handover::Failed(refused(Reason::Internal)),
+            Handover::NotYet("not durable yet".into()),
+        ] {
+            match decide(h.clone(), 2, now, false) {
+                Next::RetryAt { at_ms, .. } => assert!((now + 2_000..=now + 4_000).contains(&at_ms), "{h:?}: {at_ms}"),
+                other => panic!("{h:?} gave {other:?}"),
+            }
+            // While the node stops, kept as it is.
+            assert!(matches!(decide(h, 2, now, true), Next::Keep { .. }));
+        }
+        // A refusal for good, or a message that can never be sent: dropped.
+        for h in [
+            Handover::Failed(refused(Reason::NoPolicy)),
+            Handover::Failed(ApiError::new(Reason::TransferInvalid, "bad receipt")),
+            Handover::Undeliverable("does not decode".into()),
+        ] {
+            assert!(matches!(decide(h.clone(), 0, now, false), Next::Drop { .. }), "{h:?}");
+            assert!(matches!(decide(h, 0, now, true), Next::Drop { .. }));
+        }
     }
 }

@@ -13,9 +13,13 @@ use ftz_core::{
 use ftz_proto::{Envelope, KeyPurpose, PingAnswer, PingChallenge, PingPeerResponse, PingRequest};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::{error::ApiError, state::NodeState};
+use crate::{
+    core::Core,
+    error::ApiError,
+    peers::{PeerClients, peer_failure},
+};
 
-pub const NONCE_LEN: usize = 32;
+pub(crate) const NONCE_LEN: usize = 32;
 
 fn node_key_lookup<'a>(
     registry: &'a Registry,
@@ -26,7 +30,7 @@ fn node_key_lookup<'a>(
 }
 
 /// The callee's side: check the caller's challenge and sign an answer.
-pub fn answer(
+pub(crate) fn answer(
     challenge: &Envelope,
     caller_zone: &ZoneId,
     own_zone: &ZoneId,
@@ -72,22 +76,22 @@ pub fn answer(
 }
 
 /// The caller's side: ping `zone` and check its answer.
-pub async fn ping_peer(state: &NodeState, zone: &ZoneId) -> Result<PingPeerResponse, ApiError> {
-    let registry = state.registry();
+pub(crate) async fn ping_peer(core: &Core, peers: &PeerClients, zone: &ZoneId) -> Result<PingPeerResponse, ApiError> {
+    let registry = core.registry();
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new().fill(&mut nonce).map_err(|_| ApiError::internal("system random number generator failed"))?;
-    let sent_at = state.now_ms();
+    let sent_at = core.now_ms();
     let challenge = PingChallenge {
-        from_zone: state.zone.to_string(),
+        from_zone: core.zone.to_string(),
         to_zone: zone.to_string(),
         nonce: nonce.to_vec(),
         sent_at_ms: sent_at,
         registry_version: registry.version(),
     };
-    let challenge = envelope::seal(PayloadType::PING_CHALLENGE, &challenge, &[&state.node_key]);
+    let challenge = envelope::seal(PayloadType::PING_CHALLENGE, &challenge, &[&core.node_key]);
     let digest = sha256(&challenge.payload);
 
-    let mut client = state.peers.client(state, zone)?;
+    let mut client = peers.client(zone)?;
     let started = Instant::now();
     let resp =
         client.ping(PingRequest { challenge: Some(challenge) }).await.map_err(|s| peer_failure(zone, &s))?.into_inner();
@@ -96,11 +100,11 @@ pub async fn ping_peer(state: &NodeState, zone: &ZoneId) -> Result<PingPeerRespo
     let env = resp.answer.ok_or_else(|| {
         ApiError::new(Reason::PeerAnswerInvalid, format!("zone {zone} answered without a signed answer"))
     })?;
-    let now = state.now_ms();
+    let now = core.now_ms();
     let (a, signers): (PingAnswer, _) =
         envelope::open(&env, PayloadType::PING_ANSWER, node_key_lookup(&registry, zone, now))
             .map_err(|e| ApiError::new(Reason::PeerAnswerInvalid, format!("answer of zone {zone}: {e}")))?;
-    if a.from_zone != zone.as_str() || a.to_zone != state.zone.as_str() || a.challenge_digest != digest {
+    if a.from_zone != zone.as_str() || a.to_zone != core.zone.as_str() || a.challenge_digest != digest {
         return Err(ApiError::new(
             Reason::PeerAnswerInvalid,
             format!("answer of zone {zone} is not bound to this challenge"),
@@ -115,29 +119,4 @@ pub async fn ping_peer(state: &NodeState, zone: &ZoneId) -> Result<PingPeerRespo
         // The peer's clock minus ours, at the midpoint of the round trip.
         peer_clock_offset_ms: a.answered_at_ms - (sent_at + rtt_us / 2000),
     })
-}
-
-/// A failed call to a peer, as this node reports it to its own caller: PEER_REFUSED with the
-/// peer's reason in the message and in the `peer_reason` metadata when the peer gave one,
-/// PEER_UNAVAILABLE otherwise. The peer's code is not passed through (UNAUTHENTICATED from a
-/// peer says nothing about our own caller), except for rate and budget refusals.
-pub(crate) fn peer_failure(zone: &ZoneId, s: &tonic::Status) -> ApiError {
-    match crate::error::reason_of(s) {
-        Some(r) => {
-            // Rate and budget refusals are about the caller's own usage: they keep their reason
-            // (RESOURCE_EXHAUSTED, with the retry hint) so clients back off instead of failing.
-            let relayed =
-                if matches!(r, Reason::RateLimited | Reason::BudgetExhausted) { r } else { Reason::PeerRefused };
-            let mut e = ApiError::new(relayed, format!("zone {zone} refused: {r}: {}", s.message()))
-                .with_meta("peer_reason", r.as_str())
-                .with_meta("peer_zone", zone.as_str());
-            if let Some(ms) = crate::error::status_meta(s, "retry_after_ms").and_then(|v| v.parse().ok()) {
-                e = e.retry_after(ms);
-            }
-            e
-        }
-        None => {
-            ApiError::new(Reason::PeerUnavailable, format!("zone {zone} unreachable: {}: {}", s.code(), s.message()))
-        }
-    }
 }

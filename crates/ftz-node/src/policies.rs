@@ -13,12 +13,39 @@ use ftz_proto::{Envelope, NotifyPolicyRevocationRequest, PolicyRevocation};
 use ftz_store::Store;
 use prost::Message;
 
-use crate::outbox::{Kind, Outgoing, Sent};
-use crate::{error::ApiError, server::StartError, state::NodeState};
+use crate::{
+    audit::{AuditLog, events::log_config},
+    core::Core,
+    error::ApiError,
+    outbox::{Courier, Handover, Kind, Outbox, Outgoing, Sent, decode_body},
+    peers::{PeerClients, peer_failure},
+};
+
+/// Installed policies the node cannot read back.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] ftz_store::StoreError),
+    #[error("installed {0}")]
+    Unreadable(String),
+}
+
+/// The exchange policies on this node: the compiled set in force (swapped whole on every
+/// install), the lock that serialises installs, and the rate windows of the provider gate.
+pub(crate) struct Policies {
+    core: Arc<Core>,
+    log: AuditLog,
+    outbox: Arc<Outbox>,
+    set: std::sync::RwLock<Arc<PolicySet>>,
+    /// Serialises policy, revocation and negative list installs.
+    lock: tokio::sync::Mutex<()>,
+    /// Request windows for the policies' rate limits.
+    rate: RateWindows,
+}
 
 /// The installed policies, revocations and negative list, as stored.
-pub(crate) fn load(store: &Store, own: &ZoneId) -> Result<PolicySet, StartError> {
-    let bad = |what: String| StartError::Agreements(what);
+pub(crate) fn load(store: &Store, own: &ZoneId) -> Result<PolicySet, LoadError> {
+    let bad = LoadError::Unreadable;
     let mut set = PolicySet::default();
     for (id, bytes) in store.policies()? {
         let env = Envelope::decode(bytes.as_slice()).map_err(|e| bad(format!("policy {id}: {e}")))?;
@@ -34,244 +61,298 @@ pub(crate) fn load(store: &Store, own: &ZoneId) -> Result<PolicySet, StartError>
     Ok(set)
 }
 
-/// Installs a signed policy if the rules allow it; durable before it takes effect.
-pub async fn install(state: &NodeState, env: Envelope) -> Result<(String, u64, bool), ApiError> {
-    let candidate = CompiledPolicy::compile(env)?;
-    let _guard = state.policy_lock.lock().await;
-    let set = state.policies();
-    let installed = set.get(candidate.id());
-    let outcome = check_policy_install(
-        &candidate,
-        &state.registry(),
-        &state.zone,
-        installed.map(|p| p.as_ref()),
-        set.revoked_up_to(candidate.id()),
-        state.now_ms(),
-    )?;
-    let (id, version) = (candidate.id().to_string(), candidate.version());
-    if outcome == InstallOutcome::AlreadyInstalled {
-        return Ok((id, version, true));
-    }
-    let bytes = candidate.envelope.encode_to_vec();
-    let expected = installed.map(|p| p.envelope.encode_to_vec());
-    state.store.write_durably(|s| s.put_policy(&id, &bytes, expected.as_deref())).await?;
-    tracing::info!(policy = %id, version, provider = %candidate.provider, class = ?candidate.class, "exchange policy installed");
-    let digest = candidate.digest;
-    let mut next = (*set).clone();
-    next.insert(candidate);
-    state.set_policies(next);
-    crate::audit::log_config(state, "policy", &id, version, digest).await;
-    Ok((id, version, false))
-}
-
-/// Applies a signed revocation here (at once, durably). Returns false if it was already applied.
-async fn apply_revocation(
-    state: &NodeState,
-    env: &Envelope,
-) -> Result<(Arc<CompiledPolicy>, PolicyRevocation, bool), ApiError> {
-    let rev: PolicyRevocation = ftz_core::envelope::decode_payload(env, PayloadType::POLICY_REVOCATION)?;
-    let _guard = state.policy_lock.lock().await;
-    let set = state.policies();
-    let policy = set
-        .get(&rev.policy_id)
-        .cloned()
-        .ok_or_else(|| ApiError::new(Reason::NoPolicy, format!("no policy {:?} is installed here", rev.policy_id)))?;
-    let rev = check_revocation(env, &policy, &state.registry(), state.now_ms())?;
-    let bytes = env.encode_to_vec();
-    let fresh = state.store.write_durably(|s| s.put_policy_revocation(&rev.policy_id, rev.version, &bytes)).await?;
-    if fresh {
-        let mut next = (*set).clone();
-        next.revoke(&rev.policy_id, rev.version);
-        state.set_policies(next);
-        tracing::info!(policy = %rev.policy_id, up_to = rev.version, by = %rev.revoked_by_zone, "exchange policy revoked");
-        crate::audit::log_config(
-            state,
-            "policy_revocation",
-            &rev.policy_id,
-            rev.version,
-            ftz_core::sha256(&env.payload),
-        )
-        .await;
-    }
-    Ok((policy, rev, fresh))
-}
-
-pub struct RevokeOutcome {
+pub(crate) struct RevokeOutcome {
     pub already_revoked: bool,
     pub notified: Vec<String>,
     pub pending: Vec<String>,
 }
 
-/// Admin side: applies the revocation here, then forwards it to every other zone the policy
-/// names, retrying in the background those that cannot be reached.
-pub async fn revoke(state: &Arc<NodeState>, env: Envelope) -> Result<RevokeOutcome, ApiError> {
-    let (policy, _rev, fresh) = apply_revocation(state, &env).await?;
-    let mut zones: Vec<ZoneId> =
-        std::iter::once(policy.provider.clone()).chain(policy.consumers.iter().cloned()).collect();
-    zones.extend(policy.doc.onward_zones.iter().filter_map(|z| ZoneId::new(z.as_str()).ok()));
-    zones.retain(|z| *z != state.zone);
-    let (mut notified, mut pending) = (Vec::new(), Vec::new());
-    let body = NotifyPolicyRevocationRequest { revocation: Some(env.clone()) }.encode_to_vec();
-    for z in zones {
-        let id = Outgoing::derived_id(Kind::PolicyRevocation, &z, &body);
-        let msg = Outgoing { id, kind: Kind::PolicyRevocation, to: z.clone(), body: body.clone() };
-        match crate::outbox::send(state, msg).await {
-            Ok(Sent::Delivered { .. }) => notified.push(z.to_string()),
-            Ok(Sent::Queued { error }) => {
-                tracing::warn!(zone = %z, "policy revocation queued: {error}");
-                pending.push(z.to_string());
-            }
-            Err(e) => {
-                tracing::warn!(zone = %z, "policy revocation refused: {e}");
-                pending.push(z.to_string());
-            }
-        }
-    }
-    Ok(RevokeOutcome { already_revoked: !fresh, notified, pending })
-}
-
-/// Peer side: another party forwards a revocation; the signature decides, the caller must be a
-/// zone the policy names.
-pub async fn accept_revocation(state: &NodeState, from: &ZoneId, env: Envelope) -> Result<(), ApiError> {
-    let rev: PolicyRevocation = ftz_core::envelope::decode_payload(&env, PayloadType::POLICY_REVOCATION)?;
-    let named =
-        state.policies().get(&rev.policy_id).is_some_and(|p| p.provider == *from || PolicySet::may_hold(p, from));
-    if !named {
-        return Err(ApiError::new(
-            Reason::ZoneMismatch,
-            format!("zone {from} is not a party to policy {:?}", rev.policy_id),
-        ));
-    }
-    apply_revocation(state, &env).await.map(|_| ())
-}
-
-/// Installs this zone's export negative list.
-pub async fn install_negative_list(state: &NodeState, env: Envelope) -> Result<(u64, bool), ApiError> {
-    let _guard = state.policy_lock.lock().await;
-    let set = state.policies();
-    let installed = set.negative_list(&state.zone).map(|n| n.version).unwrap_or(0);
-    match check_negative_list(&env, &state.registry(), &state.zone, installed, state.now_ms())? {
-        None => Ok((installed, true)),
-        Some(list) => {
-            let bytes = env.encode_to_vec();
-            state.store.write_durably(|s| s.put_negative_list(&bytes)).await?;
-            let version = list.version;
-            let mut next = (*set).clone();
-            next.set_negative_list(state.zone.clone(), list);
-            state.set_policies(next);
-            crate::audit::log_config(
-                state,
-                "negative_list",
-                state.zone.as_str(),
-                version,
-                ftz_core::sha256(&env.payload),
-            )
-            .await;
-            tracing::info!(version, "export negative list installed");
-            Ok((version, false))
-        }
-    }
-}
-
 /// The sliding window of request times per (policy, consumer), for rate limits.
 #[derive(Default)]
-pub struct RateWindows(std::sync::Mutex<std::collections::HashMap<(String, String), VecDeque<i64>>>);
-
-/// Provider side: may this data leave for `req.consumer`? Applies the rate limit (a request
-/// that is allowed counts against it) and reports the epsilon needed for the budget check.
-pub fn authorize(
-    state: &NodeState,
-    req: &TransferRequest<'_>,
-    epsilon_needed_milli: impl Fn(&CompiledPolicy) -> u64,
-) -> Result<Arc<CompiledPolicy>, ApiError> {
-    let set = state.policies();
-    let consumer = req.onward_to.unwrap_or(req.consumer).to_string();
-    let mut windows = state.rate.0.lock().unwrap_or_else(|e| e.into_inner());
-    let usage = |p: &CompiledPolicy| {
-        let (_, per) = p.rate();
-        let in_window = windows
-            .get(&(p.id().to_string(), consumer.clone()))
-            .map(|w| w.iter().filter(|t| **t > req.now - per).count())
-            .unwrap_or(0);
-        let needed = epsilon_needed_milli(p);
-        let spent = if needed > 0 {
-            let period = budget_period(p, req.now);
-            state.store.budget_spent(p.id(), &consumer, period).unwrap_or(u64::MAX)
-        } else {
-            0
-        };
-        Usage {
-            requests_in_window: u32::try_from(in_window).unwrap_or(u32::MAX),
-            epsilon_spent_milli: spent,
-            epsilon_needed_milli: needed,
-        }
-    };
-    match set.evaluate(req, usage) {
-        Decision::Allow { policy, .. } => {
-            let (_, per) = policy.rate();
-            let w = windows.entry((policy.id().to_string(), consumer)).or_default();
-            while w.front().is_some_and(|t| *t <= req.now - per) {
-                w.pop_front();
-            }
-            w.push_back(req.now);
-            Ok(policy)
-        }
-        Decision::Deny { reason, policy, detail, .. } => {
-            let mut e = ApiError::new(reason, detail);
-            if let Some((id, version)) = &policy {
-                e = e.with_meta("policy_id", id.as_str()).with_meta("policy_version", version.to_string());
-            }
-            if reason == Reason::RateLimited {
-                let retry = policy
-                    .and_then(|(id, _)| set.get(&id).cloned())
-                    .and_then(|p| {
-                        let (_, per) = p.rate();
-                        windows
-                            .get(&(p.id().to_string(), req.onward_to.unwrap_or(req.consumer).to_string()))
-                            .and_then(|w| w.front().map(|t| t + per - req.now))
-                    })
-                    .unwrap_or(1000);
-                e = e.retry_after(retry);
-            }
-            tracing::info!(reason = %e.reason, consumer = %req.consumer, "transfer refused by policy: {}", e.message);
-            Err(e)
-        }
-    }
-}
+pub(crate) struct RateWindows(std::sync::Mutex<std::collections::HashMap<(String, String), VecDeque<i64>>>);
 
 /// The budget period a time falls in.
-pub fn budget_period(p: &CompiledPolicy, now: i64) -> u64 {
+pub(crate) fn budget_period(p: &CompiledPolicy, now: i64) -> u64 {
     let len = p.aggregation().budget_period_ms.max(1);
     u64::try_from(now.div_euclid(len)).unwrap_or(0)
 }
 
-/// Consumer side: this node keeps data received under `policy_id` only if it holds that policy
-/// (the terms it promised) and the policy allows this transfer to it. Returns the policy.
-pub fn consumer_accepts(
-    state: &NodeState,
-    policy_id: &str,
-    req: &TransferRequest<'_>,
-) -> Result<Arc<CompiledPolicy>, ApiError> {
-    let set = state.policies();
-    let Some(policy) = set.get(policy_id).cloned() else {
-        return Err(ApiError::new(
-            Reason::NoPolicy,
-            format!("data arrived under policy {policy_id:?}, which this node does not hold: nothing kept"),
-        ));
-    };
-    match set.evaluate(req, |_| Usage::default()) {
-        Decision::Allow { policy: p, .. } if p.id() == policy.id() => Ok(policy),
-        Decision::Allow { policy: p, .. } => Err(ApiError::new(
-            Reason::NoPolicy,
-            format!("data arrived under policy {policy_id:?}, but policy {} is the one that applies here", p.id()),
-        )),
-        Decision::Deny { reason, detail, .. } => {
-            Err(ApiError::new(reason, format!("refusing data received under {policy_id}: {detail}")))
+impl Policies {
+    pub(crate) fn new(core: Arc<Core>, log: AuditLog, outbox: Arc<Outbox>, installed: PolicySet) -> Self {
+        Self {
+            core,
+            log,
+            outbox,
+            set: std::sync::RwLock::new(Arc::new(installed)),
+            lock: tokio::sync::Mutex::new(()),
+            rate: RateWindows::default(),
         }
+    }
+
+    /// A snapshot of the installed policies, revocations and negative list.
+    pub(crate) fn current(&self) -> Arc<PolicySet> {
+        self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, p: PolicySet) {
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+    }
+
+    /// Installs a signed policy if the rules allow it; durable before it takes effect.
+    pub(crate) async fn install(&self, env: Envelope) -> Result<(String, u64, bool), ApiError> {
+        let state = &*self.core;
+        let candidate = CompiledPolicy::compile(env)?;
+        let _guard = self.lock.lock().await;
+        let set = self.current();
+        let installed = set.get(candidate.id());
+        let outcome = check_policy_install(
+            &candidate,
+            &state.registry(),
+            &state.zone,
+            installed.map(|p| p.as_ref()),
+            set.revoked_up_to(candidate.id()),
+            state.now_ms(),
+        )?;
+        let (id, version) = (candidate.id().to_string(), candidate.version());
+        if outcome == InstallOutcome::AlreadyInstalled {
+            return Ok((id, version, true));
+        }
+        let bytes = candidate.envelope.encode_to_vec();
+        let expected = installed.map(|p| p.envelope.encode_to_vec());
+        state.store.write_durably(|s| s.put_policy(&id, &bytes, expected.as_deref())).await?;
+        tracing::info!(policy = %id, version, provider = %candidate.provider, class = ?candidate.class, "exchange policy installed");
+        let digest = candidate.digest;
+        let mut next = (*set).clone();
+        next.insert(candidate);
+        self.replace(next);
+        log_config(state, &self.log, "policy", &id, version, digest).await;
+        Ok((id, version, false))
+    }
+
+    /// Applies a signed revocation here (at once, durably). Returns false if it was already applied.
+    async fn apply_revocation(
+        &self,
+        env: &Envelope,
+    ) -> Result<(Arc<CompiledPolicy>, PolicyRevocation, bool), ApiError> {
+        let state = &*self.core;
+        let rev: PolicyRevocation = ftz_core::envelope::decode_payload(env, PayloadType::POLICY_REVOCATION)?;
+        let _guard = self.lock.lock().await;
+        let set = self.current();
+        let policy = set.get(&rev.policy_id).cloned().ok_or_else(|| {
+            ApiError::new(Reason::NoPolicy, format!("no policy {:?} is installed here", rev.policy_id))
+        })?;
+        let rev = check_revocation(env, &policy, &state.registry(), state.now_ms())?;
+        let bytes = env.encode_to_vec();
+        let fresh = state.store.write_durably(|s| s.put_policy_revocation(&rev.policy_id, rev.version, &bytes)).await?;
+        if fresh {
+            let mut next = (*set).clone();
+            next.revoke(&rev.policy_id, rev.version);
+            self.replace(next);
+            tracing::info!(policy = %rev.policy_id, up_to = rev.version, by = %rev.revoked_by_zone, "exchange policy revoked");
+            log_config(
+                state,
+                &self.log,
+                "policy_revocation",
+                &rev.policy_id,
+                rev.version,
+                ftz_core::sha256(&env.payload),
+            )
+            .await;
+        }
+        Ok((policy, rev, fresh))
+    }
+
+    /// Admin side: applies the revocation here, then forwards it to every other zone the policy
+    /// names, retrying in the background those that cannot be reached.
+    pub(crate) async fn revoke(&self, env: Envelope) -> Result<RevokeOutcome, ApiError> {
+        let state = &*self.core;
+        let (policy, _rev, fresh) = self.apply_revocation(&env).await?;
+        let mut zones: Vec<ZoneId> =
+            std::iter::once(policy.provider.clone()).chain(policy.consumers.iter().cloned()).collect();
+        zones.extend(policy.doc.onward_zones.iter().filter_map(|z| ZoneId::new(z.as_str()).ok()));
+        zones.retain(|z| *z != state.zone);
+        let (mut notified, mut pending) = (Vec::new(), Vec::new());
+        let body = NotifyPolicyRevocationRequest { revocation: Some(env.clone()) }.encode_to_vec();
+        for z in zones {
+            let id = Outgoing::derived_id(Kind::PolicyRevocation, &z, &body);
+            let msg = Outgoing { id, kind: Kind::PolicyRevocation, to: z.clone(), body: body.clone() };
+            match self.outbox.send(msg).await {
+                Ok(Sent::Delivered { .. }) => notified.push(z.to_string()),
+                Ok(Sent::Queued { error }) => {
+                    tracing::warn!(zone = %z, "policy revocation queued: {error}");
+                    pending.push(z.to_string());
+                }
+                Err(e) => {
+                    tracing::warn!(zone = %z, "policy revocation refused: {e}");
+                    pending.push(z.to_string());
+                }
+            }
+        }
+        Ok(RevokeOutcome { already_revoked: !fresh, notified, pending })
+    }
+
+    /// Peer side: another party forwards a revocation; the signature decides, the caller must be a
+    /// zone the policy names.
+    pub(crate) async fn accept_revocation(&self, from: &ZoneId, env: Envelope) -> Result<(), ApiError> {
+        let rev: PolicyRevocation = ftz_core::envelope::decode_payload(&env, PayloadType::POLICY_REVOCATION)?;
+        let named =
+            self.current().get(&rev.policy_id).is_some_and(|p| p.provider == *from || PolicySet::may_hold(p, from));
+        if !named {
+            return Err(ApiError::new(
+                Reason::ZoneMismatch,
+                format!("zone {from} is not a party to policy {:?}", rev.policy_id),
+            ));
+        }
+        self.apply_revocation(&env).await.map(|_| ())
+    }
+
+    /// Installs this zone's export negative list.
+    pub(crate) async fn install_negative_list(&self, env: Envelope) -> Result<(u64, bool), ApiError> {
+        let state = &*self.core;
+        let _guard = self.lock.lock().await;
+        let set = self.current();
+        let installed = set.negative_list(&state.zone).map(|n| n.version).unwrap_or(0);
+        match check_negative_list(&env, &state.registry(), &state.zone, installed, state.now_ms())? {
+            None => Ok((installed, true)),
+            Some(list) => {
+                let bytes = env.encode_to_vec();
+                state.store.write_durably(|s| s.put_negative_list(&bytes)).await?;
+                let version = list.version;
+                let mut next = (*set).clone();
+                next.set_negative_list(state.zone.clone(), list);
+                self.replace(next);
+                log_config(
+                    state,
+                    &self.log,
+                    "negative_list",
+                    state.zone.as_str(),
+                    version,
+                    ftz_core::sha256(&env.payload),
+                )
+                .await;
+                tracing::info!(version, "export negative list installed");
+                Ok((version, false))
+            }
+        }
+    }
+
+    /// Provider side: may this data leave for `req.consumer`? Applies the rate limit (a request
+    /// that is allowed counts against it) and reports the epsilon needed for the budget check.
+    pub(crate) fn authorize(
+        &self,
+        req: &TransferRequest<'_>,
+        epsilon_needed_milli: impl Fn(&CompiledPolicy) -> u64,
+    ) -> Result<Arc<CompiledPolicy>, ApiError> {
+        let state = &*self.core;
+        let set = self.current();
+        let consumer = req.onward_to.unwrap_or(req.consumer).to_string();
+        let mut windows = self.rate.0.lock().unwrap_or_else(|e| e.into_inner());
+        let usage = |p: &CompiledPolicy| {
+            let (_, per) = p.rate();
+            let in_window = windows
+                .get(&(p.id().to_string(), consumer.clone()))
+                .map(|w| w.iter().filter(|t| **t > req.now - per).count())
+                .unwrap_or(0);
+            let needed = epsilon_needed_milli(p);
+            let spent = if needed > 0 {
+                let period = budget_period(p, req.now);
+                state.store.budget_spent(p.id(), &consumer, period).unwrap_or(u64::MAX)
+            } else {
+                0
+            };
+            Usage {
+                requests_in_window: u32::try_from(in_window).unwrap_or(u32::MAX),
+                epsilon_spent_milli: spent,
+                epsilon_needed_milli: needed,
+            }
+        };
+        match set.evaluate(req, usage) {
+            Decision::Allow { policy, .. } => {
+                let (_, per) = policy.rate();
+                let w = windows.entry((policy.id().to_string(), consumer)).or_default();
+                while w.front().is_some_and(|t| *t <= req.now - per) {
+                    w.pop_front();
+                }
+                w.push_back(req.now);
+                Ok(policy)
+            }
+            Decision::Deny { reason, policy, detail, .. } => {
+                let mut e = ApiError::new(reason, detail);
+                if let Some((id, version)) = &policy {
+                    e = e.with_meta("policy_id", id.as_str()).with_meta("policy_version", version.to_string());
+                }
+                if reason == Reason::RateLimited {
+                    let retry = policy
+                        .and_then(|(id, _)| set.get(&id).cloned())
+                        .and_then(|p| {
+                            let (_, per) = p.rate();
+                            windows
+                                .get(&(p.id().to_string(), req.onward_to.unwrap_or(req.consumer).to_string()))
+                                .and_then(|w| w.front().map(|t| t + per - req.now))
+                        })
+                        .unwrap_or(1000);
+                    e = e.retry_after(retry);
+                }
+                tracing::info!(reason = %e.reason, consumer = %req.consumer, "transfer refused by policy: {}", e.message);
+                Err(e)
+            }
+        }
+    }
+
+    /// Consumer side: this node keeps data received under `policy_id` only if it holds that policy
+    /// (the terms it promised) and the policy allows this transfer to it. Returns the policy.
+    pub(crate) fn consumer_accepts(
+        &self,
+        policy_id: &str,
+        req: &TransferRequest<'_>,
+    ) -> Result<Arc<CompiledPolicy>, ApiError> {
+        let set = self.current();
+        let Some(policy) = set.get(policy_id).cloned() else {
+            return Err(ApiError::new(
+                Reason::NoPolicy,
+                format!("data arrived under policy {policy_id:?}, which this node does not hold: nothing kept"),
+            ));
+        };
+        match set.evaluate(req, |_| Usage::default()) {
+            Decision::Allow { policy: p, .. } if p.id() == policy.id() => Ok(policy),
+            Decision::Allow { policy: p, .. } => Err(ApiError::new(
+                Reason::NoPolicy,
+                format!("data arrived under policy {policy_id:?}, but policy {} is the one that applies here", p.id()),
+            )),
+            Decision::Deny { reason, detail, .. } => {
+                Err(ApiError::new(reason, format!("refusing data received under {policy_id}: {detail}")))
+            }
+        }
+    }
+
+    /// What the rules decide for a transfer, step by step, without counting it.
+    pub(crate) fn explain(&self, req: &TransferRequest<'_>) -> Decision {
+        self.current().evaluate(req, |_| Usage::default())
     }
 }
 
-/// What the rules decide for a transfer, step by step, without counting it.
-pub fn explain(state: &NodeState, req: &TransferRequest<'_>) -> Decision {
-    state.policies().evaluate(req, |_| Usage::default())
+/// Carries policy revocations to the other parties (`Peer.NotifyPolicyRevocation`).
+pub(crate) struct RevocationCourier(pub Arc<PeerClients>);
+
+#[tonic::async_trait]
+impl Courier for RevocationCourier {
+    async fn carry(&self, item: &ftz_store::OutboxItem) -> Handover {
+        let req: NotifyPolicyRevocationRequest = match decode_body(item) {
+            Ok(r) => r,
+            Err(h) => return h,
+        };
+        let Ok(to) = ZoneId::new(item.to_zone.as_str()) else {
+            return Handover::Undeliverable(format!("no zone {:?}", item.to_zone));
+        };
+        let mut client = match self.0.client(&to) {
+            Ok(c) => c,
+            Err(e) => return Handover::Failed(e),
+        };
+        let mut req = tonic::Request::new(req);
+        req.set_timeout(std::time::Duration::from_secs(5));
+        match client.notify_policy_revocation(req).await {
+            Ok(_) => Handover::Taken { already: false },
+            Err(s) => Handover::Failed(peer_failure(&to, &s)),
+        }
+    }
 }

@@ -4,14 +4,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::state::NodeState;
+use crate::{audit::AuditLog, core::Core};
 
 /// How often the background task looks for due data.
-pub const INTERVAL: Duration = Duration::from_secs(30);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(30);
 
 /// Deletes everything due now; returns how many items.
-pub async fn run_once(state: &NodeState) -> usize {
-    let (store, now) = (state.store.clone(), state.now_ms());
+pub(crate) async fn run_once(core: &Core, log: &AuditLog) -> usize {
+    let (store, now) = (core.store.clone(), core.now_ms());
     match tokio::task::spawn_blocking(move || store.delete_due(now, 10_000)).await {
         Ok(Ok(done)) => {
             for d in &done {
@@ -21,7 +21,7 @@ pub async fn run_once(state: &NodeState) -> usize {
                     what: d.what.clone(),
                     deadline_ms: d.deadline_ms,
                 };
-                if let Err(e) = state.audit.append(&leaf, None).await {
+                if let Err(e) = log.append(&leaf, None).await {
                     tracing::error!(what = %d.what, "a deletion could not be logged: {e}");
                 }
             }
@@ -38,15 +38,13 @@ pub async fn run_once(state: &NodeState) -> usize {
     }
 }
 
-pub(crate) fn spawn(state: Arc<NodeState>) {
-    state.clone().spawn(async move {
-        let mut shutdown = state.shutdown.clone();
-        loop {
-            tokio::select! {
-                _ = shutdown.wait_for(|s| *s) => return,
-                () = tokio::time::sleep(INTERVAL) => {}
-            }
-            run_once(&state).await;
+/// Deletes what comes due, every [`INTERVAL`] while the node runs.
+pub(crate) fn spawn(core: Arc<Core>, log: AuditLog) {
+    let c = core.clone();
+    core.tasks.every(INTERVAL, move || {
+        let (core, log) = (c.clone(), log.clone());
+        async move {
+            run_once(&core, &log).await;
         }
     });
 }

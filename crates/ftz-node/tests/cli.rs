@@ -5,7 +5,7 @@
 use std::{path::Path, process::Command};
 
 use ftz_core::{Clock, SystemClock, ZoneId};
-use ftz_node::dev::{self, DevFederation, DevSpec, DevZoneSpec};
+use ftz_devkit::dev::{self, DevFederation, DevSpec, DevZoneSpec};
 
 fn federation(root: &Path) -> DevFederation {
     let zones = ["shanghai", "hainan", "guangdong"]

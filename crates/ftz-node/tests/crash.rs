@@ -18,11 +18,9 @@ use ftz_audit::{
     note::Note,
     offline::{KeyRing, consistency_text, verify_consistency_files, verify_log},
 };
+use ftz_client::ClientProfile;
 use ftz_core::{Clock, Role, SystemClock, ZoneId};
-use ftz_node::{
-    client::ClientProfile,
-    dev::{self, DevSpec, DevZoneSpec},
-};
+use ftz_devkit::dev::{self, DevSpec, DevZoneSpec};
 use ftz_proto::{
     GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest, GetNodeStatusRequest, ListEntriesRequest,
     admin_client::AdminClient, audit_client::AuditClient,

@@ -178,3 +178,9 @@ mod tests {
         verify_chain(&[der(&node)], &ca.issued.cert_der, CertUsage::Server, NOW).unwrap();
     }
 }
+
+impl ftz_core::Refusal for PkiError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}

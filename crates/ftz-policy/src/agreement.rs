@@ -249,3 +249,9 @@ pub fn check_signatures(
     }
     Ok(signers)
 }
+
+impl ftz_core::Refusal for AgreementError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}

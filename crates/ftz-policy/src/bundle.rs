@@ -144,3 +144,9 @@ fn check_anchor(registry: &Registry, anchor: &KeyId) -> Result<(), BundleError> 
     }
     Ok(())
 }
+
+impl ftz_core::Refusal for BundleError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}

@@ -765,3 +765,9 @@ impl PolicySet {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+impl ftz_core::Refusal for PolicyError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}

@@ -206,3 +206,14 @@ impl Store {
         Ok(out)
     }
 }
+
+impl ftz_core::Refusal for StoreError {
+    fn refusal_reason(&self) -> ftz_core::Reason {
+        ftz_core::Reason::StoreFailure
+    }
+
+    /// Paths and sled's own words stay in the node's log.
+    fn public_message(&self) -> String {
+        "the node's store failed; nothing was changed".into()
+    }
+}

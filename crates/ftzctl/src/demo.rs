@@ -5,9 +5,9 @@
 use std::{fmt::Write as _, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
+use ftz_client::ExpectedServer;
 use ftz_core::{Clock, Identity, Reason, Role, SystemClock, ZoneId};
-use ftz_node::dev;
-use ftz_node::{local::LocalFederation, tls::ExpectedServer};
+use ftz_devkit::{LocalFederation, dev};
 use ftz_pki::issue::{Issued, ZoneCa};
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
@@ -187,12 +187,8 @@ async fn steps(
         ca_der: shanghai.ca.issued.cert_der.clone(),
         clock: Arc::new(SystemClock),
     };
-    let ch = ftz_node::client::channel(
-        &shanghai.endpoint,
-        expect.clone(),
-        Some(identity(&impostor)?),
-        Duration::from_secs(5),
-    )?;
+    let ch =
+        ftz_client::channel(&shanghai.endpoint, expect.clone(), Some(identity(&impostor)?), Duration::from_secs(5))?;
     let res = PeerClient::new(ch).ping(PingRequest { challenge: None }).await;
     refused(
         r,
@@ -201,7 +197,7 @@ async fn steps(
         Reason::UntrustedCertificate,
     );
 
-    let ch = ftz_node::client::channel(&shanghai.endpoint, expect, None, Duration::from_secs(5))?;
+    let ch = ftz_client::channel(&shanghai.endpoint, expect, None, Duration::from_secs(5))?;
     let res = AdminClient::new(ch).get_node_status(GetNodeStatusRequest {}).await;
     refused(r, "a client without a certificate calls shanghai", res, Reason::NoClientCertificate);
 
@@ -218,8 +214,7 @@ async fn steps(
         ca_der: shanghai.ca.issued.cert_der.clone(),
         clock: Arc::new(SystemClock),
     };
-    let ch =
-        ftz_node::client::channel(&shanghai.endpoint, expect, Some(identity(&hainan_admin)?), Duration::from_secs(5))?;
+    let ch = ftz_client::channel(&shanghai.endpoint, expect, Some(identity(&hainan_admin)?), Duration::from_secs(5))?;
     let res = PeerClient::new(ch).ping(PingRequest { challenge: None }).await;
     refused(r, "a hainan user certificate used as a peer against shanghai", res, Reason::NotAPeer);
     flush(r);
@@ -461,7 +456,7 @@ fn refused<T>(r: &mut DemoReport, what: &str, res: Result<T, tonic::Status>, wan
     match res {
         Ok(_) => r.check("refusal", what, false, format!("was let in; expected {want}")),
         Err(s) => {
-            let got = ftz_node::reason_of(&s);
+            let got = ftz_client::reason_of(&s);
             r.check("refusal", what, got == Some(want), crate::output::status_line(&s));
         }
     }
@@ -604,7 +599,7 @@ fn refused_relayed<T>(r: &mut DemoReport, what: &str, res: Result<T, tonic::Stat
     match res {
         Ok(_) => r.check("privacy", what, false, format!("was answered; expected {want}")),
         Err(s) => {
-            let got = ftz_node::error::status_meta(&s, "peer_reason");
+            let got = ftz_client::status_meta(&s, "peer_reason");
             r.check("privacy", what, got.as_deref() == Some(want), crate::output::status_line(&s));
         }
     }

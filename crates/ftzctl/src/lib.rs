@@ -1,9 +1,10 @@
 //! ftzctl: the command line of ftz-exchange. The library part holds what tests also drive:
-//! the demo and the output helpers.
+//! the demo (feature `dev`) and the output helpers.
 
 #![forbid(unsafe_code)]
 
 pub mod audit_dir;
+#[cfg(feature = "dev")]
 pub mod demo;
 pub mod outbox;
 pub mod output;

@@ -6,11 +6,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Result, anyhow};
 use clap::{Parser, Subcommand};
-use ftz_node::client::ClientProfile;
-use ftzctl::{
-    demo,
-    output::{Format, status_json, status_line},
-};
+use ftz_client::ClientProfile;
+#[cfg(feature = "dev")]
+use ftzctl::demo;
+use ftzctl::output::{Format, status_json, status_line};
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -49,6 +48,7 @@ struct Cli {
 enum Command {
     /// Start a three-zone federation on 127.0.0.1, show every flow, check every expectation,
     /// clean up. Exits non-zero if any expectation fails.
+    #[cfg(feature = "dev")]
     Demo {
         /// Keep the federation's files (keys, certificates, stores) in this new directory.
         #[arg(long, value_name = "DIR")]
@@ -58,6 +58,7 @@ enum Command {
         verbose: bool,
     },
     /// Development helpers.
+    #[cfg(feature = "dev")]
     #[command(subcommand)]
     Dev(cmd::dev::DevCommand),
     /// Operate your zone's node (role admin).
@@ -129,7 +130,9 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
         Ok(ClientProfile::load(path)?.channel(timeout)?)
     };
     match cli.command {
+        #[cfg(feature = "dev")]
         Command::Demo { keep, verbose } => run_demo(keep, verbose, fmt).await,
+        #[cfg(feature = "dev")]
         Command::Dev(c) => cmd::dev::run(c, fmt).map(|()| 0),
         Command::Admin(c) => cmd::admin::run(c, channel()?, fmt).await.map(|()| 0),
         Command::Issue(c) => cmd::issue::run(c, channel()?, fmt).await.map(|()| 0),
@@ -145,6 +148,7 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
     }
 }
 
+#[cfg(feature = "dev")]
 async fn run_demo(keep: Option<PathBuf>, verbose: bool, fmt: Format) -> Result<u8> {
     let level = if verbose { "info" } else { "off" };
     ftz_node::telemetry::init(&ftz_node::config::LogConfig { level: level.into(), ..Default::default() });

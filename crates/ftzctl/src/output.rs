@@ -22,14 +22,14 @@ pub fn emit(fmt: Format, text: impl FnOnce() -> String, value: impl FnOnce() -> 
 pub fn status_json(s: &tonic::Status) -> Value {
     json!({
         "code": format!("{:?}", s.code()),
-        "reason": ftz_node::reason_of(s).map(Reason::as_str),
+        "reason": ftz_client::reason_of(s).map(Reason::as_str),
         "message": s.message(),
     })
 }
 
 /// A failed call as one line for humans: `PERMISSION_DENIED ROLE_NOT_ALLOWED: message`.
 pub fn status_line(s: &tonic::Status) -> String {
-    match ftz_node::reason_of(s) {
+    match ftz_client::reason_of(s) {
         Some(r) => format!("{:?} {r}: {}", s.code(), s.message()),
         None => format!("{:?}: {}", s.code(), s.message()),
     }

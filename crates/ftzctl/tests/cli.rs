@@ -6,7 +6,7 @@
 use std::{path::Path, sync::Arc};
 
 use ftz_core::{Role, SystemClock};
-use ftz_node::local::LocalFederation;
+use ftz_devkit::LocalFederation;
 use serde_json::Value;
 
 struct Out {
@@ -199,7 +199,7 @@ async fn data_import_reports_bad_lines_and_loads_good_files() {
         "{}",
         o.stderr
     );
-    assert_eq!(fed.node("shanghai").unwrap().state().store.row_count(), 0);
+    assert_eq!(fed.node("shanghai").unwrap().store().row_count(), 0);
 
     let path = dir.path().join("good.csv");
     std::fs::write(&path, format!("{header}{good}")).unwrap();
@@ -215,7 +215,7 @@ async fn transfer(fed: &LocalFederation, id: &str) {
     fed.user_channel("shanghai", Role::Issuer).unwrap();
     ftz_proto::issuer_client::IssuerClient::new(fed.user_channel("shanghai", Role::Issuer).unwrap())
         .issue_certification(ftz_proto::IssueCertificationRequest {
-            certification: Some(ftz_node::dev::sample_certification(id, "AEO_ADVANCED", now)),
+            certification: Some(ftz_devkit::dev::sample_certification(id, "AEO_ADVANCED", now)),
         })
         .await
         .unwrap();
@@ -257,7 +257,7 @@ async fn auditors_export_logs_and_catch_tampering_offline() {
     let fed =
         LocalFederation::start(&["shanghai", "hainan"], &dir.path().join("fed"), Arc::new(SystemClock)).await.unwrap();
     let now = ftz_core::Clock::now_ms(&SystemClock);
-    let policy = ftz_node::dev::record_policy(
+    let policy = ftz_devkit::dev::record_policy(
         "sh-hn",
         "shanghai",
         "hainan",
@@ -266,11 +266,11 @@ async fn auditors_export_logs_and_catch_tampering_offline() {
         now,
     );
     fed.install_policy(&policy).await.unwrap();
-    fed.install_agreement(&ftz_node::dev::agreement_doc(
+    fed.install_agreement(&ftz_devkit::dev::agreement_doc(
         "sh-hn",
         "shanghai",
         "hainan",
-        ftz_node::dev::certification_rule(&["AEO_ADVANCED"]),
+        ftz_devkit::dev::certification_rule(&["AEO_ADVANCED"]),
         now,
     ))
     .await

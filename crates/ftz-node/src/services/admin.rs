@@ -14,15 +14,15 @@ use ftz_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{agreements, error::ApiError, federation, ping, policies, state::NodeState};
+use crate::{error::ApiError, node::Node, outbox::kind_name, ping};
 
-pub struct AdminService {
-    state: Arc<NodeState>,
+pub(crate) struct AdminService {
+    node: Arc<Node>,
 }
 
 impl AdminService {
-    pub fn new(state: Arc<NodeState>) -> Self {
-        Self { state }
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        Self { node }
     }
 }
 
@@ -34,7 +34,7 @@ impl Admin for AdminService {
     ) -> Result<Response<InstallRegistryResponse>, Status> {
         let env = req.into_inner().registry.ok_or_else(|| ApiError::invalid("registry is required"))?;
         let candidate = Registry::parse(env).map_err(ApiError::from)?;
-        let report = federation::install(&self.state, candidate).await.inspect_err(|e| {
+        let report = self.node.federation.install(candidate).await.inspect_err(|e| {
             tracing::warn!(reason = %e.reason, "registry refused: {}", e.message);
         })?;
         Ok(Response::new(InstallRegistryResponse {
@@ -46,9 +46,15 @@ impl Admin for AdminService {
     }
 
     async fn get_registry(&self, _req: Request<GetRegistryRequest>) -> Result<Response<GetRegistryResponse>, Status> {
-        let reg = self.state.registry();
-        let installed_at_ms =
-            self.state.store.current_registry().map_err(ApiError::from)?.map(|s| s.installed_at_ms).unwrap_or_default();
+        let reg = self.node.core.registry();
+        let installed_at_ms = self
+            .node
+            .core
+            .store
+            .current_registry()
+            .map_err(ApiError::from)?
+            .map(|s| s.installed_at_ms)
+            .unwrap_or_default();
         Ok(Response::new(GetRegistryResponse {
             registry: Some(reg.envelope().clone()),
             version: reg.version(),
@@ -57,28 +63,28 @@ impl Admin for AdminService {
     }
 
     async fn get_node_status(&self, _req: Request<GetNodeStatusRequest>) -> Result<Response<NodeStatus>, Status> {
-        let s = &self.state;
+        let (n, s) = (&self.node, &self.node.core);
         let reg = s.registry();
         Ok(Response::new(NodeStatus {
             zone_id: s.zone.to_string(),
             federation_id: reg.federation_id().to_string(),
             registry_version: reg.version(),
             node_key_id: s.node_key.key_id().to_string(),
-            listen_address: s.listen_addr.to_string(),
-            started_at_ms: s.started_at_ms,
+            listen_address: n.listen_addr.to_string(),
+            started_at_ms: n.started_at_ms,
             now_ms: s.now_ms(),
             peer_zones: reg.zones().filter(|z| z.id != s.zone).map(|z| z.id.to_string()).collect(),
             software_version: env!("CARGO_PKG_VERSION").to_string(),
-            audit_log_size: s.audit.durable_size(),
+            audit_log_size: n.log.durable_size(),
             checkpoint_size: s.store.latest_checkpoint().map_err(ApiError::from)?.map_or(0, |(size, _)| size),
-            equivocations_found: s.alarms.0.load(std::sync::atomic::Ordering::Relaxed),
+            equivocations_found: n.witness.equivocations_found(),
             outbox_items: s.store.outbox_len() as u64,
         }))
     }
 
     async fn ping_peer(&self, req: Request<PingPeerRequest>) -> Result<Response<PingPeerResponse>, Status> {
         let zone = ZoneId::new(req.into_inner().zone_id).map_err(|e| ApiError::invalid(e.to_string()))?;
-        Ok(Response::new(ping::ping_peer(&self.state, &zone).await?))
+        Ok(Response::new(ping::ping_peer(&self.node.core, &self.node.peers, &zone).await?))
     }
 
     async fn install_agreement(
@@ -87,7 +93,7 @@ impl Admin for AdminService {
     ) -> Result<Response<InstallAgreementResponse>, Status> {
         let env = req.into_inner().agreement.ok_or_else(|| ApiError::invalid("agreement is required"))?;
         let candidate = Agreement::parse(env).map_err(ApiError::from)?;
-        let (a, already) = agreements::install(&self.state, candidate).await.inspect_err(|e| {
+        let (a, already) = self.node.agreements.install(candidate).await.inspect_err(|e| {
             tracing::warn!(reason = %e.reason, "agreement refused: {}", e.message);
         })?;
         Ok(Response::new(InstallAgreementResponse {
@@ -102,8 +108,9 @@ impl Admin for AdminService {
         _req: Request<ListAgreementsRequest>,
     ) -> Result<Response<ListAgreementsResponse>, Status> {
         let mut list: Vec<AgreementSummary> = self
-            .state
-            .agreements()
+            .node
+            .agreements
+            .all()
             .iter()
             .map(|a| AgreementSummary {
                 agreement_id: a.id().to_string(),
@@ -125,7 +132,7 @@ impl Admin for AdminService {
         req: Request<InstallPolicyRequest>,
     ) -> Result<Response<InstallPolicyResponse>, Status> {
         let env = req.into_inner().policy.ok_or_else(|| ApiError::invalid("policy is required"))?;
-        let (policy_id, version, already_installed) = policies::install(&self.state, env).await.inspect_err(|e| {
+        let (policy_id, version, already_installed) = self.node.policies.install(env).await.inspect_err(|e| {
             tracing::warn!(reason = %e.reason, "policy refused: {}", e.message);
         })?;
         Ok(Response::new(InstallPolicyResponse { policy_id, version, already_installed }))
@@ -133,7 +140,7 @@ impl Admin for AdminService {
 
     async fn revoke_policy(&self, req: Request<RevokePolicyRequest>) -> Result<Response<RevokePolicyResponse>, Status> {
         let env = req.into_inner().revocation.ok_or_else(|| ApiError::invalid("revocation is required"))?;
-        let o = policies::revoke(&self.state, env).await?;
+        let o = self.node.policies.revoke(env).await?;
         Ok(Response::new(RevokePolicyResponse {
             already_revoked: o.already_revoked,
             notified_zones: o.notified,
@@ -145,7 +152,7 @@ impl Admin for AdminService {
         &self,
         _req: Request<ListPoliciesRequest>,
     ) -> Result<Response<ListPoliciesResponse>, Status> {
-        let set = self.state.policies();
+        let set = self.node.policies.current();
         let policies = set
             .all()
             .map(|p| PolicySummary {
@@ -170,7 +177,7 @@ impl Admin for AdminService {
         req: Request<InstallNegativeListRequest>,
     ) -> Result<Response<InstallNegativeListResponse>, Status> {
         let env = req.into_inner().negative_list.ok_or_else(|| ApiError::invalid("negative_list is required"))?;
-        let (version, already_installed) = policies::install_negative_list(&self.state, env).await?;
+        let (version, already_installed) = self.node.policies.install_negative_list(env).await?;
         Ok(Response::new(InstallNegativeListResponse { version, already_installed }))
     }
 
@@ -192,10 +199,10 @@ impl Admin for AdminService {
             purpose: &r.purpose,
             fields: &fields,
             onward_to: None,
-            now: self.state.now_ms(),
+            now: self.node.core.now_ms(),
         };
         let mut resp = ExplainPolicyResponse::default();
-        match policies::explain(&self.state, &transfer) {
+        match self.node.policies.explain(&transfer) {
             ftz_policy::exchange::Decision::Allow { policy, steps } => {
                 resp.allowed = true;
                 resp.policy_id = policy.id().to_string();
@@ -223,14 +230,14 @@ impl Admin for AdminService {
             0 => 100,
             n => n.min(1000) as usize,
         };
-        let store = &self.state.store;
+        let store = &self.node.core.store;
         let entries = store
             .outbox_items(limit)
             .map_err(ApiError::from)?
             .into_iter()
             .map(|i| OutboxEntry {
                 id: hex::encode(i.id),
-                kind: crate::outbox::kind_name(i.kind).to_string(),
+                kind: kind_name(i.kind).to_string(),
                 to_zone: i.to_zone,
                 created_at_ms: i.created_at_ms,
                 attempts: i.attempts,

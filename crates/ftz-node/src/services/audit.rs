@@ -5,7 +5,6 @@ use std::sync::Arc;
 use ftz_audit::{
     checkpoint::TlogProof,
     entry::describe,
-    merkle::{consistency_proof, inclusion_proof},
     offline::{log_verifier, witness_verifier},
 };
 use ftz_core::{KeyId, Reason};
@@ -17,15 +16,15 @@ use ftz_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{error::ApiError, state::NodeState};
+use crate::{error::ApiError, node::Node};
 
-pub struct AuditService {
-    state: Arc<NodeState>,
+pub(crate) struct AuditService {
+    node: Arc<Node>,
 }
 
 impl AuditService {
-    pub fn new(state: Arc<NodeState>) -> Self {
-        Self { state }
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        Self { node }
     }
 }
 
@@ -58,7 +57,8 @@ impl Audit for AuditService {
         _req: Request<ListRegistryHistoryRequest>,
     ) -> Result<Response<ListRegistryHistoryResponse>, Status> {
         let installs = self
-            .state
+            .node
+            .core
             .store
             .registry_history()
             .map_err(ApiError::from)?
@@ -83,15 +83,13 @@ impl Audit for AuditService {
             0 => 100,
             n => n.min(1000) as usize,
         };
-        let size = self.state.audit.durable_size();
+        let log = self.node.log.reader();
+        let size = log.size();
         let mut out = Vec::new();
         let mut next = f.from_index;
         // Scan at most 10 pages' worth per call, so a narrow filter cannot make a call unbounded.
-        let scan = self.state.store.audit_entries(f.from_index, limit * 10).map_err(ApiError::from)?;
+        let scan = log.entries(f.from_index, limit * 10).map_err(ApiError::from)?;
         for (i, leaf) in scan {
-            if i >= size {
-                break;
-            }
             next = i + 1;
             let e = entry(i, leaf)?;
             if matches(&e, &f) {
@@ -106,19 +104,16 @@ impl Audit for AuditService {
 
     async fn get_entry(&self, req: Request<GetEntryRequest>) -> Result<Response<GetEntryResponse>, Status> {
         let index = req.into_inner().index;
-        let store = &self.state.store;
-        let leaf = store
-            .audit_entry(index)
+        let log = self.node.log.reader();
+        let leaf = log
+            .entry(index)
             .map_err(ApiError::from)?
-            .filter(|_| index < self.state.audit.durable_size())
             .ok_or_else(|| ApiError::new(Reason::EntryNotFound, format!("the log has no entry {index}")))?;
         let mut proof = String::new();
-        if let Some((size, checkpoint)) = store.latest_checkpoint().map_err(ApiError::from)?
+        if let Some((size, checkpoint)) = self.node.core.store.latest_checkpoint().map_err(ApiError::from)?
             && index < size
         {
-            let hashes = inclusion_proof(&self.state.audit.tree(), index, size)
-                .map_err(ApiError::from)?
-                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let hashes = log.inclusion_proof(index, size)?;
             proof = TlogProof { extra: None, index, hashes, checkpoint }.to_text();
         }
         Ok(Response::new(GetEntryResponse { entry: Some(entry(index, leaf)?), proof }))
@@ -129,7 +124,8 @@ impl Audit for AuditService {
         _req: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
         let (size, checkpoint) = self
-            .state
+            .node
+            .core
             .store
             .latest_checkpoint()
             .map_err(ApiError::from)?
@@ -137,13 +133,14 @@ impl Audit for AuditService {
         // The log's key in use first; then every node key the registry lists, retired ones too
         // (entries signed before a rotation need them): this zone's under the log's name, the
         // other zones' as witnesses.
-        let registry = self.state.registry();
-        let current = self.state.node_key.verifying_key();
+        let core = &self.node.core;
+        let registry = core.registry();
+        let current = core.node_key.verifying_key();
         let mut keys: Vec<String> =
-            log_verifier(self.state.zone.as_str(), current).map(|v| v.to_vkey()).into_iter().collect();
+            log_verifier(core.zone.as_str(), current).map(|v| v.to_vkey()).into_iter().collect();
         for z in registry.zones() {
             for k in z.keys.iter().filter(|k| k.purpose == KeyPurpose::Node) {
-                let v = if z.id == self.state.zone {
+                let v = if z.id == core.zone {
                     if k.key == current {
                         continue;
                     }
@@ -162,16 +159,8 @@ impl Audit for AuditService {
         req: Request<GetConsistencyProofRequest>,
     ) -> Result<Response<GetConsistencyProofResponse>, Status> {
         let r = req.into_inner();
-        let store = &self.state.store;
-        let size = self.state.audit.durable_size();
-        if r.size2 > size {
-            return Err(
-                ApiError::new(Reason::EntryNotFound, format!("the log has {size} entries, not {}", r.size2)).into()
-            );
-        }
-        let proof = consistency_proof(&self.state.audit.tree(), r.size1, r.size2)
-            .map_err(ApiError::from)?
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let store = &self.node.core.store;
+        let proof = self.node.log.reader().consistency_proof(r.size1, r.size2)?;
         Ok(Response::new(GetConsistencyProofResponse {
             proof: proof.iter().map(|h| h.to_vec()).collect(),
             checkpoint1: store.checkpoint_at(r.size1).map_err(ApiError::from)?.unwrap_or_default(),
@@ -184,7 +173,8 @@ impl Audit for AuditService {
         _req: Request<ListEquivocationsRequest>,
     ) -> Result<Response<ListEquivocationsResponse>, Status> {
         let evidence = self
-            .state
+            .node
+            .core
             .store
             .evidence()
             .map_err(ApiError::from)?

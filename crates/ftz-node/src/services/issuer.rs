@@ -10,15 +10,15 @@ use ftz_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{error::ApiError, issuing, services::key_summary, state::NodeState};
+use crate::{error::ApiError, issuing, node::Node, services::key_summary};
 
-pub struct IssuerService {
-    state: Arc<NodeState>,
+pub(crate) struct IssuerService {
+    node: Arc<Node>,
 }
 
 impl IssuerService {
-    pub fn new(state: Arc<NodeState>) -> Self {
-        Self { state }
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        Self { node }
     }
 }
 
@@ -36,13 +36,13 @@ impl Issuer for IssuerService {
         &self,
         _req: Request<ListIssuingKeysRequest>,
     ) -> Result<Response<ListIssuingKeysResponse>, Status> {
-        let reg = self.state.registry();
+        let reg = self.node.core.registry();
         let keys = reg
-            .zone(&self.state.zone)
+            .zone(&self.node.core.zone)
             .map(|z| z.keys.iter().filter(|k| k.purpose == KeyPurpose::Issuing).map(key_summary).collect())
             .unwrap_or_default();
         Ok(Response::new(ListIssuingKeysResponse {
-            zone_id: self.state.zone.to_string(),
+            zone_id: self.node.core.zone.to_string(),
             registry_version: reg.version(),
             keys,
         }))
@@ -53,8 +53,8 @@ impl Issuer for IssuerService {
         req: Request<IssueCertificationRequest>,
     ) -> Result<Response<IssueResponse>, Status> {
         let c = req.into_inner().certification.ok_or_else(|| ApiError::invalid("certification is required"))?;
-        let record = issuing::own_certification(&self.state, c)?;
-        Ok(issued(issuing::issue(&self.state, record).await?))
+        let record = self.node.issuer.own_certification(c)?;
+        Ok(issued(self.node.issuer.issue(record).await?))
     }
 
     async fn record_inspection(
@@ -62,13 +62,13 @@ impl Issuer for IssuerService {
         req: Request<RecordInspectionRequest>,
     ) -> Result<Response<IssueResponse>, Status> {
         let r = req.into_inner().result.ok_or_else(|| ApiError::invalid("result is required"))?;
-        let record = issuing::own_inspection(&self.state, r)?;
-        Ok(issued(issuing::issue(&self.state, record).await?))
+        let record = self.node.issuer.own_inspection(r)?;
+        Ok(issued(self.node.issuer.issue(record).await?))
     }
 
     async fn revoke(&self, req: Request<RevokeRequest>) -> Result<Response<RevokeResponse>, Status> {
         let r = req.into_inner();
-        let o = issuing::revoke(&self.state, &r.record_id, &r.reason).await?;
+        let o = self.node.issuer.revoke(&r.record_id, &r.reason).await?;
         Ok(Response::new(RevokeResponse {
             revocation: Some(o.revocation),
             already_revoked: o.already_revoked,
@@ -82,7 +82,7 @@ impl Issuer for IssuerService {
         req: Request<PushInspectionRequest>,
     ) -> Result<Response<PushInspectionResponse>, Status> {
         let r = req.into_inner();
-        let out = issuing::push(&self.state, &r.record_id, &r.to_zone, &r.purpose).await?;
+        let out = self.node.issuer.push(&r.record_id, &r.to_zone, &r.purpose).await?;
         Ok(Response::new(PushInspectionResponse {
             to_zone: r.to_zone,
             already_delivered: out.already_delivered,
@@ -91,7 +91,7 @@ impl Issuer for IssuerService {
     }
 
     async fn import_rows(&self, req: Request<ImportRowsRequest>) -> Result<Response<ImportRowsResponse>, Status> {
-        let (imported, total) = crate::industry::import(&self.state, req.into_inner().rows).await?;
+        let (imported, total) = self.node.industry.import(req.into_inner().rows).await?;
         Ok(Response::new(ImportRowsResponse { imported, total_rows: total }))
     }
 }

@@ -1,10 +1,10 @@
 //! The gRPC services. Each only runs after `auth` has authenticated and authorized the caller.
 
-pub mod admin;
-pub mod audit;
-pub mod issuer;
-pub mod peer;
-pub mod verify;
+pub(crate) mod admin;
+pub(crate) mod audit;
+pub(crate) mod issuer;
+pub(crate) mod peer;
+pub(crate) mod verify;
 
 use ftz_core::registry::{Zone, ZoneKey};
 use ftz_policy::Recognition;

@@ -16,20 +16,20 @@ use tonic::{Request, Response, Status};
 use ftz_audit::leaf::Refusing;
 
 use crate::{
-    audit::{transfer, witness},
+    audit::events::{Refusal, log_refusal},
     auth::caller,
     error::ApiError,
-    industry, ping, policies, recognition,
-    state::NodeState,
+    node::Node,
+    ping, transfer,
 };
 
-pub struct PeerService {
-    state: Arc<NodeState>,
+pub(crate) struct PeerService {
+    node: Arc<Node>,
 }
 
 impl PeerService {
-    pub fn new(state: Arc<NodeState>) -> Self {
-        Self { state }
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        Self { node }
     }
 
     /// The answer, or the refusal after logging it.
@@ -44,8 +44,15 @@ impl PeerService {
         match res {
             Ok(v) => Ok(Response::new(v)),
             Err(e) => {
-                transfer::log_refusal(&self.state, from.as_str(), Refusing::RefusedPeer, method, &e, class, subject)
-                    .await;
+                let refusal = Refusal {
+                    other: from.as_str(),
+                    refusing: Refusing::RefusedPeer,
+                    method,
+                    error: &e,
+                    class,
+                    subject,
+                };
+                log_refusal(&self.node.core, &self.node.log, refusal).await;
                 Err(e.into())
             }
         }
@@ -57,7 +64,7 @@ impl Peer for PeerService {
     async fn ping(&self, req: Request<PingRequest>) -> Result<Response<PingResponse>, Status> {
         let from = caller(&req)?.zone.clone();
         let challenge = req.into_inner().challenge.ok_or_else(|| ApiError::invalid("challenge is required"))?;
-        let s = &self.state;
+        let s = &self.node.core;
         let answer = ping::answer(
             &challenge,
             &from,
@@ -74,9 +81,9 @@ impl Peer for PeerService {
     async fn fetch_record(&self, req: Request<FetchRecordRequest>) -> Result<Response<FetchRecordResponse>, Status> {
         let from = caller(&req)?.zone.clone();
         let r = req.into_inner();
-        let zone = if r.issuing_zone.is_empty() { self.state.zone.to_string() } else { r.issuing_zone.clone() };
+        let zone = if r.issuing_zone.is_empty() { self.node.core.zone.to_string() } else { r.issuing_zone.clone() };
         let subject = format!("record {zone}/{}", r.record_id);
-        let res = recognition::serve_fetch(&self.state, &from, r).await;
+        let res = self.node.provider.serve_fetch(&from, r).await;
         self.audited(&from, "/ftz.v1.Peer/FetchRecord", None, &subject, res).await
     }
 
@@ -86,7 +93,7 @@ impl Peer for PeerService {
     ) -> Result<Response<NotifyRevocationResponse>, Status> {
         let from = caller(&req)?.zone.clone();
         let status = req.into_inner().status.ok_or_else(|| ApiError::invalid("status is required"))?;
-        recognition::accept_revocation(&self.state, &from, status).await?;
+        self.node.provider.accept_revocation(&from, status).await?;
         Ok(Response::new(NotifyRevocationResponse {}))
     }
 
@@ -102,7 +109,10 @@ impl Peer for PeerService {
             .and_then(|i| ftz_proto::TransferIntent::decode(i.payload.as_slice()).ok())
             .map(|i| i.subject)
             .unwrap_or_default();
-        let res = recognition::accept_delivery(&self.state, &from, r)
+        let res = self
+            .node
+            .provider
+            .accept_delivery(&from, r)
             .await
             .map(|(already, receipt)| DeliverResponse { already_delivered: already, receipt: Some(receipt) });
         self.audited(&from, "/ftz.v1.Peer/Deliver", Some(DataClass::InspectionResult), &subject, res).await
@@ -110,13 +120,13 @@ impl Peer for PeerService {
 
     async fn query_aggregate(&self, req: Request<AggregateQuery>) -> Result<Response<SealedPayload>, Status> {
         let from = caller(&req)?.zone.clone();
-        let res = industry::answer_query(&self.state, &from, req.into_inner()).await;
+        let res = self.node.industry.answer_query(&from, req.into_inner()).await;
         self.audited(&from, "/ftz.v1.Peer/QueryAggregate", Some(DataClass::IndustryData), "aggregate", res).await
     }
 
     async fn export_rows(&self, req: Request<ExportRowsRequest>) -> Result<Response<SealedPayload>, Status> {
         let from = caller(&req)?.zone.clone();
-        let res = industry::export_rows(&self.state, &from, req.into_inner()).await;
+        let res = self.node.industry.export_rows(&from, req.into_inner()).await;
         self.audited(&from, "/ftz.v1.Peer/ExportRows", Some(DataClass::IndustryData), "rows", res).await
     }
 
@@ -126,7 +136,7 @@ impl Peer for PeerService {
     ) -> Result<Response<NotifyPolicyRevocationResponse>, Status> {
         let from = caller(&req)?.zone.clone();
         let env = req.into_inner().revocation.ok_or_else(|| ApiError::invalid("revocation is required"))?;
-        policies::accept_revocation(&self.state, &from, env).await?;
+        self.node.policies.accept_revocation(&from, env).await?;
         Ok(Response::new(NotifyPolicyRevocationResponse {}))
     }
 
@@ -137,12 +147,12 @@ impl Peer for PeerService {
             (Some(i), Some(c)) => (i, c),
             _ => return Err(ApiError::invalid("intent and receipt are required").into()),
         };
-        transfer::accept_receipt(&self.state, &from, &intent, &receipt).await?;
+        transfer::acknowledged(&self.node.core, &self.node.log, &from, &intent, &receipt).await?;
         Ok(Response::new(AcknowledgeResponse {}))
     }
 
     async fn witness(&self, req: Request<WitnessRequest>) -> Result<Response<WitnessResponse>, Status> {
         let from = caller(&req)?.zone.clone();
-        Ok(Response::new(witness::witness(&self.state, &from, req.into_inner()).await?))
+        Ok(Response::new(self.node.witness.cosign(&from, req.into_inner()).await?))
     }
 }

@@ -13,24 +13,24 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     error::ApiError,
-    recognition::{self, Subject},
+    node::Node,
+    recognition::Subject,
     services::{verification_result, zone_summary},
-    state::NodeState,
 };
 
-pub struct VerifyService {
-    state: Arc<NodeState>,
+pub(crate) struct VerifyService {
+    node: Arc<Node>,
 }
 
 impl VerifyService {
-    pub fn new(state: Arc<NodeState>) -> Self {
-        Self { state }
+    pub(crate) fn new(node: Arc<Node>) -> Self {
+        Self { node }
     }
 
     /// The recognising zone of a request: this node's zone unless another is named.
     fn recognising(&self, z: &str) -> Result<ZoneId, ApiError> {
         if z.is_empty() {
-            Ok(self.state.zone.clone())
+            Ok(self.node.core.zone.clone())
         } else {
             ZoneId::new(z).map_err(|e| ApiError::invalid(e.to_string()))
         }
@@ -46,7 +46,7 @@ fn ref_parts(r: RecordRef) -> Result<(ZoneId, String), ApiError> {
 #[tonic::async_trait]
 impl Verify for VerifyService {
     async fn list_zones(&self, _req: Request<ListZonesRequest>) -> Result<Response<ListZonesResponse>, Status> {
-        let reg = self.state.registry();
+        let reg = self.node.core.registry();
         Ok(Response::new(ListZonesResponse {
             registry_version: reg.version(),
             zones: reg.zones().map(zone_summary).collect(),
@@ -64,7 +64,7 @@ impl Verify for VerifyService {
             None => return Err(ApiError::invalid("name the record (ref) or give it (record)").into()),
         };
         let zone = self.recognising(&r.recognising_zone)?;
-        let checked = recognition::check(&self.state, subject, &zone, &r.purpose).await?;
+        let checked = self.node.verifier.check(subject, &zone, &r.purpose).await?;
         Ok(Response::new(verification_result(checked)))
     }
 
@@ -74,7 +74,7 @@ impl Verify for VerifyService {
     ) -> Result<Response<FindInspectionsResponse>, Status> {
         let r = req.into_inner();
         let zone = self.recognising(&r.recognising_zone)?;
-        let found = recognition::find_inspections(&self.state, &r.lot_id, &zone, &r.purpose).await?;
+        let found = self.node.verifier.find_inspections(&r.lot_id, &zone, &r.purpose).await?;
         Ok(Response::new(FindInspectionsResponse { results: found.into_iter().map(verification_result).collect() }))
     }
 
@@ -82,7 +82,7 @@ impl Verify for VerifyService {
         let r = req.into_inner();
         let (zone, record_id) = ref_parts(r.r#ref.unwrap_or_default())?;
         let recognising = self.recognising(&r.recognising_zone)?;
-        let bundle = recognition::export_bundle(&self.state, zone, record_id, &recognising, &r.purpose).await?;
+        let bundle = self.node.verifier.export_bundle(zone, record_id, &recognising, &r.purpose).await?;
         Ok(Response::new(ExportBundleResponse { bundle: Some(bundle) }))
     }
 
@@ -93,7 +93,7 @@ impl Verify for VerifyService {
         let r = req.into_inner();
         let provider = crate::industry::check_provider(&r.provider_zone)?;
         let q = r.query.ok_or_else(|| ApiError::invalid("query is required"))?;
-        Ok(Response::new(crate::industry::query(&self.state, &provider, q).await?))
+        Ok(Response::new(self.node.industry.query(&provider, q).await?))
     }
 
     async fn fetch_industry_rows(
@@ -102,12 +102,11 @@ impl Verify for VerifyService {
     ) -> Result<Response<ExportRowsAnswer>, Status> {
         let r = req.into_inner();
         let provider = crate::industry::check_provider(&r.provider_zone)?;
-        let answer = crate::industry::fetch_rows(
-            &self.state,
-            &provider,
-            ExportRowsRequest { filters: r.filters, purpose: r.purpose, limit: r.limit },
-        )
-        .await?;
+        let answer = self
+            .node
+            .industry
+            .fetch_rows(&provider, ExportRowsRequest { filters: r.filters, purpose: r.purpose, limit: r.limit })
+            .await?;
         Ok(Response::new(answer))
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use ftz_core::{Clock, SystemClock, ZoneId};
-use ftz_node::dev::{self, DevSpec, DevZoneSpec};
+use ftz_devkit::dev::{self, DevSpec, DevZoneSpec};
 use ftzctl::output::{Format, emit};
 use serde_json::json;
 

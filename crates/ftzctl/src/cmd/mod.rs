@@ -4,6 +4,7 @@ pub mod admin;
 pub mod agreement;
 pub mod audit;
 pub mod data;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod issue;
 pub mod keys;

@@ -8,7 +8,7 @@ use std::{path::Path, time::Duration};
 use anyhow::Result;
 use ftz_audit::offline::{CrossReport, verify_proof};
 use ftz_core::Role;
-use ftz_node::local::LocalFederation;
+use ftz_devkit::LocalFederation;
 use ftz_proto::audit_client::AuditClient;
 
 use super::{DemoReport, ZONES};

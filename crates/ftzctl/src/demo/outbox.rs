@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use ftz_core::Role;
-use ftz_node::{dev, local::LocalFederation};
+use ftz_devkit::{LocalFederation, dev};
 use ftz_proto::{
     FindInspectionsRequest, ListOutboxRequest, PushInspectionRequest, RecordInspectionRequest,
     admin_client::AdminClient, issuer_client::IssuerClient, verify_client::VerifyClient,

@@ -7,11 +7,10 @@ use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 use ftz_core::{Clock, Role, ZoneId};
 use tonic::transport::Channel;
 
-use crate::{
-    NodeConfig, NodeOptions, RunningNode, StartError,
-    client::{ClientError, ClientProfile},
-    dev::{self, DevError, DevFederation, DevSpec, DevZoneSpec},
-};
+use ftz_client::{ClientError, ClientProfile};
+use ftz_node::{NodeConfig, NodeOptions, RunningNode, StartError};
+
+use crate::dev::{self, DevError, DevFederation, DevSpec, DevZoneSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -115,7 +114,7 @@ impl LocalFederation {
         if let Some(tune) = &self.tune {
             tune(&mut cfg);
         }
-        let node = crate::start(&cfg, NodeOptions { clock: self.clock.clone(), listener }).await.map_err(err)?;
+        let node = ftz_node::start(&cfg, NodeOptions { clock: self.clock.clone(), listener }).await.map_err(err)?;
         self.nodes.insert(zone.clone(), node);
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Connecting to a node as one of its zone's users (ftzctl, tests): a client profile names the
-//! node, its zone, the zone CA, and the user's certificate and key.
+//! node, its zone, the zone CA, and the user's certificate and key. Also the channel a node
+//! itself opens to another zone's node.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 

@@ -1,5 +1,5 @@
 //! A federation of real node processes on 127.0.0.1: each zone's node runs the `ftz-node`
-//! process (any binary that runs [`crate::process::main_from`]) with its own config, keys and
+//! process (any binary that runs [`ftz_node::process::main_from`]) with its own config, keys and
 //! store in a directory. For what needs a node as the OS sees it: the crash tests kill one with
 //! SIGKILL, the benchmark reads each node's own peak memory.
 
@@ -16,8 +16,9 @@ use std::{
 use ftz_core::{Clock, Role, SystemClock, ZoneId};
 use tonic::transport::Channel;
 
+use ftz_client::ClientProfile;
+
 use crate::{
-    client::ClientProfile,
     dev::{self, DevFederation, DevSpec, DevZoneSpec},
     local::LocalError,
 };

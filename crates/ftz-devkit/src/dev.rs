@@ -29,11 +29,9 @@ use ftz_pki::{
 };
 use ftz_proto::{FederationRegistry, KeyPurpose, ZoneEntry, ZoneKey};
 
-use crate::{
-    client::ClientProfile,
-    config::{
-        AuditConfig, KeyFiles, Limits, LogConfig, NodeConfig, RecognitionConfig, RegistrySource, StoreConfig, TlsFiles,
-    },
+use ftz_client::ClientProfile;
+use ftz_node::config::{
+    AuditConfig, KeyFiles, Limits, LogConfig, NodeConfig, RecognitionConfig, RegistrySource, StoreConfig, TlsFiles,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,21 @@
+//! The development kit: what the demo, the benchmark and the tests use to stand up whole
+//! federations, and nothing a production node needs.
+//!
+//! - [`dev`]: a development federation on disk (zone CAs, node and user certificates, keys,
+//!   node configs, client profiles, one registry signed by every authority), as `ftzctl dev
+//!   init` writes it, and helpers that sign agreements and policies with its authority keys;
+//! - [`local`]: that federation's nodes started in this process on 127.0.0.1;
+//! - [`processes`]: the same nodes as processes of their own (the crash harness kills them, the
+//!   benchmark reads their memory).
+//!
+//! Every private key is generated here, on the machine that uses it; none is ever committed.
+
+#![forbid(unsafe_code)]
+
+pub mod dev;
+pub mod local;
+pub mod processes;
+
+pub use dev::{DevFederation, DevSpec, DevZone, DevZoneSpec};
+pub use local::{LocalError, LocalFederation};
+pub use processes::ProcessFederation;

@@ -1,0 +1,77 @@
+//! What the node logs besides transfers, in one place: refusals (by this node, or of this node
+//! by another zone), configuration changes (registry, agreements, policies, negative list, node
+//! key) and deletions at the end of a retention period. None of these fails its caller: an entry
+//! that cannot be logged is reported in the node's own log instead.
+
+use ftz_audit::leaf::{Leaf, Refusing};
+use ftz_core::{Reason, sha256};
+use ftz_policy::exchange::class_name;
+
+use super::log::AuditLog;
+use crate::{core::Core, error::ApiError};
+
+/// A refusal to log: by this node of `other`, or of this node by `other`.
+pub(crate) struct Refusal<'a> {
+    pub other: &'a str,
+    pub refusing: Refusing,
+    pub method: &'a str,
+    pub error: &'a ApiError,
+    pub class: Option<ftz_proto::DataClass>,
+    /// What the refused request was about, as both sides name it (only its digest is logged).
+    pub subject: &'a str,
+}
+
+pub(crate) async fn log_refusal(core: &Core, log: &AuditLog, r: Refusal<'_>) {
+    let e = r.error;
+    let meta = |key: &str| e.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let policy = meta("policy_id").unwrap_or_default();
+    // Refused by the other zone: log its reason, as it logs it, so the two entries pair up.
+    let reason = match meta("peer_reason") {
+        Some(p) if r.refusing == Refusing::RefusedByPeer && e.reason == Reason::PeerRefused => p,
+        _ => e.reason.to_string(),
+    };
+    let leaf = Leaf::Refusal {
+        at_ms: core.now_ms(),
+        zone: core.zone.to_string(),
+        other_zone: r.other.to_string(),
+        refusing: r.refusing,
+        reason,
+        method: r.method.to_string(),
+        data_class: r.class.map(class_name).unwrap_or_default().to_string(),
+        policy_id: policy,
+        subject_digest: if r.subject.is_empty() { [0; 32] } else { sha256(r.subject.as_bytes()) },
+    };
+    if let Err(err) = log.append(&leaf, None).await {
+        tracing::error!(reason = %e.reason, "a refusal could not be logged: {err}");
+    }
+}
+
+/// Logs something installed on the node.
+pub(crate) async fn log_config(core: &Core, log: &AuditLog, what: &str, id: &str, version: u64, digest: [u8; 32]) {
+    let leaf = Leaf::Config { at_ms: core.now_ms(), what: what.into(), id: id.into(), version, digest };
+    if let Err(e) = log.append(&leaf, None).await {
+        tracing::error!(what, id, "a configuration change could not be logged: {e}");
+    }
+}
+
+/// Logs the node key in use (a configuration change) when it differs from the last one logged.
+pub(crate) async fn log_node_key(core: &Core, log: &AuditLog) {
+    let id = core.node_key.key_id();
+    let last = core.store.meta_value("audit_node_key").ok().flatten();
+    if last.as_deref() == Some(id.as_bytes()) {
+        return;
+    }
+    let leaf = Leaf::Config {
+        at_ms: core.now_ms(),
+        what: "node_key".into(),
+        id: id.to_string(),
+        version: 0,
+        digest: sha256(core.node_key.verifying_key().as_bytes()),
+    };
+    match log.append(&leaf, None).await {
+        Ok(_) => {
+            let _ = core.store.set_meta_value("audit_node_key", id.as_bytes());
+        }
+        Err(e) => tracing::error!("logging the node key: {e}"),
+    }
+}

@@ -1,0 +1,307 @@
+//! The composition root: reads what a node is made of (config, keys, certificate, store,
+//! registry, installed documents), checks it fits together, and builds each capability with
+//! exactly the handles it needs. [`Node`] holds them all; only this module, the RPC layer
+//! (`services`) and the server see it whole.
+
+use std::{io, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use ftz_core::{
+    Clock, Identity, Registry, UnixMillis, ZoneId,
+    registry::{InstallContext, InstallDecision, check_install},
+};
+use ftz_pki::files::{self, FileError};
+use ftz_store::{Store, StoreError, StoreOptions, StoredRegistry};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::watch;
+
+use crate::{
+    agreements::{self, Agreements},
+    audit::{AuditLog, checkpoints, events},
+    config::NodeConfig,
+    core::Core,
+    federation::{Federation, check_fits_node},
+    industry::Industry,
+    issuing::{Issuer, NoticeCourier},
+    outbox::{Courier, Kind, Outbox},
+    peers::PeerClients,
+    policies::{self, Policies, RevocationCourier},
+    provider::Provider,
+    recognition::Verifier,
+    retention,
+    tasks::Tasks,
+    transfer::{self, DeliveryCourier, ReceiptCourier, Transfers},
+    witness::Witness,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: io::Error },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("registry: {0}")]
+    Registry(String),
+    #[error("node certificate: {0}")]
+    Certificate(String),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("cannot start the gRPC server: {0}")]
+    Server(String),
+    #[error(transparent)]
+    Agreements(#[from] crate::agreements::LoadError),
+    #[error(transparent)]
+    Policies(#[from] crate::policies::LoadError),
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::audit::checkpoints::HistoryError),
+}
+
+/// Every capability of a running node.
+pub(crate) struct Node {
+    pub core: Arc<Core>,
+    pub log: AuditLog,
+    pub peers: Arc<PeerClients>,
+    pub outbox: Arc<Outbox>,
+    pub witness: Arc<Witness>,
+    pub agreements: Arc<Agreements>,
+    pub policies: Arc<Policies>,
+    pub federation: Federation,
+    pub issuer: Issuer,
+    pub provider: Provider,
+    pub verifier: Verifier,
+    pub industry: Industry,
+    pub listen_addr: SocketAddr,
+    pub started_at_ms: UnixMillis,
+}
+
+/// What a node is made of, read and checked, before anything runs.
+pub(crate) struct Parts {
+    pub tls_chain: Vec<CertificateDer<'static>>,
+    pub tls_key: PrivateKeyDer<'static>,
+    core: Arc<Core>,
+    issuing_key: Option<ftz_core::SigningKey>,
+    agreements: Vec<ftz_policy::Agreement>,
+    policies: ftz_policy::exchange::PolicySet,
+    pseudonym_secret: [u8; 32],
+    log: AuditLog,
+}
+
+/// Loads keys, certificate, store, registry and installed documents, and checks they fit
+/// together. Background work is started by [`Parts::assemble`].
+pub(crate) fn load(
+    config: &NodeConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Parts, StartError> {
+    config.validate()?;
+    let zone = config.zone()?;
+    let now = clock.now_ms();
+
+    let tls_chain = files::read_cert_chain(&config.tls.cert)?;
+    let tls_key = files::read_tls_key(&config.tls.key)?;
+    let node_key = files::read_signing_key(&config.keys.node_signing_key)?;
+    let issuing_key = config.keys.issuing_key.as_deref().map(files::read_signing_key).transpose()?;
+    create_private_dir(&config.data_dir)?;
+    let store = Store::open(
+        &config.data_dir,
+        StoreOptions { cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024 },
+    )?;
+    let registry = load_registry(config, &store, &zone, &node_key, &tls_chain, now)?;
+    let agreements = agreements::load(&store)?;
+    let policies = policies::load(&store, &zone)?;
+    let pseudonym_secret = store.pseudonym_secret(|| {
+        let mut b = [0u8; 32];
+        // A failing OS RNG leaves zeros, which the check below refuses.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        b
+    })?;
+    if pseudonym_secret == [0u8; 32] {
+        return Err(StartError::Server("the system random number generator failed".into()));
+    }
+    checkpoints::check_signed_history(&store, &zone, &node_key, &registry)?;
+    transfer::drop_orphan_receipts(&store)?;
+    let log = AuditLog::start(store.clone())?;
+    if let Some(k) = &issuing_key {
+        let listed = registry
+            .zone(&zone)
+            .is_some_and(|z| z.key_valid_at(ftz_proto::KeyPurpose::Issuing, &k.key_id(), now).is_some());
+        if !listed {
+            tracing::warn!(key = %k.key_id(), "the issuing key is not a valid issuing key of this zone in the registry: issuing is refused until it is");
+        }
+    }
+    let core = Arc::new(Core::new(zone, clock, store, node_key, config.limits.clone(), registry, Tasks::new(shutdown)));
+    Ok(Parts { tls_chain, tls_key, core, issuing_key, agreements, policies, pseudonym_secret, log })
+}
+
+impl Parts {
+    /// Builds every capability, runs what is due at start (retention), and starts the
+    /// background work: retention, checkpoints and their witnessing, the sweeper, the outbox.
+    pub(crate) async fn assemble(self, config: &NodeConfig, listen_addr: SocketAddr) -> Node {
+        let Parts { tls_chain, tls_key, core, issuing_key, agreements, policies, pseudonym_secret, log } = self;
+        let peers = Arc::new(PeerClients::new(core.clone(), tls_chain.clone(), tls_key));
+        let couriers: [(Kind, Arc<dyn Courier>); 4] = [
+            (Kind::Receipt, Arc::new(ReceiptCourier { core: core.clone(), log: log.clone(), peers: peers.clone() })),
+            (Kind::Delivery, Arc::new(DeliveryCourier { core: core.clone(), log: log.clone(), peers: peers.clone() })),
+            (Kind::RevocationNotice, Arc::new(NoticeCourier(peers.clone()))),
+            (Kind::PolicyRevocation, Arc::new(RevocationCourier(peers.clone()))),
+        ];
+        let outbox = Arc::new(Outbox::new(core.clone(), couriers));
+        let policies = Arc::new(Policies::new(core.clone(), log.clone(), outbox.clone(), policies));
+        let agreements = Arc::new(Agreements::new(core.clone(), log.clone(), agreements));
+        let transfers = Arc::new(Transfers::new(
+            core.clone(),
+            log.clone(),
+            outbox.clone(),
+            policies.clone(),
+            peers.clone(),
+            config.audit.ack_timeout_ms,
+        ));
+        let witness = Arc::new(Witness::new(core.clone(), log.clone(), peers.clone()));
+        let node = Node {
+            federation: Federation::new(core.clone(), log.clone(), tls_chain),
+            issuer: Issuer::new(core.clone(), issuing_key, transfers.clone(), outbox.clone()),
+            provider: Provider::new(core.clone(), transfers.clone(), config.recognition.clone()),
+            verifier: Verifier::new(core.clone(), agreements.clone(), transfers.clone(), config.recognition.clone()),
+            industry: Industry::new(core.clone(), transfers, pseudonym_secret),
+            started_at_ms: core.now_ms(),
+            core,
+            log,
+            peers,
+            outbox,
+            witness,
+            agreements,
+            policies,
+            listen_addr,
+        };
+        // Data past its retention goes before anything is served, then on a timer.
+        let deleted = retention::run_once(&node.core, &node.log).await;
+        if deleted > 0 {
+            tracing::info!(deleted, "retention: deleted data that came due while the node was down");
+        }
+        retention::spawn(node.core.clone(), node.log.clone());
+        events::log_node_key(&node.core, &node.log).await;
+        let signed = checkpoints::spawn_signer(
+            node.core.clone(),
+            node.log.clone(),
+            Duration::from_millis(config.audit.checkpoint_interval_ms),
+        );
+        node.witness.spawn_cosigner(signed);
+        transfer::spawn_unacknowledged_sweeper(node.core.clone(), node.log.clone());
+        node.outbox.spawn_retries();
+        node
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir { path: path.display().to_string(), source };
+    std::fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The registry to start with: the stored one, or the configured file when it is newer (then
+/// installed by the same rules as `Admin.InstallRegistry`, the first one against the trust
+/// anchor).
+fn load_registry(
+    config: &NodeConfig,
+    store: &Store,
+    zone: &ZoneId,
+    node_key: &ftz_core::SigningKey,
+    tls_chain: &[rustls::pki_types::CertificateDer<'static>],
+    now: ftz_core::UnixMillis,
+) -> Result<Registry, StartError> {
+    let named = ftz_pki::identity_of(&tls_chain[0])
+        .map_err(|e| StartError::Certificate(format!("{}: {e}", config.tls.cert.display())))?;
+    let held = store
+        .current_registry()?
+        .map(|s| Registry::from_bytes(&s.envelope))
+        .transpose()
+        .map_err(|e| StartError::Registry(format!("the stored registry is unreadable: {e}")))?;
+    let file = match &config.registry.file {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|source| FileError::Io { path: path.clone(), source })?;
+            let r =
+                Registry::from_bytes(&bytes).map_err(|e| StartError::Registry(format!("{}: {e}", path.display())))?;
+            Some((path.clone(), r))
+        }
+        None => None,
+    };
+
+    let registry = match (held, file) {
+        (None, None) => {
+            return Err(StartError::Registry(
+                "no registry is installed and none is configured: set registry.file (and registry.trust_anchor for the first install)".into(),
+            ));
+        }
+        (Some(held), None) => held,
+        (Some(held), Some((path, file))) if file.version() <= held.version() => {
+            tracing::info!(
+                stored = held.version(),
+                file = %path.display(),
+                file_version = file.version(),
+                "keeping the stored registry: the configured file is not newer"
+            );
+            held
+        }
+        (held, Some((path, candidate))) => {
+            if candidate.zone(zone).is_none() {
+                return Err(unknown_zone(zone, &candidate));
+            }
+            check_node_identity(&named.identity, zone, &config.tls.cert)?;
+            let ctx = InstallContext { current: held.as_ref(), own_zone: zone, anchor: config.trust_anchor()?, now };
+            let counted = match check_install(&candidate, ctx) {
+                Ok(InstallDecision::Install { counted }) => counted,
+                Ok(InstallDecision::AlreadyInstalled) => Vec::new(),
+                Err(e) => {
+                    return Err(StartError::Registry(format!("{} refused: {}: {e}", path.display(), e.reason())));
+                }
+            };
+            check_fits_node(&candidate, zone, &node_key.key_id(), tls_chain, now)
+                .map_err(|e| StartError::Registry(format!("{} refused: {e}", path.display())))?;
+            let stored = StoredRegistry {
+                version: candidate.version(),
+                envelope: candidate.to_bytes(),
+                installed_at_ms: now,
+                counted_signers: counted.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            };
+            store.install_registry(&stored, candidate.digest(), held.as_ref().map(Registry::version))?;
+            tracing::info!(version = candidate.version(), file = %path.display(), "registry installed from file");
+            candidate
+        }
+    };
+    if registry.zone(zone).is_none() {
+        return Err(unknown_zone(zone, &registry));
+    }
+    check_node_identity(&named.identity, zone, &config.tls.cert)?;
+    check_fits_node(&registry, zone, &node_key.key_id(), tls_chain, now)
+        .map_err(|e| StartError::Registry(e.to_string()))?;
+    Ok(registry)
+}
+
+fn check_node_identity(named: &Identity, zone: &ZoneId, cert: &Path) -> Result<(), StartError> {
+    if *named == Identity::node(zone.clone()) {
+        return Ok(());
+    }
+    Err(StartError::Certificate(format!(
+        "{} names {named}, but this node is configured as zone {zone} (expected ftz://{zone}/node)",
+        cert.display()
+    )))
+}
+
+fn unknown_zone(zone: &ZoneId, r: &Registry) -> StartError {
+    let listed: Vec<String> = r.zones().map(|z| z.id.to_string()).collect();
+    StartError::Registry(format!(
+        "zone_id {zone} is not listed in registry v{} (it lists: {})",
+        r.version(),
+        listed.join(", ")
+    ))
+}

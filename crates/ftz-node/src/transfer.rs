@@ -1,0 +1,673 @@
+//! Transfers between zones, both roles, and the receipt's whole life.
+//!
+//! The provider seals what it sends with a signed intent that commits to the payload (SHA-256
+//! of a nonce and the payload) without containing it ([`Transfers::permit`] then
+//! [`Transfers::seal`]); the consumer checks the seal, keeps the data only under a policy it
+//! holds, signs a receipt over the intent and logs the transfer leaf ([`Transfers::pull`] for
+//! what it asked for, [`Transfers::receive`] for what was pushed to it); the receipt goes back
+//! through the outbox and the provider logs the byte-identical leaf ([`acknowledged`]). An
+//! intent whose receipt does not arrive in time is logged as unacknowledged (the sweeper).
+
+use std::{sync::Arc, time::Duration};
+
+use ftz_audit::leaf::{Leaf, LeafSignature, Refusing, SignedPart};
+use ftz_core::{
+    Reason, ZoneId,
+    envelope::{self, PayloadType},
+    sha256,
+};
+use ftz_policy::exchange::{CompiledPolicy, TransferRequest};
+use ftz_proto::{
+    AcknowledgeRequest, DataClass, DeliverRequest, DeliverResponse, Envelope, KeyPurpose, TransferIntent,
+    TransferReceipt, TransferSeal,
+};
+use ftz_store::{OutboxItem, Store, StoreError};
+use prost::Message;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::{
+    audit::{
+        AuditLog,
+        events::{Refusal, log_refusal},
+        reader::logged_transfer,
+    },
+    core::Core,
+    error::{ApiError, reason_of},
+    outbox::{Courier, Handover, Kind, Outbox, Outgoing, decode_body, transient},
+    peers::{PeerClients, peer_failure},
+    policies::Policies,
+};
+
+fn random<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut b = [0u8; N];
+    SystemRandom::new().fill(&mut b).map_err(|_| ApiError::internal("system random number generator failed"))?;
+    Ok(b)
+}
+
+fn invalid(m: impl Into<String>) -> ApiError {
+    ApiError::new(Reason::TransferInvalid, m)
+}
+
+/// A provider's permission to send one payload: the policy that allows it, and what the intent
+/// will say.
+pub(crate) struct Permit {
+    pub policy: Arc<CompiledPolicy>,
+    consumer: ZoneId,
+    purpose: String,
+    subject: String,
+    method: &'static str,
+}
+
+/// What a consumer pulls, for its refusal entries: from whom, by which call, about what.
+pub(crate) struct Pull<'a> {
+    pub provider: &'a ZoneId,
+    pub method: &'static str,
+    pub class: Option<DataClass>,
+    /// As the provider names it in its own refusal entry, so the two pair up.
+    pub subject: String,
+    /// A provider that says it has no such record: told to the caller as RECORD_NOT_FOUND,
+    /// not logged as a refusal here (the provider logs it).
+    pub not_found_is_an_answer: bool,
+}
+
+/// A provider's sealed answer.
+pub(crate) struct Sealed {
+    pub payload: Vec<u8>,
+    pub seal: Option<TransferSeal>,
+    /// The policy the answer says it came under, where the answer says so outside the payload
+    /// (the intent must name the same); `None`: the payload says it, and `keep` checks it.
+    pub policy_id: Option<String>,
+}
+
+pub(crate) struct Transfers {
+    core: Arc<Core>,
+    log: AuditLog,
+    outbox: Arc<Outbox>,
+    policies: Arc<Policies>,
+    peers: Arc<PeerClients>,
+    /// How long a provider waits for a receipt before logging the intent as unacknowledged.
+    ack_timeout_ms: i64,
+}
+
+impl Transfers {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        log: AuditLog,
+        outbox: Arc<Outbox>,
+        policies: Arc<Policies>,
+        peers: Arc<PeerClients>,
+        ack_timeout_ms: i64,
+    ) -> Self {
+        Self { core, log, outbox, policies, peers, ack_timeout_ms }
+    }
+
+    pub(crate) fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    pub(crate) fn peers(&self) -> &PeerClients {
+        &self.peers
+    }
+
+    /// Provider side, first step: may this data leave (negative list, policy, purpose, rate,
+    /// and the privacy budget `epsilon_needed_milli` says it needs)? A request that is allowed
+    /// counts against the rate limit.
+    pub(crate) fn permit(
+        &self,
+        req: &TransferRequest<'_>,
+        method: &'static str,
+        subject: String,
+        epsilon_needed_milli: impl Fn(&CompiledPolicy) -> u64,
+    ) -> Result<Permit, ApiError> {
+        let policy = self.policies.authorize(req, epsilon_needed_milli)?;
+        Ok(Permit {
+            policy,
+            consumer: req.onward_to.unwrap_or(req.consumer).clone(),
+            purpose: req.purpose.to_string(),
+            subject,
+            method,
+        })
+    }
+
+    /// Provider side, second step: the seal for `payload`, remembered as pending until the
+    /// receipt arrives. `holder_of`: an own record the consumer becomes a holder of (so that a
+    /// revocation reaches it), written durably with the pending intent, before anything is sent.
+    pub(crate) async fn seal(
+        &self,
+        permit: &Permit,
+        payload: &[u8],
+        holder_of: Option<&str>,
+    ) -> Result<TransferSeal, ApiError> {
+        let core = &self.core;
+        let nonce: [u8; 32] = random()?;
+        let now = core.now_ms();
+        let p = &permit.policy;
+        let intent = TransferIntent {
+            transfer_id: random::<16>()?.to_vec(),
+            provider_zone: core.zone.to_string(),
+            consumer_zone: permit.consumer.to_string(),
+            policy_id: p.id().to_string(),
+            policy_version: p.version(),
+            policy_digest: p.digest.to_vec(),
+            data_class: p.class as i32,
+            purpose: permit.purpose.clone(),
+            subject: permit.subject.clone(),
+            payload_commitment: sha256(&[nonce.as_slice(), payload].concat()).to_vec(),
+            payload_size: payload.len() as u64,
+            created_at_ms: now,
+            method: permit.method.to_string(),
+        };
+        let env = envelope::seal(PayloadType::TRANSFER_INTENT, &intent, &[&core.node_key]);
+        let id: [u8; 16] = intent.transfer_id.as_slice().try_into().map_err(|_| ApiError::internal("transfer id"))?;
+        let deadline = now + self.ack_timeout_ms;
+        let (bytes, holder) = (env.encode_to_vec(), holder_of.map(|r| (r, permit.consumer.as_str())));
+        core.store
+            .write_durably(|st| {
+                if let Some((record, zone)) = holder {
+                    st.add_holder(record, zone)?;
+                }
+                st.put_pending_intent(&id, deadline, &bytes)
+            })
+            .await?;
+        Ok(TransferSeal { intent: Some(env), nonce: nonce.to_vec() })
+    }
+
+    /// Consumer side of a pull: the provider's answer (or failure) to a request this node made.
+    /// A failure is logged as a refusal by the provider. An answer is checked against its seal;
+    /// `keep` decides whether this node keeps the data (a policy it holds must allow it), and
+    /// either way a receipt is signed, the transfer logged and the receipt queued for the
+    /// provider; a refusal to keep is the receipt's reason and the caller's error.
+    pub(crate) async fn pull<T>(
+        &self,
+        p: Pull<'_>,
+        answer: Result<Sealed, tonic::Status>,
+        keep: impl FnOnce(&Sealed, &TransferIntent) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let sealed = match answer {
+            Ok(s) => s,
+            Err(s) if p.not_found_is_an_answer && reason_of(&s) == Some(Reason::RecordNotFound) => {
+                return Err(ApiError::new(
+                    Reason::RecordNotFound,
+                    format!("zone {} has no such record: {}", p.provider, s.message()),
+                ));
+            }
+            Err(s) => {
+                let e = peer_failure(p.provider, &s);
+                let refusal = Refusal {
+                    other: p.provider.as_str(),
+                    refusing: Refusing::RefusedByPeer,
+                    method: p.method,
+                    error: &e,
+                    class: p.class,
+                    subject: &p.subject,
+                };
+                log_refusal(&self.core, &self.log, refusal).await;
+                return Err(e);
+            }
+        };
+        let (intent_env, intent) =
+            self.check_seal(p.provider, sealed.seal.as_ref(), &sealed.payload, sealed.policy_id.as_deref())?;
+        let kept = keep(&sealed, &intent);
+        let (_, queued) = self.receipt(&intent_env, &intent, kept.as_ref().err().map(|e| e.reason), true).await?;
+        if let Some(item) = queued {
+            self.outbox.try_soon(item);
+        }
+        kept
+    }
+
+    /// Consumer side of a push: signs the receipt and logs the transfer; the receipt goes back
+    /// in the answer. `refused`: this node received the data but refused to keep it.
+    pub(crate) async fn receive(
+        &self,
+        intent_env: &Envelope,
+        intent: &TransferIntent,
+        refused: Option<Reason>,
+    ) -> Result<Envelope, ApiError> {
+        Ok(self.receipt(intent_env, intent, refused, false).await?.0)
+    }
+
+    /// Signs the receipt and logs the transfer leaf; with `send_back`, the receipt is queued
+    /// for the provider in the same batch as the leaf (it goes if and only if the transfer is
+    /// in this log). A transfer logged before (the provider retried after a lost answer) keeps
+    /// the receipt logged then, so that both logs hold one and the same leaf.
+    async fn receipt(
+        &self,
+        intent_env: &Envelope,
+        intent: &TransferIntent,
+        refused: Option<Reason>,
+        send_back: bool,
+    ) -> Result<(Envelope, Option<OutboxItem>), ApiError> {
+        let core = &self.core;
+        let receipt = TransferReceipt {
+            transfer_id: intent.transfer_id.clone(),
+            intent_digest: sha256(&intent_env.payload).to_vec(),
+            consumer_zone: core.zone.to_string(),
+            received_at_ms: core.now_ms(),
+            accepted: refused.is_none(),
+            reason: refused.map(|r| r.to_string()).unwrap_or_default(),
+        };
+        let id = transfer_id(intent)?;
+        let env = envelope::seal(PayloadType::TRANSFER_RECEIPT, &receipt, &[&core.node_key]);
+        let leaf = transfer_leaf(intent_env, &env)?;
+        let provider = ZoneId::new(intent.provider_zone.as_str()).map_err(|e| invalid(e.to_string()))?;
+        let item = send_back.then(|| {
+            let body =
+                AcknowledgeRequest { intent: Some(intent_env.clone()), receipt: Some(env.clone()) }.encode_to_vec();
+            let msg = Outgoing {
+                id: Outgoing::derived_id(Kind::Receipt, &provider, &intent.transfer_id),
+                kind: Kind::Receipt,
+                to: provider.clone(),
+                body,
+            };
+            let mut item = msg.item(core.now_ms());
+            item.next_attempt_ms += RECEIPT_RETRY_AFTER_MS;
+            item
+        });
+        let placed = self.log.append_with_outbox(&leaf, Some(id), item.clone()).await?;
+        if placed.duplicate {
+            return Ok((logged_receipt(&core.store, placed.index)?, None));
+        }
+        Ok((env, item))
+    }
+
+    /// Consumer side: checks that `seal` is the provider's signed intent for exactly `payload`,
+    /// sent to this zone under `policy_id`. Returns the intent.
+    pub(crate) fn check_seal(
+        &self,
+        provider: &ZoneId,
+        seal: Option<&TransferSeal>,
+        payload: &[u8],
+        policy_id: Option<&str>,
+    ) -> Result<(Envelope, TransferIntent), ApiError> {
+        let state = &*self.core;
+        let seal = seal.ok_or_else(|| invalid(format!("zone {provider} sent data without a transfer intent")))?;
+        let env = seal.intent.clone().ok_or_else(|| invalid("the seal carries no intent"))?;
+        let registry = state.registry();
+        let now = state.now_ms();
+        let (intent, _): (TransferIntent, _) = envelope::open(&env, PayloadType::TRANSFER_INTENT, |id| {
+            registry.zone(provider).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, now))
+        })
+        .map_err(|e| invalid(format!("intent of zone {provider}: {e}")))?;
+        if intent.provider_zone != provider.as_str() || intent.consumer_zone != state.zone.as_str() {
+            return Err(ApiError::new(
+                Reason::ZoneMismatch,
+                format!(
+                    "the intent is from {} to {}, but {provider} sent it to {}",
+                    intent.provider_zone, intent.consumer_zone, state.zone
+                ),
+            ));
+        }
+        // Far in the future: a wrong clock or a forgery. Very old: a replay (a delivery retried
+        // from a sender's outbox is younger than this).
+        if intent.created_at_ms > now + state.limits.max_clock_skew_ms
+            || intent.created_at_ms < now - state.limits.max_intent_age_ms
+        {
+            return Err(ApiError::new(
+                Reason::StaleRequest,
+                format!(
+                    "the intent was made at {}, outside what this node accepts at {}",
+                    ftz_core::time::format_ms(intent.created_at_ms),
+                    ftz_core::time::format_ms(now)
+                ),
+            ));
+        }
+        if intent.transfer_id.len() != 16 || seal.nonce.len() != 32 {
+            return Err(invalid("malformed transfer id or nonce"));
+        }
+        if intent.payload_commitment != sha256(&[seal.nonce.as_slice(), payload].concat())
+            || intent.payload_size != payload.len() as u64
+        {
+            return Err(invalid("the payload does not match the intent's commitment"));
+        }
+        if policy_id.is_some_and(|p| p != intent.policy_id) {
+            return Err(invalid("the intent names another policy"));
+        }
+        Ok((env, intent))
+    }
+}
+
+fn part(env: &Envelope) -> Result<SignedPart, ApiError> {
+    let s = env.signatures.first().ok_or_else(|| invalid("unsigned"))?;
+    Ok(SignedPart {
+        payload: env.payload.clone(),
+        signature: LeafSignature {
+            key_id: s.key_id.as_slice().try_into().map_err(|_| invalid("key id"))?,
+            sig: s.sig.as_slice().try_into().map_err(|_| invalid("signature"))?,
+        },
+    })
+}
+
+/// The transfer leaf both sides append.
+pub(crate) fn transfer_leaf(intent: &Envelope, receipt: &Envelope) -> Result<Leaf, ApiError> {
+    Ok(Leaf::Transfer { intent: part(intent)?, receipt: part(receipt)? })
+}
+
+fn transfer_id(intent: &TransferIntent) -> Result<[u8; 16], ApiError> {
+    intent.transfer_id.as_slice().try_into().map_err(|_| invalid("transfer id"))
+}
+
+/// The receipt of the transfer leaf at `index`, as an envelope.
+fn logged_receipt(store: &Store, index: u64) -> Result<Envelope, ApiError> {
+    let bytes = store.audit_entry(index)?.ok_or_else(|| ApiError::internal(format!("entry {index} is gone")))?;
+    match Leaf::decode(&bytes) {
+        Ok(Leaf::Transfer { receipt, .. }) => Ok(Envelope {
+            payload_type: PayloadType::TRANSFER_RECEIPT.to_string(),
+            payload: receipt.payload,
+            signatures: vec![ftz_proto::Signature {
+                key_id: receipt.signature.key_id.to_vec(),
+                sig: receipt.signature.sig.to_vec(),
+            }],
+        }),
+        _ => Err(ApiError::internal(format!("entry {index} is not a transfer"))),
+    }
+}
+
+/// Provider side: a receipt for an intent this node signed. Logs the transfer (once).
+pub(crate) async fn acknowledged(
+    core: &Core,
+    log: &AuditLog,
+    caller: &ZoneId,
+    intent_env: &Envelope,
+    receipt_env: &Envelope,
+) -> Result<(), ApiError> {
+    let own = core.node_key.verifying_key();
+    let (intent, _): (TransferIntent, _) =
+        envelope::open(intent_env, PayloadType::TRANSFER_INTENT, |id| (*id == own.key_id()).then_some(own))
+            .map_err(|e| invalid(format!("not an intent this node signed: {e}")))?;
+    let registry = core.registry();
+    let now = core.now_ms();
+    let (receipt, _): (TransferReceipt, _) = envelope::open(receipt_env, PayloadType::TRANSFER_RECEIPT, |id| {
+        registry.zone(caller).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, now))
+    })
+    .map_err(|e| invalid(format!("receipt of zone {caller}: {e}")))?;
+    if intent.consumer_zone != caller.as_str() || receipt.consumer_zone != caller.as_str() {
+        return Err(ApiError::new(Reason::ZoneMismatch, "the receipt is not from the intent's consumer"));
+    }
+    if receipt.transfer_id != intent.transfer_id || receipt.intent_digest != sha256(&intent_env.payload) {
+        return Err(invalid("the receipt is not for this intent"));
+    }
+    let id = transfer_id(&intent)?;
+    log.append(&transfer_leaf(intent_env, receipt_env)?, Some(id)).await?;
+    // Not waited for on disk: a pending intent whose transfer is logged is only cleaned up by
+    // the sweeper, never declared unacknowledged.
+    core.store.without_flush().take_pending_intent(&id)?;
+    Ok(())
+}
+
+/// How often overdue intents are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// Logs intents whose receipt did not arrive in time as unacknowledged, now and every few
+/// seconds while the node runs.
+pub(crate) fn spawn_unacknowledged_sweeper(core: Arc<Core>, log: AuditLog) {
+    let c = core.clone();
+    core.tasks.every(SWEEP_EVERY, move || {
+        let (core, log) = (c.clone(), log.clone());
+        async move { sweep(&core, &log).await }
+    });
+}
+
+async fn sweep(core: &Core, log: &AuditLog) {
+    let store = &core.store;
+    let Ok(due) = store.overdue_intents(core.now_ms()) else { return };
+    for (id, bytes) in due {
+        // A delivery still in the outbox is not unacknowledged: it has not arrived yet.
+        if store.outbox_contains(&id).unwrap_or(false) {
+            continue;
+        }
+        // Acknowledged, and only the cleanup was lost (a crash before it was durable).
+        if logged_transfer(store, &id).ok().flatten().is_some() {
+            let _ = store.take_pending_intent(&id);
+            continue;
+        }
+        let Ok(env) = Envelope::decode(bytes.as_slice()) else { continue };
+        let Ok(intent) = part(&env) else { continue };
+        let leaf = Leaf::Unacknowledged { intent, declared_at_ms: core.now_ms() };
+        if log.append(&leaf, None).await.is_ok() {
+            let _ = store.take_pending_intent(&id);
+            tracing::warn!(transfer = %hex::encode(id), "no receipt in time: logged as unacknowledged");
+        }
+    }
+}
+
+/// The transfer a queued receipt acknowledges.
+pub(crate) fn acknowledged_transfer(ack: &AcknowledgeRequest) -> Option<[u8; 16]> {
+    let intent = TransferIntent::decode(ack.intent.as_ref()?.payload.as_slice()).ok()?;
+    intent.transfer_id.as_slice().try_into().ok()
+}
+
+/// When the outbox's own retries may first pick up a receipt queued with its transfer: the
+/// first attempt is the consumer's, right after the transfer is durable in its log.
+const RECEIPT_RETRY_AFTER_MS: i64 = 5_000;
+
+/// At start, before anything runs: drops receipts queued without their transfer in the log (a
+/// crash cut their batch short, see `ftz_store::AuditBatch::outbox`), so that no zone is told of
+/// a transfer this log does not hold. Returns how many.
+pub(crate) fn drop_orphan_receipts(store: &Store) -> Result<usize, StoreError> {
+    let mut dropped = 0;
+    for item in store.outbox_items(usize::MAX)? {
+        if item.kind != Kind::Receipt as u8 {
+            continue;
+        }
+        let id = AcknowledgeRequest::decode(item.body.as_slice()).ok().as_ref().and_then(acknowledged_transfer);
+        let logged = match id {
+            Some(id) => logged_transfer(store, &id)?.is_some(),
+            None => false,
+        };
+        if !logged {
+            store.outbox_remove(&item.id)?;
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        tracing::warn!(dropped, "receipts queued for transfers the log does not hold (a crash) were dropped");
+    }
+    Ok(dropped)
+}
+
+/// How long a queued receipt may wait for its transfer to be durable in this log before it is
+/// taken for one a failed or crashed append left behind.
+const ORPHAN_RECEIPT_AFTER_MS: i64 = 60_000;
+
+/// How long a courier waits for the peer's answer.
+const CARRY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn peer_of(item: &OutboxItem) -> Result<ZoneId, Handover> {
+    ZoneId::new(item.to_zone.as_str()).map_err(|_| Handover::Undeliverable(format!("no zone {:?}", item.to_zone)))
+}
+
+/// Carries receipts back to providers (`Peer.Acknowledge`), but only once their transfer is
+/// durable in this node's log: a receipt is queued with the transfer's batch, before that
+/// batch's size and flush, and could otherwise be picked up (a zone that comes back makes
+/// everything for it due) before the batch is on disk, or after it failed. Not yet: later.
+/// Still not after a minute: dropped, not sent.
+pub(crate) struct ReceiptCourier {
+    pub core: Arc<Core>,
+    pub log: AuditLog,
+    pub peers: Arc<PeerClients>,
+}
+
+#[tonic::async_trait]
+impl Courier for ReceiptCourier {
+    async fn carry(&self, item: &OutboxItem) -> Handover {
+        let ack: AcknowledgeRequest = match decode_body(item) {
+            Ok(a) => a,
+            Err(h) => return h,
+        };
+        let Some(id) = acknowledged_transfer(&ack) else {
+            return Handover::Undeliverable("a queued receipt without a transfer id".into());
+        };
+        match self.log.reader().transfer(&id) {
+            Ok(Some(_)) => {}
+            Ok(None) if self.core.now_ms() - item.created_at_ms < ORPHAN_RECEIPT_AFTER_MS => {
+                return Handover::NotYet("the receipt's transfer is not durable in this log yet".into());
+            }
+            Ok(None) => return Handover::Undeliverable("the receipt's transfer is not in this log: not sent".into()),
+            Err(e) => return Handover::Failed(e.into()),
+        }
+        let to = match peer_of(item) {
+            Ok(z) => z,
+            Err(h) => return h,
+        };
+        let mut client = match self.peers.client(&to) {
+            Ok(c) => c,
+            Err(e) => return Handover::Failed(e),
+        };
+        let mut req = tonic::Request::new(ack);
+        req.set_timeout(CARRY_TIMEOUT);
+        match client.acknowledge(req).await {
+            Ok(_) => Handover::Taken { already: false },
+            Err(s) => Handover::Failed(peer_failure(&to, &s)),
+        }
+    }
+}
+
+/// Carries pushed deliveries (`Peer.Deliver`); the answer's receipt is checked and logged here.
+/// A delivery the receiving zone refuses for good is logged as a refusal, and its intent is no
+/// longer pending (the outcome is known; it is not "unacknowledged").
+pub(crate) struct DeliveryCourier {
+    pub core: Arc<Core>,
+    pub log: AuditLog,
+    pub peers: Arc<PeerClients>,
+}
+
+impl DeliveryCourier {
+    async fn refused(&self, to: &ZoneId, intent: &Envelope, e: &ApiError) {
+        let i = TransferIntent::decode(intent.payload.as_slice()).unwrap_or_default();
+        let refusal = Refusal {
+            other: to.as_str(),
+            refusing: Refusing::RefusedByPeer,
+            method: "/ftz.v1.Peer/Deliver",
+            error: e,
+            class: DataClass::try_from(i.data_class).ok(),
+            subject: &i.subject,
+        };
+        log_refusal(&self.core, &self.log, refusal).await;
+        if let Ok(id) = <[u8; 16]>::try_from(i.transfer_id.as_slice()) {
+            let store = self.core.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.take_pending_intent(&id)).await;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Courier for DeliveryCourier {
+    async fn carry(&self, item: &OutboxItem) -> Handover {
+        let deliver: DeliverRequest = match decode_body(item) {
+            Ok(d) => d,
+            Err(h) => return h,
+        };
+        let to = match peer_of(item) {
+            Ok(z) => z,
+            Err(h) => return h,
+        };
+        let mut client = match self.peers.client(&to) {
+            Ok(c) => c,
+            Err(e) => return Handover::Failed(e),
+        };
+        let intent = deliver.seal.as_ref().and_then(|s| s.intent.clone()).unwrap_or_default();
+        let mut req = tonic::Request::new(deliver);
+        req.set_timeout(CARRY_TIMEOUT);
+        let resp: DeliverResponse = match client.deliver(req).await {
+            Ok(r) => r.into_inner(),
+            Err(st) => {
+                let e = peer_failure(&to, &st);
+                if !transient(&e) {
+                    self.refused(&to, &intent, &e).await;
+                }
+                return Handover::Failed(e);
+            }
+        };
+        let Some(receipt) = resp.receipt else {
+            return Handover::Failed(ApiError::new(Reason::TransferInvalid, format!("zone {to} sent no receipt")));
+        };
+        match acknowledged(&self.core, &self.log, &to, &intent, &receipt).await {
+            Ok(()) => Handover::Taken { already: resp.already_delivered },
+            Err(e) => Handover::Failed(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ftz_store::{AuditBatch, OutboxItem, Store};
+
+    use super::*;
+    use crate::audit::reader::logged_transfer;
+
+    fn receipt_for(id: [u8; 16], item_id: u8) -> OutboxItem {
+        let intent = TransferIntent { transfer_id: id.to_vec(), ..Default::default() };
+        let body = AcknowledgeRequest {
+            intent: Some(Envelope { payload: intent.encode_to_vec(), ..Default::default() }),
+            receipt: None,
+        };
+        OutboxItem {
+            id: [item_id; 16],
+            kind: Kind::Receipt as u8,
+            to_zone: "shanghai".into(),
+            body: body.encode_to_vec(),
+            created_at_ms: 1,
+            attempts: 0,
+            next_attempt_ms: 1,
+            last_error: String::new(),
+        }
+    }
+
+    fn signed(payload: Vec<u8>) -> SignedPart {
+        SignedPart { payload, signature: LeafSignature { key_id: [1; 16], sig: [2; 64] } }
+    }
+
+    fn intent(id: [u8; 16]) -> SignedPart {
+        signed(TransferIntent { transfer_id: id.to_vec(), ..Default::default() }.encode_to_vec())
+    }
+
+    fn transfer(id: [u8; 16]) -> Vec<u8> {
+        Leaf::Transfer { intent: intent(id), receipt: signed(b"receipt".to_vec()) }.encode()
+    }
+
+    #[test]
+    fn a_transfer_counts_as_logged_only_if_its_indexed_entry_is_that_transfer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        let (t, u) = ([3u8; 16], [4u8; 16]);
+        // Transfer t at 0. A crash cut short a batch that indexed u at 1; after the restart,
+        // index 1 went to the unacknowledged declaration of u's intent (same intent bytes).
+        let unacknowledged = Leaf::Unacknowledged { intent: intent(u), declared_at_ms: 5 }.encode();
+        let batch = AuditBatch {
+            old_size: 0,
+            leaves: vec![transfer(t), unacknowledged],
+            transfers: vec![(t, 0), (u, 1)],
+            ..Default::default()
+        };
+        store.audit_append(&batch).unwrap();
+        assert_eq!(store.audit_transfer(&u).unwrap(), Some(1));
+        assert_eq!(logged_transfer(&store, &t).unwrap(), Some(0));
+        assert_eq!(logged_transfer(&store, &u).unwrap(), None);
+        assert_eq!(logged_transfer(&store, &[5; 16]).unwrap(), None);
+    }
+
+    #[test]
+    fn receipts_whose_transfer_a_crash_left_out_of_the_log_are_dropped_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        // A transfer logged with its receipt queued.
+        let logged = [7u8; 16];
+        let batch = AuditBatch {
+            old_size: 0,
+            leaves: vec![transfer(logged)],
+            transfers: vec![(logged, 0)],
+            outbox: vec![receipt_for(logged, 1)],
+            ..Default::default()
+        };
+        store.audit_append(&batch).unwrap();
+        // What a crash before a batch's size leaves: a receipt queued, its transfer not logged.
+        assert!(store.outbox_put(&receipt_for([8; 16], 2)).unwrap());
+        // Another kind of message is none of this check's business.
+        let notice = OutboxItem { kind: Kind::RevocationNotice as u8, ..receipt_for([9; 16], 3) };
+        assert!(store.outbox_put(&notice).unwrap());
+        assert_eq!(drop_orphan_receipts(&store).unwrap(), 1);
+        let left: Vec<[u8; 16]> = store.outbox_items(10).unwrap().iter().map(|i| i.id).collect();
+        assert_eq!(left, vec![[1; 16], [3; 16]]);
+        assert_eq!(drop_orphan_receipts(&store).unwrap(), 0);
+    }
+}
