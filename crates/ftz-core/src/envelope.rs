@@ -189,6 +189,12 @@ pub fn decode_payload<M: Message + Default>(env: &Envelope, expected_type: &str)
         .map_err(|e| EnvelopeError::MalformedPayload { payload_type: expected_type.to_string(), detail: e.to_string() })
 }
 
+impl crate::Refusal for EnvelopeError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,11 +307,5 @@ mod tests {
         let bad = sign(PayloadType::PING_CHALLENGE, vec![0xff, 0xff, 0xff], &[&ks[0]]);
         let err = open::<ftz_proto::PingChallenge, _>(&bad, PayloadType::PING_CHALLENGE, lookup(&ks)).unwrap_err();
         assert_eq!(err.reason(), Reason::MalformedPayload);
-    }
-}
-
-impl crate::Refusal for EnvelopeError {
-    fn refusal_reason(&self) -> Reason {
-        self.reason()
     }
 }

@@ -233,6 +233,19 @@ impl fmt::Display for Reason {
     }
 }
 
+/// An error that refuses a request for one stable reason. Each layer's own error type says its
+/// reason here, so that the one mapping to wire statuses (`ftz-client`) can take any of them
+/// without knowing the layer (the store, the policy engine, the registry rules, ...).
+pub trait Refusal: fmt::Display {
+    fn refusal_reason(&self) -> Reason;
+
+    /// What the caller is told. The error's own text unless that would reveal the node's
+    /// internals (a store failure says only that the store failed).
+    fn public_message(&self) -> String {
+        self.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,18 +260,5 @@ mod tests {
             assert!(r.as_str().chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{r} is not SCREAMING_SNAKE");
         }
         assert_eq!(Reason::from_code("NOPE"), None);
-    }
-}
-
-/// An error that refuses a request for one stable reason. Each layer's own error type says its
-/// reason here, so that the one mapping to wire statuses (`ftz-client`) can take any of them
-/// without knowing the layer (the store, the policy engine, the registry rules, ...).
-pub trait Refusal: fmt::Display {
-    fn refusal_reason(&self) -> Reason;
-
-    /// What the caller is told. The error's own text unless that would reveal the node's
-    /// internals (a store failure says only that the store failed).
-    fn public_message(&self) -> String {
-        self.to_string()
     }
 }

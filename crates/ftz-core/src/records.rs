@@ -276,6 +276,12 @@ pub fn record_digest(env: &Envelope) -> [u8; 32] {
     sha256(&env.payload)
 }
 
+impl crate::Refusal for RecordError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,11 +379,5 @@ mod tests {
         assert_eq!(rec.expires_at_ms(), None);
         let other = envelope::seal(PayloadType::PING_ANSWER, &cert(), &[&k]);
         assert_eq!(Record::from_envelope(&other).unwrap_err().reason(), Reason::WrongPayloadType);
-    }
-}
-
-impl crate::Refusal for RecordError {
-    fn refusal_reason(&self) -> Reason {
-        self.reason()
     }
 }

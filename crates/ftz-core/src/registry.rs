@@ -408,6 +408,12 @@ pub fn check_install(candidate: &Registry, ctx: InstallContext<'_>) -> Result<In
     Ok(InstallDecision::Install { counted: signers })
 }
 
+impl crate::Refusal for RegistryError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,11 +690,5 @@ mod tests {
         let (z, k) = back.find_key(&f.nodes[1].key_id()).unwrap();
         assert_eq!(z.id.as_str(), "hainan");
         assert_eq!(k.purpose, KeyPurpose::Node);
-    }
-}
-
-impl crate::Refusal for RegistryError {
-    fn refusal_reason(&self) -> Reason {
-        self.reason()
     }
 }

@@ -87,3 +87,43 @@ impl Agreements {
         Ok((candidate, false))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ftz_core::{Reason, envelope::PayloadType};
+    use ftz_policy::{
+        Agreement,
+        examples::{agreement_doc, certification_rule},
+    };
+
+    use crate::testkit::Kit;
+
+    fn agreement(kit: &Kit, from: &str, to: &str, version: u64, signers: &[&str]) -> Agreement {
+        let mut doc = agreement_doc("a-1", from, to, certification_rule(&["AEO_ADVANCED"]), kit.now());
+        doc.version = version;
+        Agreement::parse(kit.signed(PayloadType::RECOGNITION_AGREEMENT, &doc, signers)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_agreement_needs_both_authorities_this_zone_and_a_newer_version() {
+        let kit = Kit::new().await;
+        // One authority is not enough; nothing is stored.
+        let e = kit.agreements.install(agreement(&kit, "hainan", "shanghai", 1, &["hainan"])).await.err().unwrap();
+        assert_eq!(e.reason, Reason::AgreementUnderSigned);
+        assert!(kit.core.store.agreements().unwrap().is_empty());
+        // Between two other zones: not this node's business.
+        let other = agreement(&kit, "hainan", "guangdong", 1, &["hainan", "guangdong"]);
+        assert_eq!(kit.agreements.install(other).await.err().unwrap().reason, Reason::AgreementNotForThisZone);
+
+        let v2 = agreement(&kit, "hainan", "shanghai", 2, &["hainan", "shanghai"]);
+        let (_, already) = kit.agreements.install(v2.clone()).await.unwrap();
+        assert!(!already);
+        assert!(kit.agreements.install(v2).await.unwrap().1);
+        let v1 = agreement(&kit, "hainan", "shanghai", 1, &["hainan", "shanghai"]);
+        assert_eq!(kit.agreements.install(v1).await.err().unwrap().reason, Reason::AgreementOlderVersion);
+        assert_eq!(kit.agreements.all().len(), 1);
+        assert_eq!(kit.core.store.agreements().unwrap().len(), 1);
+        // The install is in the audit log.
+        assert_eq!(kit.log.durable_size(), 1);
+    }
+}

@@ -261,16 +261,14 @@ impl Industry {
     }
 
     /// Consumer side: pulls `what` ("aggregate" or "rows", as the provider names it in its
-    /// refusals) from `provider`; `decode` reads the answer, which is kept as the policy allows.
-    async fn ask<T>(
+    /// refusals) from `provider`; the answer is kept as the policy allows.
+    async fn ask<T: Answer>(
         &self,
         provider: &ZoneId,
         method: &'static str,
         what: &str,
         purpose: &str,
         answer: Result<SealedPayload, tonic::Status>,
-        decode: impl FnOnce(&[u8]) -> Result<(T, String, i64), ApiError>,
-        set_retention: impl FnOnce(&mut T, i64),
     ) -> Result<T, ApiError> {
         let pull = Pull {
             provider,
@@ -282,15 +280,23 @@ impl Industry {
         let answer = answer.map(|s| Sealed { policy_id: None, payload: s.payload, seal: s.seal });
         self.transfers
             .pull(pull, answer, |sealed, intent| {
-                let (mut a, policy_id, retain_until) = decode(&sealed.payload)?;
-                if policy_id != intent.policy_id {
+                let mut a = T::decode(sealed.payload.as_slice())
+                    .map_err(|e| ApiError::new(Reason::TransferInvalid, format!("{what} of zone {provider}: {e}")))?;
+                if a.policy_id() != intent.policy_id {
                     return Err(ApiError::new(
                         Reason::TransferInvalid,
                         "the answer names another policy than its intent",
                     ));
                 }
-                let until = self.accept_received(provider, purpose, &policy_id, retain_until, what, &sealed.payload)?;
-                set_retention(&mut a, until);
+                let until = self.accept_received(
+                    provider,
+                    purpose,
+                    &intent.policy_id,
+                    a.retain_until(),
+                    what,
+                    &sealed.payload,
+                )?;
+                a.set_retain_until(until);
                 Ok(a)
             })
             .await
@@ -302,16 +308,7 @@ impl Industry {
         let purpose = q.purpose.clone();
         let mut client = self.transfers.peers().client(provider)?;
         let answer = client.query_aggregate(q).await.map(tonic::Response::into_inner);
-        let decode = |b: &[u8]| {
-            let a = AggregateAnswer::decode(b)
-                .map_err(|e| ApiError::new(Reason::TransferInvalid, format!("answer of zone {provider}: {e}")))?;
-            let (p, r) = (a.policy_id.clone(), a.retain_until_ms);
-            Ok((a, p, r))
-        };
-        self.ask(provider, "/ftz.v1.Peer/QueryAggregate", "aggregate", &purpose, answer, decode, |a, u| {
-            a.retain_until_ms = u
-        })
-        .await
+        self.ask(provider, "/ftz.v1.Peer/QueryAggregate", "aggregate", &purpose, answer).await
     }
 
     /// Consumer side: ask `provider` for minimised rows.
@@ -324,14 +321,38 @@ impl Industry {
         let purpose = r.purpose.clone();
         let mut client = self.transfers.peers().client(provider)?;
         let answer = client.export_rows(r).await.map(tonic::Response::into_inner);
-        let decode = |b: &[u8]| {
-            let a = ExportRowsAnswer::decode(b)
-                .map_err(|e| ApiError::new(Reason::TransferInvalid, format!("rows of zone {provider}: {e}")))?;
-            let (p, r) = (a.policy_id.clone(), a.retain_until_ms);
-            Ok((a, p, r))
-        };
-        self.ask(provider, "/ftz.v1.Peer/ExportRows", "rows", &purpose, answer, decode, |a, u| a.retain_until_ms = u)
-            .await
+        self.ask(provider, "/ftz.v1.Peer/ExportRows", "rows", &purpose, answer).await
+    }
+}
+
+/// What a consumer reads of an answer: the policy it came under and how long it may be kept.
+trait Answer: Message + Default {
+    fn policy_id(&self) -> &str;
+    fn retain_until(&self) -> i64;
+    fn set_retain_until(&mut self, ms: i64);
+}
+
+impl Answer for AggregateAnswer {
+    fn policy_id(&self) -> &str {
+        &self.policy_id
+    }
+    fn retain_until(&self) -> i64 {
+        self.retain_until_ms
+    }
+    fn set_retain_until(&mut self, ms: i64) {
+        self.retain_until_ms = ms;
+    }
+}
+
+impl Answer for ExportRowsAnswer {
+    fn policy_id(&self) -> &str {
+        &self.policy_id
+    }
+    fn retain_until(&self) -> i64 {
+        self.retain_until_ms
+    }
+    fn set_retain_until(&mut self, ms: i64) {
+        self.retain_until_ms = ms;
     }
 }
 

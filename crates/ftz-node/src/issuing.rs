@@ -345,3 +345,57 @@ impl Courier for NoticeCourier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ftz_core::Reason;
+    use ftz_policy::examples::sample_certification;
+
+    use crate::testkit::Kit;
+
+    #[tokio::test]
+    async fn issuing_is_idempotent_by_id_and_other_content_changes_nothing() {
+        let kit = Kit::new().await;
+        let c = sample_certification("SH-1", "AEO_ADVANCED", kit.now());
+        let first = kit.issuer.issue(kit.issuer.own_certification(c.clone()).unwrap()).await.unwrap();
+        assert!(!first.already_issued);
+        let again = kit.issuer.issue(kit.issuer.own_certification(c.clone()).unwrap()).await.unwrap();
+        assert!(again.already_issued);
+        assert_eq!(again.envelope, first.envelope);
+
+        let other = ftz_proto::Certification { scope: "another scope".into(), ..c.clone() };
+        let e = kit.issuer.issue(kit.issuer.own_certification(other).unwrap()).await.err().unwrap();
+        assert_eq!(e.reason, Reason::RecordConflict);
+        let stored = kit.core.store.get_record("shanghai", "SH-1").unwrap().unwrap();
+        assert_eq!(stored.envelope, prost::Message::encode_to_vec(&first.envelope));
+    }
+
+    #[tokio::test]
+    async fn records_of_other_zones_or_from_the_future_are_refused_and_not_stored() {
+        let kit = Kit::new().await;
+        let foreign = ftz_proto::Certification {
+            issuing_zone: "hainan".into(),
+            ..sample_certification("HN-1", "AEO_ADVANCED", kit.now())
+        };
+        assert_eq!(kit.issuer.own_certification(foreign).err().unwrap().reason, Reason::RecordMalformed);
+        let mut later = sample_certification("SH-2", "AEO_ADVANCED", kit.now());
+        later.issued_at_ms = kit.now() + 3_600_000;
+        let e = kit.issuer.issue(kit.issuer.own_certification(later).unwrap()).await.err().unwrap();
+        assert_eq!(e.reason, Reason::RecordMalformed);
+        assert!(kit.core.store.get_record("shanghai", "SH-2").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_revocation_is_stored_once_and_needs_no_peer_without_holders() {
+        let kit = Kit::new().await;
+        let c = sample_certification("SH-3", "AEO_ADVANCED", kit.now());
+        kit.issuer.issue(kit.issuer.own_certification(c).unwrap()).await.unwrap();
+        let r = kit.issuer.revoke("SH-3", "failed audit").await.unwrap();
+        assert!(!r.already_revoked);
+        assert!(r.notified.is_empty() && r.pending.is_empty());
+        let again = kit.issuer.revoke("SH-3", "another reason").await.unwrap();
+        assert!(again.already_revoked);
+        assert_eq!(again.revocation, r.revocation);
+        assert_eq!(kit.issuer.revoke("SH-404", "x").await.err().unwrap().reason, Reason::RecordNotFound);
+    }
+}

@@ -80,7 +80,8 @@ fn every_module_uses_only_modules_below_it() {
         }
         let rel = p.strip_prefix(&src).unwrap().to_string_lossy().to_string();
         let module = rel.split(['/', '.']).next().unwrap().to_string();
-        if matches!(module.as_str(), "lib" | "main") {
+        // The crate root declares the modules; this test names `crate::` in its own strings.
+        if matches!(module.as_str(), "lib" | "main" | "layering") {
             continue;
         }
         let Some(own) = rank(&module) else {
@@ -88,7 +89,10 @@ fn every_module_uses_only_modules_below_it() {
             continue;
         };
         seen += 1;
-        for used in referenced(&std::fs::read_to_string(&p).unwrap()) {
+        // Unit tests may use the test kit and whatever they test.
+        let text = std::fs::read_to_string(&p).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        for used in referenced(code) {
             if used == module {
                 continue;
             }

@@ -48,6 +48,8 @@ mod services;
 
 #[cfg(test)]
 mod layering;
+#[cfg(test)]
+mod testkit;
 
 pub use audit::{AuditLog, Placed, tree::TreeReader};
 pub use config::NodeConfig;

@@ -383,4 +383,53 @@ mod tests {
             assert!(matches!(decide(h, 0, now, true), Next::Drop { .. }));
         }
     }
+
+    /// A courier that answers with what the test queued, in order.
+    struct Scripted(Mutex<Vec<Handover>>);
+
+    #[tonic::async_trait]
+    impl Courier for Scripted {
+        async fn carry(&self, _item: &OutboxItem) -> Handover {
+            self.0.lock().unwrap().remove(0)
+        }
+    }
+
+    fn message(n: u8) -> Outgoing {
+        Outgoing { id: [n; 16], kind: Kind::RevocationNotice, to: ZoneId::new("hainan").unwrap(), body: vec![n] }
+    }
+
+    #[tokio::test]
+    async fn the_queue_keeps_what_may_still_go_and_drops_what_never_will() {
+        let script = Arc::new(Scripted(Mutex::new(vec![
+            Handover::Taken { already: false },
+            Handover::Failed(ApiError::new(Reason::PeerUnavailable, "down")),
+            Handover::NotYet("not durable yet".into()),
+            Handover::Failed(refused(Reason::NoPolicy)),
+            Handover::Undeliverable("does not decode".into()),
+        ])));
+        let kit =
+            crate::testkit::Kit::with_couriers(Some(vec![(Kind::RevocationNotice, script as Arc<dyn Courier>)])).await;
+        let (outbox, store) = (&kit.outbox, &kit.core.store);
+        let ids =
+            |store: &ftz_store::Store| store.outbox_items(10).unwrap().iter().map(|i| i.id[0]).collect::<Vec<_>>();
+
+        assert_eq!(outbox.send(message(1)).await.unwrap(), Sent::Delivered { already: false });
+        assert!(ids(store).is_empty());
+        // Unreachable: kept, due later, its error noted.
+        assert!(matches!(outbox.send(message(2)).await.unwrap(), Sent::Queued { .. }));
+        let kept = &store.outbox_items(10).unwrap()[0];
+        assert_eq!((kept.attempts, kept.last_error.as_str()), (1, "down"));
+        assert!(kept.next_attempt_ms > kit.now());
+        // Not yet: kept as well.
+        assert!(matches!(outbox.send(message(3)).await.unwrap(), Sent::Queued { .. }));
+        assert_eq!(ids(store), vec![2, 3]);
+        // Refused for good, or impossible to send: the caller hears it, the queue forgets it.
+        assert_eq!(outbox.send(message(4)).await.err().unwrap().reason, Reason::PeerRefused);
+        assert_eq!(outbox.send(message(5)).await.err().unwrap().reason, Reason::MalformedPayload);
+        assert_eq!(ids(store), vec![2, 3]);
+        // A kind nobody carries is undeliverable, not retried for ever.
+        let orphan = Outgoing { kind: Kind::Delivery, ..message(6) };
+        assert_eq!(outbox.send(orphan).await.err().unwrap().reason, Reason::MalformedPayload);
+        assert_eq!(ids(store), vec![2, 3]);
+    }
 }

@@ -356,3 +356,37 @@ impl Courier for RevocationCourier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ftz_core::{Reason, envelope::PayloadType};
+    use ftz_policy::examples::record_policy;
+    use ftz_proto::DataClass;
+
+    use crate::testkit::Kit;
+
+    #[tokio::test]
+    async fn a_policy_needs_every_party_and_its_versions_chain() {
+        let kit = Kit::new().await;
+        let doc = record_policy("p-1", "shanghai", "hainan", DataClass::Certification, &["verification"], kit.now());
+        let under = kit.signed(PayloadType::EXCHANGE_POLICY, &doc, &["shanghai"]);
+        assert_eq!(kit.policies.install(under).await.err().unwrap().reason, Reason::PolicyUnderSigned);
+        assert!(kit.core.store.policies().unwrap().is_empty());
+        assert!(kit.policies.current().get("p-1").is_none());
+
+        let v1 = kit.signed(PayloadType::EXCHANGE_POLICY, &doc, &["shanghai", "hainan"]);
+        assert_eq!(kit.policies.install(v1.clone()).await.unwrap(), ("p-1".into(), 1, false));
+        assert_eq!(kit.policies.install(v1.clone()).await.unwrap(), ("p-1".into(), 1, true));
+
+        // Version 2 must name version 1's digest.
+        let mut next = ftz_proto::ExchangePolicy { version: 2, previous_digest: vec![7; 32], ..doc.clone() };
+        let broken = kit.signed(PayloadType::EXCHANGE_POLICY, &next, &["shanghai", "hainan"]);
+        assert_eq!(kit.policies.install(broken).await.err().unwrap().reason, Reason::PolicyChainBroken);
+        next.previous_digest = ftz_core::sha256(&v1.payload).to_vec();
+        let v2 = kit.signed(PayloadType::EXCHANGE_POLICY, &next, &["shanghai", "hainan"]);
+        assert_eq!(kit.policies.install(v2).await.unwrap(), ("p-1".into(), 2, false));
+        assert_eq!(kit.policies.current().get("p-1").unwrap().version(), 2);
+        // Two installs, two entries in the audit log.
+        assert_eq!(kit.log.durable_size(), 2);
+    }
+}

@@ -3,7 +3,11 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use crate::{NodeConfig, NodeOptions, config, start, telemetry};
+use crate::{
+    config::{self, NodeConfig},
+    server::{NodeOptions, start},
+    telemetry,
+};
 use clap::Parser;
 
 /// Runs the ftz-exchange node of one free trade zone.

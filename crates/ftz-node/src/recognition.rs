@@ -311,3 +311,77 @@ impl Verifier {
         Ok(envelope::seal(PayloadType::VERIFICATION_BUNDLE, &bundle, &[&state.node_key]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ftz_core::{Reason, ZoneId, envelope::PayloadType};
+    use ftz_policy::examples::sample_certification;
+    use ftz_proto::RecordStatus;
+
+    use super::Subject;
+    use crate::testkit::{Kit, ZONES};
+
+    fn own(id: &str) -> Subject {
+        Subject::Ref { zone: ZoneId::new(ZONES[0]).unwrap(), record_id: id.into() }
+    }
+
+    #[tokio::test]
+    async fn an_own_record_is_valid_until_revoked_and_a_changed_copy_never_is() {
+        let kit = Kit::new().await;
+        let sh = ZoneId::new("shanghai").unwrap();
+        let c = sample_certification("SH-1", "AEO_ADVANCED", kit.now());
+        let issued = kit.issuer.issue(kit.issuer.own_certification(c).unwrap()).await.unwrap();
+
+        let v = kit.verifier.check(own("SH-1"), &sh, "verification").await.unwrap();
+        assert!(v.verdict.valid(), "{}", v.verdict.explanation());
+        assert_eq!(v.source, "own");
+
+        // A copy whose payload was changed and signed again by someone else: not authentic.
+        let mut forged = issued.envelope.clone();
+        forged.payload.push(0);
+        let f = kit.verifier.check(Subject::Supplied(forged), &sh, "verification").await.unwrap();
+        assert!(!f.verdict.valid());
+        assert!(f.verdict.authentic.is_err());
+
+        kit.issuer.revoke("SH-1", "failed audit").await.unwrap();
+        let r = kit.verifier.check(own("SH-1"), &sh, "verification").await.unwrap();
+        assert!(!r.verdict.valid());
+        assert_eq!(r.verdict.status, RecordStatus::Revoked);
+        assert_eq!(r.verdict.status_reason, Some(Reason::RecordRevoked));
+        // The genuine record supplied by hand is judged by the issuing zone's word: revoked.
+        let s = kit.verifier.check(Subject::Supplied(issued.envelope), &sh, "verification").await.unwrap();
+        assert_eq!(s.verdict.status, RecordStatus::Revoked);
+    }
+
+    #[tokio::test]
+    async fn a_record_of_another_zone_is_not_recognised_here_without_an_agreement() {
+        let kit = Kit::new().await;
+        let c = sample_certification("SH-2", "AEO_ADVANCED", kit.now());
+        kit.issuer.issue(kit.issuer.own_certification(c).unwrap()).await.unwrap();
+        // Judged for hainan (a zone recognising shanghai's records) at shanghai's node.
+        let hn = ZoneId::new("hainan").unwrap();
+        let v = kit.verifier.check(own("SH-2"), &hn, "verification").await.unwrap();
+        assert!(v.verdict.authentic.is_ok());
+        assert_eq!(v.verdict.recognition.err(), Some(Reason::NoAgreement));
+        // A signed record of a zone the registry does not list is not authentic.
+        let doc = ftz_proto::Certification {
+            issuing_zone: "atlantis".into(),
+            ..sample_certification("AT-1", "AEO_ADVANCED", kit.now())
+        };
+        let env = kit.signed(PayloadType::CERTIFICATION, &doc, &["shanghai"]);
+        let a = kit.verifier.check(Subject::Supplied(env), &hn, "verification").await.unwrap();
+        assert_eq!(a.verdict.authentic.err(), Some(Reason::IssuingZoneUnknown));
+    }
+
+    #[tokio::test]
+    async fn a_foreign_record_from_an_unreachable_zone_is_refused_and_nothing_is_kept() {
+        let kit = Kit::new().await;
+        let subject = Subject::Ref { zone: ZoneId::new("hainan").unwrap(), record_id: "HN-1".into() };
+        let e = kit.verifier.check(subject, &ZoneId::new("shanghai").unwrap(), "verification").await.err().unwrap();
+        assert_eq!(e.reason, Reason::PeerUnavailable);
+        assert!(kit.core.store.get_record("hainan", "HN-1").unwrap().is_none());
+        // Bad purposes never reach the network.
+        let e = kit.verifier.check(own("X"), &ZoneId::new("shanghai").unwrap(), "Not A Purpose").await.err().unwrap();
+        assert_eq!(e.reason, Reason::InvalidArgument);
+    }
+}

@@ -113,6 +113,12 @@ pub fn verify_chain(
         .map_err(|e| PkiError::Untrusted(format!("{e:?}")))
 }
 
+impl ftz_core::Refusal for PkiError {
+    fn refusal_reason(&self) -> Reason {
+        self.reason()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,11 +182,5 @@ mod tests {
         let again = ZoneCa::from_pem(&ca.issued.cert_pem, &ca.issued.key_pem).unwrap();
         let node = again.issue_node(&z("shanghai"), &[], V).unwrap();
         verify_chain(&[der(&node)], &ca.issued.cert_der, CertUsage::Server, NOW).unwrap();
-    }
-}
-
-impl ftz_core::Refusal for PkiError {
-    fn refusal_reason(&self) -> Reason {
-        self.reason()
     }
 }

@@ -763,11 +763,11 @@ impl PolicySet {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests;
-
 impl ftz_core::Refusal for PolicyError {
     fn refusal_reason(&self) -> Reason {
         self.reason()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

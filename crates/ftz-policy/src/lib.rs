@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod agreement;
 pub mod bundle;
 pub mod dp;
+pub mod examples;
 pub mod exchange;
 pub mod rows;
 pub mod transform;

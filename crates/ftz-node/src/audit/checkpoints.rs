@@ -1,6 +1,6 @@
 //! Checkpoints: signed by one task over the durable size only, at most once per interval while
 //! busy and once after the last append, stored (flushed) before anyone sees them, and published
-//! to whoever has them witnessed ([`crate::witness`]). At start, the latest one must be
+//! to whoever has them witnessed (the `witness` module). At start, the latest one must be
 //! reproducible from the durable log, or the node refuses to run.
 
 use std::{sync::Arc, time::Duration};

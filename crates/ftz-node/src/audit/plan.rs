@@ -76,11 +76,11 @@ pub(crate) fn plan<'a>(
     let mut placed = Vec::new();
     let mut seen: Vec<([u8; 16], u64)> = Vec::new();
     for e in entries {
-        if let Some(id) = e.transfer_id {
-            if let Some(index) = logged(&id).or_else(|| seen.iter().find(|(s, _)| *s == id).map(|(_, i)| *i)) {
-                placed.push(Placed { index, duplicate: true });
-                continue;
-            }
+        if let Some(id) = e.transfer_id
+            && let Some(index) = logged(&id).or_else(|| seen.iter().find(|(s, _)| *s == id).map(|(_, i)| *i))
+        {
+            placed.push(Placed { index, duplicate: true });
+            continue;
         }
         let index = size + b.leaves.len() as u64;
         let mut h = leaf_hash(e.leaf);
