@@ -8,7 +8,7 @@
 //! through the outbox and the provider logs the byte-identical leaf ([`acknowledged`]). An
 //! intent whose receipt does not arrive in time is logged as unacknowledged (the sweeper).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use ftz_audit::leaf::{Leaf, LeafSignature, Refusing, SignedPart};
 use ftz_core::{
@@ -17,23 +17,25 @@ use ftz_core::{
     sha256,
 };
 use ftz_policy::exchange::{CompiledPolicy, TransferRequest};
-use ftz_proto::{
-    AcknowledgeRequest, DataClass, DeliverRequest, DeliverResponse, Envelope, KeyPurpose, TransferIntent,
-    TransferReceipt, TransferSeal,
-};
-use ftz_store::{OutboxItem, Store, StoreError};
+use ftz_proto::{AcknowledgeRequest, DataClass, Envelope, KeyPurpose, TransferIntent, TransferReceipt, TransferSeal};
+use ftz_store::{OutboxItem, Store};
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
+
+mod couriers;
+mod unacknowledged;
+
+pub(crate) use couriers::{DeliveryCourier, ReceiptCourier};
+pub(crate) use unacknowledged::{drop_orphan_receipts, spawn_unacknowledged_sweeper};
 
 use crate::{
     audit::{
         AuditLog,
         events::{Refusal, log_refusal},
-        reader::logged_transfer,
     },
     core::Core,
     error::{ApiError, reason_of},
-    outbox::{Courier, Handover, Kind, Outbox, Outgoing, decode_body, transient},
+    outbox::{Kind, Outbox, Outgoing},
     peers::{PeerClients, peer_failure},
     policies::Policies,
 };
@@ -394,42 +396,6 @@ pub(crate) async fn acknowledged(
     Ok(())
 }
 
-/// How often overdue intents are looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(2);
-
-/// Logs intents whose receipt did not arrive in time as unacknowledged, now and every few
-/// seconds while the node runs.
-pub(crate) fn spawn_unacknowledged_sweeper(core: Arc<Core>, log: AuditLog) {
-    let c = core.clone();
-    core.tasks.every(SWEEP_EVERY, move || {
-        let (core, log) = (c.clone(), log.clone());
-        async move { sweep(&core, &log).await }
-    });
-}
-
-async fn sweep(core: &Core, log: &AuditLog) {
-    let store = &core.store;
-    let Ok(due) = store.overdue_intents(core.now_ms()) else { return };
-    for (id, bytes) in due {
-        // A delivery still in the outbox is not unacknowledged: it has not arrived yet.
-        if store.outbox_contains(&id).unwrap_or(false) {
-            continue;
-        }
-        // Acknowledged, and only the cleanup was lost (a crash before it was durable).
-        if logged_transfer(store, &id).ok().flatten().is_some() {
-            let _ = store.take_pending_intent(&id);
-            continue;
-        }
-        let Ok(env) = Envelope::decode(bytes.as_slice()) else { continue };
-        let Ok(intent) = part(&env) else { continue };
-        let leaf = Leaf::Unacknowledged { intent, declared_at_ms: core.now_ms() };
-        if log.append(&leaf, None).await.is_ok() {
-            let _ = store.take_pending_intent(&id);
-            tracing::warn!(transfer = %hex::encode(id), "no receipt in time: logged as unacknowledged");
-        }
-    }
-}
-
 /// The transfer a queued receipt acknowledges.
 pub(crate) fn acknowledged_transfer(ack: &AcknowledgeRequest) -> Option<[u8; 16]> {
     let intent = TransferIntent::decode(ack.intent.as_ref()?.payload.as_slice()).ok()?;
@@ -439,154 +405,6 @@ pub(crate) fn acknowledged_transfer(ack: &AcknowledgeRequest) -> Option<[u8; 16]
 /// When the outbox's own retries may first pick up a receipt queued with its transfer: the
 /// first attempt is the consumer's, right after the transfer is durable in its log.
 const RECEIPT_RETRY_AFTER_MS: i64 = 5_000;
-
-/// At start, before anything runs: drops receipts queued without their transfer in the log (a
-/// crash cut their batch short, see `ftz_store::AuditBatch::outbox`), so that no zone is told of
-/// a transfer this log does not hold. Returns how many.
-pub(crate) fn drop_orphan_receipts(store: &Store) -> Result<usize, StoreError> {
-    let mut dropped = 0;
-    for item in store.outbox_items(usize::MAX)? {
-        if item.kind != Kind::Receipt as u8 {
-            continue;
-        }
-        let id = AcknowledgeRequest::decode(item.body.as_slice()).ok().as_ref().and_then(acknowledged_transfer);
-        let logged = match id {
-            Some(id) => logged_transfer(store, &id)?.is_some(),
-            None => false,
-        };
-        if !logged {
-            store.outbox_remove(&item.id)?;
-            dropped += 1;
-        }
-    }
-    if dropped > 0 {
-        tracing::warn!(dropped, "receipts queued for transfers the log does not hold (a crash) were dropped");
-    }
-    Ok(dropped)
-}
-
-/// How long a queued receipt may wait for its transfer to be durable in this log before it is
-/// taken for one a failed or crashed append left behind.
-const ORPHAN_RECEIPT_AFTER_MS: i64 = 60_000;
-
-/// How long a courier waits for the peer's answer.
-const CARRY_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn peer_of(item: &OutboxItem) -> Result<ZoneId, Handover> {
-    ZoneId::new(item.to_zone.as_str()).map_err(|_| Handover::Undeliverable(format!("no zone {:?}", item.to_zone)))
-}
-
-/// Carries receipts back to providers (`Peer.Acknowledge`), but only once their transfer is
-/// durable in this node's log: a receipt is queued with the transfer's batch, before that
-/// batch's size and flush, and could otherwise be picked up (a zone that comes back makes
-/// everything for it due) before the batch is on disk, or after it failed. Not yet: later.
-/// Still not after a minute: dropped, not sent.
-pub(crate) struct ReceiptCourier {
-    pub core: Arc<Core>,
-    pub log: AuditLog,
-    pub peers: Arc<PeerClients>,
-}
-
-#[tonic::async_trait]
-impl Courier for ReceiptCourier {
-    async fn carry(&self, item: &OutboxItem) -> Handover {
-        let ack: AcknowledgeRequest = match decode_body(item) {
-            Ok(a) => a,
-            Err(h) => return h,
-        };
-        let Some(id) = acknowledged_transfer(&ack) else {
-            return Handover::Undeliverable("a queued receipt without a transfer id".into());
-        };
-        match self.log.reader().transfer(&id) {
-            Ok(Some(_)) => {}
-            Ok(None) if self.core.now_ms() - item.created_at_ms < ORPHAN_RECEIPT_AFTER_MS => {
-                return Handover::NotYet("the receipt's transfer is not durable in this log yet".into());
-            }
-            Ok(None) => return Handover::Undeliverable("the receipt's transfer is not in this log: not sent".into()),
-            Err(e) => return Handover::Failed(e.into()),
-        }
-        let to = match peer_of(item) {
-            Ok(z) => z,
-            Err(h) => return h,
-        };
-        let mut client = match self.peers.client(&to) {
-            Ok(c) => c,
-            Err(e) => return Handover::Failed(e),
-        };
-        let mut req = tonic::Request::new(ack);
-        req.set_timeout(CARRY_TIMEOUT);
-        match client.acknowledge(req).await {
-            Ok(_) => Handover::Taken { already: false },
-            Err(s) => Handover::Failed(peer_failure(&to, &s)),
-        }
-    }
-}
-
-/// Carries pushed deliveries (`Peer.Deliver`); the answer's receipt is checked and logged here.
-/// A delivery the receiving zone refuses for good is logged as a refusal, and its intent is no
-/// longer pending (the outcome is known; it is not "unacknowledged").
-pub(crate) struct DeliveryCourier {
-    pub core: Arc<Core>,
-    pub log: AuditLog,
-    pub peers: Arc<PeerClients>,
-}
-
-impl DeliveryCourier {
-    async fn refused(&self, to: &ZoneId, intent: &Envelope, e: &ApiError) {
-        let i = TransferIntent::decode(intent.payload.as_slice()).unwrap_or_default();
-        let refusal = Refusal {
-            other: to.as_str(),
-            refusing: Refusing::RefusedByPeer,
-            method: "/ftz.v1.Peer/Deliver",
-            error: e,
-            class: DataClass::try_from(i.data_class).ok(),
-            subject: &i.subject,
-        };
-        log_refusal(&self.core, &self.log, refusal).await;
-        if let Ok(id) = <[u8; 16]>::try_from(i.transfer_id.as_slice()) {
-            let store = self.core.store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.take_pending_intent(&id)).await;
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl Courier for DeliveryCourier {
-    async fn carry(&self, item: &OutboxItem) -> Handover {
-        let deliver: DeliverRequest = match decode_body(item) {
-            Ok(d) => d,
-            Err(h) => return h,
-        };
-        let to = match peer_of(item) {
-            Ok(z) => z,
-            Err(h) => return h,
-        };
-        let mut client = match self.peers.client(&to) {
-            Ok(c) => c,
-            Err(e) => return Handover::Failed(e),
-        };
-        let intent = deliver.seal.as_ref().and_then(|s| s.intent.clone()).unwrap_or_default();
-        let mut req = tonic::Request::new(deliver);
-        req.set_timeout(CARRY_TIMEOUT);
-        let resp: DeliverResponse = match client.deliver(req).await {
-            Ok(r) => r.into_inner(),
-            Err(st) => {
-                let e = peer_failure(&to, &st);
-                if !transient(&e) {
-                    self.refused(&to, &intent, &e).await;
-                }
-                return Handover::Failed(e);
-            }
-        };
-        let Some(receipt) = resp.receipt else {
-            return Handover::Failed(ApiError::new(Reason::TransferInvalid, format!("zone {to} sent no receipt")));
-        };
-        match acknowledged(&self.core, &self.log, &to, &intent, &receipt).await {
-            Ok(()) => Handover::Taken { already: resp.already_delivered },
-            Err(e) => Handover::Failed(e),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
