@@ -332,29 +332,23 @@ trait Answer: Message + Default {
     fn set_retain_until(&mut self, ms: i64);
 }
 
-impl Answer for AggregateAnswer {
-    fn policy_id(&self) -> &str {
-        &self.policy_id
-    }
-    fn retain_until(&self) -> i64 {
-        self.retain_until_ms
-    }
-    fn set_retain_until(&mut self, ms: i64) {
-        self.retain_until_ms = ms;
-    }
+macro_rules! answer {
+    ($($t:ty),*) => {$(
+        impl Answer for $t {
+            fn policy_id(&self) -> &str {
+                &self.policy_id
+            }
+            fn retain_until(&self) -> i64 {
+                self.retain_until_ms
+            }
+            fn set_retain_until(&mut self, ms: i64) {
+                self.retain_until_ms = ms;
+            }
+        }
+    )*};
 }
 
-impl Answer for ExportRowsAnswer {
-    fn policy_id(&self) -> &str {
-        &self.policy_id
-    }
-    fn retain_until(&self) -> i64 {
-        self.retain_until_ms
-    }
-    fn set_retain_until(&mut self, ms: i64) {
-        self.retain_until_ms = ms;
-    }
-}
+answer!(AggregateAnswer, ExportRowsAnswer);
 
 /// `[A-Za-z0-9._:-]` ids for what is received.
 pub(crate) fn check_provider(z: &str) -> Result<ZoneId, ApiError> {

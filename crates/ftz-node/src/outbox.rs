@@ -22,7 +22,14 @@ use ftz_store::OutboxItem;
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::{core::Core, error::ApiError};
+use ftz_proto::peer_client::PeerClient;
+use tonic::transport::Channel;
+
+use crate::{
+    core::Core,
+    error::ApiError,
+    peers::{PeerClients, peer_failure},
+};
 
 /// What a message is; the byte kept in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,6 +123,31 @@ pub(crate) trait Courier: Send + Sync {
 pub(crate) fn decode_body<M: Message + Default>(item: &OutboxItem) -> Result<M, Handover> {
     M::decode(item.body.as_slice())
         .map_err(|e| Handover::Undeliverable(format!("{} does not decode: {e}", kind_name(item.kind))))
+}
+
+/// How long a courier waits for the peer's answer.
+pub(crate) const CARRY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Carries `msg` to the item's zone with one call, `call(client, request)`, whose answer says
+/// only that the peer took it.
+pub(crate) async fn carry_call<M, R, F, Fut>(peers: &PeerClients, item: &OutboxItem, msg: M, call: F) -> Handover
+where
+    F: FnOnce(PeerClient<Channel>, tonic::Request<M>) -> Fut,
+    Fut: std::future::Future<Output = Result<R, tonic::Status>>,
+{
+    let Ok(to) = ZoneId::new(item.to_zone.as_str()) else {
+        return Handover::Undeliverable(format!("no zone {:?}", item.to_zone));
+    };
+    let client = match peers.client(&to) {
+        Ok(c) => c,
+        Err(e) => return Handover::Failed(e),
+    };
+    let mut req = tonic::Request::new(msg);
+    req.set_timeout(CARRY_TIMEOUT);
+    match call(client, req).await {
+        Ok(_) => Handover::Taken { already: false },
+        Err(s) => Handover::Failed(peer_failure(&to, &s)),
+    }
 }
 
 /// How a send ended for the caller.

@@ -17,8 +17,8 @@ use crate::{
     audit::{AuditLog, events::log_config},
     core::Core,
     error::ApiError,
-    outbox::{Courier, Handover, Kind, Outbox, Outgoing, Sent, decode_body},
-    peers::{PeerClients, peer_failure},
+    outbox::{Courier, Handover, Kind, Outbox, Outgoing, Sent, carry_call, decode_body},
+    peers::PeerClients,
 };
 
 /// Installed policies the node cannot read back.
@@ -337,22 +337,11 @@ pub(crate) struct RevocationCourier(pub Arc<PeerClients>);
 #[tonic::async_trait]
 impl Courier for RevocationCourier {
     async fn carry(&self, item: &ftz_store::OutboxItem) -> Handover {
-        let req: NotifyPolicyRevocationRequest = match decode_body(item) {
-            Ok(r) => r,
-            Err(h) => return h,
-        };
-        let Ok(to) = ZoneId::new(item.to_zone.as_str()) else {
-            return Handover::Undeliverable(format!("no zone {:?}", item.to_zone));
-        };
-        let mut client = match self.0.client(&to) {
-            Ok(c) => c,
-            Err(e) => return Handover::Failed(e),
-        };
-        let mut req = tonic::Request::new(req);
-        req.set_timeout(std::time::Duration::from_secs(5));
-        match client.notify_policy_revocation(req).await {
-            Ok(_) => Handover::Taken { already: false },
-            Err(s) => Handover::Failed(peer_failure(&to, &s)),
+        match decode_body::<NotifyPolicyRevocationRequest>(item) {
+            Ok(msg) => {
+                carry_call(&self.0, item, msg, |mut c, r| async move { c.notify_policy_revocation(r).await }).await
+            }
+            Err(h) => h,
         }
     }
 }

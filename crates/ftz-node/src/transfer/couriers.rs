@@ -1,7 +1,7 @@
 //! The couriers of the two outbox kinds a transfer sends: receipts going back to providers, and
 //! pushed deliveries (whose answer carries the consumer's receipt).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use ftz_audit::leaf::Refusing;
 use ftz_core::{Reason, ZoneId};
@@ -17,16 +17,13 @@ use crate::{
     },
     core::Core,
     error::ApiError,
-    outbox::{Courier, Handover, decode_body, transient},
+    outbox::{CARRY_TIMEOUT, Courier, Handover, carry_call, decode_body, transient},
     peers::{PeerClients, peer_failure},
 };
 
 /// How long a queued receipt may wait for its transfer to be durable in this log before it is
 /// taken for one a failed or crashed append left behind.
 const ORPHAN_RECEIPT_AFTER_MS: i64 = 60_000;
-
-/// How long a courier waits for the peer's answer.
-const CARRY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn peer_of(item: &OutboxItem) -> Result<ZoneId, Handover> {
     ZoneId::new(item.to_zone.as_str()).map_err(|_| Handover::Undeliverable(format!("no zone {:?}", item.to_zone)))
@@ -61,20 +58,7 @@ impl Courier for ReceiptCourier {
             Ok(None) => return Handover::Undeliverable("the receipt's transfer is not in this log: not sent".into()),
             Err(e) => return Handover::Failed(e.into()),
         }
-        let to = match peer_of(item) {
-            Ok(z) => z,
-            Err(h) => return h,
-        };
-        let mut client = match self.peers.client(&to) {
-            Ok(c) => c,
-            Err(e) => return Handover::Failed(e),
-        };
-        let mut req = tonic::Request::new(ack);
-        req.set_timeout(CARRY_TIMEOUT);
-        match client.acknowledge(req).await {
-            Ok(_) => Handover::Taken { already: false },
-            Err(s) => Handover::Failed(peer_failure(&to, &s)),
-        }
+        carry_call(&self.peers, item, ack, |mut c, r| async move { c.acknowledge(r).await }).await
     }
 }
 
