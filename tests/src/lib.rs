@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rogue;
+
 use std::{sync::Arc, time::Duration};
 
 use ftz_client::ExpectedServer;

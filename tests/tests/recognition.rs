@@ -227,7 +227,13 @@ async fn an_exported_bundle_checks_offline_and_any_changed_byte_is_detected() {
     let anchor = c.zone("hainan").authority_key_id;
     let hainan = ftz_core::ZoneId::new("hainan").unwrap();
     let now = c.clock.now_ms();
-    let inputs = OfflineInputs { anchor: &anchor, recognising_zone: &hainan, at: now, max_status_age_ms: None };
+    let inputs = OfflineInputs {
+        anchor: &anchor,
+        recognising_zone: &hainan,
+        at: now,
+        max_status_age_ms: None,
+        min_registry_version: None,
+    };
 
     let ok = verify_bundle(&bytes, inputs).unwrap();
     assert!(ok.verdict.valid(), "{}", ok.verdict.explanation());

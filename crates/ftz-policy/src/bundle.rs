@@ -2,10 +2,16 @@
 //! bundle, a trust anchor and a time.
 //!
 //! Order of checks: the bundle's registry must be signed by a quorum of the authorities it lists
-//! *and* by the anchor the verifier trusts; the bundle must be signed by a node key that registry
-//! lists for the exporting zone (so any changed byte fails); every agreement inside must be
-//! signed by both its zones' authorities; then the record is judged by the same
-//! [`evaluate`](crate::evaluate) the nodes use.
+//! *and* by the anchor the verifier trusts, be in force at the time of judgement and not older
+//! than the verifier's minimum version; the bundle must be signed by a node key that registry
+//! lists for the exporting zone as valid at the time of judgement (so any changed byte fails);
+//! every agreement inside must be signed by both its zones' authorities; then the record is
+//! judged by the same [`evaluate`](crate::evaluate) the nodes use.
+//!
+//! The exporting node is not trusted for anything the verifier can decide itself: how old a
+//! status may be is the verifier's choice (by default as strict as a node's), and the bundle's
+//! own maximum age can only narrow it; the export time it states is not the time anything is
+//! judged at.
 
 use std::collections::BTreeSet;
 
@@ -25,13 +31,23 @@ pub enum BundleError {
     Invalid(String),
     #[error("bundle's registry is not anchored: {0}")]
     NotAnchored(String),
+    #[error("bundle's registry is not in force: {0}")]
+    RegistryNotInForce(String),
 }
+
+/// How old a status statement may be unless the verifier says otherwise: a node's default
+/// (`recognition.max_status_age_ms`).
+pub const DEFAULT_MAX_STATUS_AGE_MS: i64 = 600_000;
+
+/// How far the bundle's export time may be ahead of the time of judgement (clock skew).
+const MAX_EXPORT_SKEW_MS: i64 = 300_000;
 
 impl BundleError {
     pub fn reason(&self) -> Reason {
         match self {
             BundleError::Invalid(_) => Reason::BundleInvalid,
             BundleError::NotAnchored(_) => Reason::RegistryNotAnchored,
+            BundleError::RegistryNotInForce(_) => Reason::RegistryExpired,
         }
     }
 }
@@ -59,8 +75,12 @@ pub struct OfflineInputs<'a> {
     pub recognising_zone: &'a ZoneId,
     /// The time to judge at (usually now).
     pub at: UnixMillis,
-    /// Overrides the exporting node's maximum status age.
+    /// The oldest status statement the verifier accepts (default
+    /// [`DEFAULT_MAX_STATUS_AGE_MS`]); the bundle's own bound can only narrow it.
     pub max_status_age_ms: Option<i64>,
+    /// The oldest registry version the verifier accepts (it may know of a newer one that
+    /// revoked a key or a zone): an older bundle registry is not anchored.
+    pub min_registry_version: Option<u64>,
 }
 
 pub fn verify_bundle(bytes: &[u8], inputs: OfflineInputs<'_>) -> Result<OfflineCheck, BundleError> {
@@ -70,15 +90,33 @@ pub fn verify_bundle(bytes: &[u8], inputs: OfflineInputs<'_>) -> Result<OfflineC
     let registry = Registry::parse(bundle.registry.clone().ok_or_else(|| invalid("no registry"))?)
         .map_err(|e| invalid(format!("registry: {e}")))?;
     check_anchor(&registry, inputs.anchor)?;
+    if let Some(min) = inputs.min_registry_version
+        && registry.version() < min
+    {
+        return Err(BundleError::NotAnchored(format!(
+            "registry v{} is older than v{min}, the oldest this verifier accepts",
+            registry.version()
+        )));
+    }
+    let doc = registry.document();
+    if inputs.at < doc.valid_from_ms || inputs.at >= doc.valid_until_ms {
+        return Err(BundleError::RegistryNotInForce(format!(
+            "registry v{} is valid from {} until {}, not at the time of judgement",
+            registry.version(),
+            ftz_core::time::format_ms(doc.valid_from_ms),
+            ftz_core::time::format_ms(doc.valid_until_ms)
+        )));
+    }
+    if bundle.exported_at_ms > inputs.at.saturating_add(MAX_EXPORT_SKEW_MS) {
+        return Err(invalid("the bundle says it was exported after the time of judgement"));
+    }
 
     let exporting = ZoneId::new(bundle.exporting_zone.clone()).map_err(|e| invalid(format!("exporting zone: {e}")))?;
     let zone = registry
         .zone(&exporting)
         .ok_or_else(|| invalid(format!("exporting zone {exporting} is not in the registry")))?;
-    envelope::verify(&outer, PayloadType::VERIFICATION_BUNDLE, |id| {
-        zone.key_valid_at(KeyPurpose::Node, id, bundle.exported_at_ms)
-    })
-    .map_err(|e| invalid(format!("signature of the exporting node ({exporting}): {e}")))?;
+    envelope::verify(&outer, PayloadType::VERIFICATION_BUNDLE, |id| zone.key_valid_at(KeyPurpose::Node, id, inputs.at))
+        .map_err(|e| invalid(format!("signature of the exporting node ({exporting}): {e}")))?;
 
     let mut agreements = Vec::new();
     for (i, env) in bundle.agreements.iter().enumerate() {
@@ -89,7 +127,9 @@ pub fn verify_bundle(bytes: &[u8], inputs: OfflineInputs<'_>) -> Result<OfflineC
     }
     let rws = bundle.record.as_ref().ok_or_else(|| invalid("no record"))?;
     let record = rws.record.as_ref().ok_or_else(|| invalid("no record"))?;
-    let max_status_age_ms = inputs.max_status_age_ms.unwrap_or(bundle.max_status_age_ms);
+    let verifiers = inputs.max_status_age_ms.unwrap_or(DEFAULT_MAX_STATUS_AGE_MS);
+    let max_status_age_ms =
+        if bundle.max_status_age_ms > 0 { verifiers.min(bundle.max_status_age_ms) } else { verifiers };
     let ctx = VerdictContext {
         registry: &registry,
         agreements: &agreements,

@@ -421,8 +421,13 @@ async fn offline_bundle(fed: &LocalFederation, r: &mut DemoReport) -> Result<()>
     let bytes = bundle.encode_to_vec();
     let hainan = fed.fed.zone("hainan").context("hainan")?;
     let zone = hainan.id.clone();
-    let inputs =
-        OfflineInputs { anchor: &hainan.authority_key_id, recognising_zone: &zone, at: now(), max_status_age_ms: None };
+    let inputs = OfflineInputs {
+        anchor: &hainan.authority_key_id,
+        recognising_zone: &zone,
+        at: now(),
+        max_status_age_ms: None,
+        min_registry_version: None,
+    };
     match verify_bundle(&bytes, inputs) {
         Ok(c) => r.check(
             "offline",

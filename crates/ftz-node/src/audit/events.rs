@@ -21,6 +21,21 @@ pub(crate) struct Refusal<'a> {
     pub subject: &'a str,
 }
 
+/// A refused caller chooses the method path it calls (up to the request size): what the log
+/// keeps of such a field is bounded.
+const MAX_FIELD: usize = 128;
+
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_FIELD {
+        return s.to_string();
+    }
+    let mut end = MAX_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
 pub(crate) async fn log_refusal(core: &Core, log: &AuditLog, r: Refusal<'_>) {
     let e = r.error;
     let meta = |key: &str| e.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
@@ -35,10 +50,10 @@ pub(crate) async fn log_refusal(core: &Core, log: &AuditLog, r: Refusal<'_>) {
         zone: core.zone.to_string(),
         other_zone: r.other.to_string(),
         refusing: r.refusing,
-        reason,
-        method: r.method.to_string(),
+        reason: clip(&reason),
+        method: clip(r.method),
         data_class: r.class.map(class_name).unwrap_or_default().to_string(),
-        policy_id: policy,
+        policy_id: clip(&policy),
         subject_digest: if r.subject.is_empty() { [0; 32] } else { sha256(r.subject.as_bytes()) },
     };
     if let Err(err) = log.append(&leaf, None).await {

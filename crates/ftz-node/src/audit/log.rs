@@ -114,9 +114,19 @@ impl AuditLog {
         transfer_id: Option<[u8; 16]>,
         outbox: Option<OutboxItem>,
     ) -> Result<Placed, ApiError> {
+        let leaf = leaf.encode();
+        // What every reader would refuse is never written: one oversized entry would make every
+        // later listing, export and check of this log fail.
+        if leaf.len() > ftz_audit::leaf::MAX_LEAF_BYTES {
+            return Err(ApiError::invalid(format!(
+                "the entry would be {} bytes; the log holds entries of at most {}",
+                leaf.len(),
+                ftz_audit::leaf::MAX_LEAF_BYTES
+            )));
+        }
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Append(Append { leaf: leaf.encode(), transfer_id, outbox, reply }))
+            .send(Msg::Append(Append { leaf, transfer_id, outbox, reply }))
             .await
             .map_err(|_| ApiError::new(Reason::Internal, "the audit log is not running"))?;
         rx.await.map_err(|_| ApiError::new(Reason::Internal, "the audit log stopped"))?

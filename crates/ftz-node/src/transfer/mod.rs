@@ -22,6 +22,7 @@ use ftz_store::{OutboxItem, Store};
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
 
+mod bounds;
 mod couriers;
 mod unacknowledged;
 
@@ -284,6 +285,7 @@ impl Transfers {
         let state = &*self.core;
         let seal = seal.ok_or_else(|| invalid(format!("zone {provider} sent data without a transfer intent")))?;
         let env = seal.intent.clone().ok_or_else(|| invalid("the seal carries no intent"))?;
+        bounds::one_signature(&env, "the intent")?;
         let registry = state.registry();
         let now = state.now_ms();
         let (intent, _): (TransferIntent, _) = envelope::open(&env, PayloadType::TRANSFER_INTENT, |id| {
@@ -313,6 +315,7 @@ impl Transfers {
                 ),
             ));
         }
+        bounds::check_intent(&intent)?;
         if intent.transfer_id.len() != 16 || seal.nonce.len() != 32 {
             return Err(invalid("malformed transfer id or nonce"));
         }
@@ -328,8 +331,11 @@ impl Transfers {
     }
 }
 
+/// A part as the leaf keeps it: its payload and its one signature.
 fn part(env: &Envelope) -> Result<SignedPart, ApiError> {
-    let s = env.signatures.first().ok_or_else(|| invalid("unsigned"))?;
+    let [s] = env.signatures.as_slice() else {
+        return Err(invalid("a logged part carries exactly one signature"));
+    };
     Ok(SignedPart {
         payload: env.payload.clone(),
         signature: LeafSignature {
@@ -372,6 +378,8 @@ pub(crate) async fn acknowledged(
     intent_env: &Envelope,
     receipt_env: &Envelope,
 ) -> Result<(), ApiError> {
+    bounds::one_signature(intent_env, "the intent")?;
+    bounds::one_signature(receipt_env, "the receipt")?;
     let own = core.node_key.verifying_key();
     let (intent, _): (TransferIntent, _) =
         envelope::open(intent_env, PayloadType::TRANSFER_INTENT, |id| (*id == own.key_id()).then_some(own))
@@ -382,6 +390,7 @@ pub(crate) async fn acknowledged(
         registry.zone(caller).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, now))
     })
     .map_err(|e| invalid(format!("receipt of zone {caller}: {e}")))?;
+    bounds::check_receipt(&receipt)?;
     if intent.consumer_zone != caller.as_str() || receipt.consumer_zone != caller.as_str() {
         return Err(ApiError::new(Reason::ZoneMismatch, "the receipt is not from the intent's consumer"));
     }

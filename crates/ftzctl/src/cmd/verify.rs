@@ -71,9 +71,14 @@ pub enum VerifyCommand {
         /// Judge as of this time, RFC 3339 (default: now).
         #[arg(long)]
         at: Option<String>,
-        /// Accept status statements up to this age, in seconds (default: the exporting node's).
+        /// Accept status statements up to this age, in seconds (default 600, as strict as a
+        /// node; a smaller bound in the bundle wins, a larger one does not).
         #[arg(long)]
         max_status_age: Option<i64>,
+        /// Refuse a bundle whose registry is older than this version (one you know of may have
+        /// retired a key or a zone).
+        #[arg(long)]
+        min_registry_version: Option<u64>,
     },
 }
 
@@ -92,8 +97,9 @@ fn verdict_exit(valid: bool) -> u8 {
 }
 
 pub async fn run(cmd: VerifyCommand, channel: impl FnOnce() -> Result<Channel>, fmt: Format) -> Result<u8> {
-    if let VerifyCommand::Offline { file, zone, anchor, at, max_status_age } = cmd {
-        return offline(file, zone, anchor, at, max_status_age, fmt);
+    if let VerifyCommand::Offline { file, zone, anchor, at, max_status_age, min_registry_version } = cmd {
+        let limits = OfflineLimits { max_age: max_status_age, min_registry_version };
+        return offline(file, zone, anchor, at, limits, fmt);
     }
     let mut client = VerifyClient::new(channel()?);
     match cmd {
@@ -172,12 +178,18 @@ async fn one(client: &mut VerifyClient<Channel>, subject: Subject, ask: Ask, fmt
     Ok(verdict_exit(v.valid))
 }
 
+/// What the verifier requires of a bundle beyond its signatures.
+struct OfflineLimits {
+    max_age: Option<i64>,
+    min_registry_version: Option<u64>,
+}
+
 fn offline(
     file: PathBuf,
     zone: String,
     anchor: String,
     at: Option<String>,
-    max_age: Option<i64>,
+    limits: OfflineLimits,
     fmt: Format,
 ) -> Result<u8> {
     let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -187,8 +199,13 @@ fn offline(
         Some(s) => parse_time(&s)?,
         None => SystemClock.now_ms(),
     };
-    let inputs =
-        OfflineInputs { anchor: &anchor, recognising_zone: &zone, at, max_status_age_ms: max_age.map(|s| s * 1000) };
+    let inputs = OfflineInputs {
+        anchor: &anchor,
+        recognising_zone: &zone,
+        at,
+        max_status_age_ms: limits.max_age.map(|s| s.saturating_mul(1000)),
+        min_registry_version: limits.min_registry_version,
+    };
     match verify_bundle(&bytes, inputs) {
         Ok(check) => {
             let v = &check.verdict;

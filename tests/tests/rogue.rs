@@ -1,0 +1,152 @@
+//! A dishonest zone cannot break the evidence: attacks by a zone that holds its real node key
+//! and certificate (see `ftz_tests::rogue`), each of which must be refused. Every test here
+//! failed against the code before its fix (docs/threat-model.md lists them per finding).
+
+use ftz_core::{KeyId, Reason, Role, ZoneId, envelope::PayloadType};
+use ftz_pki::files;
+use ftz_policy::bundle::{OfflineInputs, verify_bundle};
+use ftz_proto::{
+    DataClass, ExportBundleRequest, IssueCertificationRequest, ListEntriesRequest, RecordRef, VerificationBundle,
+    audit_client::AuditClient,
+};
+use ftz_tests::{
+    Cluster, cert_rule, certification,
+    rogue::{RogueZone, reseal, with_junk_signature_first},
+};
+use prost::Message;
+
+const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
+const DAY_MS: i64 = 86_400_000;
+
+async fn issued(c: &Cluster, id: &str) {
+    c.issuer("shanghai")
+        .issue_certification(IssueCertificationRequest { certification: Some(certification(c, id, "AEO_ADVANCED")) })
+        .await
+        .unwrap();
+}
+
+/// Every entry of `zone`'s log, page by page, as an auditor's export reads it.
+async fn whole_log(c: &Cluster, zone: &str) -> Result<usize, tonic::Status> {
+    let mut auditor = AuditClient::new(c.user(zone, Role::Auditor));
+    let (mut from, mut n) = (0, 0);
+    loop {
+        let page = auditor
+            .list_entries(ListEntriesRequest { from_index: from, limit: 1000, ..Default::default() })
+            .await?
+            .into_inner();
+        n += page.entries.len();
+        if page.next_index >= page.log_size {
+            return Ok(n);
+        }
+        from = page.next_index;
+    }
+}
+
+fn assert_refused(res: Result<(), tonic::Status>, reason: Reason) {
+    let s = res.expect_err("refused");
+    assert_eq!(ftz_tests::reason_of(&s), Some(reason), "{s:?}");
+}
+
+/// Finding: a peer poisoned shanghai's log for good with a 70 KB refusal reason in a receipt
+/// (every later listing and export failed with INTERNAL "malformed leaf: too large").
+#[tokio::test]
+async fn a_receipt_with_an_oversized_reason_is_refused_and_the_log_stays_readable() {
+    let c = Cluster::start(&ZONES).await;
+    c.allow("sh-hn", "shanghai", "hainan", DataClass::Certification).await;
+    issued(&c, "SH-1").await;
+    let rogue = RogueZone::new(&c, "hainan", "shanghai");
+    let got = rogue.fetch("SH-1", "verification").await.unwrap();
+    let intent = got.seal.unwrap().intent.unwrap();
+    let now = c.clock.now_ms();
+    let huge = rogue.receipt(&intent, now, |r| {
+        r.accepted = false;
+        r.reason = "x".repeat(70_000);
+    });
+    assert_refused(rogue.acknowledge(&intent, &huge).await, Reason::TransferInvalid);
+    // A reason that is no reason code at all is refused too, however short.
+    let made_up = rogue.receipt(&intent, now, |r| {
+        r.accepted = false;
+        r.reason = "because".into();
+    });
+    assert_refused(rogue.acknowledge(&intent, &made_up).await, Reason::TransferInvalid);
+    // The honest receipt is still taken, and every entry of the log still reads back.
+    rogue.acknowledge(&intent, &rogue.receipt(&intent, now, |_| {})).await.unwrap();
+    assert!(whole_log(&c, "shanghai").await.unwrap() > 0);
+    c.shutdown().await;
+}
+
+/// Finding: a receipt with a junk signature placed before the real one was accepted, the log
+/// kept the junk one, and shanghai's own log then failed `verify-log` (a deniable transfer).
+#[tokio::test]
+async fn a_receipt_or_intent_with_an_extra_signature_is_refused() {
+    let c = Cluster::start(&ZONES).await;
+    c.allow("sh-hn", "shanghai", "hainan", DataClass::Certification).await;
+    issued(&c, "SH-2").await;
+    let rogue = RogueZone::new(&c, "hainan", "shanghai");
+    let intent = rogue.fetch("SH-2", "verification").await.unwrap().seal.unwrap().intent.unwrap();
+    let receipt = rogue.receipt(&intent, c.clock.now_ms(), |_| {});
+    assert_refused(rogue.acknowledge(&intent, &with_junk_signature_first(&receipt)).await, Reason::TransferInvalid);
+    assert_refused(rogue.acknowledge(&with_junk_signature_first(&intent), &receipt).await, Reason::TransferInvalid);
+    // Nothing was logged for it: the honest receipt is the one that lands.
+    rogue.acknowledge(&intent, &receipt).await.unwrap();
+    c.shutdown().await;
+}
+
+/// Finding: a bundle re-signed by its exporting node with a very large maximum status age
+/// judged VALID six months on; the verifier, not the exporter, decides how old a status may be.
+#[tokio::test]
+async fn a_bundle_re_signed_with_a_long_status_age_is_stale_six_months_on() {
+    let c = Cluster::start(&ZONES).await;
+    c.agree("sh-hn", "shanghai", "hainan", vec![cert_rule(&["AEO_ADVANCED"])], 365 * DAY_MS).await;
+    issued(&c, "SH-3").await;
+    let bundle = c
+        .verifier("hainan")
+        .export_bundle(ExportBundleRequest {
+            r#ref: Some(RecordRef { issuing_zone: "shanghai".into(), record_id: "SH-3".into() }),
+            recognising_zone: String::new(),
+            purpose: "audit".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let mut doc: VerificationBundle =
+        ftz_core::envelope::decode_payload(&bundle, PayloadType::VERIFICATION_BUNDLE).unwrap();
+    doc.max_status_age_ms = i64::MAX / 4;
+    let hainan_node = files::read_signing_key(&c.zone("hainan").node_key_path()).unwrap();
+    let forged = reseal(PayloadType::VERIFICATION_BUNDLE, &doc, &hainan_node).encode_to_vec();
+
+    let anchor: KeyId = c.zone("hainan").authority_key_id;
+    let zone = ZoneId::new("hainan").unwrap();
+    let now = c.clock.now_ms();
+    let inputs = OfflineInputs {
+        anchor: &anchor,
+        recognising_zone: &zone,
+        at: now,
+        max_status_age_ms: None,
+        min_registry_version: None,
+    };
+    // Now it is valid: the status is fresh.
+    assert!(verify_bundle(&forged, inputs).unwrap().verdict.valid());
+    // Six months on it is not, whatever the bundle says.
+    let later = verify_bundle(&forged, OfflineInputs { at: now + 182 * DAY_MS, ..inputs }).unwrap();
+    assert_eq!(later.verdict.status_reason, Some(Reason::StatusStale), "{}", later.verdict.explanation());
+    // A bundle's smaller bound still narrows the verifier's.
+    doc.max_status_age_ms = 1_000;
+    let strict = reseal(PayloadType::VERIFICATION_BUNDLE, &doc, &hainan_node).encode_to_vec();
+    let v = verify_bundle(&strict, OfflineInputs { at: now + 60_000, ..inputs }).unwrap();
+    assert_eq!(v.verdict.status_reason, Some(Reason::StatusStale));
+    // Past the registry's validity the bundle proves nothing.
+    let err = verify_bundle(&forged, OfflineInputs { at: now + 400 * DAY_MS, ..inputs }).unwrap_err();
+    assert_eq!(err.reason(), Reason::RegistryExpired);
+    // A verifier that knows of registry v2 refuses the bundle's v1 (a downgrade).
+    let err = verify_bundle(&forged, OfflineInputs { min_registry_version: Some(2), ..inputs }).unwrap_err();
+    assert_eq!(err.reason(), Reason::RegistryNotAnchored);
+    // An export time after the time of judgement is a lie.
+    doc.max_status_age_ms = 600_000;
+    doc.exported_at_ms = now + 30 * DAY_MS;
+    let future = reseal(PayloadType::VERIFICATION_BUNDLE, &doc, &hainan_node).encode_to_vec();
+    assert_eq!(verify_bundle(&future, inputs).unwrap_err().reason(), Reason::BundleInvalid);
+    c.shutdown().await;
+}
