@@ -150,3 +150,83 @@ async fn a_bundle_re_signed_with_a_long_status_age_is_stale_six_months_on() {
     assert_eq!(verify_bundle(&future, inputs).unwrap_err().reason(), Reason::BundleInvalid);
     c.shutdown().await;
 }
+
+fn uscc(i: usize) -> String {
+    let first17 = format!("9131011500000{i:04}");
+    format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).unwrap())
+}
+
+/// Finding: under `min_group_size = 5` and no differential privacy, SUM(output_value) filtered
+/// on C38 minus the same filtered on C381 was exactly the one C382 enterprise's output. The
+/// malicious consumer's strategies (nested prefixes, a coarser partition minus a finer one) are
+/// refused; the one partition the policy names is answered.
+#[tokio::test]
+async fn a_consumer_cannot_difference_exact_aggregates() {
+    use ftz_proto::{
+        AggregateFunction, AggregateQuery, AggregationRules, FieldAction, FieldRule, ImportRowsRequest, IndustryRow,
+        QueryIndustryDataRequest, RowFilter,
+    };
+    let c = Cluster::start(&ZONES).await;
+    // Six enterprises in C381, one in C382 whose figure is the secret.
+    let rows: Vec<IndustryRow> = (0..7)
+        .map(|i| IndustryRow {
+            line: i as u64 + 2,
+            enterprise_uscc: uscc(i),
+            enterprise_name: format!("Enterprise {i}"),
+            industry_code: if i < 6 { "C3811".into() } else { "C3821".into() },
+            region: "310115".into(),
+            period: "2026-Q1".into(),
+            output_value: if i < 6 { 1_000_000 } else { 7_777_777 },
+            employment: 10,
+            capacity: 1,
+        })
+        .collect();
+    c.issuer("shanghai").import_rows(ImportRowsRequest { rows }).await.unwrap();
+    let rule = |f: &str, a: FieldAction, p: &str| FieldRule { field: f.into(), action: a as i32, parameter: p.into() };
+    let mut policy = ftz_devkit::dev::record_policy(
+        "sh-hn-exact",
+        "shanghai",
+        "hainan",
+        DataClass::IndustryData,
+        &["industrial-planning"],
+        c.clock.now_ms(),
+    );
+    policy.field_rules = vec![
+        rule("industry_code", FieldAction::Generalise, "prefix:3"),
+        rule("region", FieldAction::Generalise, "prefix:4"),
+        rule("output_value", FieldAction::Keep, ""),
+    ];
+    policy.aggregation = Some(AggregationRules {
+        group_by: vec!["industry_code".into(), "region".into()],
+        min_group_size: 5,
+        differential_privacy: false,
+        ..Default::default()
+    });
+    c.local.install_policy(&policy).await.unwrap();
+    let ask = |group_by: &[&str], filters: Vec<RowFilter>| QueryIndustryDataRequest {
+        provider_zone: "shanghai".into(),
+        query: Some(AggregateQuery {
+            function: AggregateFunction::Sum as i32,
+            metric: "output_value".into(),
+            group_by: group_by.iter().map(|s| s.to_string()).collect(),
+            filters,
+            purpose: "industrial-planning".into(),
+        }),
+    };
+    let prefix = |p: &str| vec![RowFilter { field: "industry_code".into(), prefix: p.into() }];
+    for (group_by, filters) in [
+        (&["industry_code", "region"][..], prefix("C38")),
+        (&["industry_code", "region"][..], prefix("C381")),
+        (&["industry_code"][..], vec![]),
+        (&["region"][..], vec![]),
+    ] {
+        let err = c.verifier("hainan").query_industry_data(ask(group_by, filters)).await.unwrap_err();
+        assert_eq!(ftz_client::status_meta(&err, "peer_reason").as_deref(), Some("FIELD_NOT_ALLOWED"), "{err:?}");
+    }
+    // The named partition: C38 in 3101 holds all seven, so no single figure shows.
+    let a = c.verifier("hainan").query_industry_data(ask(&["industry_code", "region"], vec![])).await;
+    let a = a.unwrap().into_inner();
+    assert_eq!(a.groups.len(), 1);
+    assert_eq!(a.groups[0].value, 6.0 * 1_000_000.0 + 7_777_777.0);
+    c.shutdown().await;
+}

@@ -48,8 +48,35 @@ pub fn check_query(
             return Err((Reason::FieldNotAllowed, format!("the policy sets no sum bound for {metric}")));
         }
     }
+    if needs_metric && !matches!(policy.field(metric), Some(FieldTreatment::Keep | FieldTreatment::Generalise(_))) {
+        return Err((
+            Reason::FieldNotAllowed,
+            format!("the policy does not let {metric} leave (it needs a keep or generalise rule to be aggregated)"),
+        ));
+    }
     if group_by.len() > 3 {
         return Err((Reason::InvalidArgument, "group by at most 3 fields".into()));
+    }
+    if !policy.aggregation().differential_privacy {
+        // Exact answers over different partitions can be differenced (a group minus the visible
+        // parts of it is the suppressed rest): without noise, only the one partition the policy
+        // names is answered, unfiltered.
+        let asked: std::collections::BTreeSet<&str> = group_by.iter().map(String::as_str).collect();
+        let named: std::collections::BTreeSet<&str> = policy
+            .doc
+            .aggregation
+            .as_ref()
+            .map(|a| a.group_by.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if !filters.is_empty() || asked != named || asked.len() != group_by.len() {
+            return Err((
+                Reason::FieldNotAllowed,
+                format!(
+                    "without differential privacy the policy answers exactly one partition: group by {} and no filters",
+                    named.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
     }
     for g in group_by.iter().chain(filters.iter().map(|f| &f.field)) {
         if !policy.may_group_by(g) {
@@ -62,7 +89,9 @@ pub fn check_query(
 fn passes(row: &IndustryRow, filters: &[RowFilter], policy: &CompiledPolicy) -> bool {
     let admitted =
         policy.admits(&crate::exchange::Subject { industry_code: Some(&row.industry_code), ..Default::default() });
-    admitted && filters.iter().all(|f| rows::field(row, &f.field).is_some_and(|v| v.starts_with(f.prefix.as_str())))
+    // A filter sees a field as the policy lets it leave (a period generalised to a year cannot be
+    // filtered by month).
+    admitted && filters.iter().all(|f| group_value(row, &f.field, policy).starts_with(f.prefix.as_str()))
 }
 
 fn group_value(row: &IndustryRow, field: &str, policy: &CompiledPolicy) -> String {
@@ -250,7 +279,9 @@ mod tests {
         let p = exact();
         let data = rows(4);
         let by = vec!["industry_code".to_string()];
-        check_query(&p, F::Count, "", &by, &[]).unwrap();
+        // Exact answers only over the policy's one partition (see the next test).
+        let whole: Vec<String> = ["region", "period", "industry_code"].map(String::from).to_vec();
+        check_query(&p, F::Count, "", &whole, &[]).unwrap();
         let a = aggregate(data.iter(), F::Count, "", &by, &[], &p, &mut Seeded(1)).unwrap();
         // C4011 has 4 enterprises (kept, counted once each across periods); C4012 has 2 (< 3).
         assert_eq!(a.groups.len(), 1);
@@ -265,6 +296,45 @@ mod tests {
         let only_c4012 = [RowFilter { field: "industry_code".into(), prefix: "C4012".into() }];
         let err = aggregate(data.iter(), F::Count, "", &by, &only_c4012, &p, &mut Seeded(1)).unwrap_err();
         assert_eq!(err.0, Reason::GroupTooSmall);
+    }
+
+    /// Finding: under `min_group_size = 5` and no noise, SUM filtered on C38 minus SUM filtered
+    /// on C381 was exactly the one C382 enterprise's figure, both answers over groups of 5+.
+    #[test]
+    fn exact_answers_cannot_be_differenced() {
+        let p = exact();
+        let c38 = [RowFilter { field: "industry_code".into(), prefix: "C38".into() }];
+        let c381 = [RowFilter { field: "industry_code".into(), prefix: "C381".into() }];
+        let whole: Vec<String> = ["industry_code", "period", "region"].map(String::from).to_vec();
+        for f in [&c38[..], &c381[..]] {
+            let e = check_query(&p, F::Sum, "output_value", &whole, f).unwrap_err();
+            assert_eq!(e.0, Reason::FieldNotAllowed, "{}", e.1);
+        }
+        // Nor can a coarser partition be subtracted from a finer one.
+        for part in [vec!["industry_code".to_string()], whole[..2].to_vec(), vec![whole[0].clone(); 3]] {
+            assert_eq!(check_query(&p, F::Sum, "output_value", &part, &[]).unwrap_err().0, Reason::FieldNotAllowed);
+        }
+        check_query(&p, F::Sum, "output_value", &whole, &[]).unwrap();
+    }
+
+    #[test]
+    fn filters_and_metrics_obey_the_field_rules() {
+        let p = compile(&industry_policy());
+        let data = rows(6);
+        // The period leaves as a year: a filter on one month matches nothing, on the year all.
+        let month = [RowFilter { field: "period".into(), prefix: data[0].period[..7].to_string() }];
+        let year = [RowFilter { field: "period".into(), prefix: data[0].period[..4].to_string() }];
+        let by = vec!["industry_code".to_string()];
+        assert!(data[0].period.len() > 4, "{}", data[0].period);
+        let none = aggregate(data.iter(), F::Count, "", &by, &month, &p, &mut Seeded(1)).unwrap();
+        assert_eq!((none.groups.len(), none.suppressed), (0, 0));
+        let all = aggregate(data.iter(), F::Count, "", &by, &year, &p, &mut Seeded(1)).unwrap();
+        assert!(!all.groups.is_empty());
+        // A metric the policy drops (or names no rule for) cannot be summed.
+        let mut doc = industry_policy();
+        doc.field_rules.retain(|r| r.field != "output_value");
+        let no_rule = compile(&doc);
+        assert_eq!(check_query(&no_rule, F::Sum, "output_value", &[], &[]).unwrap_err().0, Reason::FieldNotAllowed);
     }
 
     #[test]
