@@ -230,3 +230,33 @@ async fn a_consumer_cannot_difference_exact_aggregates() {
     assert_eq!(a.groups[0].value, 6.0 * 1_000_000.0 + 7_777_777.0);
     c.shutdown().await;
 }
+
+/// Finding: hainan, asking shanghai ~800 times a second for a record it does not have, grew
+/// shanghai's audit log by 238,084 refusal entries in five minutes (about 20 GB a day).
+/// Refusals involving one zone are now logged at a bounded rate; the rest are counted.
+#[tokio::test]
+async fn a_zone_cannot_fill_another_zones_log_with_refusals() {
+    let c = Cluster::start(&ZONES).await;
+    c.allow("sh-hn", "shanghai", "hainan", DataClass::Certification).await;
+    let rogue = RogueZone::new(&c, "hainan", "shanghai");
+    let started = std::time::Instant::now();
+    let asks = (0..600).map(|i| {
+        let rogue = &rogue;
+        async move { rogue.fetch(&format!("NO-SUCH-{i}"), "verification").await }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    assert!(answers.iter().all(Result::is_err));
+    let seconds = started.elapsed().as_secs_f64();
+    let mut auditor = AuditClient::new(c.user("shanghai", Role::Auditor));
+    let refusals = auditor
+        .list_entries(ListEntriesRequest { limit: 1000, decision: "refused".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    // At most the burst (40) and 20 a second, plus one for the rate limiter's own refusals.
+    let allowed = 40.0 + 21.0 * (seconds + 1.0);
+    assert!((refusals.len() as f64) <= allowed, "{} refusal entries in {seconds:.1} s", refusals.len());
+    assert!(refusals.len() >= 20, "refusals are still logged: {}", refusals.len());
+    c.shutdown().await;
+}

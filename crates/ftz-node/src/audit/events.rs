@@ -7,8 +7,44 @@ use ftz_audit::leaf::{Leaf, Refusing};
 use ftz_core::{Reason, sha256};
 use ftz_policy::exchange::class_name;
 
+use std::{collections::HashMap, sync::Mutex};
+
 use super::log::AuditLog;
-use crate::{core::Core, error::ApiError};
+use crate::{
+    caller_rate::{Admission, CallerRates},
+    core::Core,
+    error::ApiError,
+};
+
+/// Refusals involving one other zone logged per second at most, in bursts of twice that. Its
+/// nodes and users can be refused as fast as they can ask; the log grows by this much at most
+/// (about 150 MB a day per zone), and what is not logged is counted in the next entry.
+pub(crate) const REFUSALS_PER_SECOND_PER_ZONE: u32 = 20;
+
+/// The per-zone budget of refusal entries, and the refusals left out since the last entry.
+#[derive(Default)]
+pub(crate) struct RefusalGate {
+    rates: CallerRates,
+    left_out: Mutex<HashMap<String, u64>>,
+}
+
+impl RefusalGate {
+    /// `None`: over the budget, left out (and counted). `Some(n)`: log it, `n` were left out
+    /// before it.
+    fn admit(&self, zone: &str, now_ms: i64) -> Option<u64> {
+        let mut left_out = self.left_out.lock().unwrap_or_else(|e| e.into_inner());
+        match self.rates.admit(zone, REFUSALS_PER_SECOND_PER_ZONE, now_ms) {
+            Admission::Admit => Some(left_out.remove(zone).unwrap_or(0)),
+            Admission::Refuse { .. } => {
+                // Bounded like the rates: at most as many zones as callers tracked.
+                if left_out.len() < 10_000 || left_out.contains_key(zone) {
+                    *left_out.entry(zone.to_string()).or_default() += 1;
+                }
+                None
+            }
+        }
+    }
+}
 
 /// A refusal to log: by this node of `other`, or of this node by `other`.
 pub(crate) struct Refusal<'a> {
@@ -37,6 +73,7 @@ fn clip(s: &str) -> String {
 }
 
 pub(crate) async fn log_refusal(core: &Core, log: &AuditLog, r: Refusal<'_>) {
+    let Some(left_out) = log.refusals.admit(r.other, core.now_ms()) else { return };
     let e = r.error;
     let meta = |key: &str| e.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let policy = meta("policy_id").unwrap_or_default();
@@ -51,7 +88,11 @@ pub(crate) async fn log_refusal(core: &Core, log: &AuditLog, r: Refusal<'_>) {
         other_zone: r.other.to_string(),
         refusing: r.refusing,
         reason: clip(&reason),
-        method: clip(r.method),
+        method: if left_out > 0 {
+            format!("{} (+{left_out} refusals of zone {} not logged)", clip(r.method), r.other)
+        } else {
+            clip(r.method)
+        },
         data_class: r.class.map(class_name).unwrap_or_default().to_string(),
         policy_id: clip(&policy),
         subject_digest: if r.subject.is_empty() { [0; 32] } else { sha256(r.subject.as_bytes()) },

@@ -72,6 +72,8 @@ pub struct AuditLog {
     size: watch::Receiver<u64>,
     store: Store,
     cache: Arc<RwLock<UpperLevels>>,
+    /// How many refusals involving each other zone may be logged (see `events`).
+    pub(crate) refusals: Arc<super::events::RefusalGate>,
 }
 
 impl AuditLog {
@@ -82,7 +84,7 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(4096);
         let (size_tx, size_rx) = watch::channel(edge.size);
         tokio::spawn(append_loop(store.clone(), cache.clone(), rx, edge, size_tx));
-        Ok(Self { tx, size: size_rx, store, cache })
+        Ok(Self { tx, size: size_rx, store, cache, refusals: Arc::default() })
     }
 
     /// Reads the durable tree (roots and proofs) of any size the caller already knows durable.
