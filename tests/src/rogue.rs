@@ -3,11 +3,11 @@
 //! envelopes with extra or reordered signatures, fields of any size, backdated or future
 //! times, replays. Attacks on the other zones are written against it; each must be refused.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use ftz_client::ExpectedServer;
 use ftz_core::{
-    SigningKey,
+    Clock, SigningKey,
     envelope::{self, PayloadType},
     sha256,
 };
@@ -18,6 +18,8 @@ use ftz_proto::{
 };
 use prost::Message;
 use tonic::transport::Channel;
+
+use ftz_devkit::LocalFederation;
 
 use crate::Cluster;
 
@@ -31,13 +33,17 @@ pub struct RogueZone {
 
 impl RogueZone {
     pub fn new(c: &Cluster, zone: &str, target: &str) -> RogueZone {
-        let me = c.zone(zone);
+        Self::new_with(&c.local, zone, target, c.clock.clone())
+    }
+
+    /// The same for a federation a test started itself.
+    pub fn new_with(fed: &LocalFederation, zone: &str, target: &str, clock: Arc<dyn Clock>) -> RogueZone {
+        let me = fed.fed.zone(zone).expect("the rogue zone");
         let chain = files::read_cert_chain(&me.dir.join("node.crt")).expect("node certificate");
         let key = files::read_tls_key(&me.dir.join("node.key")).expect("node TLS key");
         let node_key = files::read_signing_key(&me.node_key_path()).expect("node signing key");
-        let t = c.zone(target);
-        let expect =
-            ExpectedServer { zone: t.id.clone(), ca_der: t.ca.issued.cert_der.clone(), clock: c.clock.clone() };
+        let t = fed.fed.zone(target).expect("the target zone");
+        let expect = ExpectedServer { zone: t.id.clone(), ca_der: t.ca.issued.cert_der.clone(), clock };
         let channel =
             ftz_client::channel(&t.endpoint, expect, Some((chain, key)), Duration::from_secs(10)).expect("channel");
         RogueZone { zone: zone.to_string(), node_key, peer: PeerClient::new(channel) }

@@ -2,6 +2,8 @@
 //! and certificate (see `ftz_tests::rogue`), each of which must be refused. Every test here
 //! failed against the code before its fix (docs/threat-model.md lists them per finding).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ftz_core::{KeyId, Reason, Role, ZoneId, envelope::PayloadType};
 use ftz_pki::files;
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
@@ -259,4 +261,52 @@ async fn a_zone_cannot_fill_another_zones_log_with_refusals() {
     assert!((refusals.len() as f64) <= allowed, "{} refusal entries in {seconds:.1} s", refusals.len());
     assert!(refusals.len() >= 20, "refusals are still logged: {}", refusals.len());
     c.shutdown().await;
+}
+
+/// Finding: 1,022 TLS connections without a client certificate, idle after the HTTP/2 preface,
+/// took every connection slot of a node: its own admin then got "tls handshake eof". Now such
+/// connections share a small pool and displace each other; a real caller gets through.
+#[tokio::test]
+async fn a_flood_of_anonymous_connections_does_not_lock_callers_out() {
+    use std::sync::Arc;
+
+    use ftz_core::{Clock, SystemClock};
+    use ftz_devkit::LocalFederation;
+    use tokio::io::AsyncWriteExt;
+
+    const SLOTS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tune: ftz_devkit::local::Tune = Arc::new(|cfg| cfg.limits.max_connections = SLOTS);
+    let fed = LocalFederation::start_tuned(&["shanghai", "hainan"], &dir.path().join("fed"), clock.clone(), tune)
+        .await
+        .unwrap();
+    let sh = fed.fed.zone("shanghai").unwrap();
+    let expect =
+        ftz_client::ExpectedServer { zone: sh.id.clone(), ca_der: sh.ca.issued.cert_der.clone(), clock: clock.clone() };
+    let tls = Arc::new(ftz_client::tls::client_config_without_certificate(expect).unwrap());
+    let addr = fed.node("shanghai").unwrap().local_addr();
+    // More anonymous connections than the node has slots, each idle after the HTTP/2 preface.
+    let mut held = Vec::new();
+    for _ in 0..SLOTS + 50 {
+        let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else { continue };
+        let name = rustls::pki_types::ServerName::try_from("shanghai.node.ftz.invalid").unwrap();
+        if let Ok(mut s) = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await {
+            // The client preface and an empty SETTINGS frame.
+            let _ = s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await;
+            let _ = s.flush().await;
+            held.push(s);
+        }
+    }
+    assert!(held.len() > SLOTS / 2, "the flood connected {} times", held.len());
+    // The zone's own admin, on a new connection, is served.
+    let mut admin = ftz_proto::admin_client::AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
+    let status = admin.get_node_status(ftz_proto::GetNodeStatusRequest {}).await;
+    assert!(status.is_ok(), "the admin is locked out: {status:?}");
+    // So is another zone's node.
+    let mut peer = RogueZone::new_with(&fed, "hainan", "shanghai", clock.clone()).peer;
+    let ping = peer.ping(ftz_proto::PingRequest { challenge: None }).await.unwrap_err();
+    assert_eq!(ftz_tests::reason_of(&ping), Some(Reason::InvalidArgument), "{ping:?}");
+    drop(held);
+    fed.shutdown().await;
 }

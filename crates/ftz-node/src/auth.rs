@@ -21,10 +21,7 @@ use std::{
 use ftz_core::{Identity, Principal, Reason, Role, UnixMillis};
 use ftz_pki::CertUsage;
 use rustls::pki_types::CertificateDer;
-use tonic::{
-    Status,
-    transport::server::{TcpConnectInfo, TlsConnectInfo},
-};
+use tonic::Status;
 use tracing::Instrument;
 
 use crate::{
@@ -33,6 +30,7 @@ use crate::{
         events::{Refusal, log_refusal},
     },
     caller_rate::{Admission, CallerRates},
+    conn::ConnInfo,
     core::Core,
     error::ApiError,
     outbox::Outbox,
@@ -292,11 +290,15 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let path = req.uri().path().to_owned();
-        let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
-        let remote = info.and_then(|i| i.get_ref().remote_addr());
-        let certs = info.and_then(|i| i.peer_certs());
+        let info = req.extensions().get::<ConnInfo>().cloned();
+        let remote = info.as_ref().and_then(|i| i.tls.get_ref().remote_addr());
+        let certs = info.as_ref().and_then(|i| i.tls.peer_certs());
         match self.auth.check(certs.as_deref().map(Vec::as_slice), &path) {
             Ok(who) => {
+                // A caller with a valid identity: its connection is no longer anonymous.
+                if let Some(i) = &info {
+                    i.flags.authenticated();
+                }
                 if who.principal == Principal::Node {
                     self.auth.outbox.peer_is_back(&who.zone);
                 }

@@ -94,6 +94,15 @@ pub struct Limits {
     pub handshake_timeout_ms: u64,
     /// Open connections at most; further ones are closed at once.
     pub max_connections: usize,
+    /// Connections that have not yet made an authenticated call, at most: past it the oldest
+    /// such connection is closed for the new one (a flood of anonymous connections cannot hold
+    /// the slots that zones and users need).
+    pub max_unauthenticated_connections: usize,
+    /// Of those, from one source address at most (its oldest is closed for its newest).
+    pub max_unauthenticated_per_source: usize,
+    /// A connection that has made no authenticated call this long after it was accepted is
+    /// closed.
+    pub first_call_timeout_ms: u64,
     /// Concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// Timeout for connecting to a peer node.
@@ -118,6 +127,9 @@ impl Default for Limits {
             request_timeout_ms: 30_000,
             handshake_timeout_ms: 10_000,
             max_connections: 1024,
+            max_unauthenticated_connections: 64,
+            max_unauthenticated_per_source: 16,
+            first_call_timeout_ms: 10_000,
             max_concurrent_streams: 128,
             peer_connect_timeout_ms: 5_000,
             peer_request_timeout_ms: 10_000,

@@ -5,7 +5,7 @@
 
 /// Layer by layer, lowest first; within a layer, later modules may use earlier ones.
 const LAYERS: &[&[&str]] = &[
-    &["config", "telemetry", "error", "tls", "caller_rate"],
+    &["config", "telemetry", "error", "tls", "caller_rate", "conn"],
     &["tasks"],
     &["core"],
     &["records", "peers", "audit"],

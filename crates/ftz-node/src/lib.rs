@@ -14,6 +14,7 @@
 // Layer 0: configuration, logging, TLS of the listener, the error type, per-caller rates.
 mod caller_rate;
 pub mod config;
+mod conn;
 mod error;
 pub mod telemetry;
 mod tls;

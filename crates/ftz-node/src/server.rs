@@ -28,14 +28,12 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{
-    Server,
-    server::{Connected, TcpConnectInfo, TlsConnectInfo},
-};
+use tonic::transport::{Server, server::Connected};
 
 use crate::{
     auth::{AuthLayer, Authenticator},
     config::{Limits, NodeConfig},
+    conn::{ConnFlags, ConnInfo, Pending},
     node::{self, Node, StartError},
     services::{
         admin::AdminService, audit::AuditService, issuer::IssuerService, peer::PeerService, verify::VerifyService,
@@ -184,23 +182,41 @@ async fn build_router(
         .add_service(reflection))
 }
 
-/// A finished TLS connection, holding its slot of the connection limit until it closes.
+/// A finished TLS connection, holding its slot of the connection limit until it closes. Until
+/// it has made an authenticated call it is in the unauthenticated pool (`conn`): closed when
+/// displaced from it or when its deadline for a first call passes.
 struct Conn {
     tls: TlsStream<TcpStream>,
     _slot: OwnedSemaphorePermit,
+    flags: Arc<ConnFlags>,
+    first_call_by: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Connected for Conn {
-    type ConnectInfo = TlsConnectInfo<TcpConnectInfo>;
+    type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.tls.connect_info()
+        ConnInfo { tls: self.tls.connect_info(), flags: self.flags.clone() }
     }
 }
 
 impl AsyncRead for Conn {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.flags.is_closing() {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "displaced before a first call")));
+        }
+        if !self.flags.is_authenticated() && self.first_call_by.as_mut().poll(cx).is_ready() {
+            self.flags.close();
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no authenticated call in time")));
+        }
+        self.flags.wake_on_close(cx.waker());
         Pin::new(&mut self.tls).poll_read(cx, buf)
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.flags.close();
     }
 }
 
@@ -242,7 +258,9 @@ fn accept_connections(
     mut shutdown: watch::Receiver<bool>,
 ) -> ReceiverStream<Result<Conn, io::Error>> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let pending = Pending::new(limits.max_unauthenticated_connections, limits.max_unauthenticated_per_source);
     let handshake_deadline = Duration::from_millis(limits.handshake_timeout_ms);
+    let first_call = Duration::from_millis(limits.first_call_timeout_ms);
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -263,15 +281,21 @@ fn accept_connections(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
+            let flags = pending.admit(remote.ip());
+            let first_call_by = Box::pin(tokio::time::sleep(first_call));
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(handshake_deadline, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(Conn { tls, _slot: slot })).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                let handshake = tokio::time::timeout(handshake_deadline, acceptor.accept(tcp));
+                tokio::select! {
+                    done = handshake => match done {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send(Ok(Conn { tls, _slot: slot, flags, first_call_by })).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    },
+                    () = flags.closed() => tracing::debug!(%remote, "displaced during its handshake"),
                 }
             });
         }
