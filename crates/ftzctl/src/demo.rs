@@ -454,6 +454,24 @@ async fn offline_bundle(fed: &LocalFederation, r: &mut DemoReport) -> Result<()>
             format!("{}: {e}", e.reason()),
         ),
     }
+
+    // An attack: hainan's node re-signs the bundle saying its status may be a century old, and
+    // the file is shown six months later. The verifier decides how old a status may be.
+    let mut doc: ftz_proto::VerificationBundle =
+        ftz_core::envelope::decode_payload(&bundle, ftz_core::envelope::PayloadType::VERIFICATION_BUNDLE)?;
+    doc.max_status_age_ms = 100 * 365 * 86_400_000;
+    let node_key = ftz_pki::files::read_signing_key(&hainan.node_key_path())?;
+    let forged = ftz_core::envelope::seal(ftz_core::envelope::PayloadType::VERIFICATION_BUNDLE, &doc, &[&node_key]);
+    let later = OfflineInputs { at: now() + 182 * 86_400_000, ..inputs };
+    match verify_bundle(&forged.encode_to_vec(), later) {
+        Ok(c) => r.check(
+            "offline",
+            "hainan's node re-signs the file claiming its status never ages; shown six months on, it is stale",
+            !c.verdict.valid() && c.verdict.status_reason == Some(Reason::StatusStale),
+            c.verdict.explanation(),
+        ),
+        Err(e) => r.check("offline", "a re-signed bundle is judged", false, e.to_string()),
+    }
     Ok(())
 }
 
@@ -596,6 +614,40 @@ async fn industry_data(fed: &LocalFederation, r: &mut DemoReport) -> Result<()> 
         "hainan fetches rows: minimised by shanghai before they leave",
         minimised && !got.rows.is_empty(),
         first.unwrap_or_default(),
+    );
+
+    // Deny by default: guangdong holds no policy from shanghai.
+    let res = VerifyClient::new(fed.user_channel("guangdong", Role::Enterprise)?)
+        .query_industry_data(query("industrial-planning"))
+        .await;
+    refused_relayed(r, "guangdong asks for the same counts: no policy names guangdong", res, "NO_POLICY");
+
+    // Shanghai's authority puts output values on the export negative list: whatever a policy says,
+    // they do not leave.
+    let list = ftz_proto::ExportNegativeList {
+        zone_id: "shanghai".into(),
+        version: 1,
+        data_classes: vec![],
+        fields: vec!["output_value".into()],
+        issued_at_ms: now(),
+    };
+    let authority =
+        ftz_pki::files::read_signing_key(&fed.fed.zone("shanghai").context("shanghai")?.authority_key_path())?;
+    let env = ftz_core::envelope::seal(ftz_core::envelope::PayloadType::EXPORT_NEGATIVE_LIST, &list, &[&authority]);
+    AdminClient::new(fed.user_channel("shanghai", Role::Admin)?)
+        .install_negative_list(ftz_proto::InstallNegativeListRequest { negative_list: Some(env) })
+        .await?;
+    let mut sum = query("industrial-planning");
+    if let Some(q) = sum.query.as_mut() {
+        q.function = AggregateFunction::Sum as i32;
+        q.metric = "output_value".into();
+    }
+    let res = verify.query_industry_data(sum).await;
+    refused_relayed(
+        r,
+        "hainan asks for the sum of output values, on shanghai's export negative list",
+        res,
+        "NEGATIVE_LIST",
     );
     Ok(())
 }
