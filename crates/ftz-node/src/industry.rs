@@ -275,6 +275,7 @@ impl Industry {
             method,
             class: Some(DataClass::IndustryData),
             subject: what.to_string(),
+            purpose,
             not_found_is_an_answer: false,
         };
         let answer = answer.map(|s| Sealed { policy_id: None, payload: s.payload, seal: s.seal });

@@ -19,7 +19,7 @@ use crate::{
         check_purpose, class_of, decode_envelope, own_record, own_statement, split_record, statement_of, store_status,
         subject_of, verdict_context,
     },
-    transfer::Transfers,
+    transfer::{Expected, Transfers},
 };
 
 pub(crate) const FETCH: &str = "/ftz.v1.Peer/FetchRecord";
@@ -62,6 +62,13 @@ impl Provider {
             return Err(ApiError::invalid("only inspection results are delivered"));
         }
         check_purpose(&req.purpose)?;
+        let expected = Expected {
+            method: "/ftz.v1.Peer/Deliver",
+            subject: &format!("record {from}/{}", rec.record_id()),
+            purpose: &req.purpose,
+            made_within_ms: state.limits.max_intent_age_ms,
+        };
+        self.transfers.check_claims(&intent, &expected)?;
         let now = state.now_ms();
         let transfer = TransferRequest {
             provider: from,

@@ -202,6 +202,7 @@ impl Verifier {
             method: FETCH,
             class: None,
             subject: format!("record {zone}/{record_id}"),
+            purpose,
             not_found_is_an_answer: true,
         };
         self.transfers

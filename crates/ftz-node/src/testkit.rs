@@ -54,6 +54,7 @@ pub(crate) struct Kit {
     pub outbox: Arc<Outbox>,
     pub policies: Arc<Policies>,
     pub agreements: Arc<Agreements>,
+    pub transfers: Arc<Transfers>,
     pub issuer: Issuer,
     pub verifier: Verifier,
     pub keys: BTreeMap<&'static str, ZoneKeys>,
@@ -167,7 +168,20 @@ impl Kit {
             Arc::new(Transfers::new(core.clone(), log.clone(), outbox.clone(), policies.clone(), peers, 60_000));
         let issuer = Issuer::new(core.clone(), Some(copy(&own.issuing_pkcs8)), transfers.clone(), outbox.clone());
         let verifier = Verifier::new(core.clone(), agreements.clone(), transfers.clone(), RecognitionConfig::default());
-        Kit { clock, core, log, outbox, policies, agreements, issuer, verifier, keys, _shutdown: shutdown, _dir: dir }
+        Kit {
+            clock,
+            core,
+            log,
+            outbox,
+            policies,
+            agreements,
+            transfers,
+            issuer,
+            verifier,
+            keys,
+            _shutdown: shutdown,
+            _dir: dir,
+        }
     }
 
     /// `doc` signed by the authorities of `zones`.

@@ -66,11 +66,25 @@ pub(crate) struct Pull<'a> {
     pub provider: &'a ZoneId,
     pub method: &'static str,
     pub class: Option<DataClass>,
-    /// As the provider names it in its own refusal entry, so the two pair up.
+    /// As the provider names it in its own refusal entry, so the two pair up; the intent must
+    /// name the same.
     pub subject: String,
+    /// The purpose asked for; the intent must name the same.
+    pub purpose: &'a str,
     /// A provider that says it has no such record: told to the caller as RECORD_NOT_FOUND,
     /// not logged as a refusal here (the provider logs it).
     pub not_found_is_an_answer: bool,
+}
+
+/// What the consumer knows of a transfer it is about to sign a receipt for: every claim of the
+/// intent must match it (a receipt is this zone's word on the intent's claims).
+pub(crate) struct Expected<'a> {
+    pub method: &'a str,
+    pub subject: &'a str,
+    pub purpose: &'a str,
+    /// How old the intent may be: a pull's is made now (the clock skew); a delivery may come
+    /// from a sender's outbox (the maximum intent age).
+    pub made_within_ms: i64,
 }
 
 /// A provider's sealed answer.
@@ -210,6 +224,25 @@ impl Transfers {
         };
         let (intent_env, intent) =
             self.check_seal(p.provider, sealed.seal.as_ref(), &sealed.payload, sealed.policy_id.as_deref())?;
+        let expected = Expected {
+            method: p.method,
+            subject: &p.subject,
+            purpose: p.purpose,
+            made_within_ms: self.core.limits.max_clock_skew_ms,
+        };
+        if let Err(e) = self.check_claims(&intent, &expected) {
+            // Nothing is signed for an intent whose claims are not what was asked.
+            let refusal = Refusal {
+                other: p.provider.as_str(),
+                refusing: Refusing::RefusedPeer,
+                method: p.method,
+                error: &e,
+                class: p.class,
+                subject: &p.subject,
+            };
+            log_refusal(&self.core, &self.log, refusal).await;
+            return Err(e);
+        }
         let kept = keep(&sealed, &intent);
         let (_, queued) = self.receipt(&intent_env, &intent, kept.as_ref().err().map(|e| e.reason), true).await?;
         if let Some(item) = queued {
@@ -271,6 +304,43 @@ impl Transfers {
             return Ok((logged_receipt(&core.store, placed.index)?, None));
         }
         Ok((env, item))
+    }
+
+    /// Consumer side: the intent claims what this node knows of the transfer (method, subject,
+    /// purpose, a fresh time) and the terms of the policy it names as this node holds them
+    /// (version, digest, data class).
+    pub(crate) fn check_claims(&self, intent: &TransferIntent, e: &Expected<'_>) -> Result<(), ApiError> {
+        let claim = |what: &str, said: &str, known: &str| {
+            if said == known {
+                Ok(())
+            } else {
+                Err(invalid(format!("the intent says {what} {said:?}, this transfer's is {known:?}")))
+            }
+        };
+        claim("method", &intent.method, e.method)?;
+        claim("subject", &intent.subject, e.subject)?;
+        claim("purpose", &intent.purpose, e.purpose)?;
+        let now = self.core.now_ms();
+        if intent.created_at_ms < now.saturating_sub(e.made_within_ms) {
+            return Err(ApiError::new(
+                Reason::StaleRequest,
+                format!("the intent was made at {}, too long ago", ftz_core::time::format_ms(intent.created_at_ms)),
+            ));
+        }
+        if let Some(p) = self.policies.current().get(&intent.policy_id) {
+            let same = intent.policy_version == p.version()
+                && intent.policy_digest.as_slice() == p.digest.as_slice()
+                && intent.data_class == p.class as i32;
+            if !same {
+                return Err(invalid(format!(
+                    "the intent's terms (policy {} v{}) are not the ones this node holds (v{})",
+                    intent.policy_id,
+                    intent.policy_version,
+                    p.version()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Consumer side: checks that `seal` is the provider's signed intent for exactly `payload`,
@@ -496,5 +566,72 @@ mod tests {
         let left: Vec<[u8; 16]> = store.outbox_items(10).unwrap().iter().map(|i| i.id).collect();
         assert_eq!(left, vec![[1; 16], [3; 16]]);
         assert_eq!(drop_orphan_receipts(&store).unwrap(), 0);
+    }
+
+    /// Finding: the consumer signed receipts for claims of the intent it never checked. Each
+    /// claim that is not what this node asked for gets no receipt and no transfer in the log.
+    #[tokio::test]
+    async fn a_consumer_signs_nothing_for_claims_it_did_not_ask_for() {
+        use ftz_policy::examples::record_policy;
+        use ftz_proto::DataClass;
+
+        let kit = crate::testkit::Kit::new().await;
+        let doc = record_policy("hn-sh", "hainan", "shanghai", DataClass::Certification, &["verification"], kit.now());
+        kit.policies.install(kit.signed(PayloadType::EXCHANGE_POLICY, &doc, &["hainan", "shanghai"])).await.unwrap();
+        let policy = kit.policies.current().get("hn-sh").unwrap().clone();
+        let hainan = ZoneId::new("hainan").unwrap();
+        let (payload, nonce) = (b"the record".to_vec(), [7u8; 32]);
+        let fetch = "/ftz.v1.Peer/FetchRecord";
+        let honest = TransferIntent {
+            transfer_id: vec![1; 16],
+            provider_zone: "hainan".into(),
+            consumer_zone: "shanghai".into(),
+            policy_id: "hn-sh".into(),
+            policy_version: policy.version(),
+            policy_digest: policy.digest.to_vec(),
+            data_class: policy.class as i32,
+            purpose: "verification".into(),
+            subject: "record hainan/HN-1".into(),
+            payload_commitment: sha256(&[nonce.as_slice(), &payload].concat()).to_vec(),
+            payload_size: payload.len() as u64,
+            created_at_ms: kit.now(),
+            method: fetch.into(),
+        };
+        let sealed = |i: &TransferIntent| Sealed {
+            payload: payload.clone(),
+            seal: Some(TransferSeal {
+                intent: Some(envelope::seal(PayloadType::TRANSFER_INTENT, i, &[&kit.keys["hainan"].node])),
+                nonce: nonce.to_vec(),
+            }),
+            policy_id: Some("hn-sh".into()),
+        };
+        let pull = || Pull {
+            provider: &hainan,
+            method: fetch,
+            class: None,
+            subject: "record hainan/HN-1".into(),
+            purpose: "verification",
+            not_found_is_an_answer: true,
+        };
+        let lies = [
+            TransferIntent { transfer_id: vec![2; 16], purpose: "marketing".into(), ..honest.clone() },
+            TransferIntent { transfer_id: vec![3; 16], method: "/ftz.v1.Peer/ExportRows".into(), ..honest.clone() },
+            TransferIntent { transfer_id: vec![4; 16], subject: "record hainan/HN-2".into(), ..honest.clone() },
+            TransferIntent { transfer_id: vec![5; 16], created_at_ms: kit.now() - 3_600_000, ..honest.clone() },
+            TransferIntent { transfer_id: vec![6; 16], policy_version: 9, ..honest.clone() },
+            TransferIntent { transfer_id: vec![7; 16], policy_digest: vec![0; 32], ..honest.clone() },
+            TransferIntent { transfer_id: vec![8; 16], data_class: DataClass::IndustryData as i32, ..honest.clone() },
+        ];
+        for lie in &lies {
+            let e = kit.transfers.pull(pull(), Ok(sealed(lie)), |_, _| Ok(())).await.unwrap_err();
+            assert!(matches!(e.reason, Reason::TransferInvalid | Reason::StaleRequest), "{lie:?}: {e}");
+        }
+        kit.transfers.pull(pull(), Ok(sealed(&honest)), |_, _| Ok(())).await.unwrap();
+        let log = kit.log.reader();
+        assert!(log.transfer(&[1; 16]).unwrap().is_some(), "the honest transfer is logged");
+        for lie in &lies {
+            let id: [u8; 16] = lie.transfer_id.as_slice().try_into().unwrap();
+            assert!(log.transfer(&id).unwrap().is_none(), "no receipt for {lie:?}");
+        }
     }
 }
