@@ -310,3 +310,40 @@ async fn a_flood_of_anonymous_connections_does_not_lock_callers_out() {
     drop(held);
     fed.shutdown().await;
 }
+
+/// Finding: a witness stored megabytes of "evidence" per bad checkpoint call, unbounded. A
+/// checkpoint and its proof are bounded before anything is kept.
+#[tokio::test]
+async fn a_zone_cannot_fill_a_witness_with_evidence() {
+    use ftz_audit::{
+        checkpoint::{Checkpoint, origin},
+        note::{Signer, TYPE_ED25519, sign},
+    };
+    use ftz_proto::{ListEquivocationsRequest, WitnessRequest};
+
+    let c = Cluster::start(&ZONES).await;
+    let rogue = RogueZone::new(&c, "hainan", "shanghai");
+    // A checkpoint of hainan's own log, validly signed by its node key, stating a bogus root;
+    // the "proof" is megabytes of junk hashes.
+    let cp = Checkpoint { origin: origin("hainan"), size: 1_000_000, root: [9; 32] };
+    let note = sign(&cp.to_text(), &Signer::new(&cp.origin, TYPE_ED25519, &rogue.node_key).unwrap()).unwrap();
+    let junk = vec![vec![0xEE; 32]; 100_000];
+    let res = rogue
+        .peer
+        .clone()
+        .witness(WitnessRequest { old_size: 0, checkpoint: note.clone(), consistency_proof: junk })
+        .await;
+    assert_eq!(ftz_tests::reason_of(&res.unwrap_err()), Some(Reason::CheckpointInvalid));
+    // A note padded with thousands of signature lines.
+    let padded = format!(
+        "{note}{}",
+        "— ftz/x/audit AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n".repeat(5_000)
+    );
+    let res =
+        rogue.peer.clone().witness(WitnessRequest { old_size: 0, checkpoint: padded, consistency_proof: vec![] }).await;
+    assert_eq!(ftz_tests::reason_of(&res.unwrap_err()), Some(Reason::CheckpointInvalid));
+    let mut auditor = AuditClient::new(c.user("shanghai", Role::Auditor));
+    let evidence = auditor.list_equivocations(ListEquivocationsRequest {}).await.unwrap().into_inner().evidence;
+    assert!(evidence.is_empty(), "{} pieces of evidence kept", evidence.len());
+    c.shutdown().await;
+}

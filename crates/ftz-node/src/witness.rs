@@ -41,6 +41,13 @@ pub(crate) struct Witness {
     alarms: AtomicU64,
 }
 
+/// The largest checkpoint note accepted (a checkpoint and a few dozen signature lines).
+const MAX_CHECKPOINT_BYTES: usize = 8 * 1024;
+/// Hashes in a consistency proof at most (a tree of 2^64 leaves needs fewer than 128).
+const MAX_PROOF_HASHES: usize = 128;
+/// Pieces of equivocation evidence kept at most.
+const MAX_EVIDENCE: usize = 256;
+
 /// The log verifiers of `zone`: its node keys valid now, under the log's name (type 0x01).
 pub(crate) fn log_verifiers(registry: &Registry, zone: &ZoneId, now: i64) -> Vec<Verifier> {
     keys(registry, zone, now).into_iter().filter_map(|k| Verifier::new(&log_name(zone), TYPE_ED25519, k).ok()).collect()
@@ -74,6 +81,14 @@ impl Witness {
         let now = state.now_ms();
         let registry = state.registry();
         let origin = log_name(caller);
+        if req.checkpoint.len() > MAX_CHECKPOINT_BYTES || req.consistency_proof.len() > MAX_PROOF_HASHES {
+            return Err(ApiError::new(
+                Reason::CheckpointInvalid,
+                format!(
+                    "a checkpoint of at most {MAX_CHECKPOINT_BYTES} bytes and a proof of at most {MAX_PROOF_HASHES} hashes"
+                ),
+            ));
+        }
         let note = Note::parse(&req.checkpoint).map_err(|e| ApiError::new(Reason::CheckpointInvalid, e.to_string()))?;
         let verifiers = log_verifiers(&registry, caller, now);
         note.verify(&verifiers)
@@ -179,7 +194,10 @@ impl Witness {
             proof.join(",")
         );
         let store = state.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.add_evidence(evidence.as_bytes())).await;
+        let kept = tokio::task::spawn_blocking(move || store.add_evidence(evidence.as_bytes(), MAX_EVIDENCE)).await;
+        if !matches!(kept, Ok(Ok(true))) {
+            tracing::error!(log = %origin, "equivocation evidence not kept: {MAX_EVIDENCE} pieces are kept already");
+        }
         self.alarms.fetch_add(1, Ordering::Relaxed);
         tracing::error!(log = %origin, "EQUIVOCATION: two validly signed checkpoints of this log cannot both be true; evidence kept");
     }

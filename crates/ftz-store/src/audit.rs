@@ -281,14 +281,27 @@ impl Store {
     }
 
     /// Keeps evidence of equivocation (two notes that cannot both be true). Durable.
-    pub fn add_evidence(&self, evidence: &[u8]) -> Result<(), StoreError> {
+    /// Keeps a piece of equivocation evidence, unless `max` are kept already (the first ones
+    /// prove the point; a log that keeps equivocating must not fill the witness's disk).
+    /// Returns whether it was kept.
+    pub fn add_evidence(&self, evidence: &[u8], max: usize) -> Result<bool, StoreError> {
+        if self.evidence.len() >= max {
+            return Ok(false);
+        }
         let id = self.db.generate_id()?;
         self.evidence.insert(id.to_be_bytes(), evidence)?;
-        self.flush()
+        self.flush()?;
+        Ok(true)
     }
 
-    pub fn evidence(&self) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.evidence.iter().values().map(|v| v.map(|v| v.to_vec()).map_err(Into::into)).collect()
+    /// The first `limit` pieces of evidence kept, oldest first.
+    pub fn evidence(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.evidence.iter().values().take(limit).map(|v| v.map(|v| v.to_vec()).map_err(Into::into)).collect()
+    }
+
+    /// How many pieces of evidence are kept.
+    pub fn evidence_count(&self) -> usize {
+        self.evidence.len()
     }
 }
 
@@ -393,7 +406,18 @@ mod tests {
         assert!(!s.witness_cas("o", None, "n2").unwrap());
         assert!(s.witness_cas("o", Some("n1"), "n2").unwrap());
         assert_eq!(s.witnessed("o").unwrap().as_deref(), Some("n2"));
-        s.add_evidence(b"e").unwrap();
-        assert_eq!(s.evidence().unwrap(), vec![b"e".to_vec()]);
+        s.add_evidence(b"e", 10).unwrap();
+        assert_eq!(s.evidence(10).unwrap(), vec![b"e".to_vec()]);
+    }
+
+    #[test]
+    fn evidence_is_kept_up_to_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        for i in 0..5u8 {
+            assert_eq!(store.add_evidence(&[i], 3).unwrap(), i < 3);
+        }
+        assert_eq!(store.evidence_count(), 3);
+        assert_eq!(store.evidence(2).unwrap(), vec![vec![0], vec![1]]);
     }
 }

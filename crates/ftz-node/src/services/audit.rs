@@ -57,6 +57,9 @@ fn entry(index: u64, leaf: Vec<u8>) -> Result<AuditEntry, ApiError> {
     })
 }
 
+/// Pieces of evidence in one answer at most (each is two checkpoints and a proof, a few KiB).
+const MAX_EVIDENCE_LISTED: usize = 100;
+
 fn matches(e: &AuditEntry, f: &ListEntriesRequest) -> bool {
     (f.from_ms == 0 || e.at_ms >= f.from_ms)
         && (f.until_ms == 0 || e.at_ms < f.until_ms)
@@ -194,7 +197,7 @@ impl Audit for AuditService {
             .node
             .core
             .store
-            .evidence()
+            .evidence(MAX_EVIDENCE_LISTED)
             .map_err(ApiError::from)?
             .into_iter()
             .map(|e| String::from_utf8_lossy(&e).into_owned())
