@@ -148,3 +148,46 @@ async fn a_zone_dropped_from_the_registry_loses_access_at_once() {
     );
     c.shutdown().await;
 }
+
+/// Finding: an expired registry stayed in force. Past its validity a node serves only what
+/// installs the next one (and its status), and calls no zone; the next version restores trust.
+#[tokio::test]
+async fn a_node_does_not_run_on_an_expired_registry() {
+    use std::sync::Arc;
+
+    use ftz_core::{Clock, ManualClock, SystemClock};
+    use ftz_proto::{GetNodeStatusRequest, ListZonesRequest};
+
+    const DAY_MS: i64 = 86_400_000;
+    let clock = ManualClock::new(SystemClock.now_ms());
+    let c = Cluster::start_with_clock(&ZONES, Arc::new(clock.clone())).await;
+    // v2, valid one day from now, installed on shanghai.
+    let now = clock.now_ms();
+    let mut doc = c.registry_doc();
+    doc.version = 2;
+    doc.issued_at_ms = now;
+    doc.valid_until_ms = now + DAY_MS;
+    for z in &mut doc.zones {
+        z.valid_until_ms = z.valid_until_ms.min(now + 300 * DAY_MS);
+    }
+    let v2 = c.sign_registry(&doc, &ALL);
+    c.admin("shanghai").install_registry(InstallRegistryRequest { registry: Some(v2) }).await.unwrap();
+    c.verifier("shanghai").list_zones(ListZonesRequest {}).await.unwrap();
+
+    clock.advance_ms(2 * DAY_MS);
+    let (code, why) = reason(c.verifier("shanghai").list_zones(ListZonesRequest {}).await);
+    assert_eq!((code, why), (Code::FailedPrecondition, Some(Reason::RegistryExpired)));
+    let ping = c.admin("shanghai").ping_peer(PingPeerRequest { zone_id: "hainan".into() }).await;
+    assert_eq!(reason(ping).1, Some(Reason::RegistryExpired));
+    // Status still answers, and the next version is installed, which restores trust.
+    c.admin("shanghai").get_node_status(GetNodeStatusRequest {}).await.unwrap();
+    let now = clock.now_ms();
+    doc.version = 3;
+    doc.issued_at_ms = now;
+    doc.valid_from_ms = now - 60_000;
+    doc.valid_until_ms = now + 30 * DAY_MS;
+    let v3 = c.sign_registry(&doc, &ALL);
+    c.admin("shanghai").install_registry(InstallRegistryRequest { registry: Some(v3) }).await.unwrap();
+    c.verifier("shanghai").list_zones(ListZonesRequest {}).await.unwrap();
+    c.shutdown().await;
+}

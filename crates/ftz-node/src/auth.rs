@@ -124,6 +124,7 @@ impl Authenticator {
             if let Some(hit) = cache.get(&key)
                 && hit.registry_digest == registry.digest()
                 && now < hit.not_after_ms
+                && registry.zone(&hit.identity.zone).is_some_and(|z| z.valid_at(now))
             {
                 return Ok(hit.identity.clone());
             }
@@ -228,9 +229,37 @@ impl Authenticator {
             return Err(Box::new((log.then(|| who.clone()), e)));
         }
         self.authorize(&who, path).map_err(|e| Box::new((Some(who.clone()), e)))?;
+        self.registry_in_force(path).map_err(|e| Box::new((Some(who.clone()), e)))?;
         Ok(who)
     }
+
+    /// A node does not run on an expired registry: past its validity (or before it) only what
+    /// installs the next one, and status, is served; the zones' trust has lapsed.
+    fn registry_in_force(&self, path: &str) -> Result<(), ApiError> {
+        let registry = self.core.registry();
+        if registry.valid_at(self.core.now_ms()) || WHILE_EXPIRED.contains(&path) {
+            return Ok(());
+        }
+        let doc = registry.document();
+        Err(ApiError::new(
+            Reason::RegistryExpired,
+            format!(
+                "registry v{} is valid from {} until {}: not now; an admin installs the next version",
+                registry.version(),
+                ftz_core::time::format_ms(doc.valid_from_ms),
+                ftz_core::time::format_ms(doc.valid_until_ms)
+            ),
+        ))
+    }
 }
+
+/// What a node serves while its registry is not in force.
+const WHILE_EXPIRED: [&str; 4] = [
+    "/ftz.v1.Admin/InstallRegistry",
+    "/ftz.v1.Admin/GetRegistry",
+    "/ftz.v1.Admin/GetNodeStatus",
+    "/grpc.health.v1.Health/Check",
+];
 
 fn chain_digest(certs: &[CertificateDer<'_>]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);

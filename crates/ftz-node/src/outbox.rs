@@ -172,8 +172,9 @@ pub(crate) enum Next {
     Drop { error: ApiError },
 }
 
-/// A failure worth retrying: the peer could not be reached or asked us to slow down. Anything
-/// else (a refusal, an answer that does not verify) would fail the same way again.
+/// A failure worth retrying: the peer could not be reached or asked us to slow down, or a
+/// registry (ours or the peer's) is not in force until the next is installed. Anything else (a
+/// refusal, an answer that does not verify) would fail the same way again.
 pub(crate) fn transient(e: &ApiError) -> bool {
     let busy = |r: Reason| {
         matches!(
@@ -183,6 +184,7 @@ pub(crate) fn transient(e: &ApiError) -> bool {
                 | Reason::Internal
                 | Reason::OutboxFull
                 | Reason::StatusUnavailable
+                | Reason::RegistryExpired
         )
     };
     let peer_reason = e.metadata.iter().find(|(k, _)| k == "peer_reason").and_then(|(_, v)| Reason::from_code(v));

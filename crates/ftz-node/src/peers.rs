@@ -42,6 +42,15 @@ impl PeerClients {
     /// A client for zone `zone`'s node, with this node's limits applied.
     pub(crate) fn client(&self, zone: &ZoneId) -> Result<PeerClient<Channel>, ApiError> {
         let registry = self.core.registry();
+        if !registry.valid_at(self.core.now_ms()) {
+            return Err(ApiError::new(
+                Reason::RegistryExpired,
+                format!(
+                    "registry v{} is not in force: no zone is called until the next is installed",
+                    registry.version()
+                ),
+            ));
+        }
         let channel = {
             let mut ch = self.channels.lock().unwrap_or_else(|e| e.into_inner());
             if ch.registry != registry.digest() {
