@@ -267,3 +267,33 @@ pub fn cross_check(
     let (rb, tb) = b.verify_gathering(None, 0, Some(&a.zone), &mut progress)?;
     Ok((ra, rb, compare(&ta, &tb)))
 }
+
+/// The verifier keys of every zone of a signed federation registry the auditor supplies (every
+/// node key as log key and as witness, retired ones too: entries signed before a rotation need
+/// them), so that an export is checked against keys its exporting zone did not choose. The
+/// registry must be signed by `anchor` (an authority key id the auditor trusts) and by its
+/// quorum of zone authorities.
+pub fn keys_from_registry(path: &Path, anchor: &str) -> Result<KeyRing> {
+    let reg = ftz_core::Registry::parse(crate::registry_file::read(path)?)?;
+    let anchor: ftz_core::KeyId = anchor.parse().map_err(|_| anyhow!("--anchor must be a 32-digit hex key id"))?;
+    let signers = crate::registry_file::self_signers(&reg)
+        .map_err(|e| anyhow!("{}: the registry's signatures: {e}", path.display()))?;
+    let zones: std::collections::BTreeSet<String> =
+        signers.iter().filter_map(|id| reg.find_key(id).map(|(z, _)| z.id.to_string())).collect();
+    if !signers.contains(&anchor) || zones.len() < reg.quorum() as usize {
+        bail!(
+            "{}: registry v{} is not signed by the anchor {anchor} and its quorum of {} zone authorities",
+            path.display(),
+            reg.version(),
+            reg.quorum()
+        );
+    }
+    let mut keys = Vec::new();
+    for z in reg.zones() {
+        for k in z.keys.iter().filter(|k| k.purpose == ftz_proto::KeyPurpose::Node) {
+            keys.extend(ftz_audit::offline::log_verifier(z.id.as_str(), k.key));
+            keys.extend(ftz_audit::offline::witness_verifier(z.id.as_str(), k.key));
+        }
+    }
+    Ok(KeyRing { keys })
+}

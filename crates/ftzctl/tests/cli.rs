@@ -334,6 +334,57 @@ async fn auditors_export_logs_and_catch_tampering_offline() {
     let o = ftzctl(&["--json", "audit", "verify-log", &s(&sh_dir), "--quorum", "1"]).await;
     assert_eq!(o.code, 0, "{}", o.stdout);
     assert_eq!(o.json()["details"]["entries"].as_u64(), Some(size));
+
+    // Keys from a registry the auditor supplies, anchored on a key it trusts, rather than the
+    // export's own.
+    let registry = s(&fed.fed.registry_path);
+    let anchor = fed.fed.zone("hainan").unwrap().authority_key_id.to_string();
+    let anchored = |dir: &Path, quorum: &'static str| {
+        let (dir, registry, anchor) = (s(dir), registry.clone(), anchor.clone());
+        async move {
+            ftzctl(&["audit", "verify-log", &dir, "--quorum", quorum, "--registry", &registry, "--anchor", &anchor])
+                .await
+        }
+    };
+    let o = anchored(&sh_dir, "1").await;
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o =
+        ftzctl(&["audit", "verify-log", &s(&sh_dir), "--registry", &registry, "--anchor", "00".repeat(16).as_str()])
+            .await;
+    assert_ne!(o.code, 0, "an anchor that did not sign the registry is refused: {}", o.stdout);
+    // Finding: `verify-log --quorum` took the witness keys from the export it checked. A
+    // dishonest exporter lists witness keys of its own and cosigns with them: its DIR/keys then
+    // vouch for it; the registry's keys do not.
+    let forged = dir.path().join("forged-witnesses");
+    std::fs::create_dir_all(forged.join("entries")).unwrap();
+    for i in 0..size {
+        let name = i.to_string();
+        std::fs::copy(sh_dir.join("entries").join(&name), forged.join("entries").join(&name)).unwrap();
+    }
+    let checkpoint = std::fs::read_to_string(sh_dir.join("checkpoint")).unwrap();
+    let parsed = ftz_audit::note::Note::parse(&checkpoint).unwrap();
+    let text = parsed.text.clone();
+    let own: Vec<_> = parsed.signatures.into_iter().filter(|sig| sig.name == "ftz/shanghai/audit").collect();
+    // The real keys stay (the transfers' receipts need them); two witnesses of zones that do not
+    // exist are added, and only they cosign.
+    let mut keys: Vec<String> =
+        std::fs::read_to_string(sh_dir.join("keys")).unwrap().lines().map(String::from).collect();
+    // The log's own signature only; the real witnesses' cosignatures are dropped.
+    let mut note = ftz_audit::note::Note { text: text.clone(), signatures: own }.to_text();
+    for z in ["ghost-one", "ghost-two"] {
+        let (fake, _) = ftz_core::SigningKey::generate().unwrap();
+        let name = format!("ftz/{z}/witness");
+        let signer = ftz_audit::note::Signer::new(&name, ftz_audit::note::TYPE_COSIGNATURE, &fake).unwrap();
+        note.push_str(&signer.cosign(1, &text).line());
+        let v = ftz_audit::note::Verifier::new(&name, ftz_audit::note::TYPE_COSIGNATURE, fake.verifying_key()).unwrap();
+        keys.push(v.to_vkey());
+    }
+    std::fs::write(forged.join("checkpoint"), note).unwrap();
+    std::fs::write(forged.join("keys"), keys.join("\n") + "\n").unwrap();
+    let o = ftzctl(&["audit", "verify-log", &s(&forged), "--quorum", "2"]).await;
+    assert_eq!(o.code, 0, "with the export's own keys the forged witnesses count: {}{}", o.stdout, o.stderr);
+    let o = anchored(&forged, "2").await;
+    assert_eq!(o.code, 3, "with the registry's keys they do not: {}{}", o.stdout, o.stderr);
     let copy = |name: &str| {
         let to = dir.path().join(name);
         std::fs::create_dir_all(to.join("entries")).unwrap();

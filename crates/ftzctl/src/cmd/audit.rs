@@ -10,7 +10,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
 use ftz_audit::{
     note::Verifier,
-    offline::{consistency_text, verify_consistency_files, verify_proof},
+    offline::{KeyRing, consistency_text, verify_consistency_files, verify_proof},
 };
 use ftz_proto::{
     GetCheckpointRequest, GetConsistencyProofRequest, GetEntryRequest, ListEntriesRequest, ListEquivocationsRequest,
@@ -127,13 +127,53 @@ pub enum AuditCommand {
         /// Pin the log's key instead of trusting DIR/keys for it.
         #[arg(long, value_name = "VKEY")]
         log_key: Option<String>,
-        /// Witness cosignatures required on the checkpoint (keys from DIR/keys).
+        /// Witness cosignatures required on the checkpoint (keys from DIR/keys, or from
+        /// --registry).
         #[arg(long, default_value_t = 0)]
         quorum: usize,
+        #[command(flatten)]
+        trust: Trust,
     },
     /// Offline: every transfer between two zones is in both zones' logs with the same leaf;
     /// lists one-sided entries. Both exports are verified first.
-    CrossCheck { dir_a: PathBuf, dir_b: PathBuf },
+    CrossCheck {
+        dir_a: PathBuf,
+        dir_b: PathBuf,
+        #[command(flatten)]
+        trust: Trust,
+    },
+}
+
+/// Where the keys an export is checked with come from. By default the export's own DIR/keys,
+/// which the exporting node wrote: fine for a zone checking itself, not for an auditor who does
+/// not trust that zone. With `--registry` every key (the log's, the witnesses', the signers of
+/// each transfer) comes from a signed federation registry the auditor supplies instead.
+#[derive(Debug, clap::Args)]
+pub struct Trust {
+    /// A signed federation registry file to take every verifier key from.
+    #[arg(long, value_name = "FILE", requires = "anchor")]
+    registry: Option<PathBuf>,
+    /// An authority key id you trust; it must have signed the registry (with its quorum).
+    #[arg(long, value_name = "KEY_ID")]
+    anchor: Option<String>,
+}
+
+impl Trust {
+    /// The key ring the auditor supplies, if any.
+    fn ring(&self) -> Result<Option<KeyRing>> {
+        match &self.registry {
+            Some(path) => Ok(Some(audit_dir::keys_from_registry(path, self.anchor.as_deref().unwrap_or_default())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn open(&self, dir: &Path) -> Result<ExportDir> {
+        let mut export = ExportDir::open(dir)?;
+        if let Some(ring) = self.ring()? {
+            export.keys = ring;
+        }
+        Ok(export)
+    }
 }
 
 fn vkey(s: &str) -> Result<Verifier> {
@@ -209,14 +249,13 @@ pub async fn run(cmd: AuditCommand, channel: impl FnOnce() -> Result<Channel>, f
                 .map_err(|e| e.to_string());
             Ok(outcome(fmt, r, details))
         }
-        AuditCommand::VerifyLog { dir, log_key, quorum } => verify_log(&dir, log_key, quorum, fmt),
-        AuditCommand::CrossCheck { dir_a, dir_b } => cross_check(&dir_a, &dir_b, fmt),
+        AuditCommand::VerifyLog { dir, log_key, quorum, trust } => verify_log(&trust.open(&dir)?, log_key, quorum, fmt),
+        AuditCommand::CrossCheck { dir_a, dir_b, trust } => cross_check(trust.open(&dir_a)?, trust.open(&dir_b)?, fmt),
         online => run_online(online, AuditClient::new(channel()?), fmt).await,
     }
 }
 
-fn verify_log(dir: &Path, log_key: Option<String>, quorum: usize, fmt: Format) -> Result<u8> {
-    let export = ExportDir::open(dir)?;
+fn verify_log(export: &ExportDir, log_key: Option<String>, quorum: usize, fmt: Format) -> Result<u8> {
     let pinned = log_key.as_deref().map(vkey).transpose()?;
     let b = bar(fmt, export.indices.len() as u64, "verifying");
     let r = export.verify(pinned.as_ref(), quorum, |n| b.inc(n))?;
@@ -249,8 +288,7 @@ fn verify_log(dir: &Path, log_key: Option<String>, quorum: usize, fmt: Format) -
     Ok(outcome(fmt, result, details))
 }
 
-fn cross_check(a: &Path, b: &Path, fmt: Format) -> Result<u8> {
-    let (a, b) = (ExportDir::open(a)?, ExportDir::open(b)?);
+fn cross_check(a: ExportDir, b: ExportDir, fmt: Format) -> Result<u8> {
     let bar = bar(fmt, (a.indices.len() + b.indices.len()) as u64, "cross-checking");
     let (ra, rb, c) = audit_dir::cross_check(&a, &b, |n| bar.inc(n))?;
     bar.finish_and_clear();
