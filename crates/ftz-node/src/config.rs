@@ -115,6 +115,8 @@ pub struct Limits {
     pub peer_requests_per_second: u32,
     /// Requests per second from each of this zone's users (bursts up to twice that).
     pub user_requests_per_second: u32,
+    /// Messages (other than receipts) waiting in the outbox for one destination, at most.
+    pub outbox_per_destination: usize,
     /// Oldest transfer intent accepted, in milliseconds: a delivery retried from a sender's
     /// outbox may be this old, a replay older than this is refused.
     pub max_intent_age_ms: i64,
@@ -137,6 +139,7 @@ impl Default for Limits {
             peer_requests_per_second: 200,
             user_requests_per_second: 50,
             max_intent_age_ms: 7 * 86_400_000,
+            outbox_per_destination: 10_000,
         }
     }
 }

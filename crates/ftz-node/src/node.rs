@@ -150,7 +150,7 @@ impl Parts {
             (Kind::RevocationNotice, Arc::new(NoticeCourier(peers.clone()))),
             (Kind::PolicyRevocation, Arc::new(RevocationCourier(peers.clone()))),
         ];
-        let outbox = Arc::new(Outbox::new(core.clone(), couriers));
+        let outbox = Arc::new(Outbox::new(core.clone(), log.clone(), couriers, core.limits.outbox_per_destination));
         let policies = Arc::new(Policies::new(core.clone(), log.clone(), outbox.clone(), policies));
         let agreements = Arc::new(Agreements::new(core.clone(), log.clone(), agreements));
         let transfers = Arc::new(Transfers::new(

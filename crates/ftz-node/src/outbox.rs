@@ -25,7 +25,13 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ftz_proto::peer_client::PeerClient;
 use tonic::transport::Channel;
 
+use ftz_audit::leaf::Refusing;
+
 use crate::{
+    audit::{
+        AuditLog,
+        events::{Refusal, log_refusal},
+    },
     core::Core,
     error::ApiError,
     peers::{PeerClients, peer_failure},
@@ -170,6 +176,8 @@ pub(crate) enum Next {
     Keep { error: String },
     /// Removed undelivered: the peer refused it for good, or it can never be sent.
     Drop { error: ApiError },
+    /// Removed undelivered after [`GIVE_UP_AFTER_MS`] of retries, and logged as such.
+    GiveUp,
 }
 
 /// A failure worth retrying: the peer could not be reached or asked us to slow down, or a
@@ -220,19 +228,51 @@ const PARALLEL: usize = 16;
 /// How often due messages are looked for.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 
+/// How long a message is retried before the outbox gives up on it (as long as a receiver
+/// accepts an intent: `limits.max_intent_age_ms` by default).
+pub(crate) const GIVE_UP_AFTER_MS: i64 = 7 * 86_400_000;
+
 pub(crate) struct Outbox {
     core: Arc<Core>,
+    log: AuditLog,
     couriers: HashMap<u8, Arc<dyn Courier>>,
+    /// Messages (other than receipts, which go with their transfer) waiting per destination,
+    /// and how many one destination may have: one zone that never answers cannot take the
+    /// whole outbox and block what other zones must be told.
+    per_zone: Mutex<HashMap<String, usize>>,
+    max_per_zone: usize,
     /// Zones the outbox could not reach on its last attempt: a sign of life from one of them
     /// makes its queued messages due at once instead of at their backed-off time.
     unreachable: Mutex<HashSet<ZoneId>>,
 }
 
 impl Outbox {
-    /// The outbox with one courier per kind.
-    pub(crate) fn new(core: Arc<Core>, couriers: impl IntoIterator<Item = (Kind, Arc<dyn Courier>)>) -> Self {
+    /// The outbox with one courier per kind, at most `max_per_zone` messages (receipts aside)
+    /// waiting for one destination.
+    pub(crate) fn new(
+        core: Arc<Core>,
+        log: AuditLog,
+        couriers: impl IntoIterator<Item = (Kind, Arc<dyn Courier>)>,
+        max_per_zone: usize,
+    ) -> Self {
         let couriers = couriers.into_iter().map(|(k, c)| (k as u8, c)).collect();
-        Self { core, couriers, unreachable: Mutex::default() }
+        let mut per_zone: HashMap<String, usize> = HashMap::new();
+        for item in core.store.outbox_items(usize::MAX).unwrap_or_default() {
+            if item.kind != Kind::Receipt as u8 {
+                *per_zone.entry(item.to_zone).or_default() += 1;
+            }
+        }
+        Self { core, log, couriers, per_zone: Mutex::new(per_zone), max_per_zone, unreachable: Mutex::default() }
+    }
+
+    fn forget(&self, item: &OutboxItem) {
+        if item.kind == Kind::Receipt as u8 {
+            return;
+        }
+        let mut per_zone = self.per_zone.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_zone.get_mut(&item.to_zone) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Queues `msg` durably and tries it once now. A definitive refusal is returned as an error
@@ -255,7 +295,23 @@ impl Outbox {
     /// Writes the message to the outbox (flushed) unless it is there already.
     async fn put(&self, msg: Outgoing) -> Result<OutboxItem, ApiError> {
         let item = msg.item(self.core.now_ms());
-        let stored = self.core.store.write_durably(|s| s.outbox_put(&item)).await?;
+        let fresh = !self.core.store.outbox_contains(&item.id)?;
+        if fresh {
+            let mut per_zone = self.per_zone.lock().unwrap_or_else(|e| e.into_inner());
+            let n = per_zone.entry(item.to_zone.clone()).or_default();
+            if *n >= self.max_per_zone {
+                return Err(ApiError::new(
+                    Reason::OutboxFull,
+                    format!("{n} messages wait for zone {} already", item.to_zone),
+                ));
+            }
+            *n += 1;
+        }
+        let stored = self.core.store.write_durably(|s| s.outbox_put(&item)).await;
+        if fresh && !matches!(stored, Ok(true)) {
+            self.forget(&item);
+        }
+        let stored = stored?;
         if !stored {
             return Err(ApiError::new(
                 Reason::OutboxFull,
@@ -273,11 +329,17 @@ impl Outbox {
         };
         let zone = ZoneId::new(item.to_zone.as_str()).ok();
         let store = &self.core.store;
-        match decide(handover, item.attempts, self.core.now_ms(), self.core.stopping()) {
+        let now = self.core.now_ms();
+        let mut next = decide(handover, item.attempts, now, self.core.stopping());
+        if matches!(next, Next::RetryAt { .. }) && now - item.created_at_ms > GIVE_UP_AFTER_MS {
+            next = Next::GiveUp;
+        }
+        match next {
             Next::Done { already } => {
                 // Not waited for on disk: if a crash loses the removal, the message goes again and
                 // the other zone answers it as the repeat it is (every kind is idempotent).
                 store.without_flush().outbox_remove(&item.id)?;
+                self.forget(item);
                 if let Some(zone) = zone {
                     self.peer_is_back(&zone);
                 }
@@ -294,7 +356,34 @@ impl Outbox {
             Next::Drop { error } => {
                 tracing::warn!(kind = kind_name(item.kind), to = %item.to_zone, "message refused, not retried: {error}");
                 store.write_durably(|s| s.outbox_remove(&item.id)).await?;
+                self.forget(item);
                 Err(error)
+            }
+            Next::GiveUp => {
+                let e = ApiError::new(
+                    Reason::PeerUnavailable,
+                    format!(
+                        "gave up on a {} for zone {} after {} attempts in {} days: {}",
+                        kind_name(item.kind),
+                        item.to_zone,
+                        item.attempts + 1,
+                        (now - item.created_at_ms) / 86_400_000,
+                        item.last_error
+                    ),
+                );
+                tracing::error!(to = %item.to_zone, kind = kind_name(item.kind), "{}", e.message);
+                let refusal = Refusal {
+                    other: &item.to_zone,
+                    refusing: Refusing::RefusedByPeer,
+                    method: kind_name(item.kind),
+                    error: &e,
+                    class: None,
+                    subject: "outbox",
+                };
+                log_refusal(&self.core, &self.log, refusal).await;
+                store.write_durably(|s| s.outbox_remove(&item.id)).await?;
+                self.forget(item);
+                Err(e)
             }
         }
     }
@@ -440,6 +529,8 @@ mod tests {
             Handover::NotYet("not durable yet".into()),
             Handover::Failed(refused(Reason::NoPolicy)),
             Handover::Undeliverable("does not decode".into()),
+            Handover::Failed(ApiError::new(Reason::PeerUnavailable, "down")),
+            Handover::Failed(ApiError::new(Reason::PeerUnavailable, "down")),
         ])));
         let kit =
             crate::testkit::Kit::with_couriers(Some(vec![(Kind::RevocationNotice, script as Arc<dyn Courier>)])).await;
@@ -465,5 +556,32 @@ mod tests {
         let orphan = Outgoing { kind: Kind::Delivery, ..message(6) };
         assert_eq!(outbox.send(orphan).await.err().unwrap().reason, Reason::MalformedPayload);
         assert_eq!(ids(store), vec![2, 3]);
+        // One destination holds at most its quota (3 here): the next is refused, and nothing
+        // is stored for it; another destination is not affected.
+        assert!(matches!(outbox.send(message(7)).await.unwrap(), Sent::Queued { .. }));
+        assert_eq!(outbox.send(message(8)).await.err().unwrap().reason, Reason::OutboxFull);
+        assert_eq!(ids(store), vec![2, 3, 7]);
+        let elsewhere = Outgoing { to: ZoneId::new("guangdong").unwrap(), ..message(9) };
+        assert!(matches!(outbox.send(elsewhere).await.unwrap(), Sent::Queued { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_message_retried_for_a_week_is_given_up_and_logged() {
+        let script = Arc::new(Scripted(Mutex::new(vec![
+            Handover::Failed(ApiError::new(Reason::PeerUnavailable, "down")),
+            Handover::Failed(ApiError::new(Reason::PeerUnavailable, "still down")),
+        ])));
+        let kit =
+            crate::testkit::Kit::with_couriers(Some(vec![(Kind::RevocationNotice, script as Arc<dyn Courier>)])).await;
+        assert!(matches!(kit.outbox.send(message(1)).await.unwrap(), Sent::Queued { .. }));
+        let size = kit.log.durable_size();
+        kit.clock.advance_ms(GIVE_UP_AFTER_MS + 1);
+        kit.outbox.retry_due().await;
+        assert!(kit.core.store.outbox_items(10).unwrap().is_empty(), "given up");
+        // The give-up is in the audit log, as a refusal by the peer that never answered.
+        assert_eq!(kit.log.durable_size(), size + 1);
+        let (_, entry) = kit.log.reader().entries(size, 1).unwrap().remove(0);
+        let (_, e) = ftz_audit::entry::describe(&entry).unwrap();
+        assert!(e.summary.contains("hainan") && e.summary.contains("PEER_UNAVAILABLE"), "{}", e.summary);
     }
 }
