@@ -183,8 +183,14 @@ impl Registry {
 
         let mut zones = BTreeMap::new();
         let mut seen_keys: HashSet<KeyId> = HashSet::new();
+        let mut seen_cas: HashSet<&[u8]> = HashSet::new();
         for z in &doc.zones {
             let zone = parse_zone(z)?;
+            // One CA vouching for two zones would let either zone's CA issue the other's
+            // identities: every zone has a CA of its own.
+            if !seen_cas.insert(z.ca_cert_der.as_slice()) {
+                return Err(malformed(format!("zone {} lists a CA another zone lists too", z.zone_id)));
+            }
             for k in &zone.keys {
                 if !seen_keys.insert(k.id) {
                     return Err(malformed(format!("key {} is listed more than once", k.id)));
@@ -456,7 +462,7 @@ mod tests {
                         zone_id: n.to_string(),
                         display_name: n.to_uppercase(),
                         endpoint: format!("127.0.0.1:{}", 7000 + i),
-                        ca_cert_der: vec![0x30, 0x00],
+                        ca_cert_der: vec![0x30, 0x01, i as u8],
                         keys: vec![
                             pb_key(KeyPurpose::Authority, &self.authorities[i]),
                             pb_key(KeyPurpose::Node, &self.nodes[i]),
@@ -645,6 +651,7 @@ mod tests {
             ("bad endpoint", Box::new(|d| d.zones[0].endpoint = "no-port".into())),
             ("port zero", Box::new(|d| d.zones[0].endpoint = "host:0".into())),
             ("empty CA", Box::new(|d| d.zones[0].ca_cert_der.clear())),
+            ("shared CA", Box::new(|d| d.zones[1].ca_cert_der = d.zones[0].ca_cert_der.clone())),
             ("short key", Box::new(|d| d.zones[0].keys[0].public_key.pop().map(|_| ()).unwrap_or(()))),
             ("unknown purpose", Box::new(|d| d.zones[0].keys[0].purpose = 9)),
             (

@@ -69,6 +69,7 @@ impl Provider {
             made_within_ms: state.limits.max_intent_age_ms,
         };
         self.transfers.check_claims(&intent, &expected)?;
+        self.transfers.check_unused(&intent_env, &intent)?;
         let now = state.now_ms();
         let transfer = TransferRequest {
             provider: from,

@@ -179,7 +179,8 @@ pub struct ExportDir {
 impl ExportDir {
     pub fn open(dir: &Path) -> Result<Self> {
         let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name)).with_context(|| format!("cannot read {}", dir.join(name).display()))
+            let p = dir.join(name);
+            String::from_utf8(read_bounded(&p, MAX_TEXT_FILE)?).with_context(|| format!("{} is not text", p.display()))
         };
         let checkpoint = read(CHECKPOINT)?;
         let statement = checkpoint_of(&checkpoint)?;
@@ -204,8 +205,7 @@ impl ExportDir {
     }
 
     pub fn read_entry(&self, index: u64) -> Result<Vec<u8>> {
-        let p = entry_path(&self.dir, index);
-        std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))
+        read_bounded(&entry_path(&self.dir, index), ftz_audit::leaf::MAX_LEAF_BYTES)
     }
 
     /// The log's key: `pinned` if given (it must be named for this log), else the export's.
@@ -296,4 +296,45 @@ pub fn keys_from_registry(path: &Path, anchor: &str) -> Result<KeyRing> {
         }
     }
     Ok(KeyRing { keys })
+}
+
+/// The checkpoint and keys files are small: a larger one is not an export.
+const MAX_TEXT_FILE: usize = 1024 * 1024;
+
+/// Reads a file of an export: a regular file (an export made by someone else may hold links
+/// pointing anywhere on the auditor's machine), of at most `max` bytes.
+fn read_bounded(p: &Path, max: usize) -> Result<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+    if !meta.file_type().is_file() {
+        bail!("{} is not a regular file (links are not followed)", p.display());
+    }
+    if meta.len() > max as u64 {
+        bail!("{} is {} bytes, more than the {max} an export's file may hold", p.display(), meta.len());
+    }
+    let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    if bytes.len() > max {
+        bail!("{} grew past {max} bytes while read", p.display());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_files_are_regular_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small");
+        std::fs::write(&small, b"ok").unwrap();
+        assert_eq!(read_bounded(&small, 10).unwrap(), b"ok");
+        assert!(read_bounded(&small, 1).is_err(), "too large");
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&small, &link).unwrap();
+            assert!(read_bounded(&link, 10).is_err(), "a link is not followed");
+        }
+        assert!(read_bounded(dir.path(), 10).is_err(), "a directory is not a file");
+    }
 }

@@ -33,6 +33,7 @@ use crate::{
     audit::{
         AuditLog,
         events::{Refusal, log_refusal},
+        reader::logged_transfer,
     },
     core::Core,
     error::{ApiError, reason_of},
@@ -243,6 +244,7 @@ impl Transfers {
             log_refusal(&self.core, &self.log, refusal).await;
             return Err(e);
         }
+        self.check_unused(&intent_env, &intent)?;
         let kept = keep(&sealed, &intent);
         let (_, queued) = self.receipt(&intent_env, &intent, kept.as_ref().err().map(|e| e.reason), true).await?;
         if let Some(item) = queued {
@@ -304,6 +306,23 @@ impl Transfers {
             return Ok((logged_receipt(&core.store, placed.index)?, None));
         }
         Ok((env, item))
+    }
+
+    /// Consumer side: a transfer id is one transfer. The same intent again is a retry (answered
+    /// with the receipt logged the first time); another intent under a logged id would let data
+    /// be kept without its own entry in the log.
+    pub(crate) fn check_unused(&self, intent_env: &Envelope, intent: &TransferIntent) -> Result<(), ApiError> {
+        let id = transfer_id(intent)?;
+        let Some(index) = logged_transfer(&self.core.store, &id)? else { return Ok(()) };
+        let same = match self.core.store.audit_entry(index)?.map(|b| Leaf::decode(&b)) {
+            Some(Ok(Leaf::Transfer { intent: logged, .. })) => logged.payload == intent_env.payload,
+            _ => false,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(invalid(format!("transfer id {} is taken by another transfer", hex::encode(id))))
+        }
     }
 
     /// Consumer side: the intent claims what this node knows of the transfer (method, subject,
@@ -633,5 +652,19 @@ mod tests {
             let id: [u8; 16] = lie.transfer_id.as_slice().try_into().unwrap();
             assert!(log.transfer(&id).unwrap().is_none(), "no receipt for {lie:?}");
         }
+        // The same intent again is a retry; another transfer under the same id keeps nothing.
+        kit.transfers.pull(pull(), Ok(sealed(&honest)), |_, _| Ok(())).await.unwrap();
+        let reuse = TransferIntent { created_at_ms: kit.now() - 1, ..honest.clone() };
+        let mut kept = false;
+        let e = kit
+            .transfers
+            .pull(pull(), Ok(sealed(&reuse)), |_, _| {
+                kept = true;
+                Ok(())
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason, Reason::TransferInvalid, "{e}");
+        assert!(!kept, "data under a reused transfer id is not kept");
     }
 }
