@@ -69,7 +69,7 @@ impl Fixture {
                         zone_id: n.to_string(),
                         display_name: n.to_string(),
                         endpoint: "127.0.0.1:1".into(),
-                        ca_cert_der: vec![0x30],
+                        ca_cert_der: [b"\x30".as_slice(), n.as_bytes()].concat(),
                         keys,
                         valid_from_ms: 0,
                         valid_until_ms: NOW + 365 * DAY,
