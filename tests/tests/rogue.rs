@@ -347,3 +347,57 @@ async fn a_zone_cannot_fill_a_witness_with_evidence() {
     assert!(evidence.is_empty(), "{} pieces of evidence kept", evidence.len());
     c.shutdown().await;
 }
+
+/// Finding: a single leaked user certificate could not be revoked short of a new zone CA. The
+/// zone's authority withdraws it on a signed list; installed, calls with it are refused at once.
+#[tokio::test]
+async fn a_leaked_user_certificate_is_withdrawn_by_the_zone() {
+    use ftz_core::{Identity, envelope};
+    use ftz_proto::{
+        InstallUserRevocationsRequest, ListZonesRequest, UserCertificateRevocations, verify_client::VerifyClient,
+    };
+
+    let mut c = Cluster::start(&ZONES).await;
+    let sh = c.zone("shanghai");
+    let leaked_id = Identity::user(sh.id.clone(), Role::Enterprise, "leaked").unwrap();
+    let leaked = sh.ca.issue_user(&leaked_id, sh.validity).unwrap();
+    let mut thief = VerifyClient::new(c.channel_as("shanghai", Some(&leaked)));
+    thief.list_zones(ListZonesRequest {}).await.unwrap();
+
+    let list = |version: u64| UserCertificateRevocations {
+        zone_id: "shanghai".into(),
+        version,
+        certificate_digests: vec![ftz_core::sha256(&leaked.cert_der).to_vec()],
+        issued_at_ms: c.clock.now_ms(),
+    };
+    let signed = |doc: &UserCertificateRevocations, by: &str| {
+        envelope::seal(PayloadType::USER_CERTIFICATE_REVOCATIONS, doc, &[&c.authority_key(by)])
+    };
+    let install = |env| async {
+        c.admin("shanghai").install_user_revocations(InstallUserRevocationsRequest { revocations: Some(env) }).await
+    };
+    // Only shanghai's own authority withdraws shanghai's certificates.
+    assert!(install(signed(&list(1), "hainan")).await.is_err());
+    thief.list_zones(ListZonesRequest {}).await.unwrap();
+    let r = install(signed(&list(2), "shanghai")).await.unwrap().into_inner();
+    assert_eq!((r.version, r.already_installed, r.certificates), (2, false, 1));
+    let s = thief.list_zones(ListZonesRequest {}).await.unwrap_err();
+    assert_eq!(ftz_tests::reason_of(&s), Some(Reason::CertificateRevoked), "{s:?}");
+    // Every other user of the zone goes on; an older list does not bring the certificate back.
+    c.verifier("shanghai").list_zones(ListZonesRequest {}).await.unwrap();
+    assert!(
+        install(signed(&UserCertificateRevocations { certificate_digests: vec![], ..list(1) }, "shanghai"))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        ftz_tests::reason_of(&thief.list_zones(ListZonesRequest {}).await.unwrap_err()),
+        Some(Reason::CertificateRevoked)
+    );
+    // It stays withdrawn across a restart.
+    c.local.restart("shanghai").await.unwrap();
+    let mut thief = VerifyClient::new(c.channel_as("shanghai", Some(&leaked)));
+    let s = thief.list_zones(ListZonesRequest {}).await.unwrap_err();
+    assert_eq!(ftz_tests::reason_of(&s), Some(Reason::CertificateRevoked), "{s:?}");
+    c.shutdown().await;
+}

@@ -57,9 +57,12 @@ impl ApiError {
 pub fn code_for(reason: Reason) -> Code {
     use Reason::*;
     match reason {
-        NoClientCertificate | BadCertificateIdentity | UnknownZone | UntrustedCertificate | ZoneNotValid => {
-            Code::Unauthenticated
-        }
+        NoClientCertificate
+        | BadCertificateIdentity
+        | UnknownZone
+        | UntrustedCertificate
+        | ZoneNotValid
+        | CertificateRevoked => Code::Unauthenticated,
         NotAPeer | NotAUser | ForeignUser | RoleNotAllowed | MethodNotAllowed | ZoneMismatch => Code::PermissionDenied,
         NoTrustedSignature | RegistryUnderQuorum | RegistryAnchorMismatch => Code::PermissionDenied,
         WrongPayloadType | MalformedSignature | DuplicateSignature | BadSignature | MalformedPayload

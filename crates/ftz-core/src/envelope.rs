@@ -32,6 +32,7 @@ impl PayloadType {
     pub const EXCHANGE_POLICY: &'static str = "ftz.v1.ExchangePolicy";
     pub const POLICY_REVOCATION: &'static str = "ftz.v1.PolicyRevocation";
     pub const EXPORT_NEGATIVE_LIST: &'static str = "ftz.v1.ExportNegativeList";
+    pub const USER_CERTIFICATE_REVOCATIONS: &'static str = "ftz.v1.UserCertificateRevocations";
     pub const TRANSFER_INTENT: &'static str = "ftz.v1.TransferIntent";
     pub const TRANSFER_RECEIPT: &'static str = "ftz.v1.TransferReceipt";
 }

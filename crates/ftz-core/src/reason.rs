@@ -45,6 +45,8 @@ reasons! {
     UnknownZone => "UNKNOWN_ZONE",
     /// The certificate does not chain to the CA the registry lists for the zone it names.
     UntrustedCertificate => "UNTRUSTED_CERTIFICATE",
+    /// The zone's authority withdrew this certificate (its list of revoked user certificates).
+    CertificateRevoked => "CERTIFICATE_REVOKED",
     /// A request names a zone the registry does not list.
     NoSuchZone => "NO_SUCH_ZONE",
     /// The zone named by the certificate is outside its validity in the registry.

@@ -34,6 +34,7 @@ use crate::{
     core::Core,
     error::ApiError,
     outbox::Outbox,
+    users::UserRevocations,
 };
 
 /// The authenticated caller of a request.
@@ -82,13 +83,15 @@ pub(crate) struct Authenticator {
     log: AuditLog,
     /// Told when another zone's node calls: a sign of life for what waits for it.
     outbox: Arc<Outbox>,
+    /// Certificates this zone's authority withdrew.
+    users: Arc<UserRevocations>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
     rates: CallerRates,
 }
 
 impl Authenticator {
-    pub(crate) fn new(core: Arc<Core>, log: AuditLog, outbox: Arc<Outbox>) -> Self {
-        Self { core, log, outbox, cache: Mutex::new(HashMap::new()), rates: CallerRates::default() }
+    pub(crate) fn new(core: Arc<Core>, log: AuditLog, outbox: Arc<Outbox>, users: Arc<UserRevocations>) -> Self {
+        Self { core, log, outbox, users, cache: Mutex::new(HashMap::new()), rates: CallerRates::default() }
     }
 
     /// Logs a refusal of an authenticated caller (in the background: the caller's answer does
@@ -216,6 +219,16 @@ impl Authenticator {
         path: &str,
     ) -> Result<Identity, Box<(Option<Identity>, ApiError)>> {
         let who = self.authenticate(certs).map_err(|e| Box::new((None, e)))?;
+        if who.zone == self.core.zone
+            && let Some(leaf) = certs.and_then(|c| c.first())
+            && self.users.is_withdrawn(leaf)
+        {
+            let e = ApiError::new(
+                Reason::CertificateRevoked,
+                format!("{who}'s certificate was withdrawn by zone {}", who.zone),
+            );
+            return Err(Box::new((Some(who), e)));
+        }
         let limits = &self.core.limits;
         let per_second = match who.principal {
             Principal::Node => limits.peer_requests_per_second,

@@ -9,7 +9,7 @@ const LAYERS: &[&[&str]] = &[
     &["tasks"],
     &["core"],
     &["records", "peers", "audit"],
-    &["ping", "outbox", "witness", "agreements", "federation", "retention"],
+    &["ping", "outbox", "witness", "agreements", "federation", "retention", "users"],
     &["policies"],
     &["transfer"],
     &["issuing", "provider", "recognition", "industry"],

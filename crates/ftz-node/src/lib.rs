@@ -31,6 +31,7 @@ mod federation;
 mod outbox;
 mod ping;
 mod retention;
+mod users;
 mod witness;
 // Layer 5-6: exchange policies, transfers.
 mod policies;

@@ -30,6 +30,7 @@ use crate::{
     retention,
     tasks::Tasks,
     transfer::{self, DeliveryCourier, ReceiptCourier, Transfers},
+    users::{self, UserRevocations},
     witness::Witness,
 };
 
@@ -57,6 +58,8 @@ pub enum StartError {
     Agreements(#[from] crate::agreements::LoadError),
     #[error(transparent)]
     Policies(#[from] crate::policies::LoadError),
+    #[error(transparent)]
+    Users(#[from] crate::users::LoadError),
     #[error("audit log: {0}")]
     Audit(#[from] crate::audit::checkpoints::HistoryError),
 }
@@ -70,6 +73,7 @@ pub(crate) struct Node {
     pub witness: Arc<Witness>,
     pub agreements: Arc<Agreements>,
     pub policies: Arc<Policies>,
+    pub users: Arc<UserRevocations>,
     pub federation: Federation,
     pub issuer: Issuer,
     pub provider: Provider,
@@ -88,6 +92,7 @@ pub(crate) struct Parts {
     agreements: Vec<ftz_policy::Agreement>,
     policies: ftz_policy::exchange::PolicySet,
     pseudonym_secret: [u8; 32],
+    withdrawn: Option<ftz_proto::Envelope>,
     log: AuditLog,
 }
 
@@ -114,6 +119,7 @@ pub(crate) fn load(
     let registry = load_registry(config, &store, &zone, &node_key, &tls_chain, now)?;
     let agreements = agreements::load(&store)?;
     let policies = policies::load(&store, &zone)?;
+    let withdrawn = users::load(&store)?;
     let pseudonym_secret = store.pseudonym_secret(|| {
         let mut b = [0u8; 32];
         // A failing OS RNG leaves zeros, which the check below refuses.
@@ -135,14 +141,16 @@ pub(crate) fn load(
         }
     }
     let core = Arc::new(Core::new(zone, clock, store, node_key, config.limits.clone(), registry, Tasks::new(shutdown)));
-    Ok(Parts { tls_chain, tls_key, core, issuing_key, agreements, policies, pseudonym_secret, log })
+    Ok(Parts { tls_chain, tls_key, core, issuing_key, agreements, policies, pseudonym_secret, withdrawn, log })
 }
 
 impl Parts {
     /// Builds every capability, runs what is due at start (retention), and starts the
     /// background work: retention, checkpoints and their witnessing, the sweeper, the outbox.
-    pub(crate) async fn assemble(self, config: &NodeConfig, listen_addr: SocketAddr) -> Node {
-        let Parts { tls_chain, tls_key, core, issuing_key, agreements, policies, pseudonym_secret, log } = self;
+    pub(crate) async fn assemble(self, config: &NodeConfig, listen_addr: SocketAddr) -> Result<Node, StartError> {
+        let Parts { tls_chain, tls_key, core, issuing_key, agreements, policies, pseudonym_secret, withdrawn, log } =
+            self;
+        let users = Arc::new(UserRevocations::new(core.clone(), log.clone(), withdrawn)?);
         let peers = Arc::new(PeerClients::new(core.clone(), tls_chain.clone(), tls_key));
         let couriers: [(Kind, Arc<dyn Courier>); 4] = [
             (Kind::Receipt, Arc::new(ReceiptCourier { core: core.clone(), log: log.clone(), peers: peers.clone() })),
@@ -176,6 +184,7 @@ impl Parts {
             witness,
             agreements,
             policies,
+            users,
             listen_addr,
         };
         // Data past its retention goes before anything is served, then on a timer.
@@ -193,7 +202,7 @@ impl Parts {
         node.witness.spawn_cosigner(signed);
         transfer::spawn_unacknowledged_sweeper(node.core.clone(), node.log.clone());
         node.outbox.spawn_retries();
-        node
+        Ok(node)
     }
 }
 

@@ -118,7 +118,7 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
     let listener = TcpListener::from_std(listener).map_err(bind_err)?;
     let server_tls = tls::server_config(parts.tls_chain.clone(), parts.tls_key.clone_key())?;
 
-    let node = Arc::new(parts.assemble(config, local_addr).await);
+    let node = Arc::new(parts.assemble(config, local_addr).await?);
     let incoming =
         accept_connections(listener, TlsAcceptor::from(Arc::new(server_tls)), &config.limits, shutdown_rx.clone());
     let router = build_router(node.clone()).await?;
@@ -160,7 +160,8 @@ async fn build_router(
         .build_v1()
         .map_err(|e| StartError::Server(e.to_string()))?;
 
-    let auth = Arc::new(Authenticator::new(node.core.clone(), node.log.clone(), node.outbox.clone()));
+    let auth =
+        Arc::new(Authenticator::new(node.core.clone(), node.log.clone(), node.outbox.clone(), node.users.clone()));
     macro_rules! limited {
         ($server:ident, $svc:expr) => {
             $server::new($svc).max_decoding_message_size(max).max_encoding_message_size(max)

@@ -85,6 +85,9 @@ enum Command {
     /// Your zone's export negative list: what never leaves, whatever a policy says.
     #[command(subcommand)]
     NegativeList(cmd::policy::NegativeListCommand),
+    /// Withdraw leaked user certificates of your zone (zone authority, then admin).
+    #[command(subcommand)]
+    UserRevocations(cmd::policy::UserRevocationsCommand),
     /// Industry data: import your zone's (role issuer), query other zones' (role enterprise).
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
@@ -142,6 +145,7 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
         Command::Agreement(c) => cmd::agreement::run(c, fmt).map(|()| 0),
         Command::Policy(c) => cmd::policy::run(c, channel, fmt).await.map(|()| 0),
         Command::NegativeList(c) => cmd::policy::run_negative_list(c, channel, fmt).await.map(|()| 0),
+        Command::UserRevocations(c) => cmd::policy::run_user_revocations(c, channel, fmt).await.map(|()| 0),
         Command::Data(c) => cmd::data::run(c, channel()?, fmt).await.map(|()| 0),
         Command::Audit(c) => cmd::audit::run(c, channel, fmt).await,
         Command::Keys(c) => cmd::keys::run(c, channel, fmt).await.map(|()| 0),

@@ -8,9 +8,10 @@ use ftz_proto::{
     AgreementSummary, ExplainPolicyRequest, ExplainPolicyResponse, GetNodeStatusRequest, GetRegistryRequest,
     GetRegistryResponse, InstallAgreementRequest, InstallAgreementResponse, InstallNegativeListRequest,
     InstallNegativeListResponse, InstallPolicyRequest, InstallPolicyResponse, InstallRegistryRequest,
-    InstallRegistryResponse, ListAgreementsRequest, ListAgreementsResponse, ListOutboxRequest, ListOutboxResponse,
-    ListPoliciesRequest, ListPoliciesResponse, NodeStatus, OutboxEntry, PingPeerRequest, PingPeerResponse,
-    PolicySummary, RevokePolicyRequest, RevokePolicyResponse, admin_server::Admin,
+    InstallRegistryResponse, InstallUserRevocationsRequest, InstallUserRevocationsResponse, ListAgreementsRequest,
+    ListAgreementsResponse, ListOutboxRequest, ListOutboxResponse, ListPoliciesRequest, ListPoliciesResponse,
+    NodeStatus, OutboxEntry, PingPeerRequest, PingPeerResponse, PolicySummary, RevokePolicyRequest,
+    RevokePolicyResponse, admin_server::Admin,
 };
 use tonic::{Request, Response, Status};
 
@@ -179,6 +180,19 @@ impl Admin for AdminService {
         let env = req.into_inner().negative_list.ok_or_else(|| ApiError::invalid("negative_list is required"))?;
         let (version, already_installed) = self.node.policies.install_negative_list(env).await?;
         Ok(Response::new(InstallNegativeListResponse { version, already_installed }))
+    }
+
+    async fn install_user_revocations(
+        &self,
+        req: Request<InstallUserRevocationsRequest>,
+    ) -> Result<Response<InstallUserRevocationsResponse>, Status> {
+        let env = req.into_inner().revocations.ok_or_else(|| ApiError::invalid("revocations is required"))?;
+        let (version, already_installed, n) = self.node.users.install(env).await?;
+        Ok(Response::new(InstallUserRevocationsResponse {
+            version,
+            already_installed,
+            certificates: u32::try_from(n).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn explain_policy(

@@ -108,6 +108,87 @@ pub enum NegativeListCommand {
     Install { file: PathBuf },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UserRevocationsCommand {
+    /// Write and sign your zone's list of withdrawn user certificates (every certificate still
+    /// withdrawn: each version replaces the one before).
+    Create {
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        version: u64,
+        /// The withdrawn certificates (PEM files).
+        #[arg(long = "cert", value_name = "FILE")]
+        certs: Vec<PathBuf>,
+        /// Your zone authority's key.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Install it on your node (role admin): calls with a listed certificate are refused at once.
+    Install { file: PathBuf },
+}
+
+pub async fn run_user_revocations(
+    cmd: UserRevocationsCommand,
+    channel: impl FnOnce() -> Result<Channel>,
+    fmt: Format,
+) -> Result<()> {
+    match cmd {
+        UserRevocationsCommand::Create { zone, version, certs, key, out } => {
+            let mut digests = Vec::new();
+            for c in &certs {
+                let chain = ftz_pki::files::read_cert_chain(c)?;
+                let leaf = chain.first().ok_or_else(|| anyhow!("{} holds no certificate", c.display()))?;
+                digests.push(ftz_core::sha256(leaf).to_vec());
+            }
+            let doc = ftz_proto::UserCertificateRevocations {
+                zone_id: zone,
+                version,
+                certificate_digests: digests,
+                issued_at_ms: SystemClock.now_ms(),
+            };
+            let key = ftz_pki::files::read_signing_key(&key)?;
+            let env = envelope::seal(PayloadType::USER_CERTIFICATE_REVOCATIONS, &doc, &[&key]);
+            write(&out, &env)?;
+            emit(
+                fmt,
+                || {
+                    format!(
+                        "wrote v{} of {}'s withdrawn user certificates ({}) to {}, signed by {}\n",
+                        doc.version,
+                        doc.zone_id,
+                        doc.certificate_digests.len(),
+                        out.display(),
+                        key.key_id()
+                    )
+                },
+                || json!({"file": out, "zone_id": doc.zone_id, "version": doc.version, "certificates": doc.certificate_digests.len()}),
+            );
+        }
+        UserRevocationsCommand::Install { file } => {
+            let env = read(&file)?;
+            let r = AdminClient::new(channel()?)
+                .install_user_revocations(ftz_proto::InstallUserRevocationsRequest { revocations: Some(env) })
+                .await?
+                .into_inner();
+            emit(
+                fmt,
+                || {
+                    if r.already_installed {
+                        format!("withdrawn user certificates v{} were already installed\n", r.version)
+                    } else {
+                        format!("installed v{}: {} user certificate(s) withdrawn\n", r.version, r.certificates)
+                    }
+                },
+                || json!({"version": r.version, "already_installed": r.already_installed, "certificates": r.certificates}),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The TOML a policy is written in.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
