@@ -401,3 +401,22 @@ async fn a_leaked_user_certificate_is_withdrawn_by_the_zone() {
     assert_eq!(ftz_tests::reason_of(&s), Some(Reason::CertificateRevoked), "{s:?}");
     c.shutdown().await;
 }
+
+/// Finding: `FetchRecord` told whether a record exists before the policy check, so any zone
+/// could probe another's record ids. A zone no policy lets receive records is told only that.
+#[tokio::test]
+async fn a_zone_without_a_policy_cannot_probe_which_records_exist() {
+    let c = Cluster::start(&ZONES).await;
+    c.allow("sh-hn", "shanghai", "hainan", DataClass::Certification).await;
+    issued(&c, "SH-9").await;
+    let stranger = RogueZone::new(&c, "guangdong", "shanghai");
+    for id in ["SH-9", "SH-NONE"] {
+        let s = stranger.fetch(id, "verification").await.unwrap_err();
+        assert_eq!(ftz_tests::reason_of(&s), Some(Reason::NoPolicy), "{id}: {s:?}");
+    }
+    // A zone a policy names is told when a record does not exist.
+    let partner = RogueZone::new(&c, "hainan", "shanghai");
+    let s = partner.fetch("SH-NONE", "verification").await.unwrap_err();
+    assert_eq!(ftz_tests::reason_of(&s), Some(Reason::RecordNotFound));
+    c.shutdown().await;
+}

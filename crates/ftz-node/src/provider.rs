@@ -168,21 +168,15 @@ impl Provider {
             ZoneId::new(req.issuing_zone.as_str()).map_err(|e| ApiError::invalid(format!("issuing_zone: {e}")))?
         };
         let now = state.now_ms();
-        let (env, status, rec) = if issuing == state.zone {
-            let (stored, env, rec) = own_record(state, &req.record_id)?;
-            (env.clone(), Some(own_statement(state, &stored, &env, &rec)?), rec)
-        } else {
-            let stored = state.store.get_record(issuing.as_str(), &req.record_id)?.ok_or_else(|| {
-                ApiError::new(
-                    Reason::RecordNotFound,
-                    format!("this zone holds no record {:?} of {issuing}", req.record_id),
-                )
-            })?;
-            let env = decode_envelope(&stored.envelope)?;
-            let status = (!stored.status.is_empty()).then(|| decode_envelope(&stored.status)).transpose()?;
-            let rec = Record::from_envelope(&env)?;
-            (env, status, rec)
-        };
+        let found = self.lookup(&issuing, &req.record_id);
+        if let Err(e) = &found
+            && e.reason == Reason::RecordNotFound
+        {
+            // Whether a record exists is itself data: a zone no policy lets receive records of
+            // this zone for this purpose is told that, not whether the id exists.
+            self.may_receive_any(caller, &issuing, &req.purpose, now)?;
+        }
+        let (env, status, rec) = found?;
         let onward = issuing != state.zone;
         let transfer = TransferRequest {
             provider: &issuing,
@@ -210,5 +204,49 @@ impl Provider {
             policy_version: policy.version(),
             retain_until_ms: now.saturating_add(policy.doc.retention_ms),
         })
+    }
+
+    /// The record asked for: an own one with this node's word on its status, or one of another
+    /// zone held here with the status held.
+    fn lookup(&self, issuing: &ZoneId, record_id: &str) -> Result<(Envelope, Option<Envelope>, Record), ApiError> {
+        let state = &*self.core;
+        if *issuing == state.zone {
+            let (stored, env, rec) = own_record(state, record_id)?;
+            let status = own_statement(state, &stored, &env, &rec)?;
+            return Ok((env, Some(status), rec));
+        }
+        let stored = state.store.get_record(issuing.as_str(), record_id)?.ok_or_else(|| {
+            ApiError::new(Reason::RecordNotFound, format!("this zone holds no record {record_id:?} of {issuing}"))
+        })?;
+        let env = decode_envelope(&stored.envelope)?;
+        let status = (!stored.status.is_empty()).then(|| decode_envelope(&stored.status)).transpose()?;
+        let rec = Record::from_envelope(&env)?;
+        Ok((env, status, rec))
+    }
+
+    /// Refuses, with the policy's reason, a caller no policy lets receive any record of
+    /// `issuing` for `purpose` (without counting it against a rate).
+    fn may_receive_any(&self, caller: &ZoneId, issuing: &ZoneId, purpose: &str, now: i64) -> Result<(), ApiError> {
+        let onward = *issuing != self.core.zone;
+        let mut refusal = None;
+        for class in [ftz_proto::DataClass::Certification, ftz_proto::DataClass::InspectionResult] {
+            let req = TransferRequest {
+                provider: issuing,
+                consumer: if onward { &self.core.zone } else { caller },
+                class,
+                subject: Default::default(),
+                purpose,
+                fields: &[],
+                onward_to: onward.then_some(caller),
+                now,
+            };
+            match self.transfers.policies().explain(&req) {
+                ftz_policy::exchange::Decision::Allow { .. } => return Ok(()),
+                ftz_policy::exchange::Decision::Deny { reason, detail, .. } => {
+                    refusal.get_or_insert(ApiError::new(reason, detail));
+                }
+            }
+        }
+        Err(refusal.unwrap_or_else(|| ApiError::new(Reason::NoPolicy, "no policy allows this")))
     }
 }
