@@ -153,6 +153,21 @@ impl Cluster {
         envelope::seal(envelope::PayloadType::FEDERATION_REGISTRY, doc, &refs)
     }
 
+    /// A bundle of `issuing`'s record `id`, exported by `at`'s node for its enterprise.
+    pub async fn export_bundle(&self, at: &str, issuing: &str, id: &str) -> Envelope {
+        self.verifier(at)
+            .export_bundle(ftz_proto::ExportBundleRequest {
+                r#ref: Some(ftz_proto::RecordRef { issuing_zone: issuing.into(), record_id: id.into() }),
+                recognising_zone: String::new(),
+                purpose: "audit".into(),
+            })
+            .await
+            .expect("exported")
+            .into_inner()
+            .bundle
+            .expect("a bundle")
+    }
+
     pub async fn shutdown(self) {
         self.local.shutdown().await;
     }

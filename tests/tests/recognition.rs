@@ -8,9 +8,9 @@ use std::sync::Arc;
 use ftz_core::{Clock, ManualClock, Reason, Role, SigningKey, SystemClock, envelope};
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
-    Certification, ExportBundleRequest, FindInspectionsRequest, InstallAgreementRequest, IssueCertificationRequest,
-    PushInspectionRequest, RecordInspectionRequest, RecordRef, RecordStatus, RevokeRequest, VerificationResult,
-    VerifyRecordRequest, verify_record_request::Subject,
+    Certification, FindInspectionsRequest, InstallAgreementRequest, IssueCertificationRequest, PushInspectionRequest,
+    RecordInspectionRequest, RecordRef, RecordStatus, RevokeRequest, VerificationResult, VerifyRecordRequest,
+    verify_record_request::Subject,
 };
 use ftz_tests::{Cluster, DAY_MS, cert_rule, certification, inspection, inspection_rule, reason};
 use tonic::Code;
@@ -211,18 +211,7 @@ async fn an_exported_bundle_checks_offline_and_any_changed_byte_is_detected() {
     let c = Cluster::start(&ZONES).await;
     c.agree("sh-hn", "shanghai", "hainan", vec![cert_rule(&["AEO_ADVANCED"])], 365 * DAY_MS).await;
     issue(&c, "shanghai", certification(&c, "SH-AEO-9", "AEO_ADVANCED")).await;
-    let bundle = c
-        .verifier("hainan")
-        .export_bundle(ExportBundleRequest {
-            r#ref: Some(RecordRef { issuing_zone: "shanghai".into(), record_id: "SH-AEO-9".into() }),
-            recognising_zone: String::new(),
-            purpose: "audit".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .bundle
-        .unwrap();
+    let bundle = c.export_bundle("hainan", "shanghai", "SH-AEO-9").await;
     let bytes = prost::Message::encode_to_vec(&bundle);
     let anchor = c.zone("hainan").authority_key_id;
     let hainan = ftz_core::ZoneId::new("hainan").unwrap();

@@ -8,8 +8,7 @@ use ftz_core::{KeyId, Reason, Role, ZoneId, envelope::PayloadType};
 use ftz_pki::files;
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
-    DataClass, ExportBundleRequest, IssueCertificationRequest, ListEntriesRequest, RecordRef, VerificationBundle,
-    audit_client::AuditClient,
+    DataClass, IssueCertificationRequest, ListEntriesRequest, VerificationBundle, audit_client::AuditClient,
 };
 use ftz_tests::{
     Cluster, cert_rule, certification,
@@ -101,18 +100,7 @@ async fn a_bundle_re_signed_with_a_long_status_age_is_stale_six_months_on() {
     let c = Cluster::start(&ZONES).await;
     c.agree("sh-hn", "shanghai", "hainan", vec![cert_rule(&["AEO_ADVANCED"])], 365 * DAY_MS).await;
     issued(&c, "SH-3").await;
-    let bundle = c
-        .verifier("hainan")
-        .export_bundle(ExportBundleRequest {
-            r#ref: Some(RecordRef { issuing_zone: "shanghai".into(), record_id: "SH-3".into() }),
-            recognising_zone: String::new(),
-            purpose: "audit".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .bundle
-        .unwrap();
+    let bundle = c.export_bundle("hainan", "shanghai", "SH-3").await;
     let mut doc: VerificationBundle =
         ftz_core::envelope::decode_payload(&bundle, PayloadType::VERIFICATION_BUNDLE).unwrap();
     doc.max_status_age_ms = i64::MAX / 4;
