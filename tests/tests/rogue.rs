@@ -408,3 +408,50 @@ async fn a_zone_without_a_policy_cannot_probe_which_records_exist() {
     assert_eq!(ftz_tests::reason_of(&s), Some(Reason::RecordNotFound));
     c.shutdown().await;
 }
+
+/// Finding: a caller with real credentials could hold every connection slot of a node. Each
+/// authenticated caller holds at most `limits.max_connections_per_caller` connections.
+#[tokio::test]
+async fn one_caller_cannot_hold_every_connection() {
+    use std::sync::Arc;
+
+    use ftz_core::{Clock, SystemClock};
+    use ftz_devkit::LocalFederation;
+    use ftz_proto::{GetNodeStatusRequest, admin_client::AdminClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tune: ftz_devkit::local::Tune = Arc::new(|cfg| cfg.limits.max_connections_per_caller = 3);
+    let fed =
+        LocalFederation::start_tuned(&["shanghai", "hainan"], &dir.path().join("fed"), clock, tune).await.unwrap();
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut admin = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
+        admin.get_node_status(GetNodeStatusRequest {}).await.unwrap_or_else(|e| panic!("connection {i}: {e:?}"));
+        held.push(admin);
+    }
+    // A fourth connection of the same admin is refused; its first ones still work.
+    let mut fourth = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
+    let s = fourth.get_node_status(GetNodeStatusRequest {}).await.unwrap_err();
+    assert_eq!(ftz_tests::reason_of(&s), Some(Reason::RateLimited), "{s:?}");
+    held[0].get_node_status(GetNodeStatusRequest {}).await.unwrap();
+    // Another caller is not affected; a closed connection frees its place.
+    let mut auditor = ftz_proto::audit_client::AuditClient::new(fed.user_channel("shanghai", Role::Auditor).unwrap());
+    if let Err(e) = auditor.get_checkpoint(ftz_proto::GetCheckpointRequest {}).await {
+        assert_ne!(ftz_tests::reason_of(&e), Some(Reason::RateLimited), "{e:?}");
+    }
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut again = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
+        match again.get_node_status(GetNodeStatusRequest {}).await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(ftz_tests::reason_of(&e), Some(Reason::RateLimited), "{e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the place of a closed connection is not freed: {e:?}"),
+        }
+    }
+    fed.shutdown().await;
+}

@@ -337,9 +337,18 @@ where
         let certs = info.as_ref().and_then(|i| i.tls.peer_certs());
         match self.auth.check(certs.as_deref().map(Vec::as_slice), &path) {
             Ok(who) => {
-                // A caller with a valid identity: its connection is no longer anonymous.
-                if let Some(i) = &info {
-                    i.flags.authenticated();
+                // A caller with a valid identity: its connection is no longer anonymous, and
+                // counts against the caller's connections.
+                if let Some(i) = &info
+                    && !i.flags.authenticated(&who.to_uri())
+                {
+                    // Not closed here, so the refusal reaches the caller; still anonymous, the
+                    // connection is closed by its first-call deadline.
+                    let n = self.auth.core.limits.max_connections_per_caller;
+                    let e = ApiError::new(Reason::RateLimited, format!("{who} holds {n} connections already"))
+                        .retry_after(1000);
+                    tracing::debug!(caller = %who, "connection refused: {}", e.message);
+                    return Box::pin(async move { Ok(Status::from(e).into_http()) });
                 }
                 if who.principal == Principal::Node {
                     self.auth.outbox.peer_is_back(&who.zone);

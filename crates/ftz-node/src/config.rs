@@ -103,6 +103,8 @@ pub struct Limits {
     /// A connection that has made no authenticated call this long after it was accepted is
     /// closed.
     pub first_call_timeout_ms: u64,
+    /// Connections one authenticated caller (a zone's node, a user) may hold at once.
+    pub max_connections_per_caller: usize,
     /// Concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// Timeout for connecting to a peer node.
@@ -132,6 +134,7 @@ impl Default for Limits {
             max_unauthenticated_connections: 64,
             max_unauthenticated_per_source: 16,
             first_call_timeout_ms: 10_000,
+            max_connections_per_caller: 64,
             max_concurrent_streams: 128,
             peer_connect_timeout_ms: 5_000,
             peer_request_timeout_ms: 10_000,

@@ -218,6 +218,7 @@ impl AsyncRead for Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.flags.close();
+        self.flags.release();
     }
 }
 
@@ -259,7 +260,11 @@ fn accept_connections(
     mut shutdown: watch::Receiver<bool>,
 ) -> ReceiverStream<Result<Conn, io::Error>> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let pending = Pending::new(limits.max_unauthenticated_connections, limits.max_unauthenticated_per_source);
+    let pending = Pending::new(
+        limits.max_unauthenticated_connections,
+        limits.max_unauthenticated_per_source,
+        limits.max_connections_per_caller,
+    );
     let handshake_deadline = Duration::from_millis(limits.handshake_timeout_ms);
     let first_call = Duration::from_millis(limits.first_call_timeout_ms);
     let (tx, rx) = mpsc::channel(64);
