@@ -455,3 +455,39 @@ async fn one_caller_cannot_hold_every_connection() {
     }
     fed.shutdown().await;
 }
+
+/// Finding: chain checks against attacker-supplied intermediates ran before any cache, each
+/// costing the node work. A chain longer than a zone's PKI needs is refused before any check.
+#[tokio::test]
+async fn a_client_chain_padded_with_intermediates_is_refused_at_once() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+    let c = Cluster::start(&ZONES).await;
+    let sh = c.zone("shanghai");
+    let user = sh
+        .ca
+        .issue_user(&ftz_core::Identity::user(sh.id.clone(), Role::Enterprise, "pad").unwrap(), sh.validity)
+        .unwrap();
+    let mut chain = vec![CertificateDer::from(user.cert_der.clone())];
+    chain.extend((0..8).map(|_| CertificateDer::from(sh.ca.issued.cert_der.clone())));
+    let key = PrivateKeyDer::from_pem_slice(user.key_pem.as_bytes()).unwrap();
+    let expect = ftz_client::ExpectedServer {
+        zone: sh.id.clone(),
+        ca_der: sh.ca.issued.cert_der.clone(),
+        clock: c.clock.clone(),
+    };
+    let channel =
+        ftz_client::channel(&sh.endpoint, expect, Some((chain, key)), std::time::Duration::from_secs(5)).unwrap();
+    let s = ftz_proto::verify_client::VerifyClient::new(channel)
+        .list_zones(ftz_proto::ListZonesRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(ftz_tests::reason_of(&s), Some(Reason::UntrustedCertificate), "{s:?}");
+    assert!(s.message().contains("at most"), "{}", s.message());
+    // The same certificate alone is served.
+    ftz_proto::verify_client::VerifyClient::new(c.channel_as("shanghai", Some(&user)))
+        .list_zones(ftz_proto::ListZonesRequest {})
+        .await
+        .unwrap();
+    c.shutdown().await;
+}

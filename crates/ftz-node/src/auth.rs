@@ -72,6 +72,10 @@ pub(crate) fn audience(path: &str) -> Option<Audience> {
 /// checked once per connection's certificate, not once per request. Bounded: cleared when full.
 const CACHE_CAP: usize = 4096;
 
+/// Certificates in a client chain at most, and their bytes.
+const MAX_CHAIN: usize = 4;
+const MAX_CHAIN_BYTES: usize = 32 * 1024;
+
 struct CacheEntry {
     identity: Identity,
     registry_digest: [u8; 32],
@@ -119,6 +123,14 @@ impl Authenticator {
                 "no client certificate: every caller must present one (mutual TLS)",
             )
         })?;
+        // A zone CA issues its certificates directly: a chain is the certificate and at most a
+        // few intermediates. A longer one is refused before any check spends work on it.
+        if certs.len() > MAX_CHAIN || certs.iter().map(|c| c.len()).sum::<usize>() > MAX_CHAIN_BYTES {
+            return Err(ApiError::new(
+                Reason::UntrustedCertificate,
+                format!("a client chain of at most {MAX_CHAIN} certificates and {MAX_CHAIN_BYTES} bytes"),
+            ));
+        }
         let registry = self.core.registry();
         let now = self.core.now_ms();
         let key = chain_digest(certs);
