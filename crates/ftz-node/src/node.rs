@@ -96,6 +96,16 @@ pub(crate) struct Parts {
     log: AuditLog,
 }
 
+/// The outbox's courier for each kind of message, from the module that owns the message.
+pub(crate) fn couriers(core: &Arc<Core>, log: &AuditLog, peers: &Arc<PeerClients>) -> Vec<(Kind, Arc<dyn Courier>)> {
+    vec![
+        (Kind::Receipt, Arc::new(ReceiptCourier { core: core.clone(), log: log.clone(), peers: peers.clone() })),
+        (Kind::Delivery, Arc::new(DeliveryCourier { core: core.clone(), log: log.clone(), peers: peers.clone() })),
+        (Kind::RevocationNotice, Arc::new(NoticeCourier(peers.clone()))),
+        (Kind::PolicyRevocation, Arc::new(RevocationCourier(peers.clone()))),
+    ]
+}
+
 /// Loads keys, certificate, store, registry and installed documents, and checks they fit
 /// together. Background work is started by [`Parts::assemble`].
 pub(crate) fn load(
@@ -152,12 +162,7 @@ impl Parts {
             self;
         let users = Arc::new(UserRevocations::new(core.clone(), log.clone(), withdrawn)?);
         let peers = Arc::new(PeerClients::new(core.clone(), tls_chain.clone(), tls_key));
-        let couriers: [(Kind, Arc<dyn Courier>); 4] = [
-            (Kind::Receipt, Arc::new(ReceiptCourier { core: core.clone(), log: log.clone(), peers: peers.clone() })),
-            (Kind::Delivery, Arc::new(DeliveryCourier { core: core.clone(), log: log.clone(), peers: peers.clone() })),
-            (Kind::RevocationNotice, Arc::new(NoticeCourier(peers.clone()))),
-            (Kind::PolicyRevocation, Arc::new(RevocationCourier(peers.clone()))),
-        ];
+        let couriers = couriers(&core, &log, &peers);
         let outbox = Arc::new(Outbox::new(core.clone(), log.clone(), couriers, core.limits.outbox_per_destination));
         let policies = Arc::new(Policies::new(core.clone(), log.clone(), outbox.clone(), policies));
         let agreements = Arc::new(Agreements::new(core.clone(), log.clone(), agreements));

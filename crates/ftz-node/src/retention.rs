@@ -38,10 +38,11 @@ pub(crate) async fn run_once(core: &Core, log: &AuditLog) -> usize {
     }
 }
 
-/// Deletes what comes due, every [`INTERVAL`] while the node runs.
+/// Deletes what comes due, every [`INTERVAL`] while the node runs (the node ran it once at start
+/// itself, before serving).
 pub(crate) fn spawn(core: Arc<Core>, log: AuditLog) {
     let c = core.clone();
-    core.tasks.every(INTERVAL, move || {
+    core.tasks.every_after(INTERVAL, move || {
         let (core, log) = (c.clone(), log.clone());
         async move {
             run_once(&core, &log).await;

@@ -26,19 +26,38 @@ impl Tasks {
     }
 
     /// Runs `f` now and then every `period` after it finished, until shutdown.
-    pub(crate) fn every<F, Fut>(&self, period: Duration, mut f: F)
+    pub(crate) fn every<F, Fut>(&self, period: Duration, f: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        self.repeat(Duration::ZERO, period, f);
+    }
+
+    /// The same, first after `period` (for work the caller has just done once itself).
+    pub(crate) fn every_after<F, Fut>(&self, period: Duration, f: F)
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        self.repeat(period, period, f);
+    }
+
+    fn repeat<F, Fut>(&self, first: Duration, period: Duration, mut f: F)
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send,
     {
         let mut shutdown = self.shutdown.clone();
         self.spawn(async move {
+            let mut wait = first;
             loop {
-                f().await;
                 tokio::select! {
                     _ = shutdown.wait_for(|s| *s) => return,
-                    () = tokio::time::sleep(period) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
+                f().await;
+                wait = period;
             }
         });
     }

@@ -23,13 +23,13 @@ use crate::{
     audit::AuditLog,
     config::{Limits, RecognitionConfig},
     core::Core,
-    issuing::{Issuer, NoticeCourier},
+    issuing::Issuer,
     outbox::{Courier, Kind, Outbox},
     peers::PeerClients,
-    policies::{Policies, RevocationCourier},
+    policies::Policies,
     recognition::Verifier,
     tasks::Tasks,
-    transfer::{DeliveryCourier, ReceiptCourier, Transfers},
+    transfer::Transfers,
 };
 
 pub(crate) const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
@@ -148,21 +148,7 @@ impl Kit {
         let (chain, tls_key) = own_tls.expect("own TLS identity");
         let peers = Arc::new(PeerClients::new(core.clone(), chain, tls_key));
         let quota = if couriers.is_some() { 3 } else { 100 };
-        let couriers = couriers.unwrap_or_else(|| {
-            vec![
-                (
-                    Kind::Receipt,
-                    Arc::new(ReceiptCourier { core: core.clone(), log: log.clone(), peers: peers.clone() })
-                        as Arc<dyn Courier>,
-                ),
-                (
-                    Kind::Delivery,
-                    Arc::new(DeliveryCourier { core: core.clone(), log: log.clone(), peers: peers.clone() }),
-                ),
-                (Kind::RevocationNotice, Arc::new(NoticeCourier(peers.clone()))),
-                (Kind::PolicyRevocation, Arc::new(RevocationCourier(peers.clone()))),
-            ]
-        });
+        let couriers = couriers.unwrap_or_else(|| crate::node::couriers(&core, &log, &peers));
         let outbox = Arc::new(Outbox::new(core.clone(), log.clone(), couriers, quota));
         let policies = Arc::new(Policies::new(core.clone(), log.clone(), outbox.clone(), Default::default()));
         let agreements = Arc::new(Agreements::new(core.clone(), log.clone(), Vec::new()));
