@@ -7,7 +7,7 @@ use ftz_core::Reason;
 use ftz_proto::{AggregateFunction, AggregateGroup, IndustryRow, MinimisedRow, RowFilter};
 
 use crate::{
-    dp::{Randomness, noise},
+    dp::{PartitionSelection, Randomness, noise},
     exchange::{CompiledPolicy, FieldTreatment, NegativeList},
     rows,
     transform::pseudonymise,
@@ -111,10 +111,12 @@ pub struct Answer {
 }
 
 /// Computes an aggregate: contributions are per enterprise (its rows in a group summed, then
-/// clipped to the policy's bound when noised), groups with fewer distinct enterprises than the
-/// minimum are suppressed, and with differential privacy each released value gets discrete
-/// Laplace noise of scale (groups per enterprise × sensitivity) / epsilon. MEAN is a noisy sum
-/// over a noisy count, each with half the epsilon.
+/// clipped to the policy's bound when noised) and groups with fewer distinct enterprises than the
+/// minimum are suppressed. With differential privacy, half of the query's epsilon decides which
+/// groups are released at all ([`PartitionSelection`]: the set of keys, and how many were held
+/// back, would otherwise be exact) and the other half noises each released value with discrete
+/// Laplace noise of scale (groups per enterprise × sensitivity) / epsilon; the number of groups
+/// held back is not told. MEAN is a noisy sum over a noisy count, each with half of that.
 pub fn aggregate<'a>(
     rows_in: impl Iterator<Item = &'a IndustryRow>,
     function: AggregateFunction,
@@ -139,25 +141,32 @@ pub fn aggregate<'a>(
         bound_contributions(&mut groups, per_enterprise as usize, rng);
     }
     let bound = policy.sum_bound(metric).unwrap_or(i64::MAX);
-    let eps = (agg.epsilon_per_query * 1000.0).round().max(1.0) as u64;
+    let eps = (agg.epsilon_per_query * 1000.0).round().max(2.0) as u64;
+    let select_eps = eps / 2;
+    let value_eps = eps - select_eps;
+    let selection =
+        PartitionSelection::new(agg.min_group_size, agg.max_groups_per_enterprise, select_eps, agg.delta_per_query);
     let mut out = Vec::new();
     let mut suppressed = 0u32;
     for (key, members) in groups {
-        if (members.len() as u64) < u64::from(agg.min_group_size) {
-            suppressed += 1;
+        let size = members.len() as u64;
+        let released = if dp { selection.keep(rng, size) } else { size >= u64::from(agg.min_group_size) };
+        if !released {
+            suppressed = suppressed.saturating_add(1);
             continue;
         }
         let count = members.len() as i128;
         let sum: i128 = members.values().map(|v| i128::from(if dp { (*v).clamp(0, bound) } else { *v })).sum();
+        let sensitivity = per_enterprise.saturating_mul(bound.unsigned_abs().into());
         let value = match (function, dp) {
             (AggregateFunction::Count, false) => count as f64,
             (AggregateFunction::Sum, false) => sum as f64,
             (AggregateFunction::Mean, false) => sum as f64 / count as f64,
-            (AggregateFunction::Count, true) => (count + noise(rng, per_enterprise, eps)) as f64,
-            (AggregateFunction::Sum, true) => (sum + noise(rng, per_enterprise * bound as u128, eps)) as f64,
+            (AggregateFunction::Count, true) => (count + noise(rng, per_enterprise, value_eps)) as f64,
+            (AggregateFunction::Sum, true) => (sum + noise(rng, sensitivity, value_eps)) as f64,
             (AggregateFunction::Mean, true) => {
-                let half = (eps / 2).max(1);
-                let noisy_sum = sum + noise(rng, per_enterprise * bound as u128, half);
+                let half = (value_eps / 2).max(1);
+                let noisy_sum = sum + noise(rng, sensitivity, half);
                 let noisy_count = (count + noise(rng, per_enterprise, half)).max(1);
                 noisy_sum as f64 / noisy_count as f64
             }
@@ -165,13 +174,18 @@ pub fn aggregate<'a>(
         };
         out.push(AggregateGroup { key, value });
     }
+    if dp {
+        // Which groups were held back, and how many, is what selection keeps private: an answer
+        // with no group is an answer, not a refusal that would say something was held back.
+        return Ok(Answer { groups: out, suppressed: 0, noised: true });
+    }
     if out.is_empty() && suppressed > 0 {
         return Err((
             Reason::GroupTooSmall,
             format!("all {suppressed} group(s) have fewer than {} enterprises", agg.min_group_size),
         ));
     }
-    Ok(Answer { groups: out, suppressed, noised: dp })
+    Ok(Answer { groups: out, suppressed, noised: false })
 }
 
 /// Keeps each enterprise in at most `max` groups, chosen at random.
@@ -320,7 +334,7 @@ mod tests {
     #[test]
     fn filters_and_metrics_obey_the_field_rules() {
         let p = compile(&industry_policy());
-        let data = rows(6);
+        let data = rows(120);
         // The period leaves as a year: a filter on one month matches nothing, on the year all.
         let month = [RowFilter { field: "period".into(), prefix: data[0].period[..7].to_string() }];
         let year = [RowFilter { field: "period".into(), prefix: data[0].period[..4].to_string() }];
@@ -355,16 +369,18 @@ mod tests {
     #[test]
     fn differential_privacy_adds_noise_and_bounds_contributions() {
         let p = compile(&industry_policy());
-        let data = rows(50);
+        let data = rows(80);
         let by = vec!["industry_code".to_string()];
-        let answers: Vec<f64> = (0..200)
+        let answers: Vec<f64> = (0..400)
             .map(|i| aggregate(data.iter(), F::Count, "", &by, &[], &p, &mut Seeded(i)).unwrap().groups[0].value)
             .collect();
         let mean = answers.iter().sum::<f64>() / answers.len() as f64;
-        // Noisy (not all equal), unbiased around the true count of 50 (scale 1/0.5 = 2).
-        assert!(answers.iter().any(|v| (*v - 50.0).abs() >= 1.0), "no noise at all");
-        assert!((mean - 50.0).abs() < 1.0, "mean {mean}");
-        // Grouped by period, each enterprise is kept in one group only: counts add up to 52.
+        // Noisy (not all equal), unbiased around the true count of 80 (scale 1/0.25 = 4: half the
+        // epsilon goes to the values, half to choosing the groups).
+        assert!(answers.iter().any(|v| (*v - 80.0).abs() >= 1.0), "no noise at all");
+        assert!((mean - 80.0).abs() < 1.5, "mean {mean}");
+        // Grouped by period, each enterprise is kept in one group only: counts add up to 202.
+        let data = rows(200);
         let by_period = vec!["period".to_string()];
         let mut p2 = industry_policy();
         p2.field_rules[4].parameter = "quarter".into();
@@ -372,7 +388,41 @@ mod tests {
         let a = aggregate(data.iter(), F::Count, "", &by_period, &[], &p2, &mut Seeded(3)).unwrap();
         assert!(a.noised);
         let total: f64 = a.groups.iter().map(|g| g.value).sum();
-        assert!((total - 52.0).abs() < 20.0, "{total}: an enterprise counted in both quarters would give about 104");
+        assert_eq!(a.groups.len(), 2, "both quarters have about 100 enterprises");
+        assert!((total - 202.0).abs() < 30.0, "{total}: an enterprise counted in both quarters would give about 404");
+    }
+
+    /// Finding: under differential privacy which groups were released, and how many were held
+    /// back, were exact: a group appeared exactly when it had `min_group_size` enterprises, so
+    /// adding or removing one enterprise flipped it for certain, and `suppressed` counted them.
+    #[test]
+    fn under_differential_privacy_the_released_groups_are_noisy_too() {
+        let p = compile(&industry_policy());
+        let by = vec!["industry_code".to_string()];
+        let released = |n: usize| {
+            let data = rows(n);
+            (0..1000)
+                .filter(|i| {
+                    let a = aggregate(data.iter(), F::Count, "", &by, &[], &p, &mut Seeded(*i)).unwrap();
+                    assert_eq!(a.suppressed, 0, "how many groups were held back is not told");
+                    a.groups.iter().any(|g| g.key == ["C4011"])
+                })
+                .count()
+        };
+        let min = industry_policy().aggregation.unwrap().min_group_size as usize;
+        // A group at the minimum is (almost) never released, one far above it always, and in
+        // between the decision is random: no single enterprise decides it.
+        assert_eq!(released(min), 0);
+        let sel = crate::dp::PartitionSelection::new(
+            min as u32,
+            1,
+            250,
+            industry_policy().aggregation.unwrap().delta_per_query,
+        );
+        let mid = min - 1 + sel.threshold() as usize;
+        let r = released(mid);
+        assert!((200..800).contains(&r), "{r} of 1000 released at the threshold ({mid} enterprises)");
+        assert_eq!(released(mid + 80), 1000);
     }
 
     #[test]

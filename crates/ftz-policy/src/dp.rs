@@ -100,6 +100,56 @@ pub fn noise(rng: &mut dyn Randomness, sensitivity: u128, epsilon_milli: u64) ->
     discrete_laplace(rng, u128::from(epsilon_milli.max(1)), sensitivity.max(1) * 1000)
 }
 
+/// Differentially private partition selection: which groups of an answer may be released at
+/// all. A group's key comes from the data (an industry code held by few enterprises is itself
+/// telling), so releasing exactly the groups over a fixed size would be an exact, differenceable
+/// signal. As in Google's differential-privacy library (Laplace thresholding with
+/// pre-thresholding, `cc/algorithms/partition-selection.h`): a group with fewer than
+/// `min_group_size` enterprises is never released; otherwise its count less `min_group_size - 1`
+/// gets discrete Laplace noise of scale `max_groups / epsilon` and the group is released when
+/// that reaches a threshold chosen so that a group one enterprise brings over the minimum is
+/// released with probability at most `delta` (split over the `max_groups` groups an enterprise
+/// can be in).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartitionSelection {
+    min_group_size: u64,
+    max_groups: u128,
+    epsilon_milli: u64,
+    threshold: i128,
+}
+
+impl PartitionSelection {
+    /// `epsilon_milli` / 1000 is the epsilon spent on selection; `0 < delta < 1`.
+    pub fn new(min_group_size: u32, max_groups: u32, epsilon_milli: u64, delta: f64) -> Self {
+        let max_groups = u128::from(max_groups.max(1));
+        let epsilon_milli = epsilon_milli.max(1);
+        let delta = delta.clamp(f64::MIN_POSITIVE, 0.5);
+        // delta for one group: 1 - (1 - delta)^(1/k), so that k groups together stay within delta.
+        let per_group = -f64::exp_m1(f64::ln_1p(-delta) / max_groups as f64);
+        // The noise is discrete Laplace with q = exp(-epsilon/k): P(Z >= m) = q^m / (1 + q) for
+        // m >= 1. A group at the minimum (count 1 after pre-thresholding) is released when
+        // 1 + Z >= T, so T - 1 >= ln(per_group · (1 + q)) / ln q.
+        let ln_q = -(epsilon_milli as f64) / (1000.0 * max_groups as f64);
+        let m = (f64::ln(per_group * (1.0 + ln_q.exp())) / ln_q).ceil().max(1.0);
+        let threshold = 1 + if m.is_finite() && m < 1e15 { m as i128 } else { 1_000_000_000_000_000 };
+        Self { min_group_size: u64::from(min_group_size.max(1)), max_groups, epsilon_milli, threshold }
+    }
+
+    /// The noisy count a group must reach (after pre-thresholding).
+    pub fn threshold(&self) -> i128 {
+        self.threshold
+    }
+
+    /// Whether a group with `enterprises` distinct contributors is released.
+    pub fn keep(&self, rng: &mut dyn Randomness, enterprises: u64) -> bool {
+        if enterprises < self.min_group_size {
+            return false;
+        }
+        let above = i128::from(enterprises - (self.min_group_size - 1));
+        above + noise(rng, self.max_groups, self.epsilon_milli) >= self.threshold
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -161,6 +211,28 @@ pub(crate) mod tests {
         let b = spread(10, 100); // scale 100
         assert!((8.0..12.0).contains(&a), "{a}");
         assert!((85.0..115.0).contains(&b), "{b}");
+    }
+
+    #[test]
+    fn partition_selection_releases_a_group_at_the_minimum_at_most_with_probability_delta() {
+        // epsilon 0.5 for selection, one group per enterprise, delta 1e-5: scale 2.
+        let sel = PartitionSelection::new(5, 1, 500, 1e-5);
+        let q = (-0.5f64).exp();
+        let m = sel.threshold() - 1;
+        // The threshold is the least one that meets delta.
+        assert!(q.powi(m as i32) / (1.0 + q) <= 1e-5, "T = {}", sel.threshold());
+        assert!(q.powi(m as i32 - 1) / (1.0 + q) > 1e-5, "T = {} is not the least", sel.threshold());
+        let mut rng = Seeded(11);
+        let released = |n: u64, rng: &mut Seeded| (0..4000).filter(|_| sel.keep(rng, n)).count();
+        assert_eq!(released(4, &mut rng), 0, "under the minimum: never");
+        assert_eq!(released(5, &mut rng), 0, "at the minimum: at most delta");
+        // Around the threshold the decision is noisy, neither always nor never.
+        let mid = 4 + sel.threshold() as u64;
+        let r = released(mid, &mut rng);
+        assert!((1000..3000).contains(&r), "{r} of 4000 released at the threshold");
+        assert_eq!(released(mid + 60, &mut rng), 4000, "far above: always");
+        // More groups per enterprise: a wider noise and a higher threshold.
+        assert!(PartitionSelection::new(5, 3, 500, 1e-5).threshold() > sel.threshold());
     }
 
     #[test]

@@ -222,10 +222,12 @@ impl CompiledPolicy {
                 let ok = agg.epsilon_per_query >= 0.001
                     && agg.epsilon_per_query <= agg.epsilon_budget
                     && agg.epsilon_budget <= 1000.0
-                    && agg.budget_period_ms >= 60_000;
+                    && agg.budget_period_ms >= 60_000
+                    && agg.delta_per_query > 0.0
+                    && agg.delta_per_query <= 0.001;
                 if !ok {
                     return Err(malformed(
-                        "differential privacy needs 0.001 <= epsilon_per_query <= epsilon_budget <= 1000 and a budget period of at least a minute",
+                        "differential privacy needs 0.001 <= epsilon_per_query <= epsilon_budget <= 1000, 0 < delta_per_query <= 0.001 and a budget period of at least a minute",
                     ));
                 }
             }
@@ -342,7 +344,8 @@ impl CompiledPolicy {
                 a.min_group_size,
                 if a.differential_privacy {
                     format!(
-                        ", discrete Laplace noise, epsilon {} per query, {} per {} s",
+                        ", groups released by noisy threshold (delta {}) and discrete Laplace noise, epsilon {} per query, {} per {} s",
+                        a.delta_per_query,
                         a.epsilon_per_query,
                         a.epsilon_budget,
                         a.budget_period_ms / 1000

@@ -46,6 +46,7 @@ pub(crate) fn industry_policy() -> ExchangePolicy {
             sum_bounds: vec![MetricBound { metric: "output_value".into(), bound: 100_000_000 }],
             row_level: true,
             max_groups_per_enterprise: 1,
+            delta_per_query: 1e-6,
         }),
         retention_ms: 30 * DAY,
         onward_zones: vec![],
@@ -121,6 +122,16 @@ fn structural_rules() {
         ("epsilon above budget", {
             let mut p = industry_policy();
             p.aggregation.as_mut().unwrap().epsilon_per_query = 2.0;
+            p
+        }),
+        ("differential privacy without delta", {
+            let mut p = industry_policy();
+            p.aggregation.as_mut().unwrap().delta_per_query = 0.0;
+            p
+        }),
+        ("delta too large", {
+            let mut p = industry_policy();
+            p.aggregation.as_mut().unwrap().delta_per_query = 0.01;
             p
         }),
         ("bad generalisation", {

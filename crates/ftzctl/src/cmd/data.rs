@@ -179,7 +179,7 @@ pub async fn run(cmd: DataCommand, channel: Channel, fmt: Format) -> Result<()> 
                 fmt,
                 || {
                     let mut t = format!(
-                        "{} groups from {} under policy {} v{}{}; {} group(s) suppressed as too small; kept here until {}\n",
+                        "{} groups from {} under policy {} v{}{}; {}; kept here until {}\n",
                         a.groups.len(),
                         a.provider_zone,
                         a.policy_id,
@@ -189,7 +189,11 @@ pub async fn run(cmd: DataCommand, channel: Channel, fmt: Format) -> Result<()> 
                         } else {
                             String::new()
                         },
-                        a.suppressed_groups,
+                        if a.noised {
+                            "groups are released by a noisy threshold (how many were held back is not told)".to_string()
+                        } else {
+                            format!("{} group(s) suppressed as too small", a.suppressed_groups)
+                        },
                         time(a.retain_until_ms)
                     );
                     for g in &a.groups {

@@ -271,6 +271,8 @@ struct Aggregation {
     row_level: bool,
     #[serde(default)]
     max_groups_per_enterprise: u32,
+    #[serde(default)]
+    delta_per_query: f64,
 }
 
 use ftzctl::signed_file::{read, write};
@@ -310,6 +312,7 @@ fn from_spec(spec: Spec, now: i64) -> Result<ExchangePolicy> {
         sum_bounds: a.sum_bounds.into_iter().map(|(metric, bound)| MetricBound { metric, bound }).collect(),
         row_level: a.row_level,
         max_groups_per_enterprise: a.max_groups_per_enterprise,
+        delta_per_query: a.delta_per_query,
     });
     Ok(ExchangePolicy {
         policy_id: spec.policy_id,
