@@ -157,6 +157,33 @@ async fn aggregates_suppress_small_groups_and_spend_a_durable_budget() {
     c.shutdown().await;
 }
 
+/// Finding: budget periods were cut at multiples of their length from the epoch, so a consumer
+/// could spend a period's budget just before one ended and a whole new budget just after: twice
+/// the epsilon in a few minutes.
+#[tokio::test]
+async fn a_privacy_budget_holds_across_the_end_of_a_calendar_period() {
+    let period = 30 * DAY_MS;
+    // Two minutes before the end of an epoch-aligned period (in the past, so that every
+    // certificate made now is already valid).
+    let start = SystemClock.now_ms().div_euclid(period) * period - 120_000;
+    let clock = ManualClock::new(start);
+    let c = Cluster::start_with_clock(&["shanghai", "hainan"], Arc::new(clock.clone())).await;
+    import(&c).await;
+    c.local.install_policy(&industry_policy(&c, "sh-hn-industry", "hainan")).await.unwrap();
+    for _ in 0..2 {
+        c.verifier("hainan").query_industry_data(count_by_industry("industrial-planning")).await.unwrap();
+    }
+    clock.advance_ms(240_000);
+    let err = c.verifier("hainan").query_industry_data(count_by_industry("industrial-planning")).await.unwrap_err();
+    assert_eq!(peer_reason(&err).as_deref(), Some("BUDGET_EXHAUSTED"), "a new calendar period is no new budget");
+    // A whole period after the two queries, the budget is back.
+    clock.advance_ms(period);
+    let a =
+        c.verifier("hainan").query_industry_data(count_by_industry("industrial-planning")).await.unwrap().into_inner();
+    assert_eq!(a.epsilon_remaining, 0.5);
+    c.shutdown().await;
+}
+
 #[tokio::test]
 async fn rows_leave_minimised_with_pseudonyms_per_zone_pair_and_the_negative_list_wins() {
     let c = Cluster::start(&ZONES).await;

@@ -123,10 +123,10 @@ impl Industry {
         let mut remaining = 0.0;
         if cost > 0 {
             let budget = (agg.epsilon_budget * 1000.0).round() as u64;
-            let period = crate::policies::budget_period(&policy, now);
+            let (slice, span) = crate::policies::budget_window(&policy, now);
             let charged = state
                 .store
-                .write_durably(|s| s.charge_budget(policy.id(), consumer.as_str(), period, cost, budget))
+                .write_durably(|s| s.charge_budget(policy.id(), consumer.as_str(), slice, span, cost, budget))
                 .await?;
             match charged {
                 Ok(spent) => remaining = (budget - spent) as f64 / 1000.0,
@@ -134,9 +134,10 @@ impl Industry {
                     return Err(ApiError::new(
                         Reason::BudgetExhausted,
                         format!(
-                            "epsilon {:.3} of {:.3} spent this period; this query needs {:.3}",
+                            "epsilon {:.3} of {:.3} spent in the last {} days; this query needs {:.3}",
                             spent as f64 / 1000.0,
                             agg.epsilon_budget,
+                            agg.budget_period_ms as f64 / 86_400_000.0,
                             cost as f64 / 1000.0
                         ),
                     ));

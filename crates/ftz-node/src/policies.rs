@@ -71,10 +71,18 @@ pub(crate) struct RevokeOutcome {
 #[derive(Default)]
 pub(crate) struct RateWindows(std::sync::Mutex<std::collections::HashMap<(String, String), VecDeque<i64>>>);
 
-/// The budget period a time falls in.
-pub(crate) fn budget_period(p: &CompiledPolicy, now: i64) -> u64 {
-    let len = p.aggregation().budget_period_ms.max(1);
-    u64::try_from(now.div_euclid(len)).unwrap_or(0)
+/// How many slices a budget period is cut into.
+const BUDGET_SLICES: i64 = 30;
+
+/// The budget window at a time: the current slice and how many slices count with it. A privacy
+/// budget holds in every stretch of the period's length, not per calendar period (which would
+/// let a consumer spend a period's budget just before its end and again just after): slices of
+/// a thirtieth of the period (rounded up), the current one and the 30 before it counting, so the
+/// slices counted always cover at least the period before now.
+pub(crate) fn budget_window(p: &CompiledPolicy, now: i64) -> (u64, u64) {
+    let period = p.aggregation().budget_period_ms.max(1);
+    let len = period.div_euclid(BUDGET_SLICES) + i64::from(period % BUDGET_SLICES != 0);
+    (u64::try_from(now.div_euclid(len.max(1))).unwrap_or(0), BUDGET_SLICES as u64 + 1)
 }
 
 impl Policies {
@@ -255,8 +263,8 @@ impl Policies {
                 .unwrap_or(0);
             let needed = epsilon_needed_milli(p);
             let spent = if needed > 0 {
-                let period = budget_period(p, req.now);
-                state.store.budget_spent(p.id(), &consumer, period).unwrap_or(u64::MAX)
+                let (slice, span) = budget_window(p, req.now);
+                state.store.budget_spent(p.id(), &consumer, slice, span).unwrap_or(u64::MAX)
             } else {
                 0
             };

@@ -753,9 +753,10 @@ impl PolicySet {
                     Err((
                         Reason::BudgetExhausted,
                         format!(
-                            "epsilon {:.3} of {:.3} spent this period; this query needs {:.3}",
+                            "epsilon {:.3} of {:.3} spent in the last {} days; this query needs {:.3}",
                             u.epsilon_spent_milli as f64 / 1000.0,
                             agg.epsilon_budget,
+                            agg.budget_period_ms as f64 / 86_400_000.0,
                             u.epsilon_needed_milli as f64 / 1000.0
                         ),
                     )),

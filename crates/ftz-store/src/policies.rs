@@ -98,40 +98,75 @@ impl Store {
         }
     }
 
-    fn budget_key(policy: &str, consumer: &str, period: u64) -> Vec<u8> {
-        let mut k = format!("{policy}\0{consumer}\0").into_bytes();
-        k.extend_from_slice(&period.to_be_bytes());
-        k
+    /// One key per (policy, consumer): the budget is a sliding window of slices, not one counter
+    /// per calendar period (which let a consumer spend a period's budget just before its end and
+    /// again just after). The `w` prefix keeps it apart from the per-period counters of store
+    /// versions before it (which are ignored).
+    fn budget_key(policy: &str, consumer: &str) -> Vec<u8> {
+        format!("w\0{policy}\0{consumer}").into_bytes()
     }
 
-    /// Milli-epsilon spent by `consumer` under `policy` in budget period `period`.
-    pub fn budget_spent(&self, policy: &str, consumer: &str, period: u64) -> Result<u64, StoreError> {
-        Ok(self
-            .budgets
-            .get(Self::budget_key(policy, consumer, period))?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+    /// The (slice, milli-epsilon) pairs of a budget value.
+    fn budget_slices(v: Option<&[u8]>) -> Result<Vec<(u64, u64)>, StoreError> {
+        let v = v.unwrap_or_default();
+        if !v.len().is_multiple_of(16) {
+            return Err(StoreError::Corrupt { what: "budget", detail: format!("{} bytes", v.len()) });
+        }
+        Ok(v.chunks_exact(16)
+            .map(|c| {
+                let (a, b) = c.split_at(8);
+                (
+                    u64::from_be_bytes(a.try_into().unwrap_or_default()),
+                    u64::from_be_bytes(b.try_into().unwrap_or_default()),
+                )
+            })
+            .collect())
     }
 
-    /// Charges `cost` milli-epsilon if the total stays within `limit`, atomically and durably.
-    /// Returns the total spent after the charge, or `Err(spent)` if it would exceed the limit.
+    /// Whether `s` is one of the `span` slices up to and including `current`.
+    fn in_window(s: u64, current: u64, span: u64) -> bool {
+        s <= current && current - s < span
+    }
+
+    /// Milli-epsilon spent by `consumer` under `policy` in the `span` slices up to `slice`.
+    pub fn budget_spent(&self, policy: &str, consumer: &str, slice: u64, span: u64) -> Result<u64, StoreError> {
+        let old = self.budgets.get(Self::budget_key(policy, consumer))?;
+        Ok(Self::budget_slices(old.as_deref())?
+            .into_iter()
+            .filter(|(s, _)| Self::in_window(*s, slice, span))
+            .fold(0u64, |a, (_, v)| a.saturating_add(v)))
+    }
+
+    /// Charges `cost` milli-epsilon to slice `slice` if what was spent in the `span` slices up to
+    /// it stays within `limit`, atomically and durably; slices out of the window are dropped, so
+    /// the value holds at most `span` pairs. Returns the total spent in the window after the
+    /// charge, or `Err(spent)` if it would exceed the limit.
     pub fn charge_budget(
         &self,
         policy: &str,
         consumer: &str,
-        period: u64,
+        slice: u64,
+        span: u64,
         cost: u64,
         limit: u64,
     ) -> Result<Result<u64, u64>, StoreError> {
-        let key = Self::budget_key(policy, consumer, period);
+        let key = Self::budget_key(policy, consumer);
         loop {
             let old = self.budgets.get(&key)?;
-            let spent = old.as_ref().and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)).unwrap_or(0);
+            let mut slices = Self::budget_slices(old.as_deref())?;
+            slices.retain(|(s, _)| Self::in_window(*s, slice, span));
+            let spent = slices.iter().fold(0u64, |a, (_, v)| a.saturating_add(*v));
             let after = spent.saturating_add(cost);
             if after > limit {
                 return Ok(Err(spent));
             }
-            if self.budgets.compare_and_swap(&key, old, Some(&after.to_be_bytes()[..]))?.is_ok() {
+            match slices.iter_mut().find(|(s, _)| *s == slice) {
+                Some((_, v)) => *v = v.saturating_add(cost),
+                None => slices.push((slice, cost)),
+            }
+            let new: Vec<u8> =
+                slices.iter().flat_map(|(s, v)| s.to_be_bytes().into_iter().chain(v.to_be_bytes())).collect();
+            if self.budgets.compare_and_swap(&key, old, Some(new))?.is_ok() {
                 self.flush()?;
                 return Ok(Ok(after));
             }
@@ -147,12 +182,17 @@ mod tests {
     fn budgets_charge_atomically_within_their_limit() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(s.charge_budget("p", "hainan", 7, 500, 1000).unwrap(), Ok(500));
-        assert_eq!(s.charge_budget("p", "hainan", 7, 500, 1000).unwrap(), Ok(1000));
-        assert_eq!(s.charge_budget("p", "hainan", 7, 1, 1000).unwrap(), Err(1000));
-        assert_eq!(s.charge_budget("p", "hainan", 8, 500, 1000).unwrap(), Ok(500), "a new period starts afresh");
-        assert_eq!(s.charge_budget("p", "guangdong", 7, 500, 1000).unwrap(), Ok(500), "per consumer");
-        assert_eq!(s.budget_spent("p", "hainan", 7).unwrap(), 1000);
+        // A window of 3 slices.
+        assert_eq!(s.charge_budget("p", "hainan", 7, 3, 500, 1000).unwrap(), Ok(500));
+        assert_eq!(s.charge_budget("p", "hainan", 8, 3, 500, 1000).unwrap(), Ok(1000));
+        assert_eq!(s.charge_budget("p", "hainan", 8, 3, 1, 1000).unwrap(), Err(1000));
+        assert_eq!(s.charge_budget("p", "hainan", 9, 3, 1, 1000).unwrap(), Err(1000), "slice 7 still counts");
+        assert_eq!(s.charge_budget("p", "hainan", 10, 3, 500, 1000).unwrap(), Ok(1000), "slice 7 has left the window");
+        assert_eq!(s.charge_budget("p", "guangdong", 7, 3, 500, 1000).unwrap(), Ok(500), "per consumer");
+        assert_eq!(s.budget_spent("p", "hainan", 10, 3).unwrap(), 1000);
+        assert_eq!(s.budget_spent("p", "hainan", 13, 3).unwrap(), 0);
+        // The value keeps only the slices in the window.
+        assert_eq!(s.budgets.get(b"w\0p\0hainan").unwrap().unwrap().len(), 2 * 16);
     }
 
     #[test]
