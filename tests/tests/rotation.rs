@@ -10,10 +10,11 @@ use std::time::Duration;
 use ftz_core::{Reason, Role, envelope};
 use ftz_pki::files;
 use ftz_proto::{
-    InstallRegistryRequest, IssueCertificationRequest, KeyPurpose, RecordRef, VerificationResult, VerifyRecordRequest,
-    ZoneKey, audit_client::AuditClient, verify_record_request::Subject,
+    InstallRegistryRequest, IssueCertificationRequest, KeyPurpose, ListEntriesRequest, PushInspectionRequest,
+    RecordInspectionRequest, RecordRef, VerificationResult, VerifyRecordRequest, ZoneKey, audit_client::AuditClient,
+    verify_record_request::Subject,
 };
-use ftz_tests::{Cluster, DAY_MS, cert_rule, certification};
+use ftz_tests::{Cluster, DAY_MS, cert_rule, certification, inspection, inspection_rule};
 use ftzctl::audit_dir::{self, ExportDir, settled_checkpoint};
 
 async fn verify(c: &Cluster, subject: Subject) -> VerificationResult {
@@ -135,5 +136,62 @@ async fn rotated_keys_keep_old_signatures_valid_and_refuse_the_retired_key_after
     }
     let (_, _, x) = audit_dir::cross_check(&dirs[0], &dirs[1], |_| {}).unwrap();
     assert_eq!((x.in_both, x.one_sided()), (2, false));
+    c.shutdown().await;
+}
+
+async fn transfers(c: &Cluster, zone: &str) -> Vec<Vec<u8>> {
+    let req = ListEntriesRequest { limit: 1000, decision: "transfer".into(), ..Default::default() };
+    let r = AuditClient::new(c.user(zone, Role::Auditor)).list_entries(req).await.unwrap().into_inner();
+    r.entries.into_iter().map(|e| e.leaf).collect()
+}
+
+/// Finding: a delivery queued before the provider rotated its node key was never logged by the
+/// provider: its intent was signed by the old key and the provider took receipts only for
+/// intents signed by the key it runs with now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_queued_before_a_node_key_rotation_arrives_and_is_logged_on_both_sides() {
+    let mut c = Cluster::start(&["guangdong", "shanghai"]).await;
+    c.agree("gd-sh", "guangdong", "shanghai", vec![inspection_rule("CNAS")], 365 * DAY_MS).await;
+    let result = inspection(&c, "GD-ROT-1", "LOT-ROT-1");
+    c.issuer("guangdong").record_inspection(RecordInspectionRequest { result: Some(result) }).await.unwrap();
+    c.local.stop("shanghai").await.unwrap();
+    let push =
+        PushInspectionRequest { record_id: "GD-ROT-1".into(), to_zone: "shanghai".into(), purpose: String::new() };
+    assert!(c.issuer("guangdong").push_inspection(push).await.unwrap().into_inner().queued);
+
+    // Guangdong rotates its node key (registry v2: the new key from now, the old one for ten
+    // more minutes) and restarts on it, the delivery still queued with the old key's intent.
+    let gd = c.zone("guangdong");
+    let now = c.clock.now_ms();
+    std::fs::remove_file(gd.node_key_path()).unwrap();
+    let new_node = files::generate_signing_key(&gd.node_key_path()).unwrap();
+    let mut doc = c.registry_doc();
+    doc.version = 2;
+    let zone = doc.zones.iter_mut().find(|z| z.zone_id == "guangdong").unwrap();
+    zone.keys.iter_mut().filter(|k| k.purpose == KeyPurpose::Node as i32).for_each(|k| k.valid_until_ms = now + 600_000);
+    zone.keys.push(ZoneKey {
+        purpose: KeyPurpose::Node as i32,
+        public_key: new_node.verifying_key().as_bytes().to_vec(),
+        valid_from_ms: now - 1_000,
+        valid_until_ms: 0,
+    });
+    let v2 = c.sign_registry(&doc, &["guangdong", "shanghai"]);
+    c.admin("guangdong").install_registry(InstallRegistryRequest { registry: Some(v2.clone()) }).await.unwrap();
+    c.local.restart("guangdong").await.unwrap();
+    c.local.restart("shanghai").await.unwrap();
+    c.admin("shanghai").install_registry(InstallRegistryRequest { registry: Some(v2) }).await.unwrap();
+    ftzctl::outbox::drained(&mut c.admin("guangdong"), Duration::from_secs(30)).await.unwrap();
+
+    // Delivered once, and the same transfer leaf is in both logs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (gd_log, sh_log) = loop {
+        let logs = (transfers(&c, "guangdong").await, transfers(&c, "shanghai").await);
+        if !logs.0.is_empty() || std::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((gd_log.len(), sh_log.len()), (1, 1), "the provider logged the transfer its consumer logged");
+    assert_eq!(gd_log[0], sh_log[0]);
     c.shutdown().await;
 }

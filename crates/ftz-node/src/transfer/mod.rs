@@ -377,8 +377,10 @@ impl Transfers {
         bounds::one_signature(&env, "the intent")?;
         let registry = state.registry();
         let now = state.now_ms();
-        let (intent, _): (TransferIntent, _) = envelope::open(&env, PayloadType::TRANSFER_INTENT, |id| {
-            registry.zone(provider).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, now))
+        // Judged by the key the provider had when it signed (its age is bounded below), so a
+        // delivery queued before the provider rotated its node key still arrives.
+        let intent: TransferIntent = open_signed_at(&registry, provider, &env, PayloadType::TRANSFER_INTENT, |i: &TransferIntent| {
+            i.created_at_ms
         })
         .map_err(|e| invalid(format!("intent of zone {provider}: {e}")))?;
         if intent.provider_zone != provider.as_str() || intent.consumer_zone != state.zone.as_str() {
@@ -469,17 +471,22 @@ pub(crate) async fn acknowledged(
 ) -> Result<(), ApiError> {
     bounds::one_signature(intent_env, "the intent")?;
     bounds::one_signature(receipt_env, "the receipt")?;
-    let own = core.node_key.verifying_key();
-    let (intent, _): (TransferIntent, _) =
-        envelope::open(intent_env, PayloadType::TRANSFER_INTENT, |id| (*id == own.key_id()).then_some(own))
-            .map_err(|e| invalid(format!("not an intent this node signed: {e}")))?;
     let registry = core.registry();
-    let now = core.now_ms();
-    let (receipt, _): (TransferReceipt, _) = envelope::open(receipt_env, PayloadType::TRANSFER_RECEIPT, |id| {
-        registry.zone(caller).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, now))
-    })
-    .map_err(|e| invalid(format!("receipt of zone {caller}: {e}")))?;
+    // By this zone's node key of the time the intent was made (only this zone holds its node
+    // keys): a receipt for a delivery queued before a rotation is still taken.
+    let intent: TransferIntent =
+        open_signed_at(&registry, &core.zone, intent_env, PayloadType::TRANSFER_INTENT, |i: &TransferIntent| i.created_at_ms)
+            .map_err(|e| invalid(format!("not an intent this zone signed: {e}")))?;
+    let receipt: TransferReceipt =
+        open_signed_at(&registry, caller, receipt_env, PayloadType::TRANSFER_RECEIPT, |r: &TransferReceipt| r.received_at_ms)
+            .map_err(|e| invalid(format!("receipt of zone {caller}: {e}")))?;
     bounds::check_receipt(&receipt)?;
+    let skew = core.limits.max_clock_skew_ms;
+    if receipt.received_at_ms < intent.created_at_ms.saturating_sub(skew)
+        || receipt.received_at_ms > core.now_ms().saturating_add(skew)
+    {
+        return Err(ApiError::new(Reason::StaleRequest, "the receipt's time is before its intent or in the future"));
+    }
     if intent.consumer_zone != caller.as_str() || receipt.consumer_zone != caller.as_str() {
         return Err(ApiError::new(Reason::ZoneMismatch, "the receipt is not from the intent's consumer"));
     }
@@ -492,6 +499,25 @@ pub(crate) async fn acknowledged(
     // the sweeper, never declared unacknowledged.
     core.store.without_flush().take_pending_intent(&id)?;
     Ok(())
+}
+
+/// Opens an intent or a receipt signed by one node key of `zone`: the key the registry says was
+/// valid at the time the document gives for its own signing (`at`). That time is the signer's
+/// claim, so every caller bounds it (an intent's age, a receipt's time against its intent); a
+/// key the registry no longer lists at all (withdrawn after a compromise, not retired) counts
+/// for nothing.
+fn open_signed_at<M: Message + Default>(
+    registry: &ftz_core::registry::Registry,
+    zone: &ZoneId,
+    env: &Envelope,
+    payload_type: &str,
+    at: impl Fn(&M) -> i64,
+) -> Result<M, envelope::EnvelopeError> {
+    let claimed: M = envelope::decode_payload(env, payload_type)?;
+    let t = at(&claimed);
+    let (msg, _) =
+        envelope::open(env, payload_type, |id| registry.zone(zone).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, t)))?;
+    Ok(msg)
 }
 
 /// The transfer a queued receipt acknowledges.
