@@ -8,10 +8,11 @@ use ftz_core::{KeyId, Reason, Role, ZoneId, envelope::PayloadType};
 use ftz_pki::files;
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
-    DataClass, IssueCertificationRequest, ListEntriesRequest, VerificationBundle, audit_client::AuditClient,
+    DataClass, IssueCertificationRequest, ListEntriesRequest, PingChallenge, PingPeerRequest, PingRequest,
+    VerificationBundle, audit_client::AuditClient,
 };
 use ftz_tests::{
-    Cluster, cert_rule, certification,
+    Cluster, cert_rule, certification, reason_of,
     rogue::{RogueZone, reseal, with_junk_signature_first},
 };
 use prost::Message;
@@ -489,5 +490,30 @@ async fn a_client_chain_padded_with_intermediates_is_refused_at_once() {
         .list_zones(ftz_proto::ListZonesRequest {})
         .await
         .unwrap();
+    c.shutdown().await;
+}
+
+/// Finding (time arithmetic): a peer's times were subtracted from the node's own clock without a
+/// bound, so a challenge sent "at" `i64::MIN` overflowed (a panic in a debug build, a wrapped
+/// skew that passed the check in a release build). Every extreme time is refused as stale.
+#[tokio::test]
+async fn times_at_the_ends_of_the_range_are_refused_not_wrapped() {
+    let c = Cluster::start(&["shanghai", "hainan"]).await;
+    let mut rogue = RogueZone::new(&c, "hainan", "shanghai");
+    for sent_at_ms in [i64::MIN, i64::MIN + 1, -1, i64::MAX] {
+        let challenge = PingChallenge {
+            from_zone: "hainan".into(),
+            to_zone: "shanghai".into(),
+            nonce: vec![7; 32],
+            sent_at_ms,
+            registry_version: 1,
+        };
+        let env = ftz_core::envelope::seal(PayloadType::PING_CHALLENGE, &challenge, &[&rogue.node_key]);
+        let err = rogue.peer.ping(PingRequest { challenge: Some(env) }).await.unwrap_err();
+        assert_eq!(reason_of(&err), Some(Reason::StaleRequest), "sent at {sent_at_ms}: {err:?}");
+    }
+    // The node still answers an honest challenge.
+    let ok = c.admin("hainan").ping_peer(PingPeerRequest { zone_id: "shanghai".into() }).await;
+    assert!(ok.is_ok(), "{ok:?}");
     c.shutdown().await;
 }

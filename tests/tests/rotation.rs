@@ -168,7 +168,10 @@ async fn a_delivery_queued_before_a_node_key_rotation_arrives_and_is_logged_on_b
     let mut doc = c.registry_doc();
     doc.version = 2;
     let zone = doc.zones.iter_mut().find(|z| z.zone_id == "guangdong").unwrap();
-    zone.keys.iter_mut().filter(|k| k.purpose == KeyPurpose::Node as i32).for_each(|k| k.valid_until_ms = now + 600_000);
+    zone.keys
+        .iter_mut()
+        .filter(|k| k.purpose == KeyPurpose::Node as i32)
+        .for_each(|k| k.valid_until_ms = now + 600_000);
     zone.keys.push(ZoneKey {
         purpose: KeyPurpose::Node as i32,
         public_key: new_node.verifying_key().as_bytes().to_vec(),

@@ -95,7 +95,7 @@ impl Issuer {
         let key = self.issuing_key()?;
         let now = state.now_ms();
         let at = record.issued_at_ms();
-        if at > now + state.limits.max_clock_skew_ms {
+        if at > now.saturating_add(state.limits.max_clock_skew_ms) {
             return Err(ApiError::new(Reason::RecordMalformed, "the record's issue time is in the future"));
         }
         let registry = state.registry();

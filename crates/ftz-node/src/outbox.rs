@@ -331,7 +331,7 @@ impl Outbox {
         let store = &self.core.store;
         let now = self.core.now_ms();
         let mut next = decide(handover, item.attempts, now, self.core.stopping());
-        if matches!(next, Next::RetryAt { .. }) && now - item.created_at_ms > GIVE_UP_AFTER_MS {
+        if matches!(next, Next::RetryAt { .. }) && now.saturating_sub(item.created_at_ms) > GIVE_UP_AFTER_MS {
             next = Next::GiveUp;
         }
         match next {
@@ -367,7 +367,7 @@ impl Outbox {
                         kind_name(item.kind),
                         item.to_zone,
                         item.attempts + 1,
-                        (now - item.created_at_ms) / 86_400_000,
+                        now.saturating_sub(item.created_at_ms) / 86_400_000,
                         item.last_error
                     ),
                 );

@@ -56,12 +56,13 @@ pub(crate) fn answer(
     if c.nonce.len() != NONCE_LEN {
         return Err(ApiError::invalid(format!("nonce must be {NONCE_LEN} bytes")));
     }
-    if (now - c.sent_at_ms).abs() > max_skew_ms {
+    // A peer's time may be anything: compared without arithmetic that could overflow.
+    if now.abs_diff(c.sent_at_ms) > max_skew_ms.unsigned_abs() {
         return Err(ApiError::new(
             Reason::StaleRequest,
             format!(
                 "challenge time is {} ms from this node's clock (at most {max_skew_ms} allowed)",
-                now - c.sent_at_ms
+                i128::from(now) - i128::from(c.sent_at_ms)
             ),
         ));
     }
@@ -117,6 +118,6 @@ pub(crate) async fn ping_peer(core: &Core, peers: &PeerClients, zone: &ZoneId) -
         peer_node_key_id: signers.first().map(ToString::to_string).unwrap_or_default(),
         round_trip_us: rtt_us,
         // The peer's clock minus ours, at the midpoint of the round trip.
-        peer_clock_offset_ms: a.answered_at_ms - (sent_at + rtt_us / 2000),
+        peer_clock_offset_ms: a.answered_at_ms.saturating_sub(sent_at.saturating_add(rtt_us / 2000)),
     })
 }

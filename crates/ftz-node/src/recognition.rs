@@ -150,7 +150,7 @@ impl Verifier {
         let cached = (!stored.status.is_empty()).then(|| decode_envelope(&stored.status)).transpose()?;
         let cached_stmt = cached.as_ref().and_then(statement_of);
         let final_status = cached_stmt.as_ref().is_some_and(|s| s.status == RecordStatus::Revoked as i32);
-        let age = cached_stmt.as_ref().map(|s| state.now_ms() - s.as_of_ms);
+        let age = cached_stmt.as_ref().map(|s| state.now_ms().saturating_sub(s.as_of_ms));
         let source = match stored.source {
             RecordSource::Delivered => "delivered",
             _ => "cached",

@@ -60,7 +60,7 @@ impl Verdict {
     }
 
     pub fn status_age_ms(&self) -> Option<i64> {
-        self.status_as_of_ms.map(|t| self.checked_at_ms - t)
+        self.status_as_of_ms.map(|t| self.checked_at_ms.saturating_sub(t))
     }
 
     /// One line for people.
@@ -187,7 +187,7 @@ fn judge_status(rec: &Record, digest: [u8; 32], status: Option<&Envelope>, ctx: 
         }
         Ok(RecordStatus::Expired) => finding(RecordStatus::Expired, Some(Reason::RecordExpired), as_of),
         Ok(RecordStatus::Active) if expired => finding(RecordStatus::Expired, Some(Reason::RecordExpired), as_of),
-        Ok(RecordStatus::Active) if ctx.now - stmt.as_of_ms > ctx.max_status_age_ms => {
+        Ok(RecordStatus::Active) if ctx.now.saturating_sub(stmt.as_of_ms) > ctx.max_status_age_ms => {
             finding(RecordStatus::Unknown, Some(Reason::StatusStale), as_of)
         }
         Ok(RecordStatus::Active) => finding(RecordStatus::Active, None, as_of),
@@ -205,7 +205,7 @@ fn statement(senv: &Envelope, rec: &Record, digest: [u8; 32], ctx: &VerdictConte
     let matches = stmt.record_id == rec.record_id()
         && stmt.issuing_zone == rec.issuing_zone()
         && stmt.record_digest == digest
-        && stmt.as_of_ms <= ctx.now + ctx.max_clock_skew_ms;
+        && stmt.as_of_ms <= ctx.now.saturating_add(ctx.max_clock_skew_ms);
     if matches { Ok(stmt) } else { Err(()) }
 }
 

@@ -85,14 +85,20 @@ fn purpose(p: KeyPurpose) -> &'static str {
 /// The next version of a registry, unsigned: for the authorities to edit and co-sign.
 pub fn next_version(env: &Envelope, now_ms: i64, quorum: Option<u32>, valid_days: Option<i64>) -> Result<Envelope> {
     let mut doc: FederationRegistry = envelope::decode_payload(env, PayloadType::FEDERATION_REGISTRY)?;
-    doc.version += 1;
+    doc.version = doc
+        .version
+        .checked_add(1)
+        .ok_or_else(|| anyhow::anyhow!("the registry's version is already the largest there is"))?;
     doc.issued_at_ms = now_ms;
     if let Some(q) = quorum {
         doc.quorum = q;
     }
     if let Some(days) = valid_days {
+        if !(1..=3660).contains(&days) {
+            anyhow::bail!("--valid-days must be between 1 and 3660 (ten years), not {days}");
+        }
         doc.valid_from_ms = now_ms;
-        doc.valid_until_ms = now_ms + days * 86_400_000;
+        doc.valid_until_ms = now_ms.saturating_add(days * 86_400_000);
     }
     Ok(envelope::seal(PayloadType::FEDERATION_REGISTRY, &doc, &[]))
 }

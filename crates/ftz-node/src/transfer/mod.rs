@@ -377,32 +377,35 @@ impl Transfers {
         bounds::one_signature(&env, "the intent")?;
         let registry = state.registry();
         let now = state.now_ms();
-        // Judged by the key the provider had when it signed (its age is bounded below), so a
-        // delivery queued before the provider rotated its node key still arrives.
-        let intent: TransferIntent = open_signed_at(&registry, provider, &env, PayloadType::TRANSFER_INTENT, |i: &TransferIntent| {
-            i.created_at_ms
-        })
-        .map_err(|e| invalid(format!("intent of zone {provider}: {e}")))?;
+        // The time it claims first: a far-future one is a wrong clock or a forgery, a very old
+        // one a replay (a delivery retried from a sender's outbox is younger than this).
+        let claimed: TransferIntent = envelope::decode_payload(&env, PayloadType::TRANSFER_INTENT)
+            .map_err(|e| invalid(format!("intent of zone {provider}: {e}")))?;
+        if claimed.created_at_ms > now.saturating_add(state.limits.max_clock_skew_ms)
+            || claimed.created_at_ms < now.saturating_sub(state.limits.max_intent_age_ms)
+        {
+            return Err(ApiError::new(
+                Reason::StaleRequest,
+                format!(
+                    "the intent was made at {}, outside what this node accepts at {}",
+                    ftz_core::time::format_ms(claimed.created_at_ms),
+                    ftz_core::time::format_ms(now)
+                ),
+            ));
+        }
+        // Then judged by the key the provider had when it signed, so a delivery queued before
+        // the provider rotated its node key still arrives.
+        let intent: TransferIntent =
+            open_signed_at(&registry, provider, &env, PayloadType::TRANSFER_INTENT, |i: &TransferIntent| {
+                i.created_at_ms
+            })
+            .map_err(|e| invalid(format!("intent of zone {provider}: {e}")))?;
         if intent.provider_zone != provider.as_str() || intent.consumer_zone != state.zone.as_str() {
             return Err(ApiError::new(
                 Reason::ZoneMismatch,
                 format!(
                     "the intent is from {} to {}, but {provider} sent it to {}",
                     intent.provider_zone, intent.consumer_zone, state.zone
-                ),
-            ));
-        }
-        // Far in the future: a wrong clock or a forgery. Very old: a replay (a delivery retried
-        // from a sender's outbox is younger than this).
-        if intent.created_at_ms > now + state.limits.max_clock_skew_ms
-            || intent.created_at_ms < now - state.limits.max_intent_age_ms
-        {
-            return Err(ApiError::new(
-                Reason::StaleRequest,
-                format!(
-                    "the intent was made at {}, outside what this node accepts at {}",
-                    ftz_core::time::format_ms(intent.created_at_ms),
-                    ftz_core::time::format_ms(now)
                 ),
             ));
         }
@@ -475,11 +478,15 @@ pub(crate) async fn acknowledged(
     // By this zone's node key of the time the intent was made (only this zone holds its node
     // keys): a receipt for a delivery queued before a rotation is still taken.
     let intent: TransferIntent =
-        open_signed_at(&registry, &core.zone, intent_env, PayloadType::TRANSFER_INTENT, |i: &TransferIntent| i.created_at_ms)
-            .map_err(|e| invalid(format!("not an intent this zone signed: {e}")))?;
+        open_signed_at(&registry, &core.zone, intent_env, PayloadType::TRANSFER_INTENT, |i: &TransferIntent| {
+            i.created_at_ms
+        })
+        .map_err(|e| invalid(format!("not an intent this zone signed: {e}")))?;
     let receipt: TransferReceipt =
-        open_signed_at(&registry, caller, receipt_env, PayloadType::TRANSFER_RECEIPT, |r: &TransferReceipt| r.received_at_ms)
-            .map_err(|e| invalid(format!("receipt of zone {caller}: {e}")))?;
+        open_signed_at(&registry, caller, receipt_env, PayloadType::TRANSFER_RECEIPT, |r: &TransferReceipt| {
+            r.received_at_ms
+        })
+        .map_err(|e| invalid(format!("receipt of zone {caller}: {e}")))?;
     bounds::check_receipt(&receipt)?;
     let skew = core.limits.max_clock_skew_ms;
     if receipt.received_at_ms < intent.created_at_ms.saturating_sub(skew)
@@ -515,8 +522,9 @@ fn open_signed_at<M: Message + Default>(
 ) -> Result<M, envelope::EnvelopeError> {
     let claimed: M = envelope::decode_payload(env, payload_type)?;
     let t = at(&claimed);
-    let (msg, _) =
-        envelope::open(env, payload_type, |id| registry.zone(zone).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, t)))?;
+    let (msg, _) = envelope::open(env, payload_type, |id| {
+        registry.zone(zone).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, t))
+    })?;
     Ok(msg)
 }
 
