@@ -517,3 +517,111 @@ async fn times_at_the_ends_of_the_range_are_refused_not_wrapped() {
     assert!(ok.is_ok(), "{ok:?}");
     c.shutdown().await;
 }
+
+/// Finding: an authenticated connection had no maximum age, so a caller kept one TLS handshake,
+/// and its place among its connections, for as long as it liked. Past
+/// `limits.max_connection_age_ms` the node asks it to go away and then closes it.
+#[tokio::test]
+async fn an_authenticated_connection_does_not_live_for_ever() {
+    use std::sync::Arc;
+
+    use ftz_core::{Clock, SystemClock};
+    use ftz_devkit::LocalFederation;
+    use ftz_proto::{GetNodeStatusRequest, admin_client::AdminClient};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tune: ftz_devkit::local::Tune = Arc::new(|cfg| {
+        cfg.limits.max_connections_per_caller = 1;
+        cfg.limits.max_connection_age_ms = 1_000;
+        cfg.limits.request_timeout_ms = 500;
+    });
+    let fed = LocalFederation::start_tuned(&["shanghai"], &dir.path().join("fed"), clock, tune).await.unwrap();
+    // The admin's one connection, kept open (its channel is held).
+    let mut held = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
+    held.get_node_status(GetNodeStatusRequest {}).await.unwrap();
+    let mut second = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
+    let s = second.get_node_status(GetNodeStatusRequest {}).await.unwrap_err();
+    assert_eq!(ftz_tests::reason_of(&s), Some(Reason::RateLimited), "{s:?}");
+    // Once the held connection has aged out, its place is free for a new one.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let mut again = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
+        match again.get_node_status(GetNodeStatusRequest {}).await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(ftz_tests::reason_of(&e), Some(Reason::RateLimited), "{e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the connection held since the start was never closed: {e:?}"),
+        }
+    }
+    drop(held);
+    fed.shutdown().await;
+}
+
+/// Finding: each refused request wrote a warning line to the node's log, so any caller (here
+/// another zone's user, refused `FOREIGN_USER`) could grow the node's log as fast as it could
+/// send. Refusal lines are bounded (5 a second, bursts of 20) and the rest counted; the
+/// refusals themselves are still audited, bounded per zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_cannot_fill_a_nodes_disk_through_its_log_lines() {
+    use std::time::{Duration, Instant};
+
+    use ftz_client::ClientProfile;
+    use ftz_devkit::ProcessFederation;
+    use ftz_proto::{RecordRef, VerifyRecordRequest, verify_client::VerifyClient, verify_record_request::Subject};
+
+    let dir = tempfile::tempdir().unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_crash-node"));
+    let limits = [("user_requests_per_second", 1_000_000)];
+    let mut fed = ProcessFederation::create(dir.path(), &["shanghai", "hainan"], bin, &[], &limits).unwrap();
+    fed.start("shanghai").unwrap();
+    let sh = fed.fed.zone("shanghai").unwrap();
+    let sh_dir = sh.dir.clone();
+    // Hainan's enterprise user, calling shanghai's node.
+    let mut p = ClientProfile::load(&fed.fed.zone("hainan").unwrap().profile_path(Role::Enterprise)).unwrap();
+    p.zone = sh.id.to_string();
+    p.endpoint = sh.endpoint.clone();
+    p.ca = sh.dir.join("ca.crt");
+    let mut v = VerifyClient::new(p.channel(Duration::from_secs(10)).unwrap());
+    let ask = || VerifyRecordRequest {
+        subject: Some(Subject::Ref(RecordRef { issuing_zone: "shanghai".into(), record_id: "SH-NONE".into() })),
+        recognising_zone: String::new(),
+        purpose: "verification".into(),
+    };
+    let started = Instant::now();
+    const CALLS: usize = 500;
+    for _ in 0..CALLS {
+        let e = v.verify_record(ask()).await.unwrap_err();
+        assert_eq!(reason_of(&e), Some(Reason::ForeignUser), "{e:?}");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let lines = || {
+        let log = std::fs::read_to_string(sh_dir.join("node.log")).unwrap();
+        log.lines().filter(|l| l.contains("refused:")).map(str::to_string).collect::<Vec<_>>()
+    };
+    let written = lines().len();
+    assert!(
+        written >= 1 && (written as f64) <= 20.0 + 5.0 * secs + 1.0,
+        "{written} warning lines for {CALLS} refusals in {secs:.1} s"
+    );
+    // A second later one more refusal: its line is written, and the lines together say how
+    // many refusals had no line of their own.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    v.verify_record(ask()).await.unwrap_err();
+    let all = lines();
+    assert_eq!(all.len(), written + 1);
+    let left_out: usize = all
+        .iter()
+        .map(|l| {
+            l.split("left_out=")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("no count in {l:?}"))
+        })
+        .sum();
+    assert_eq!(left_out + all.len(), CALLS + 1, "every refusal is either a line or counted in one");
+    fed.kill("shanghai");
+}

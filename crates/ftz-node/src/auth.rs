@@ -34,6 +34,7 @@ use crate::{
     core::Core,
     error::ApiError,
     outbox::Outbox,
+    telemetry::LineGate,
     users::UserRevocations,
 };
 
@@ -82,6 +83,11 @@ struct CacheEntry {
     not_after_ms: UnixMillis,
 }
 
+/// Warning lines about refused requests a node writes a second at most (bursts of four times
+/// that); the rest are counted in the next line. Refusals are audited whether or not a line is
+/// written.
+const REFUSAL_LINES_PER_SECOND: u32 = 5;
+
 pub(crate) struct Authenticator {
     core: Arc<Core>,
     log: AuditLog,
@@ -91,11 +97,21 @@ pub(crate) struct Authenticator {
     users: Arc<UserRevocations>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
     rates: CallerRates,
+    /// Warning lines about refusals, bounded.
+    lines: LineGate,
 }
 
 impl Authenticator {
     pub(crate) fn new(core: Arc<Core>, log: AuditLog, outbox: Arc<Outbox>, users: Arc<UserRevocations>) -> Self {
-        Self { core, log, outbox, users, cache: Mutex::new(HashMap::new()), rates: CallerRates::default() }
+        Self {
+            core,
+            log,
+            outbox,
+            users,
+            cache: Mutex::new(HashMap::new()),
+            rates: CallerRates::default(),
+            lines: LineGate::new(REFUSAL_LINES_PER_SECOND, 4 * REFUSAL_LINES_PER_SECOND),
+        }
     }
 
     /// Logs a refusal of an authenticated caller (in the background: the caller's answer does
@@ -381,7 +397,9 @@ where
             }
             Err(refused) => {
                 let (who, e) = *refused;
-                tracing::warn!(method = %path, remote = ?remote, reason = %e.reason, "refused: {}", e.message);
+                if let Some(left_out) = self.auth.lines.admit() {
+                    tracing::warn!(method = %path, remote = ?remote, reason = %e.reason, left_out, "refused: {}", e.message);
+                }
                 if let Some(who) = who {
                     self.auth.log_refused(&who, &path, &e);
                 }
@@ -410,7 +428,9 @@ fn undecodable_as_invalid(
         return resp;
     }
     let e = ApiError::new(Reason::MalformedRequest, format!("the request does not decode: {}", status.message()));
-    tracing::warn!(method = %path, "refused: {}", e.message);
+    if let Some(left_out) = auth.lines.admit() {
+        tracing::warn!(method = %path, left_out, "refused: {}", e.message);
+    }
     if who.principal == Principal::Node {
         auth.log_refused(who, path, &e);
     }

@@ -105,6 +105,10 @@ pub struct Limits {
     pub first_call_timeout_ms: u64,
     /// Connections one authenticated caller (a zone's node, a user) may hold at once.
     pub max_connections_per_caller: usize,
+    /// A connection older than this is asked to go away (HTTP/2 GOAWAY) and closed after
+    /// `request_timeout_ms` more: no caller keeps one TLS handshake, or a place among its
+    /// connections, for ever. Clients reconnect transparently.
+    pub max_connection_age_ms: u64,
     /// Concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
     /// Timeout for connecting to a peer node.
@@ -135,6 +139,7 @@ impl Default for Limits {
             max_unauthenticated_per_source: 16,
             first_call_timeout_ms: 10_000,
             max_connections_per_caller: 64,
+            max_connection_age_ms: 3_600_000,
             max_concurrent_streams: 128,
             peer_connect_timeout_ms: 5_000,
             peer_request_timeout_ms: 10_000,
@@ -290,7 +295,7 @@ impl NodeConfig {
         self.listen_addr()?;
         self.trust_anchor()?;
         let l = &self.limits;
-        let checks: [(&'static str, bool, &str); 10] = [
+        let checks: [(&'static str, bool, &str); 16] = [
             ("limits.max_message_bytes", (1024..=64 * 1024 * 1024).contains(&l.max_message_bytes), "1 KiB to 64 MiB"),
             ("limits.request_timeout_ms", (100..=600_000).contains(&l.request_timeout_ms), "100 ms to 10 min"),
             ("limits.handshake_timeout_ms", (100..=60_000).contains(&l.handshake_timeout_ms), "100 ms to 60 s"),
@@ -305,6 +310,28 @@ impl NodeConfig {
             ("limits.peer_requests_per_second", (1..=1_000_000).contains(&l.peer_requests_per_second), "1 to 1000000"),
             ("limits.user_requests_per_second", (1..=1_000_000).contains(&l.user_requests_per_second), "1 to 1000000"),
             ("limits.max_intent_age_ms", (60_000..=90 * 86_400_000).contains(&l.max_intent_age_ms), "1 min to 90 days"),
+            (
+                "limits.max_unauthenticated_connections",
+                (1..=l.max_connections).contains(&l.max_unauthenticated_connections),
+                "1 to limits.max_connections",
+            ),
+            (
+                "limits.max_unauthenticated_per_source",
+                (1..=l.max_unauthenticated_connections).contains(&l.max_unauthenticated_per_source),
+                "1 to limits.max_unauthenticated_connections",
+            ),
+            ("limits.first_call_timeout_ms", (100..=600_000).contains(&l.first_call_timeout_ms), "100 ms to 10 min"),
+            (
+                "limits.max_connections_per_caller",
+                (1..=l.max_connections).contains(&l.max_connections_per_caller),
+                "1 to limits.max_connections",
+            ),
+            (
+                "limits.max_connection_age_ms",
+                (1_000..=30 * 86_400_000).contains(&l.max_connection_age_ms),
+                "1 s to 30 days",
+            ),
+            ("limits.outbox_per_destination", (1..=1_000_000).contains(&l.outbox_per_destination), "1 to 1000000"),
         ];
         for (field, ok, range) in checks {
             if !ok {

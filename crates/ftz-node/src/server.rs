@@ -173,6 +173,8 @@ async fn build_router(
         .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_connection_age(Duration::from_millis(limits.max_connection_age_ms.max(1_000)))
+        .max_connection_age_grace(Duration::from_millis(limits.request_timeout_ms))
         .layer(AuthLayer::new(auth))
         .add_service(limited!(PeerServer, PeerService::new(node.clone())))
         .add_service(limited!(AdminServer, AdminService::new(node.clone())))

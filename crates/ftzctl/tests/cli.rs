@@ -331,7 +331,11 @@ async fn auditors_export_logs_and_catch_tampering_offline() {
     assert!(o.stdout.contains("not included"), "{}", o.stdout);
 
     // The whole log, and the same with one byte flipped or one entry dropped.
-    let o = ftzctl(&["--json", "audit", "verify-log", &s(&sh_dir), "--quorum", "1"]).await;
+    // Where the keys come from is said every time.
+    let o = ftzctl(&["audit", "verify-log", &s(&sh_dir), "--quorum", "1"]).await;
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(o.stderr.contains("--trust-export-keys"), "{}", o.stderr);
+    let o = ftzctl(&["--json", "audit", "verify-log", &s(&sh_dir), "--quorum", "1", "--trust-export-keys"]).await;
     assert_eq!(o.code, 0, "{}", o.stdout);
     assert_eq!(o.json()["details"]["entries"].as_u64(), Some(size));
 
@@ -381,7 +385,7 @@ async fn auditors_export_logs_and_catch_tampering_offline() {
     }
     std::fs::write(forged.join("checkpoint"), note).unwrap();
     std::fs::write(forged.join("keys"), keys.join("\n") + "\n").unwrap();
-    let o = ftzctl(&["audit", "verify-log", &s(&forged), "--quorum", "2"]).await;
+    let o = ftzctl(&["audit", "verify-log", &s(&forged), "--quorum", "2", "--trust-export-keys"]).await;
     assert_eq!(o.code, 0, "with the export's own keys the forged witnesses count: {}{}", o.stdout, o.stderr);
     let o = anchored(&forged, "2").await;
     assert_eq!(o.code, 3, "with the registry's keys they do not: {}{}", o.stdout, o.stderr);
@@ -398,23 +402,24 @@ async fn auditors_export_logs_and_catch_tampering_offline() {
     };
     let flipped = copy("flipped");
     std::fs::write(flipped.join("entries").join(index.to_string()), &bytes).unwrap();
-    let o = ftzctl(&["audit", "verify-log", &s(&flipped)]).await;
+    let o = anchored(&flipped, "0").await;
     assert_eq!(o.code, 3, "{}", o.stdout);
     let dropped = copy("dropped");
     std::fs::remove_file(dropped.join("entries").join("1")).unwrap();
-    let o = ftzctl(&["audit", "verify-log", &s(&dropped)]).await;
+    let o = anchored(&dropped, "0").await;
     assert_eq!(o.code, 3);
     assert!(o.stdout.contains("entry 1 is missing"), "{}", o.stdout);
 
     // Both logs hold the transfer; a later one that shanghai's old export lacks is one-sided.
-    let o = ftzctl(&["audit", "cross-check", &s(&sh_dir), &s(&hn_dir)]).await;
+    let trust = ["--registry", registry.as_str(), "--anchor", anchor.as_str()];
+    let o = ftzctl(&[&["audit", "cross-check", &s(&sh_dir), &s(&hn_dir)][..], &trust].concat()).await;
     assert_eq!(o.code, 0, "{}", o.stdout);
     assert!(o.stdout.contains("1 transfer(s) between them, each in both logs"), "{}", o.stdout);
     transfer(&fed, "SH-AUDIT-2").await;
     settle(&fed, 2).await;
     let hn_later = out.join("hainan-later");
     assert_eq!(ftzctl(&["--as", &hn_auditor, "audit", "export", "--out", &s(&hn_later)]).await.code, 0);
-    let o = ftzctl(&["--json", "audit", "cross-check", &s(&sh_dir), &s(&hn_later)]).await;
+    let o = ftzctl(&[&["--json", "audit", "cross-check", &s(&sh_dir), &s(&hn_later)][..], &trust].concat()).await;
     assert_eq!(o.code, 3, "{}", o.stdout);
     let only = &o.json()["details"]["only_in_b"];
     assert_eq!(only.as_array().map(Vec::len), Some(1), "{only}");

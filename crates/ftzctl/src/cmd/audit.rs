@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 use ftz_audit::{
     note::Verifier,
@@ -144,10 +144,11 @@ pub enum AuditCommand {
     },
 }
 
-/// Where the keys an export is checked with come from. By default the export's own DIR/keys,
-/// which the exporting node wrote: fine for a zone checking itself, not for an auditor who does
-/// not trust that zone. With `--registry` every key (the log's, the witnesses', the signers of
-/// each transfer) comes from a signed federation registry the auditor supplies instead.
+/// Where the keys an export is checked with come from, said every time: with `--registry` every
+/// key (the log's, the witnesses', the signers of each transfer) comes from a signed federation
+/// registry the auditor supplies, anchored on an authority key it trusts; with
+/// `--trust-export-keys` from the export's own DIR/keys, which the exporting node wrote (fine
+/// for a zone checking its own export, worthless against a zone that lies).
 #[derive(Debug, clap::Args)]
 pub struct Trust {
     /// A signed federation registry file to take every verifier key from.
@@ -156,6 +157,9 @@ pub struct Trust {
     /// An authority key id you trust; it must have signed the registry (with its quorum).
     #[arg(long, value_name = "KEY_ID")]
     anchor: Option<String>,
+    /// Take the keys from the export itself (DIR/keys): only for a zone checking its own log.
+    #[arg(long, conflicts_with = "registry")]
+    trust_export_keys: bool,
 }
 
 impl Trust {
@@ -168,6 +172,11 @@ impl Trust {
     }
 
     fn open(&self, dir: &Path) -> Result<ExportDir> {
+        if self.registry.is_none() && !self.trust_export_keys {
+            bail!(
+                "say where the keys come from: --registry FILE --anchor KEY_ID (an auditor: keys from the signed registry), or --trust-export-keys (a zone checking its own export: keys the exporting node wrote)"
+            );
+        }
         let mut export = ExportDir::open(dir)?;
         if let Some(ring) = self.ring()? {
             export.keys = ring;
