@@ -233,3 +233,29 @@ async fn a_wrong_payload_type_is_named() {
     assert_eq!((code, r), (Code::InvalidArgument, Some(Reason::TransferInvalid)));
     c.shutdown().await;
 }
+
+/// Finding: every authorisation refusal of an authenticated caller was logged with the method
+/// path it called, up to the 16 KiB a request header may hold. What the log keeps of a path is
+/// clipped (128 bytes), so such refusals cost the log little whatever the caller sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_method_path_is_clipped_in_the_log() {
+    let c = Cluster::start(&["shanghai", "hainan"]).await;
+    let hn = c.zone("hainan");
+    let node = hn.ca.issue_node(&ZoneId::new("hainan").unwrap(), &[], hn.validity).unwrap();
+    let path: &'static str = Box::leak(format!("/ftz.v1.Admin/{}", "X".repeat(12_000)).into_boxed_str());
+    let s = raw(c.channel_as("shanghai", Some(&node)), path, vec![]).await.unwrap_err();
+    assert_ne!(s.code(), Code::Ok);
+    let req = ListEntriesRequest { limit: 1000, decision: "refused".into(), ..Default::default() };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let entry = loop {
+        let r = AuditClient::new(c.user("shanghai", Role::Auditor)).list_entries(req.clone()).await.unwrap();
+        if let Some(e) = r.into_inner().entries.into_iter().find(|e| e.summary.contains("XXXX")) {
+            break e;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the refusal was not logged: {s:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(entry.leaf.len() < 1024, "a {} byte leaf for a refused call", entry.leaf.len());
+    assert!(!entry.summary.contains(&"X".repeat(200)), "{}", entry.summary);
+    c.shutdown().await;
+}
