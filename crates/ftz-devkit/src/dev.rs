@@ -31,7 +31,8 @@ use ftz_proto::{FederationRegistry, KeyPurpose, ZoneEntry, ZoneKey};
 
 use ftz_client::ClientProfile;
 use ftz_node::config::{
-    AuditConfig, KeyFiles, Limits, LogConfig, NodeConfig, RecognitionConfig, RegistrySource, StoreConfig, TlsFiles,
+    AuditConfig, HttpConfig, KeyFiles, Limits, LogConfig, NodeConfig, RecognitionConfig, RegistrySource, StoreConfig,
+    TlsFiles,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,8 @@ pub struct DevZoneSpec {
     pub display_name: String,
     /// Where the node will listen and peers will reach it, "host:port".
     pub endpoint: String,
+    /// Where the node's HTTPS listener (JSON API) listens, "host:port"; None: none.
+    pub http_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,8 @@ pub struct DevZone {
     pub id: ZoneId,
     pub dir: PathBuf,
     pub endpoint: String,
+    /// The HTTPS listener's address, if the zone has one.
+    pub http_endpoint: Option<String>,
     pub config_path: PathBuf,
     pub ca: ZoneCa,
     pub authority_key_id: KeyId,
@@ -224,6 +229,7 @@ fn create_zone(z: &DevZoneSpec, root: &Path, validity: Validity) -> Result<(DevZ
         store: StoreConfig::default(),
         recognition: RecognitionConfig::default(),
         audit: AuditConfig::default(),
+        http: HttpConfig { listen: z.http_endpoint.clone() },
     };
     let config_path = dir.join("node.toml");
     write_toml(&config_path, &config)?;
@@ -241,6 +247,7 @@ fn create_zone(z: &DevZoneSpec, root: &Path, validity: Validity) -> Result<(DevZ
         id: z.id.clone(),
         dir,
         endpoint: z.endpoint.clone(),
+        http_endpoint: z.http_endpoint.clone(),
         config_path,
         authority_key_id: authority.key_id(),
         node_key_id: node_key.key_id(),

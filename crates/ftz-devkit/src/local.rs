@@ -86,8 +86,10 @@ impl LocalFederation {
                 }
                 None => addr,
             };
-            specs.push(DevZoneSpec { display_name: dev::display_name(z), id: id.clone(), endpoint });
-            listeners.push((id, l));
+            let h = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| LocalError::Other(format!("bind: {e}")))?;
+            let http_endpoint = Some(h.local_addr().map_err(|e| LocalError::Other(e.to_string()))?.to_string());
+            specs.push(DevZoneSpec { display_name: dev::display_name(z), id: id.clone(), endpoint, http_endpoint });
+            listeners.push((id, l, h));
         }
         let spec = DevSpec {
             federation_id: "ftz-local".into(),
@@ -98,13 +100,19 @@ impl LocalFederation {
         };
         let fed = dev::create(&spec, root)?;
         let mut me = Self { fed, clock, nodes: BTreeMap::new(), listen, tune };
-        for (id, l) in listeners {
-            me.start_node(&id, Some(l)).await?;
+        for (id, l, h) in listeners {
+            me.start_node(&id, Some((l, h))).await?;
         }
         Ok(me)
     }
 
-    async fn start_node(&mut self, zone: &ZoneId, listener: Option<std::net::TcpListener>) -> Result<(), LocalError> {
+    /// Starts `zone`'s node, on `listeners` (gRPC, HTTPS) already bound, or else on the
+    /// addresses of its config.
+    async fn start_node(
+        &mut self,
+        zone: &ZoneId,
+        listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    ) -> Result<(), LocalError> {
         let dz = self.fed.zone(zone.as_str()).ok_or_else(|| LocalError::Other(format!("no zone {zone}")))?;
         let err = |source| LocalError::Start { zone: zone.to_string(), source };
         let mut cfg = NodeConfig::load(&dz.config_path).map_err(|e| err(e.into()))?;
@@ -114,7 +122,9 @@ impl LocalFederation {
         if let Some(tune) = &self.tune {
             tune(&mut cfg);
         }
-        let node = ftz_node::start(&cfg, NodeOptions { clock: self.clock.clone(), listener }).await.map_err(err)?;
+        let (listener, http_listener) = listeners.map_or((None, None), |(l, h)| (Some(l), Some(h)));
+        let opts = NodeOptions { clock: self.clock.clone(), listener, http_listener };
+        let node = ftz_node::start(&cfg, opts).await.map_err(err)?;
         self.nodes.insert(zone.clone(), node);
         Ok(())
     }

@@ -66,6 +66,7 @@ impl ProcessFederation {
                         id: ZoneId::new(*z).map_err(|e| LocalError::Other(e.to_string()))?,
                         display_name: dev::display_name(z),
                         endpoint: format!("127.0.0.1:{}", free_port()?),
+                        http_endpoint: None,
                     })
                 })
                 .collect::<Result<_, LocalError>>()?,

@@ -302,6 +302,13 @@ const WHILE_EXPIRED: [&str; 4] = [
     "/grpc.health.v1.Health/Check",
 ];
 
+/// Whether the authorization table names an audience for `path` (a method anyone may be let
+/// call at all).
+#[cfg(test)]
+pub(crate) fn has_audience(path: &str) -> bool {
+    audience(path).is_some()
+}
+
 fn chain_digest(certs: &[CertificateDer<'_>]) -> [u8; 32] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for c in certs {

@@ -48,6 +48,17 @@ pub struct NodeConfig {
     pub recognition: RecognitionConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The HTTPS listener beside gRPC: the JSON API (and, later, the web console), over TLS 1.3
+/// with the same client certificates, identities, roles, refusals and limits as gRPC.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. "0.0.0.0:8443". None: no HTTPS listener.
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

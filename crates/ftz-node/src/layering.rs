@@ -6,7 +6,7 @@
 /// Layer by layer, lowest first; within a layer, later modules may use earlier ones.
 const LAYERS: &[&[&str]] = &[
     &["config", "telemetry", "error", "tls", "caller_rate", "conn"],
-    &["tasks"],
+    &["tasks", "listen"],
     &["core"],
     &["records", "peers", "audit"],
     &["ping", "outbox", "witness", "agreements", "federation", "retention", "users"],
@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["auth"],
     &["node"],
     &["services"],
+    &["gateway"],
     &["server"],
     &["process"],
     &["layering", "testkit"],

@@ -20,6 +20,7 @@ pub mod telemetry;
 mod tls;
 // Layer 1-2: background tasks, the shared core.
 mod core;
+mod listen;
 mod tasks;
 // Layer 3: records, peer channels, the audit log.
 mod audit;
@@ -43,6 +44,7 @@ mod provider;
 mod recognition;
 // Layer 8-12: authentication, the composition root, the RPC layer, the server, the process.
 mod auth;
+mod gateway;
 mod node;
 pub mod process;
 mod server;

@@ -1,18 +1,9 @@
 //! Starting and stopping a node: build it (`node`), bind, serve, shut down gracefully.
 //!
-//! Connections are accepted here, not by tonic: each TLS handshake runs in its own task under a
-//! deadline, the number of open connections is capped, and only finished handshakes reach the
-//! gRPC server. A slow or hostile client can hold one connection slot for at most the
-//! handshake deadline.
+//! Connections are accepted by `listen`, not by tonic. The gRPC listener and the HTTPS one (the
+//! JSON API's `gateway`) serve the same stack: authentication in front of every service.
 
-use std::{
-    io,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ftz_core::{Clock, SystemClock};
 use ftz_proto::{
@@ -20,20 +11,15 @@ use ftz_proto::{
     verify_server::VerifyServer,
 };
 use ftz_store::{Store, StoreError};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch},
-    task::JoinHandle,
-};
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Server, server::Connected};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::Server;
 
 use crate::{
     auth::{AuthLayer, Authenticator},
     config::{Limits, NodeConfig},
-    conn::{ConnFlags, ConnInfo, Pending},
+    gateway,
+    listen::{accept_connections, stopped},
     node::{self, Node, StartError},
     services::{
         admin::AdminService, audit::AuditService, issuer::IssuerService, peer::PeerService, verify::VerifyService,
@@ -46,11 +32,13 @@ use crate::{
 pub struct NodeOptions {
     pub clock: Arc<dyn Clock>,
     pub listener: Option<std::net::TcpListener>,
+    /// The HTTPS listener, already bound (else `[http] listen`, if set, is bound).
+    pub http_listener: Option<std::net::TcpListener>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock), listener: None }
+        Self { clock: Arc::new(SystemClock), listener: None, http_listener: None }
     }
 }
 
@@ -58,6 +46,7 @@ impl Default for NodeOptions {
 pub struct RunningNode {
     node: Arc<Node>,
     local_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), String>>,
 }
@@ -65,6 +54,11 @@ pub struct RunningNode {
 impl RunningNode {
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The HTTPS listener's address, if the node has one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The node's zone.
@@ -101,51 +95,82 @@ impl RunningNode {
     }
 }
 
+/// Binds `addr`, or takes the listener given (already bound), as a non-blocking tokio listener.
+fn bind(given: Option<std::net::TcpListener>, addr: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let bind_err = |source| StartError::Bind { addr: addr.to_string(), source };
+    let listener = match given {
+        Some(l) => l,
+        None => std::net::TcpListener::bind(addr).map_err(bind_err)?,
+    };
+    listener.set_nonblocking(true).map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((TcpListener::from_std(listener).map_err(bind_err)?, local))
+}
+
 /// Loads keys, certificate, store and registry, checks they fit together, binds and serves.
 pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode, StartError> {
     ftz_client::tls::install_crypto_provider();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let parts = node::load(config, opts.clock, shutdown_rx.clone())?;
 
-    let listener = match opts.listener {
-        Some(l) => l,
-        None => std::net::TcpListener::bind(&config.listen)
-            .map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?,
+    let (listener, local_addr) = bind(opts.listener, &config.listen)?;
+    let http = match (&config.http.listen, opts.http_listener) {
+        (_, Some(l)) => Some(bind(Some(l), "the given HTTPS listener")?),
+        (Some(addr), None) => Some(bind(None, addr)?),
+        (None, None) => None,
     };
-    let bind_err = |source| StartError::Bind { addr: config.listen.clone(), source };
-    listener.set_nonblocking(true).map_err(bind_err)?;
-    let local_addr = listener.local_addr().map_err(bind_err)?;
-    let listener = TcpListener::from_std(listener).map_err(bind_err)?;
     let server_tls = tls::server_config(parts.tls_chain.clone(), parts.tls_key.clone_key())?;
+    let http_tls = tls::http_server_config(parts.tls_chain.clone(), parts.tls_key.clone_key())?;
 
     let node = Arc::new(parts.assemble(config, local_addr).await?);
     let incoming =
         accept_connections(listener, TlsAcceptor::from(Arc::new(server_tls)), &config.limits, shutdown_rx.clone());
-    let router = build_router(node.clone()).await?;
-    let mut stop = shutdown_rx;
+    let (routes, auth) = build_routes(node.clone()).await?;
+    let grpc = grpc_server(&node.core.limits, auth.clone()).add_routes(routes.clone());
+    let mut stop = shutdown_rx.clone();
     let task = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, async move { stopped(&mut stop).await })
+        grpc.serve_with_incoming_shutdown(incoming, async move { stopped(&mut stop).await })
             .await
             .map_err(|e| e.to_string())
+    });
+    let http_addr = http.map(|(listener, addr)| {
+        let stack = tower::util::BoxCloneSyncService::new(tower::Layer::layer(&auth, routes));
+        let incoming =
+            accept_connections(listener, TlsAcceptor::from(Arc::new(http_tls)), &config.limits, shutdown_rx.clone());
+        gateway::serve(incoming, stack, node.core.limits.clone(), shutdown_rx.clone());
+        addr
     });
     let core = &node.core;
     tracing::info!(
         zone = %core.zone,
         addr = %local_addr,
+        http = ?http_addr,
         registry_version = core.registry().version(),
         node_key = %core.node_key.key_id(),
         "node serving"
     );
-    Ok(RunningNode { node, local_addr, shutdown, task })
+    Ok(RunningNode { node, local_addr, http_addr, shutdown, task })
 }
 
-async fn build_router(
-    node: Arc<Node>,
-) -> Result<
-    tonic::transport::server::Router<tower::layer::util::Stack<AuthLayer, tower::layer::util::Identity>>,
-    StartError,
-> {
+/// The gRPC server's settings, with authentication in front of everything.
+fn grpc_server(
+    limits: &Limits,
+    auth: AuthLayer,
+) -> Server<tower::layer::util::Stack<AuthLayer, tower::layer::util::Identity>> {
+    Server::builder()
+        .timeout(Duration::from_millis(limits.request_timeout_ms))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_connection_age(Duration::from_millis(limits.max_connection_age_ms.max(1_000)))
+        .max_connection_age_grace(Duration::from_millis(limits.request_timeout_ms))
+        .layer(auth)
+}
+
+/// Every service the node serves, and the authentication layer to put in front of them: the
+/// gRPC listener and the JSON API's gateway serve the same stack.
+async fn build_routes(node: Arc<Node>) -> Result<(tonic::service::Routes, AuthLayer), StartError> {
     let limits = node.core.limits.clone();
     let max = limits.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -167,146 +192,13 @@ async fn build_router(
             $server::new($svc).max_decoding_message_size(max).max_encoding_message_size(max)
         };
     }
-    Ok(Server::builder()
-        .timeout(Duration::from_millis(limits.request_timeout_ms))
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .max_connection_age(Duration::from_millis(limits.max_connection_age_ms.max(1_000)))
-        .max_connection_age_grace(Duration::from_millis(limits.request_timeout_ms))
-        .layer(AuthLayer::new(auth))
-        .add_service(limited!(PeerServer, PeerService::new(node.clone())))
+    let routes = tonic::service::Routes::new(limited!(PeerServer, PeerService::new(node.clone())))
         .add_service(limited!(AdminServer, AdminService::new(node.clone())))
         .add_service(limited!(IssuerServer, IssuerService::new(node.clone())))
         .add_service(limited!(VerifyServer, VerifyService::new(node.clone())))
         .add_service(limited!(AuditServer, AuditService::new(node)))
         .add_service(health_service)
-        .add_service(reflection))
-}
-
-/// A finished TLS connection, holding its slot of the connection limit until it closes. Until
-/// it has made an authenticated call it is in the unauthenticated pool (`conn`): closed when
-/// displaced from it or when its deadline for a first call passes.
-struct Conn {
-    tls: TlsStream<TcpStream>,
-    _slot: OwnedSemaphorePermit,
-    flags: Arc<ConnFlags>,
-    first_call_by: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Connected for Conn {
-    type ConnectInfo = ConnInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        ConnInfo { tls: self.tls.connect_info(), flags: self.flags.clone() }
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if self.flags.is_closing() {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "displaced before a first call")));
-        }
-        if !self.flags.is_authenticated() && self.first_call_by.as_mut().poll(cx).is_ready() {
-            self.flags.close();
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no authenticated call in time")));
-        }
-        self.flags.wake_on_close(cx.waker());
-        Pin::new(&mut self.tls).poll_read(cx, buf)
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.flags.close();
-        self.flags.release();
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tls.is_write_vectored()
-    }
-}
-
-/// Resolves once shutdown is signalled (or the node is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-fn accept_connections(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    limits: &Limits,
-    mut shutdown: watch::Receiver<bool>,
-) -> ReceiverStream<Result<Conn, io::Error>> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let pending = Pending::new(
-        limits.max_unauthenticated_connections,
-        limits.max_unauthenticated_per_source,
-        limits.max_connections_per_caller,
-    );
-    let handshake_deadline = Duration::from_millis(limits.handshake_timeout_ms);
-    let first_call = Duration::from_millis(limits.first_call_timeout_ms);
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let (tcp, remote) = tokio::select! {
-                () = stopped(&mut shutdown) => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                tracing::warn!(%remote, "connection limit reached; closing new connection");
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let flags = pending.admit(remote.ip());
-            let first_call_by = Box::pin(tokio::time::sleep(first_call));
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let handshake = tokio::time::timeout(handshake_deadline, acceptor.accept(tcp));
-                tokio::select! {
-                    done = handshake => match done {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send(Ok(Conn { tls, _slot: slot, flags, first_call_by })).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
-                    },
-                    () = flags.closed() => tracing::debug!(%remote, "displaced during its handshake"),
-                }
-            });
-        }
-    });
-    ReceiverStream::new(rx)
+        .add_service(reflection)
+        .clone();
+    Ok((routes, AuthLayer::new(auth)))
 }

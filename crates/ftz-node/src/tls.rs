@@ -34,6 +34,16 @@ pub fn server_config(
     Ok(cfg)
 }
 
+/// The same for the HTTPS listener: browsers and HTTP clients speak HTTP/2 or HTTP/1.1.
+pub fn http_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let mut cfg = server_config(chain, key)?;
+    cfg.alpn_protocols = vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 /// Asks for a client certificate and checks the handshake signature against it; the chain is
 /// checked by `auth` on every request.
 #[derive(Debug)]

@@ -15,6 +15,7 @@ fn federation(root: &Path) -> DevFederation {
             id: ZoneId::new(*z).unwrap(),
             display_name: dev::display_name(z),
             endpoint: format!("127.0.0.1:{}", 17_000 + i),
+            http_endpoint: None,
         })
         .collect();
     let spec = DevSpec {

@@ -119,6 +119,7 @@ async fn killed_while_logging_the_node_restarts_on_a_history_it_can_reproduce() 
                 // Hainan is never started: shanghai's witnessing fails and is retried; the log
                 // does not depend on it.
                 endpoint: "127.0.0.1:9".into(),
+                http_endpoint: None,
             })
             .collect(),
         quorum: 2,

@@ -41,6 +41,9 @@ pub struct DevInit {
     valid_days: i64,
 }
 
+/// Each zone's HTTPS listener (JSON API) is on its gRPC port plus this.
+const HTTP_PORT_OFFSET: u16 = 1000;
+
 pub fn run(cmd: DevCommand, fmt: Format) -> Result<()> {
     let DevCommand::Init(a) = cmd;
     let mut zones = Vec::new();
@@ -50,6 +53,11 @@ pub fn run(cmd: DevCommand, fmt: Format) -> Result<()> {
             id: ZoneId::new(z.clone())?,
             display_name: dev::display_name(z),
             endpoint: format!("{}:{port}", a.host),
+            http_endpoint: Some(format!(
+                "{}:{}",
+                a.host,
+                port.checked_add(HTTP_PORT_OFFSET).context("port out of range")?
+            )),
         });
     }
     let quorum = a.quorum.unwrap_or((zones.len() / 2 + 1) as u32);

@@ -1,0 +1,201 @@
+//! The HTTPS listener beside gRPC: the JSON API under `/api/v1/`.
+//!
+//! It has no access rules of its own. Each route is a gRPC method (`routes`), and a call is
+//! carried into the gRPC stack in-process (`transcode`) with the HTTP connection's TLS session,
+//! so the same authentication code decides who the caller is and what it may do, the same rate
+//! limits and refusal logging apply, and the same service code answers. Connections come through
+//! the same accept loop as gRPC's (`listen`: handshake deadline, connection cap, the pool for
+//! connections without an authenticated call, connections per caller). Refusals are RFC 9457
+//! problem details (`problem`); the API is described by an OpenAPI 3.1 document generated from
+//! the routes (`openapi`).
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use ftz_core::Reason;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::watch;
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tonic::transport::server::Connected;
+
+use crate::{
+    config::Limits,
+    conn::ConnInfo,
+    listen::{Conn, stopped},
+};
+
+mod openapi;
+mod problem;
+mod routes;
+mod transcode;
+
+use problem::Problem;
+pub(crate) use transcode::Grpc;
+
+/// The health check every authenticated caller may make: what `openapi.json` asks of a caller
+/// to know it is one.
+const AUTHENTICATED_CHECK: &str = "/grpc.health.v1.Health/Check";
+
+struct Gateway {
+    grpc: Grpc,
+    limits: Limits,
+    openapi: Bytes,
+}
+
+/// Serves the JSON API on every connection `incoming` yields, until shutdown.
+pub(crate) fn serve(
+    incoming: ReceiverStream<Result<Conn, std::io::Error>>,
+    grpc: Grpc,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    let openapi = Bytes::from(serde_json::to_vec_pretty(&openapi::document(routes::routes())).unwrap_or_default());
+    let gw = Arc::new(Gateway { grpc, limits, openapi });
+    tokio::spawn(async move {
+        let mut incoming = incoming;
+        let mut stop = shutdown.clone();
+        loop {
+            let conn = tokio::select! {
+                () = stopped(&mut stop) => break,
+                next = incoming.next() => match next {
+                    Some(Ok(c)) => c,
+                    Some(Err(_)) => continue,
+                    None => break,
+                },
+            };
+            tokio::spawn(serve_connection(conn, gw.clone(), shutdown.clone()));
+        }
+    });
+}
+
+/// One connection: HTTP/2 or HTTP/1.1, closed gracefully at its maximum age or at shutdown.
+async fn serve_connection(conn: Conn, gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    let info = conn.connect_info();
+    let limits = &gw.limits;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.handshake_timeout_ms))
+        .max_buf_size(64 * 1024);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(limits.max_concurrent_streams);
+    let svc_gw = gw.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let (gw, info) = (svc_gw.clone(), info.clone());
+        async move { Ok::<_, Infallible>(secure(gw.handle(req, info).await)) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(conn), svc);
+    tokio::pin!(connection);
+    let age = tokio::time::sleep(Duration::from_millis(limits.max_connection_age_ms));
+    tokio::pin!(age);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => break,
+            () = &mut age, if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = stopped(&mut shutdown), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Headers every answer carries: HTTPS only, nothing framed or sniffed, nothing cached.
+fn secure(mut r: http::Response<Full<Bytes>>) -> http::Response<Full<Bytes>> {
+    let h = r.headers_mut();
+    let set = |h: &mut http::HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(k, http::HeaderValue::from_static(v));
+    };
+    set(h, "strict-transport-security", "max-age=31536000");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "content-security-policy", "default-src 'none'; frame-ancestors 'none'");
+    set(h, "referrer-policy", "no-referrer");
+    set(h, "cache-control", "no-store");
+    r
+}
+
+fn json(status: u16, body: Bytes, content_type: &'static str) -> http::Response<Full<Bytes>> {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body))
+        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+}
+
+impl Gateway {
+    async fn handle(&self, req: http::Request<hyper::body::Incoming>, info: ConnInfo) -> http::Response<Full<Bytes>> {
+        let deadline = Duration::from_millis(self.limits.request_timeout_ms);
+        match tokio::time::timeout(deadline, self.answer(req, info)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(p)) => p.into_response(),
+            Err(_) => {
+                Problem::http(504, "DEADLINE_EXCEEDED", "the request took longer than the node allows").into_response()
+            }
+        }
+    }
+
+    async fn answer(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        info: ConnInfo,
+    ) -> Result<http::Response<Full<Bytes>>, Problem> {
+        let path = req.uri().path().to_string();
+        if path == "/api/v1/openapi.json" {
+            if req.method() != http::Method::GET {
+                return Err(Problem::http(405, "METHOD_NOT_ALLOWED", "GET the API description"));
+            }
+            self.authenticated(info).await?;
+            return Ok(json(200, self.openapi.clone(), "application/json"));
+        }
+        let Some(route) = routes::routes().by_path.get(&path) else {
+            return Err(Problem::http(404, "NOT_FOUND", format!("no route {path}; see /api/v1/openapi.json")));
+        };
+        let msg = match *req.method() {
+            http::Method::GET if route.get => transcode::request_from_query(route, req.uri().query().unwrap_or(""))?,
+            http::Method::POST => {
+                // A JSON content type: a page of another site cannot send it without the
+                // browser asking first, so a client certificate held by the browser cannot be
+                // used by another site's form (CSRF).
+                let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                if !ct.starts_with("application/json") {
+                    return Err(Problem::http(
+                        415,
+                        "UNSUPPORTED_MEDIA_TYPE",
+                        "POST a JSON body (Content-Type: application/json)",
+                    ));
+                }
+                let body = Limited::new(req.into_body(), self.limits.max_message_bytes)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        Problem::http(
+                            413,
+                            "PAYLOAD_TOO_LARGE",
+                            format!("the body is over {} bytes or broken: {e}", self.limits.max_message_bytes),
+                        )
+                    })?
+                    .to_bytes();
+                transcode::request_from_json(route, &body)?
+            }
+            _ => {
+                let allowed = if route.get { "GET or POST" } else { "POST" };
+                return Err(Problem::http(405, "METHOD_NOT_ALLOWED", format!("{path} takes {allowed}")));
+            }
+        };
+        let answer = transcode::call(self.grpc.clone(), info, route, msg).await?;
+        Ok(json(200, Bytes::from(serde_json::to_vec(&answer).unwrap_or_default()), "application/json"))
+    }
+
+    /// Whether the caller is one the node serves at all (the same check as any gRPC call).
+    async fn authenticated(&self, info: ConnInfo) -> Result<(), Problem> {
+        let route = routes::health_route().ok_or_else(|| Problem::new(Reason::Internal, "no health check"))?;
+        let msg = prost_reflect::DynamicMessage::new(route.method.input());
+        debug_assert_eq!(route.grpc_path, AUTHENTICATED_CHECK);
+        transcode::call(self.grpc.clone(), info, &route, msg).await.map(|_| ())
+    }
+}
