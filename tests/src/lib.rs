@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod https;
 pub mod rogue;
 
 use std::{sync::Arc, time::Duration};
@@ -40,6 +41,11 @@ impl Cluster {
         let local = LocalFederation::start(zones, &dir.path().join("federation"), clock.clone())
             .await
             .expect("federation starts");
+        Cluster { local, clock, dir }
+    }
+
+    /// A cluster around a federation a test started itself (tuned limits), keeping `dir`.
+    pub fn from_local(local: LocalFederation, clock: Arc<dyn Clock>, dir: tempfile::TempDir) -> Cluster {
         Cluster { local, clock, dir }
     }
 
