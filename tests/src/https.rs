@@ -77,6 +77,24 @@ impl Https {
 
     /// Any request; `body` with `content_type`.
     pub async fn request(&self, method: http::Method, path: &str, body: Option<Vec<u8>>, content_type: &str) -> Answer {
+        self.send(method, path, Full::new(Bytes::from(body.unwrap_or_default())), content_type).await
+    }
+
+    /// A JSON POST whose body starts and never ends: what a client that holds a stream open
+    /// sends.
+    pub async fn post_stalled(&self, path: &str) -> Answer {
+        use futures_util::StreamExt;
+        let frame = hyper::body::Frame::data(Bytes::from_static(b"{"));
+        let first = futures_util::stream::once(async { Ok::<_, std::convert::Infallible>(frame) });
+        let body = http_body_util::StreamBody::new(first.chain(futures_util::stream::pending()));
+        self.send(http::Method::POST, path, body, "application/json").await
+    }
+
+    async fn send<B>(&self, method: http::Method, path: &str, body: B, content_type: &str) -> Answer
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         ftz_client::tls::install_crypto_provider();
         let tcp = tokio::net::TcpStream::connect(&self.addr).await.expect("connect");
         let name = rustls::pki_types::ServerName::try_from(format!("{}.node.ftz.invalid", self.zone)).expect("name");
@@ -87,7 +105,7 @@ impl Https {
         if !content_type.is_empty() {
             b = b.header(http::header::CONTENT_TYPE, content_type);
         }
-        let req = b.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("request");
+        let req = b.body(body).expect("request");
         let resp = send.send_request(req).await.expect("answer");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();

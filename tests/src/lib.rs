@@ -44,6 +44,13 @@ impl Cluster {
         Cluster { local, clock, dir }
     }
 
+    /// The leaves of `zone`'s transfer entries (the first 1000), as its auditor lists them.
+    pub async fn transfer_leaves(&self, zone: &str) -> Vec<Vec<u8>> {
+        let req = ftz_proto::ListEntriesRequest { limit: 1000, decision: "transfer".into(), ..Default::default() };
+        let mut audit = ftz_proto::audit_client::AuditClient::new(self.user(zone, Role::Auditor));
+        audit.list_entries(req).await.expect("entries").into_inner().entries.into_iter().map(|e| e.leaf).collect()
+    }
+
     /// A cluster around a federation a test started itself (tuned limits), keeping `dir`.
     pub fn from_local(local: LocalFederation, clock: Arc<dyn Clock>, dir: tempfile::TempDir) -> Cluster {
         Cluster { local, clock, dir }

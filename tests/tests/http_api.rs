@@ -67,6 +67,12 @@ async fn refusals_are_problem_details_with_the_grpc_reason() {
     let anon = Https::anonymous(&c, "shanghai");
     problem(&anon.get(status).await, 401, "NO_CLIENT_CERTIFICATE");
     problem(&anon.get("/api/v1/openapi.json").await, 401, "NO_CLIENT_CERTIFICATE");
+    // Nor is a body read for a caller that has not shown who it is (else an outsider holds a
+    // message's worth of memory, or a stream until the deadline, per stream it opens): a body
+    // that never ends is refused at once.
+    let started = std::time::Instant::now();
+    problem(&anon.post_stalled("/api/v1/audit/list-entries").await, 401, "NO_CLIENT_CERTIFICATE");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "waited {:?} for the body", started.elapsed());
     // The wrong role; another zone's user.
     problem(&Https::user(&c, "shanghai", Role::Enterprise, "shanghai").get(status).await, 403, "ROLE_NOT_ALLOWED");
     problem(&Https::user(&c, "hainan", Role::Admin, "shanghai").get(status).await, 403, "FOREIGN_USER");

@@ -22,12 +22,6 @@ async fn drained(c: &Cluster, zone: &str) {
     ftzctl::outbox::drained(&mut c.admin(zone), Duration::from_secs(30)).await.unwrap();
 }
 
-async fn transfers(c: &Cluster, zone: &str) -> Vec<Vec<u8>> {
-    let req = ListEntriesRequest { limit: 1000, decision: "transfer".into(), ..Default::default() };
-    let r = AuditClient::new(c.user(zone, Role::Auditor)).list_entries(req).await.unwrap().into_inner();
-    r.entries.into_iter().map(|e| e.leaf).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_to_an_unreachable_zone_waits_on_disk_across_a_restart_and_arrives_once() {
     let mut c = Cluster::start(&["guangdong", "shanghai"]).await;
@@ -63,7 +57,7 @@ async fn a_push_to_an_unreachable_zone_waits_on_disk_across_a_restart_and_arrive
     assert_eq!(found.results.len(), 1);
     assert!(found.results[0].valid, "{}", found.results[0].explanation);
     // One transfer, the same leaf in both logs; the pending intent was not declared unacknowledged.
-    let (gd, sh) = (transfers(&c, "guangdong").await, transfers(&c, "shanghai").await);
+    let (gd, sh) = (c.transfer_leaves("guangdong").await, c.transfer_leaves("shanghai").await);
     assert_eq!((gd.len(), sh.len()), (1, 1));
     assert_eq!(gd[0], sh[0]);
     let req = ListEntriesRequest { decision: "unacknowledged".into(), ..Default::default() };

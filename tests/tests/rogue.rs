@@ -410,6 +410,24 @@ async fn a_zone_without_a_policy_cannot_probe_which_records_exist() {
     c.shutdown().await;
 }
 
+/// Waits (at most `secs`) until shanghai's admin, on a new connection, is served again; until
+/// then each try must be refused only for holding too many connections.
+async fn admin_gets_a_place(fed: &ftz_devkit::LocalFederation, secs: u64, never: &str) {
+    use ftz_proto::{GetNodeStatusRequest, admin_client::AdminClient};
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let mut again = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
+        match again.get_node_status(GetNodeStatusRequest {}).await {
+            Ok(_) => return,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(ftz_tests::reason_of(&e), Some(Reason::RateLimited), "{e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{never}: {e:?}"),
+        }
+    }
+}
+
 /// Finding: a caller with real credentials could hold every connection slot of a node. Each
 /// authenticated caller holds at most `limits.max_connections_per_caller` connections.
 #[tokio::test]
@@ -442,18 +460,7 @@ async fn one_caller_cannot_hold_every_connection() {
         assert_ne!(ftz_tests::reason_of(&e), Some(Reason::RateLimited), "{e:?}");
     }
     drop(held.pop());
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let mut again = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
-        match again.get_node_status(GetNodeStatusRequest {}).await {
-            Ok(_) => break,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                assert_eq!(ftz_tests::reason_of(&e), Some(Reason::RateLimited), "{e:?}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the place of a closed connection is not freed: {e:?}"),
-        }
-    }
+    admin_gets_a_place(&fed, 10, "the place of a closed connection is not freed").await;
     fed.shutdown().await;
 }
 
@@ -544,18 +551,7 @@ async fn an_authenticated_connection_does_not_live_for_ever() {
     let s = second.get_node_status(GetNodeStatusRequest {}).await.unwrap_err();
     assert_eq!(ftz_tests::reason_of(&s), Some(Reason::RateLimited), "{s:?}");
     // Once the held connection has aged out, its place is free for a new one.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let mut again = AdminClient::new(fed.user_channel("shanghai", Role::Admin).unwrap());
-        match again.get_node_status(GetNodeStatusRequest {}).await {
-            Ok(_) => break,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                assert_eq!(ftz_tests::reason_of(&e), Some(Reason::RateLimited), "{e:?}");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("the connection held since the start was never closed: {e:?}"),
-        }
-    }
+    admin_gets_a_place(&fed, 15, "the connection held since the start was never closed").await;
     drop(held);
     fed.shutdown().await;
 }

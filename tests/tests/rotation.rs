@@ -10,8 +10,8 @@ use std::time::Duration;
 use ftz_core::{Reason, Role, envelope};
 use ftz_pki::files;
 use ftz_proto::{
-    InstallRegistryRequest, IssueCertificationRequest, KeyPurpose, ListEntriesRequest, PushInspectionRequest,
-    RecordInspectionRequest, RecordRef, VerificationResult, VerifyRecordRequest, ZoneKey, audit_client::AuditClient,
+    InstallRegistryRequest, IssueCertificationRequest, KeyPurpose, PushInspectionRequest, RecordInspectionRequest,
+    RecordRef, VerificationResult, VerifyRecordRequest, ZoneKey, audit_client::AuditClient,
     verify_record_request::Subject,
 };
 use ftz_tests::{Cluster, DAY_MS, cert_rule, certification, inspection, inspection_rule};
@@ -139,12 +139,6 @@ async fn rotated_keys_keep_old_signatures_valid_and_refuse_the_retired_key_after
     c.shutdown().await;
 }
 
-async fn transfers(c: &Cluster, zone: &str) -> Vec<Vec<u8>> {
-    let req = ListEntriesRequest { limit: 1000, decision: "transfer".into(), ..Default::default() };
-    let r = AuditClient::new(c.user(zone, Role::Auditor)).list_entries(req).await.unwrap().into_inner();
-    r.entries.into_iter().map(|e| e.leaf).collect()
-}
-
 /// Finding: a delivery queued before the provider rotated its node key was never logged by the
 /// provider: its intent was signed by the old key and the provider took receipts only for
 /// intents signed by the key it runs with now.
@@ -185,15 +179,9 @@ async fn a_delivery_queued_before_a_node_key_rotation_arrives_and_is_logged_on_b
     c.admin("shanghai").install_registry(InstallRegistryRequest { registry: Some(v2) }).await.unwrap();
     ftzctl::outbox::drained(&mut c.admin("guangdong"), Duration::from_secs(30)).await.unwrap();
 
-    // Delivered once, and the same transfer leaf is in both logs.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let (gd_log, sh_log) = loop {
-        let logs = (transfers(&c, "guangdong").await, transfers(&c, "shanghai").await);
-        if !logs.0.is_empty() || std::time::Instant::now() > deadline {
-            break logs;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Delivered once (the outbox is drained only once the provider took the receipt), and the
+    // same transfer leaf is in both logs.
+    let (gd_log, sh_log) = (c.transfer_leaves("guangdong").await, c.transfer_leaves("shanghai").await);
     assert_eq!((gd_log.len(), sh_log.len()), (1, 1), "the provider logged the transfer its consumer logged");
     assert_eq!(gd_log[0], sh_log[0]);
     c.shutdown().await;

@@ -128,6 +128,60 @@ pub fn http_status_for(code: Code) -> u16 {
     }
 }
 
+/// The JSON API's own refusals, made before any gRPC method is reached (so they have no
+/// reason of the domain): stable like the reasons, listed in `docs/reason-codes.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpRefusal {
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    DeadlineExceeded,
+}
+
+impl HttpRefusal {
+    pub const ALL: [HttpRefusal; 5] = [
+        HttpRefusal::NotFound,
+        HttpRefusal::MethodNotAllowed,
+        HttpRefusal::PayloadTooLarge,
+        HttpRefusal::UnsupportedMediaType,
+        HttpRefusal::DeadlineExceeded,
+    ];
+
+    /// The code in the problem's `reason`.
+    pub fn code(self) -> &'static str {
+        match self {
+            HttpRefusal::NotFound => "NOT_FOUND",
+            HttpRefusal::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            HttpRefusal::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            HttpRefusal::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            HttpRefusal::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        }
+    }
+
+    pub fn http_status(self) -> u16 {
+        match self {
+            HttpRefusal::NotFound => 404,
+            HttpRefusal::MethodNotAllowed => 405,
+            HttpRefusal::PayloadTooLarge => 413,
+            HttpRefusal::UnsupportedMediaType => 415,
+            HttpRefusal::DeadlineExceeded => 504,
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            HttpRefusal::NotFound => "No API route has this path (they are listed in `/api/v1/openapi.json`).",
+            HttpRefusal::MethodNotAllowed => "The route takes POST (and GET for methods that only read).",
+            HttpRefusal::PayloadTooLarge => "The body is over `limits.max_message_bytes`.",
+            HttpRefusal::UnsupportedMediaType => {
+                "A POST body must be `application/json` (which another site's form cannot send)."
+            }
+            HttpRefusal::DeadlineExceeded => "The request took longer than `limits.request_timeout_ms`.",
+        }
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         let metadata: HashMap<String, String> = e.metadata.into_iter().collect();
@@ -206,6 +260,13 @@ mod tests {
             }
             let http = http_status_for(code_for(*r));
             doc.push_str(&format!("| `{r}` | `{snake}` | {http} | {} |\n", r.description()));
+        }
+        doc.push_str(
+            "\nThe JSON API's own refusals, made before any gRPC method is reached, in the same problem\n\
+             details:\n\n| reason | HTTP | meaning |\n|---|---|---|\n",
+        );
+        for h in HttpRefusal::ALL {
+            doc.push_str(&format!("| `{}` | {} | {} |\n", h.code(), h.http_status(), h.description()));
         }
         if std::env::var_os("FTZ_UPDATE_DOCS").is_some() {
             std::fs::write(path, &doc).unwrap();

@@ -12,6 +12,6 @@ pub mod error;
 pub mod profile;
 pub mod tls;
 
-pub use error::{ApiError, code_for, http_status_for, reason_of, status_meta};
+pub use error::{ApiError, HttpRefusal, code_for, http_status_for, reason_of, status_meta};
 pub use profile::{ClientError, ClientProfile, channel};
 pub use tls::ExpectedServer;

@@ -29,12 +29,11 @@ use crate::{
         AuditLog,
         events::{Refusal, log_refusal},
     },
-    caller_rate::{Admission, CallerRates},
+    caller_rate::{Admission, CallerRates, CountedGate},
     conn::ConnInfo,
     core::Core,
     error::ApiError,
     outbox::Outbox,
-    telemetry::LineGate,
     users::UserRevocations,
 };
 
@@ -84,8 +83,9 @@ struct CacheEntry {
 }
 
 /// Warning lines about refused requests a node writes a second at most (bursts of four times
-/// that); the rest are counted in the next line. Refusals are audited whether or not a line is
-/// written.
+/// that), whoever causes them: a caller can make a node refuse as fast as it can send, and a
+/// line for each would let anyone fill the node's disk through its log. The rest are counted in
+/// the next line; refusals are audited (bounded per zone) whether or not a line is written.
 const REFUSAL_LINES_PER_SECOND: u32 = 5;
 
 pub(crate) struct Authenticator {
@@ -97,8 +97,8 @@ pub(crate) struct Authenticator {
     users: Arc<UserRevocations>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
     rates: CallerRates,
-    /// Warning lines about refusals, bounded.
-    lines: LineGate,
+    /// Warning lines about refusals, bounded (one budget for the whole node).
+    lines: CountedGate,
 }
 
 impl Authenticator {
@@ -110,7 +110,7 @@ impl Authenticator {
             users,
             cache: Mutex::new(HashMap::new()),
             rates: CallerRates::default(),
-            lines: LineGate::new(REFUSAL_LINES_PER_SECOND, 4 * REFUSAL_LINES_PER_SECOND),
+            lines: CountedGate::new(REFUSAL_LINES_PER_SECOND, 4 * REFUSAL_LINES_PER_SECOND),
         }
     }
 
@@ -404,7 +404,7 @@ where
             }
             Err(refused) => {
                 let (who, e) = *refused;
-                if let Some(left_out) = self.auth.lines.admit() {
+                if let Some(left_out) = self.auth.lines.admit("", self.auth.core.now_ms()) {
                     tracing::warn!(method = %path, remote = ?remote, reason = %e.reason, left_out, "refused: {}", e.message);
                 }
                 if let Some(who) = who {
@@ -435,7 +435,7 @@ fn undecodable_as_invalid(
         return resp;
     }
     let e = ApiError::new(Reason::MalformedRequest, format!("the request does not decode: {}", status.message()));
-    if let Some(left_out) = auth.lines.admit() {
+    if let Some(left_out) = auth.lines.admit("", auth.core.now_ms()) {
         tracing::warn!(method = %path, left_out, "refused: {}", e.message);
     }
     if who.principal == Principal::Node {

@@ -35,8 +35,13 @@ pub(crate) struct CallerRates {
 impl CallerRates {
     /// Takes one request of `caller`, allowed `per_second` with bursts of twice that.
     pub(crate) fn admit(&self, caller: &str, per_second: u32, now_ms: i64) -> Admission {
+        self.admit_burst(caller, per_second, per_second.saturating_mul(2), now_ms)
+    }
+
+    /// The same with bursts of `burst`.
+    pub(crate) fn admit_burst(&self, caller: &str, per_second: u32, burst: u32, now_ms: i64) -> Admission {
         let rate = f64::from(per_second.max(1)) / 1000.0; // tokens per ms
-        let burst = 2.0 * f64::from(per_second.max(1));
+        let burst = f64::from(burst.max(1));
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_CALLERS && !map.contains_key(caller) {
             map.retain(|_, b| b.tokens + (now_ms - b.at_ms).max(0) as f64 * rate < burst);
@@ -62,9 +67,51 @@ impl CallerRates {
     }
 }
 
+/// A budget of things written per key (a zone's refusal entries in the audit log, the node's
+/// warning lines about refusals): at most `per_second` in bursts of `burst`; what is left out is
+/// counted and the count handed to the next one admitted, so nothing goes unmentioned.
+pub(crate) struct CountedGate {
+    rates: CallerRates,
+    left_out: Mutex<HashMap<String, u64>>,
+    per_second: u32,
+    burst: u32,
+}
+
+impl CountedGate {
+    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
+        Self { rates: CallerRates::default(), left_out: Mutex::default(), per_second, burst }
+    }
+
+    /// `None`: over the budget, left out (and counted). `Some(n)`: write it, `n` were left out
+    /// before it.
+    pub(crate) fn admit(&self, key: &str, now_ms: i64) -> Option<u64> {
+        let mut left_out = self.left_out.lock().unwrap_or_else(|e| e.into_inner());
+        match self.rates.admit_burst(key, self.per_second, self.burst, now_ms) {
+            Admission::Admit => Some(left_out.remove(key).unwrap_or(0)),
+            Admission::Refuse { .. } => {
+                // Bounded like the rates: at most as many keys as callers tracked.
+                if left_out.len() < MAX_CALLERS || left_out.contains_key(key) {
+                    *left_out.entry(key.to_string()).or_default() += 1;
+                }
+                None
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_lines_are_bounded_and_the_rest_counted() {
+        let g = CountedGate::new(5, 10);
+        let written = (0..1000).filter(|_| g.admit("", 0).is_some()).count();
+        assert_eq!(written, 10, "the burst, then nothing");
+        // A second later, five more; the first says how many were left out.
+        assert_eq!(g.admit("", 1000), Some(990));
+        assert_eq!((0..100).filter(|_| g.admit("", 1000).is_some()).count(), 4);
+    }
 
     #[test]
     fn a_burst_of_twice_the_rate_then_the_rate() {

@@ -72,7 +72,7 @@ pub(crate) struct RevokeOutcome {
 pub(crate) struct RateWindows(std::sync::Mutex<std::collections::HashMap<(String, String), VecDeque<i64>>>);
 
 /// How many slices a budget period is cut into.
-const BUDGET_SLICES: i64 = 30;
+const BUDGET_SLICES: u64 = 30;
 
 /// The budget window at a time: the current slice and how many slices count with it. A privacy
 /// budget holds in every stretch of the period's length, not per calendar period (which would
@@ -80,9 +80,9 @@ const BUDGET_SLICES: i64 = 30;
 /// a thirtieth of the period (rounded up), the current one and the 30 before it counting, so the
 /// slices counted always cover at least the period before now.
 pub(crate) fn budget_window(p: &CompiledPolicy, now: i64) -> (u64, u64) {
-    let period = p.aggregation().budget_period_ms.max(1);
-    let len = period.div_euclid(BUDGET_SLICES) + i64::from(period % BUDGET_SLICES != 0);
-    (u64::try_from(now.div_euclid(len.max(1))).unwrap_or(0), BUDGET_SLICES as u64 + 1)
+    let period = u64::try_from(p.aggregation().budget_period_ms).unwrap_or(1).max(1);
+    let len = period.div_ceil(BUDGET_SLICES);
+    (u64::try_from(now).unwrap_or(0) / len, BUDGET_SLICES + 1)
 }
 
 impl Policies {

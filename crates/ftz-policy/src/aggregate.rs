@@ -16,10 +16,11 @@ use crate::{
 /// A refusal of a query: a reason and what to tell the asker.
 pub type Refusal = (Reason, String);
 
-/// The milli-epsilon a query costs under `policy` (0 without differential privacy).
+/// The milli-epsilon a query costs under `policy` (0 without differential privacy): at least 2,
+/// since half goes to partition selection and half to the values, each at least 1.
 pub fn epsilon_cost_milli(policy: &CompiledPolicy) -> u64 {
     let a = policy.aggregation();
-    if a.differential_privacy { (a.epsilon_per_query * 1000.0).round().max(1.0) as u64 } else { 0 }
+    if a.differential_privacy { (a.epsilon_per_query * 1000.0).round().max(2.0) as u64 } else { 0 }
 }
 
 /// The checks a query must pass before any data is read (and before any budget is charged).
@@ -141,7 +142,8 @@ pub fn aggregate<'a>(
         bound_contributions(&mut groups, per_enterprise as usize, rng);
     }
     let bound = policy.sum_bound(metric).unwrap_or(i64::MAX);
-    let eps = (agg.epsilon_per_query * 1000.0).round().max(2.0) as u64;
+    // Exactly what the query was charged.
+    let eps = epsilon_cost_milli(policy).max(2);
     let select_eps = eps / 2;
     let value_eps = eps - select_eps;
     let selection =

@@ -7,14 +7,8 @@ use ftz_audit::leaf::{Leaf, Refusing};
 use ftz_core::{Reason, sha256};
 use ftz_policy::exchange::class_name;
 
-use std::{collections::HashMap, sync::Mutex};
-
 use super::log::AuditLog;
-use crate::{
-    caller_rate::{Admission, CallerRates},
-    core::Core,
-    error::ApiError,
-};
+use crate::{caller_rate::CountedGate, core::Core, error::ApiError};
 
 /// Refusals involving one other zone logged per second at most, in bursts of twice that. Its
 /// nodes and users can be refused as fast as they can ask; the log grows by this much at most
@@ -22,27 +16,19 @@ use crate::{
 pub(crate) const REFUSALS_PER_SECOND_PER_ZONE: u32 = 20;
 
 /// The per-zone budget of refusal entries, and the refusals left out since the last entry.
-#[derive(Default)]
-pub(crate) struct RefusalGate {
-    rates: CallerRates,
-    left_out: Mutex<HashMap<String, u64>>,
+pub(crate) struct RefusalGate(CountedGate);
+
+impl Default for RefusalGate {
+    fn default() -> Self {
+        Self(CountedGate::new(REFUSALS_PER_SECOND_PER_ZONE, 2 * REFUSALS_PER_SECOND_PER_ZONE))
+    }
 }
 
 impl RefusalGate {
     /// `None`: over the budget, left out (and counted). `Some(n)`: log it, `n` were left out
     /// before it.
     fn admit(&self, zone: &str, now_ms: i64) -> Option<u64> {
-        let mut left_out = self.left_out.lock().unwrap_or_else(|e| e.into_inner());
-        match self.rates.admit(zone, REFUSALS_PER_SECOND_PER_ZONE, now_ms) {
-            Admission::Admit => Some(left_out.remove(zone).unwrap_or(0)),
-            Admission::Refuse { .. } => {
-                // Bounded like the rates: at most as many zones as callers tracked.
-                if left_out.len() < 10_000 || left_out.contains_key(zone) {
-                    *left_out.entry(zone.to_string()).or_default() += 1;
-                }
-                None
-            }
-        }
+        self.0.admit(zone, now_ms)
     }
 }
 

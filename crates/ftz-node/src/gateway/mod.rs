@@ -12,6 +12,7 @@
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use ftz_client::HttpRefusal;
 use ftz_core::Reason;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -33,14 +34,12 @@ mod transcode;
 use problem::Problem;
 pub(crate) use transcode::Grpc;
 
-/// The health check every authenticated caller may make: what `openapi.json` asks of a caller
-/// to know it is one.
-const AUTHENTICATED_CHECK: &str = "/grpc.health.v1.Health/Check";
-
 struct Gateway {
     grpc: Grpc,
     limits: Limits,
     openapi: Bytes,
+    /// The route of the gRPC health check (see `authenticated`).
+    health: Option<routes::Route>,
 }
 
 /// Serves the JSON API on every connection `incoming` yields, until shutdown.
@@ -51,7 +50,7 @@ pub(crate) fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let openapi = Bytes::from(serde_json::to_vec_pretty(&openapi::document(routes::routes())).unwrap_or_default());
-    let gw = Arc::new(Gateway { grpc, limits, openapi });
+    let gw = Arc::new(Gateway { grpc, limits, openapi, health: routes::health_route() });
     tokio::spawn(async move {
         let mut incoming = incoming;
         let mut stop = shutdown.clone();
@@ -133,9 +132,8 @@ impl Gateway {
         match tokio::time::timeout(deadline, self.answer(req, info)).await {
             Ok(Ok(r)) => r,
             Ok(Err(p)) => p.into_response(),
-            Err(_) => {
-                Problem::http(504, "DEADLINE_EXCEEDED", "the request took longer than the node allows").into_response()
-            }
+            Err(_) => Problem::http(HttpRefusal::DeadlineExceeded, "the request took longer than the node allows")
+                .into_response(),
         }
     }
 
@@ -147,13 +145,13 @@ impl Gateway {
         let path = req.uri().path().to_string();
         if path == "/api/v1/openapi.json" {
             if req.method() != http::Method::GET {
-                return Err(Problem::http(405, "METHOD_NOT_ALLOWED", "GET the API description"));
+                return Err(Problem::http(HttpRefusal::MethodNotAllowed, "GET the API description"));
             }
             self.authenticated(info).await?;
             return Ok(json(200, self.openapi.clone(), "application/json"));
         }
         let Some(route) = routes::routes().by_path.get(&path) else {
-            return Err(Problem::http(404, "NOT_FOUND", format!("no route {path}; see /api/v1/openapi.json")));
+            return Err(Problem::http(HttpRefusal::NotFound, format!("no route {path}; see /api/v1/openapi.json")));
         };
         let msg = match *req.method() {
             http::Method::GET if route.get => transcode::request_from_query(route, req.uri().query().unwrap_or(""))?,
@@ -164,38 +162,43 @@ impl Gateway {
                 let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 if !ct.starts_with("application/json") {
                     return Err(Problem::http(
-                        415,
-                        "UNSUPPORTED_MEDIA_TYPE",
+                        HttpRefusal::UnsupportedMediaType,
                         "POST a JSON body (Content-Type: application/json)",
                     ));
                 }
-                let body = Limited::new(req.into_body(), self.limits.max_message_bytes)
+                // No body is buffered for a connection that has not shown who it is: an outsider
+                // would otherwise hold a message's worth of memory per stream it opens.
+                if !info.flags.is_authenticated() {
+                    self.authenticated(info.clone()).await?;
+                }
+                let max = self.limits.max_message_bytes;
+                let body = Limited::new(req.into_body(), max)
                     .collect()
                     .await
                     .map_err(|e| {
-                        Problem::http(
-                            413,
-                            "PAYLOAD_TOO_LARGE",
-                            format!("the body is over {} bytes or broken: {e}", self.limits.max_message_bytes),
-                        )
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            Problem::http(HttpRefusal::PayloadTooLarge, format!("the body is over {max} bytes"))
+                        } else {
+                            Problem::new(Reason::MalformedRequest, format!("the body could not be read: {e}"))
+                        }
                     })?
                     .to_bytes();
                 transcode::request_from_json(route, &body)?
             }
             _ => {
                 let allowed = if route.get { "GET or POST" } else { "POST" };
-                return Err(Problem::http(405, "METHOD_NOT_ALLOWED", format!("{path} takes {allowed}")));
+                return Err(Problem::http(HttpRefusal::MethodNotAllowed, format!("{path} takes {allowed}")));
             }
         };
         let answer = transcode::call(self.grpc.clone(), info, route, msg).await?;
         Ok(json(200, Bytes::from(serde_json::to_vec(&answer).unwrap_or_default()), "application/json"))
     }
 
-    /// Whether the caller is one the node serves at all (the same check as any gRPC call).
+    /// Whether the caller is one the node serves at all: the gRPC health check, which any
+    /// authenticated caller may make, through the same authentication as every call.
     async fn authenticated(&self, info: ConnInfo) -> Result<(), Problem> {
-        let route = routes::health_route().ok_or_else(|| Problem::new(Reason::Internal, "no health check"))?;
+        let route = self.health.as_ref().ok_or_else(|| Problem::new(Reason::Internal, "no health check"))?;
         let msg = prost_reflect::DynamicMessage::new(route.method.input());
-        debug_assert_eq!(route.grpc_path, AUTHENTICATED_CHECK);
-        transcode::call(self.grpc.clone(), info, &route, msg).await.map(|_| ())
+        transcode::call(self.grpc.clone(), info, route, msg).await.map(|_| ())
     }
 }

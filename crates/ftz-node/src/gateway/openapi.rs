@@ -24,16 +24,21 @@ pub(crate) fn document(routes: &Routes) -> Value {
             "default": {"description": "A refusal: RFC 9457 problem details with the stable reason code.",
                         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
         });
+        // One operation of the route: POST with a JSON body, or GET with query parameters.
+        let operation = |id: String, summary: String, (key, request): (&str, Value)| {
+            let mut op = json!({"operationId": id, "tags": [tag], "summary": summary, "responses": responses});
+            op[key] = request;
+            op
+        };
         let mut item = Map::new();
+        let body = json!({"required": false, "content": {"application/json": {"schema": reference(&input)}}});
         item.insert(
             "post".into(),
-            json!({
-                "operationId": format!("{tag}_{}", r.method.name()),
-                "tags": [tag],
-                "summary": format!("{} ({})", r.method.name(), r.grpc_path),
-                "requestBody": {"required": false, "content": {"application/json": {"schema": reference(&input)}}},
-                "responses": responses,
-            }),
+            operation(
+                format!("{tag}_{}", r.method.name()),
+                format!("{} ({})", r.method.name(), r.grpc_path),
+                ("requestBody", body),
+            ),
         );
         if r.get {
             let params: Vec<Value> = input
@@ -47,13 +52,11 @@ pub(crate) fn document(routes: &Routes) -> Value {
                 .collect();
             item.insert(
                 "get".into(),
-                json!({
-                    "operationId": format!("{tag}_{}_get", r.method.name()),
-                    "tags": [tag],
-                    "summary": format!("{} ({}), fields as query parameters", r.method.name(), r.grpc_path),
-                    "parameters": params,
-                    "responses": responses,
-                }),
+                operation(
+                    format!("{tag}_{}_get", r.method.name()),
+                    format!("{} ({}), fields as query parameters", r.method.name(), r.grpc_path),
+                    ("parameters", Value::Array(params)),
+                ),
             );
         }
         paths.insert(r.path.clone(), Value::Object(item));

@@ -26,10 +26,16 @@ impl Problem {
         Self::from(ApiError::new(reason, detail))
     }
 
-    /// A refusal of the HTTP layer itself (no reason code applies): a wrong method, an
-    /// unknown path.
-    pub(crate) fn http(status: u16, reason: &str, detail: impl Into<String>) -> Self {
-        Self { status, reason: reason.into(), detail: detail.into(), metadata: Map::new(), retry_after_ms: None }
+    /// A refusal of the HTTP layer itself, before any gRPC method: a wrong method, an unknown
+    /// path, a body too large or not JSON, a deadline.
+    pub(crate) fn http(r: ftz_client::HttpRefusal, detail: impl Into<String>) -> Self {
+        Self {
+            status: r.http_status(),
+            reason: r.code().into(),
+            detail: detail.into(),
+            metadata: Map::new(),
+            retry_after_ms: None,
+        }
     }
 
     pub(crate) fn from_status(s: &Status) -> Self {

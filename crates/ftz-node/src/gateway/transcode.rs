@@ -46,7 +46,11 @@ pub(crate) fn request_from_query(route: &Route, query: &str) -> Result<DynamicMe
             .or_else(|| input.get_field_by_json_name(&k))
             .ok_or_else(|| Problem::new(Reason::InvalidArgument, format!("{} has no field {k:?}", input.name())))?;
         let value = match field.kind() {
-            Kind::Bool => Value::Bool(matches!(v.as_str(), "true" | "1")),
+            Kind::Bool => match v.as_str() {
+                "true" | "1" => Value::Bool(true),
+                "false" | "0" => Value::Bool(false),
+                _ => return Err(Problem::new(Reason::InvalidArgument, format!("{k} is true or false, not {v:?}"))),
+            },
             Kind::Message(_) => {
                 return Err(Problem::new(Reason::InvalidArgument, format!("{k} is a message: POST it as JSON")));
             }
@@ -65,26 +69,12 @@ pub(crate) fn request_from_query(route: &Route, query: &str) -> Result<DynamicMe
     request_from_json(route, &text)
 }
 
+/// A query-string component: `+` is a space, then %-escapes.
 fn decode(s: &str) -> Result<String, Problem> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                out.push(hex.ok_or_else(|| Problem::new(Reason::InvalidArgument, "a bad %-escape in the query"))?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| Problem::new(Reason::InvalidArgument, "the query is not UTF-8"))
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| Problem::new(Reason::InvalidArgument, "the query is not UTF-8"))
 }
 
 /// Calls `route`'s gRPC method with `msg` over `grpc`, as the caller of connection `conn`.

@@ -379,26 +379,23 @@ impl Transfers {
         let now = state.now_ms();
         // The time it claims first: a far-future one is a wrong clock or a forgery, a very old
         // one a replay (a delivery retried from a sender's outbox is younger than this).
-        let claimed: TransferIntent = envelope::decode_payload(&env, PayloadType::TRANSFER_INTENT)
+        let intent: TransferIntent = envelope::decode_payload(&env, PayloadType::TRANSFER_INTENT)
             .map_err(|e| invalid(format!("intent of zone {provider}: {e}")))?;
-        if claimed.created_at_ms > now.saturating_add(state.limits.max_clock_skew_ms)
-            || claimed.created_at_ms < now.saturating_sub(state.limits.max_intent_age_ms)
+        if intent.created_at_ms > now.saturating_add(state.limits.max_clock_skew_ms)
+            || intent.created_at_ms < now.saturating_sub(state.limits.max_intent_age_ms)
         {
             return Err(ApiError::new(
                 Reason::StaleRequest,
                 format!(
                     "the intent was made at {}, outside what this node accepts at {}",
-                    ftz_core::time::format_ms(claimed.created_at_ms),
+                    ftz_core::time::format_ms(intent.created_at_ms),
                     ftz_core::time::format_ms(now)
                 ),
             ));
         }
         // Then judged by the key the provider had when it signed, so a delivery queued before
         // the provider rotated its node key still arrives.
-        let intent: TransferIntent =
-            open_signed_at(&registry, provider, &env, PayloadType::TRANSFER_INTENT, |i: &TransferIntent| {
-                i.created_at_ms
-            })
+        verify_signed_at(&registry, provider, &env, PayloadType::TRANSFER_INTENT, intent.created_at_ms)
             .map_err(|e| invalid(format!("intent of zone {provider}: {e}")))?;
         if intent.provider_zone != provider.as_str() || intent.consumer_zone != state.zone.as_str() {
             return Err(ApiError::new(
@@ -477,16 +474,16 @@ pub(crate) async fn acknowledged(
     let registry = core.registry();
     // By this zone's node key of the time the intent was made (only this zone holds its node
     // keys): a receipt for a delivery queued before a rotation is still taken.
+    let not_ours = |e: envelope::EnvelopeError| invalid(format!("not an intent this zone signed: {e}"));
     let intent: TransferIntent =
-        open_signed_at(&registry, &core.zone, intent_env, PayloadType::TRANSFER_INTENT, |i: &TransferIntent| {
-            i.created_at_ms
-        })
-        .map_err(|e| invalid(format!("not an intent this zone signed: {e}")))?;
+        envelope::decode_payload(intent_env, PayloadType::TRANSFER_INTENT).map_err(not_ours)?;
+    verify_signed_at(&registry, &core.zone, intent_env, PayloadType::TRANSFER_INTENT, intent.created_at_ms)
+        .map_err(not_ours)?;
+    let theirs = |e: envelope::EnvelopeError| invalid(format!("receipt of zone {caller}: {e}"));
     let receipt: TransferReceipt =
-        open_signed_at(&registry, caller, receipt_env, PayloadType::TRANSFER_RECEIPT, |r: &TransferReceipt| {
-            r.received_at_ms
-        })
-        .map_err(|e| invalid(format!("receipt of zone {caller}: {e}")))?;
+        envelope::decode_payload(receipt_env, PayloadType::TRANSFER_RECEIPT).map_err(theirs)?;
+    verify_signed_at(&registry, caller, receipt_env, PayloadType::TRANSFER_RECEIPT, receipt.received_at_ms)
+        .map_err(theirs)?;
     bounds::check_receipt(&receipt)?;
     let skew = core.limits.max_clock_skew_ms;
     if receipt.received_at_ms < intent.created_at_ms.saturating_sub(skew)
@@ -508,24 +505,20 @@ pub(crate) async fn acknowledged(
     Ok(())
 }
 
-/// Opens an intent or a receipt signed by one node key of `zone`: the key the registry says was
-/// valid at the time the document gives for its own signing (`at`). That time is the signer's
+/// Checks that an intent or a receipt is signed by the node key of `zone` the registry says was
+/// valid at `t`, the time the document gives for its own signing. That time is the signer's
 /// claim, so every caller bounds it (an intent's age, a receipt's time against its intent); a
 /// key the registry no longer lists at all (withdrawn after a compromise, not retired) counts
 /// for nothing.
-fn open_signed_at<M: Message + Default>(
+fn verify_signed_at(
     registry: &ftz_core::registry::Registry,
     zone: &ZoneId,
     env: &Envelope,
     payload_type: &str,
-    at: impl Fn(&M) -> i64,
-) -> Result<M, envelope::EnvelopeError> {
-    let claimed: M = envelope::decode_payload(env, payload_type)?;
-    let t = at(&claimed);
-    let (msg, _) = envelope::open(env, payload_type, |id| {
-        registry.zone(zone).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, t))
-    })?;
-    Ok(msg)
+    t: i64,
+) -> Result<(), envelope::EnvelopeError> {
+    envelope::verify(env, payload_type, |id| registry.zone(zone).and_then(|z| z.key_valid_at(KeyPurpose::Node, id, t)))
+        .map(|_| ())
 }
 
 /// The transfer a queued receipt acknowledges.
