@@ -18,6 +18,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub json: serde_json::Value,
+    /// The body as text (an HTML page, a fragment).
+    pub text: String,
 }
 
 impl Answer {
@@ -77,7 +79,18 @@ impl Https {
 
     /// Any request; `body` with `content_type`.
     pub async fn request(&self, method: http::Method, path: &str, body: Option<Vec<u8>>, content_type: &str) -> Answer {
-        self.send(method, path, Full::new(Bytes::from(body.unwrap_or_default())), content_type).await
+        self.send(method, path, Full::new(Bytes::from(body.unwrap_or_default())), content_type, &[]).await
+    }
+
+    /// A GET with extra headers (what a browser sends: `Accept-Language`, `Sec-Fetch-Site`, ...).
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send(http::Method::GET, path, Full::new(Bytes::new()), "", headers).await
+    }
+
+    /// A JSON POST with extra headers.
+    pub async fn post_with(&self, path: &str, json: &serde_json::Value, headers: &[(&str, &str)]) -> Answer {
+        let body = Full::new(Bytes::from(json.to_string().into_bytes()));
+        self.send(http::Method::POST, path, body, "application/json", headers).await
     }
 
     /// A JSON POST whose body starts and never ends: what a client that holds a stream open
@@ -87,10 +100,17 @@ impl Https {
         let frame = hyper::body::Frame::data(Bytes::from_static(b"{"));
         let first = futures_util::stream::once(async { Ok::<_, std::convert::Infallible>(frame) });
         let body = http_body_util::StreamBody::new(first.chain(futures_util::stream::pending()));
-        self.send(http::Method::POST, path, body, "application/json").await
+        self.send(http::Method::POST, path, body, "application/json", &[]).await
     }
 
-    async fn send<B>(&self, method: http::Method, path: &str, body: B, content_type: &str) -> Answer
+    async fn send<B>(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: B,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -105,12 +125,16 @@ impl Https {
         if !content_type.is_empty() {
             b = b.header(http::header::CONTENT_TYPE, content_type);
         }
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
         let req = b.body(body).expect("request");
         let resp = send.send_request(req).await.expect("answer");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        Answer { status, headers, json }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Answer { status, headers, json, text }
     }
 }

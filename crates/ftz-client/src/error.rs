@@ -137,15 +137,17 @@ pub enum HttpRefusal {
     PayloadTooLarge,
     UnsupportedMediaType,
     DeadlineExceeded,
+    CrossOrigin,
 }
 
 impl HttpRefusal {
-    pub const ALL: [HttpRefusal; 5] = [
+    pub const ALL: [HttpRefusal; 6] = [
         HttpRefusal::NotFound,
         HttpRefusal::MethodNotAllowed,
         HttpRefusal::PayloadTooLarge,
         HttpRefusal::UnsupportedMediaType,
         HttpRefusal::DeadlineExceeded,
+        HttpRefusal::CrossOrigin,
     ];
 
     /// The code in the problem's `reason`.
@@ -156,6 +158,7 @@ impl HttpRefusal {
             HttpRefusal::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             HttpRefusal::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             HttpRefusal::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            HttpRefusal::CrossOrigin => "CROSS_ORIGIN",
         }
     }
 
@@ -166,6 +169,7 @@ impl HttpRefusal {
             HttpRefusal::PayloadTooLarge => 413,
             HttpRefusal::UnsupportedMediaType => 415,
             HttpRefusal::DeadlineExceeded => 504,
+            HttpRefusal::CrossOrigin => 403,
         }
     }
 
@@ -178,6 +182,9 @@ impl HttpRefusal {
                 "A POST body must be `application/json` (which another site's form cannot send)."
             }
             HttpRefusal::DeadlineExceeded => "The request took longer than `limits.request_timeout_ms`.",
+            HttpRefusal::CrossOrigin => {
+                "A POST sent by a page of another origin (`Origin` or `Sec-Fetch-Site`): the browser's client certificate acts only for the node's own pages (CSRF)."
+            }
         }
     }
 }

@@ -137,7 +137,7 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
         let stack = tower::util::BoxCloneSyncService::new(tower::Layer::layer(&auth, routes));
         let incoming =
             accept_connections(listener, TlsAcceptor::from(Arc::new(http_tls)), &config.limits, shutdown_rx.clone());
-        gateway::serve(incoming, stack, node.core.limits.clone(), shutdown_rx.clone());
+        gateway::serve(incoming, stack, node.core.zone.to_string(), node.core.limits.clone(), shutdown_rx.clone());
         addr
     });
     let core = &node.core;

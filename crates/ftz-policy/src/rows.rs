@@ -87,6 +87,60 @@ pub fn check_row(row: &IndustryRow) -> Result<(), String> {
     Ok(())
 }
 
+/// Bad lines listed before a parse gives up.
+pub const MAX_REPORTED: usize = 20;
+
+/// Reads industry rows from CSV text with the header [`FIELDS`], every row checked with
+/// [`check_row`]. `first_line` is the line number of the header (1 for a whole file; more for
+/// a part of a larger file, so that errors name the line of the file). Every bad line is
+/// reported (up to [`MAX_REPORTED`]) with its number; nothing is returned if any line is bad.
+pub fn parse_csv(text: &[u8], first_line: u64) -> Result<Vec<IndustryRow>, Vec<String>> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text);
+    let header: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(str::to_string).collect(),
+        Err(e) => return Err(vec![format!("line {first_line}: no header line: {e}")]),
+    };
+    if header != FIELDS {
+        return Err(vec![format!("line {first_line}: the header must be {}", FIELDS.join(","))]);
+    }
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let line = first_line + 1 + i as u64;
+        let parsed = rec.map_err(|e| e.to_string()).and_then(|r| {
+            if r.len() != FIELDS.len() {
+                return Err(format!("{} fields, expected {}", r.len(), FIELDS.len()));
+            }
+            let num =
+                |j: usize| r[j].parse::<i64>().map_err(|_| format!("{} {:?} is not a whole number", FIELDS[j], &r[j]));
+            let row = IndustryRow {
+                line,
+                enterprise_uscc: r[0].to_string(),
+                enterprise_name: r[1].to_string(),
+                industry_code: r[2].to_string(),
+                region: r[3].to_string(),
+                period: r[4].to_string(),
+                output_value: num(5)?,
+                employment: num(6)?,
+                capacity: num(7)?,
+            };
+            check_row(&row)?;
+            Ok(row)
+        });
+        match parsed {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                bad.push(format!("line {line}: {e}"));
+                if bad.len() >= MAX_REPORTED {
+                    bad.push("(stopped after this many errors)".into());
+                    break;
+                }
+            }
+        }
+    }
+    if bad.is_empty() { Ok(rows) } else { Err(bad) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

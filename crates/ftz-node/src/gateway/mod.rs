@@ -26,6 +26,7 @@ use crate::{
     listen::{Conn, stopped},
 };
 
+mod console;
 mod openapi;
 mod problem;
 mod routes;
@@ -36,6 +37,8 @@ pub(crate) use transcode::Grpc;
 
 struct Gateway {
     grpc: Grpc,
+    /// The node's zone, as the console's pages name it.
+    zone: String,
     limits: Limits,
     openapi: Bytes,
     /// The route of the gRPC health check (see `authenticated`).
@@ -46,11 +49,12 @@ struct Gateway {
 pub(crate) fn serve(
     incoming: ReceiverStream<Result<Conn, std::io::Error>>,
     grpc: Grpc,
+    zone: String,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
     let openapi = Bytes::from(serde_json::to_vec_pretty(&openapi::document(routes::routes())).unwrap_or_default());
-    let gw = Arc::new(Gateway { grpc, limits, openapi, health: routes::health_route() });
+    let gw = Arc::new(Gateway { grpc, zone, limits, openapi, health: routes::health_route() });
     tokio::spawn(async move {
         let mut incoming = incoming;
         let mut stop = shutdown.clone();
@@ -112,7 +116,10 @@ fn secure(mut r: http::Response<Full<Bytes>>) -> http::Response<Full<Bytes>> {
     };
     set(h, "strict-transport-security", "max-age=31536000");
     set(h, "x-content-type-options", "nosniff");
-    set(h, "content-security-policy", "default-src 'none'; frame-ancestors 'none'");
+    // The console's pages set their own (scripts and styles of this origin); nothing else runs.
+    if !h.contains_key(http::header::CONTENT_SECURITY_POLICY) {
+        set(h, "content-security-policy", "default-src 'none'; frame-ancestors 'none'");
+    }
     set(h, "referrer-policy", "no-referrer");
     set(h, "cache-control", "no-store");
     r
@@ -150,41 +157,18 @@ impl Gateway {
             self.authenticated(info).await?;
             return Ok(json(200, self.openapi.clone(), "application/json"));
         }
+        if req.method() == http::Method::POST {
+            cross_origin(&req)?;
+        }
+        if !path.starts_with("/api/") {
+            return console::handle(self, req, info).await;
+        }
         let Some(route) = routes::routes().by_path.get(&path) else {
             return Err(Problem::http(HttpRefusal::NotFound, format!("no route {path}; see /api/v1/openapi.json")));
         };
         let msg = match *req.method() {
             http::Method::GET if route.get => transcode::request_from_query(route, req.uri().query().unwrap_or(""))?,
-            http::Method::POST => {
-                // A JSON content type: a page of another site cannot send it without the
-                // browser asking first, so a client certificate held by the browser cannot be
-                // used by another site's form (CSRF).
-                let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !ct.starts_with("application/json") {
-                    return Err(Problem::http(
-                        HttpRefusal::UnsupportedMediaType,
-                        "POST a JSON body (Content-Type: application/json)",
-                    ));
-                }
-                // No body is buffered for a connection that has not shown who it is: an outsider
-                // would otherwise hold a message's worth of memory per stream it opens.
-                if !info.flags.is_authenticated() {
-                    self.authenticated(info.clone()).await?;
-                }
-                let max = self.limits.max_message_bytes;
-                let body = Limited::new(req.into_body(), max)
-                    .collect()
-                    .await
-                    .map_err(|e| {
-                        if e.is::<http_body_util::LengthLimitError>() {
-                            Problem::http(HttpRefusal::PayloadTooLarge, format!("the body is over {max} bytes"))
-                        } else {
-                            Problem::new(Reason::MalformedRequest, format!("the body could not be read: {e}"))
-                        }
-                    })?
-                    .to_bytes();
-                transcode::request_from_json(route, &body)?
-            }
+            http::Method::POST => transcode::request_from_json(route, &self.read_json_body(req, &info).await?)?,
             _ => {
                 let allowed = if route.get { "GET or POST" } else { "POST" };
                 return Err(Problem::http(HttpRefusal::MethodNotAllowed, format!("{path} takes {allowed}")));
@@ -194,11 +178,92 @@ impl Gateway {
         Ok(json(200, Bytes::from(serde_json::to_vec(&answer).unwrap_or_default()), "application/json"))
     }
 
+    /// A POST's JSON body, bounded by the message limit, read only once the caller has shown
+    /// who it is.
+    async fn read_json_body(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        info: &ConnInfo,
+    ) -> Result<Bytes, Problem> {
+        // A JSON content type: a page of another site cannot send it without the browser
+        // asking first, so a client certificate held by the browser cannot be used by another
+        // site's form (CSRF).
+        let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !ct.starts_with("application/json") {
+            return Err(Problem::http(
+                HttpRefusal::UnsupportedMediaType,
+                "POST a JSON body (Content-Type: application/json)",
+            ));
+        }
+        // No body is buffered for a connection that has not shown who it is: an outsider would
+        // otherwise hold a message's worth of memory per stream it opens.
+        if !info.flags.is_authenticated() {
+            self.authenticated(info.clone()).await?;
+        }
+        let max = self.limits.max_message_bytes;
+        let body = Limited::new(req.into_body(), max).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Problem::http(HttpRefusal::PayloadTooLarge, format!("the body is over {max} bytes"))
+            } else {
+                Problem::new(Reason::MalformedRequest, format!("the body could not be read: {e}"))
+            }
+        })?;
+        Ok(body.to_bytes())
+    }
+
     /// Whether the caller is one the node serves at all: the gRPC health check, which any
     /// authenticated caller may make, through the same authentication as every call.
     async fn authenticated(&self, info: ConnInfo) -> Result<(), Problem> {
         let route = self.health.as_ref().ok_or_else(|| Problem::new(Reason::Internal, "no health check"))?;
         let msg = prost_reflect::DynamicMessage::new(route.method.input());
         transcode::call(self.grpc.clone(), info, route, msg).await.map(|_| ())
+    }
+}
+
+/// A POST a page of another origin sent is refused, whatever its content type: browsers name
+/// the page's origin (`Origin`) and whether it is this site (`Sec-Fetch-Site`). Programs send
+/// neither, and are not affected.
+fn cross_origin<B>(req: &http::Request<B>) -> Result<(), Problem> {
+    let h = req.headers();
+    let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if matches!(site, "cross-site" | "same-site") {
+        return Err(Problem::http(HttpRefusal::CrossOrigin, format!("a request sent by another site's page ({site})")));
+    }
+    if let Some(origin) = h.get(http::header::ORIGIN) {
+        let host = h
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        if origin.to_str().ok() != Some(format!("https://{host}").as_str()) {
+            return Err(Problem::http(
+                HttpRefusal::CrossOrigin,
+                format!("a request from the page of {:?}, not of this node", origin.to_str().unwrap_or("?")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_post_from_another_origin_is_refused() {
+        let req = |headers: &[(&str, &str)]| {
+            let mut b = http::Request::builder().method("POST").uri("/api/v1/verify/list-zones");
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap()
+        };
+        assert!(cross_origin(&req(&[])).is_ok());
+        assert!(cross_origin(&req(&[("host", "127.0.0.1:9443"), ("origin", "https://127.0.0.1:9443")])).is_ok());
+        assert!(cross_origin(&req(&[("sec-fetch-site", "same-origin")])).is_ok());
+        let evil = cross_origin(&req(&[("host", "127.0.0.1:9443"), ("origin", "https://evil.example")])).unwrap_err();
+        assert_eq!((evil.status, evil.reason.as_str()), (403, "CROSS_ORIGIN"));
+        assert!(cross_origin(&req(&[("sec-fetch-site", "cross-site")])).is_err());
+        assert!(cross_origin(&req(&[("host", "127.0.0.1:9443"), ("origin", "null")])).is_err());
     }
 }

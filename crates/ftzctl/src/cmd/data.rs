@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use ftz_policy::rows::{FIELDS, check_row};
+use ftz_policy::rows::parse_csv;
 use ftz_proto::{
     AggregateFunction, AggregateQuery, FetchIndustryRowsRequest, ImportRowsRequest, IndustryRow,
     QueryIndustryDataRequest, RowFilter, issuer_client::IssuerClient, verify_client::VerifyClient,
@@ -17,8 +17,6 @@ use tonic::transport::Channel;
 
 /// Rows per import call.
 const BATCH: usize = 1000;
-/// Bad lines listed before giving up on a file.
-const MAX_REPORTED: usize = 20;
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -75,58 +73,10 @@ fn filters(v: &[String]) -> Result<Vec<RowFilter>> {
 
 /// Reads and checks a CSV file; every bad line is reported (up to a limit) with its number.
 pub fn read_csv(path: &Path) -> Result<Vec<IndustryRow>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let header: Vec<String> = reader
-        .headers()
-        .with_context(|| format!("{}: no header line", path.display()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    if header != FIELDS {
-        bail!("{}: line 1: the header must be {}", path.display(), FIELDS.join(","));
-    }
-    let mut rows = Vec::new();
-    let mut bad = Vec::new();
-    for (i, rec) in reader.records().enumerate() {
-        let line = i as u64 + 2;
-        let parsed = rec.map_err(|e| e.to_string()).and_then(|r| {
-            if r.len() != FIELDS.len() {
-                return Err(format!("{} fields, expected {}", r.len(), FIELDS.len()));
-            }
-            let num =
-                |j: usize| r[j].parse::<i64>().map_err(|_| format!("{} {:?} is not a whole number", FIELDS[j], &r[j]));
-            let row = IndustryRow {
-                line,
-                enterprise_uscc: r[0].to_string(),
-                enterprise_name: r[1].to_string(),
-                industry_code: r[2].to_string(),
-                region: r[3].to_string(),
-                period: r[4].to_string(),
-                output_value: num(5)?,
-                employment: num(6)?,
-                capacity: num(7)?,
-            };
-            check_row(&row)?;
-            Ok(row)
-        });
-        match parsed {
-            Ok(row) => rows.push(row),
-            Err(e) => {
-                bad.push(format!("line {line}: {e}"));
-                if bad.len() >= MAX_REPORTED {
-                    bad.push("(stopped after this many errors)".into());
-                    break;
-                }
-            }
-        }
-    }
-    if !bad.is_empty() {
-        bail!("{}: {} bad row(s), nothing imported:\n  {}", path.display(), bad.len(), bad.join("\n  "));
-    }
-    Ok(rows)
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_csv(&text, 1).map_err(|bad| {
+        anyhow!("{}: {} bad row(s), nothing imported:\n  {}", path.display(), bad.len(), bad.join("\n  "))
+    })
 }
 
 pub async fn run(cmd: DataCommand, channel: Channel, fmt: Format) -> Result<()> {

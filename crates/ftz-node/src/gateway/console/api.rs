@@ -1,0 +1,28 @@
+//! A page's calls: JSON in, JSON out, through the same in-process gRPC route as the JSON API
+//! (`transcode`), as the browser's caller.
+
+use serde_json::Value;
+
+use super::super::{Grpc, problem::Problem, routes::routes, transcode};
+use crate::conn::ConnInfo;
+
+pub(crate) struct Api {
+    grpc: Grpc,
+    info: ConnInfo,
+}
+
+impl Api {
+    pub(crate) fn new(grpc: Grpc, info: ConnInfo) -> Self {
+        Self { grpc, info }
+    }
+
+    /// Calls the JSON API route `path` (`/api/v1/audit/list-entries`) with `request`.
+    pub(crate) async fn call(&self, path: &str, request: Value) -> Result<Value, Problem> {
+        let route = routes().by_path.get(path).ok_or_else(|| {
+            Problem::new(ftz_core::Reason::Internal, format!("the console calls {path}, which is not a route"))
+        })?;
+        let body = serde_json::to_vec(&request).unwrap_or_default();
+        let msg = transcode::request_from_json(route, &body)?;
+        transcode::call(self.grpc.clone(), self.info.clone(), route, msg).await
+    }
+}
