@@ -177,6 +177,9 @@ pub(crate) fn script_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 
+/// A witness's cosignature of a checkpoint: its time, and whether it verifies.
+type Cosigned = Option<(u64, bool)>;
+
 pub(crate) async fn witnesses(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
     let cps = api.call("/api/v1/audit/list-checkpoints", json!({"limit": 20})).await?;
     let keys = api.call("/api/v1/audit/get-checkpoint", json!({})).await.ok();
@@ -193,7 +196,7 @@ pub(crate) async fn witnesses(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
         .into_iter()
         .filter(|v| v.sig_type == TYPE_COSIGNATURE)
         .collect();
-    let rows: Vec<(i64, Vec<Option<(u64, bool)>>)> = list(&cps, "checkpoints")
+    let rows: Vec<(i64, Vec<Cosigned>)> = list(&cps, "checkpoints")
         .iter()
         .map(|c| {
             let note = Note::parse(s(c, "note")).ok();

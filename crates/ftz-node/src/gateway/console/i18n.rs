@@ -83,7 +83,6 @@ texts! {
     Console => "自贸区互认交换控制台", "FTZ exchange console";
     Zone => "本区", "Zone";
     SignedInAs => "当前身份", "Signed in as";
-    Home => "首页", "Home";
     Verify => "核验", "Verify";
     Lot => "批次检验结果", "Lot results";
     Audit => "审计日志", "Audit log";
@@ -158,7 +157,6 @@ texts! {
     EntriesScanned => "统计的条目", "Entries counted";
     WitnessIntro => "每行一个检查点，每列一个见证者；单元格为联署时间。", "One row per checkpoint, one column per witness; a cell is when it cosigned.";
     Size => "大小", "Size";
-    Signed => "已签", "signed";
     Missing => "缺", "missing";
     NoEquivocations => "本节点作为见证者未发现分叉。", "This node, as a witness, found no equivocation.";
     CrossIntro => "上传另一区导出的日志（ftzctl audit export 生成的目录中的文件），与本区日志逐笔比对。", "Upload another zone's log export (the files of a directory `ftzctl audit export` wrote) to compare it with this zone's log, transfer by transfer.";
@@ -184,23 +182,18 @@ texts! {
     File => "文件", "File";
     Submit => "提交", "Submit";
     IssueCertification => "签发资质证书", "Issue a certification";
-    RecordInspection => "记录检验结果", "Record an inspection result";
     Revoke => "撤销记录", "Revoke a record";
     Push => "推送检验结果到他区", "Push an inspection result to a zone";
     ImportRows => "导入行业数据（CSV）", "Import industry rows (CSV)";
     Holder => "持有企业（统一社会信用代码）", "Holder (USCC)";
     HolderName => "企业名称", "Holder name";
     Scheme => "资质类别", "Scheme";
-    Level => "等级", "Level";
-    ValidFrom => "生效时间", "Valid from";
     ToZone => "目标区", "To zone";
-    Result => "结果", "Result";
     Uptime => "启动时间", "Started";
     Part => "部分", "Part";
     Value => "值", "Value";
     Refresh => "立即探测", "Ping now";
     Decoded => "解码字段", "Decoded fields";
-    Cosignatures => "联署", "Cosignatures";
     TimeFormat => "时间均为 UTC", "Times are UTC";
 }
 

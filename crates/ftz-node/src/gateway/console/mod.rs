@@ -289,7 +289,7 @@ mod tests {
         assert!(doc.contains(r#"href="/verify?id=%3Cscript%3Ealert%281%29%3C%2Fscript%3E&amp;lang=zh""#), "{doc}");
         // No inline script: every script element names a file.
         assert!(doc.matches("<script").count() == doc.matches("<script src=").count());
-        let r = render(&ctx, Page::from(Problem::new(ftz_core::Reason::PermissionDenied, "<i>no</i>")));
+        let r = render(&ctx, Page::from(Problem::new(ftz_core::Reason::RoleNotAllowed, "<i>no</i>")));
         assert_eq!(r.status(), 403);
     }
 }
