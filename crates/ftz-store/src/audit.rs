@@ -227,6 +227,21 @@ impl Store {
         Ok(self.audit.get(history_key(size))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    /// Up to `limit` signed checkpoints of a size below `below` (`None`: any), newest (largest)
+    /// first: (size, note).
+    pub fn checkpoints_before(&self, below: Option<u64>, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let end = match below {
+            Some(size) => history_key(size),
+            None => b"i".to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in self.audit.range(history_key(0)..end).rev().take(limit) {
+            let (k, v) = kv?;
+            out.push((u64_of(&k[1..])?, String::from_utf8_lossy(&v).into_owned()));
+        }
+        Ok(out)
+    }
+
     /// Remembers an intent this node sent, until its receipt arrives or `deadline_ms` passes.
     pub fn put_pending_intent(&self, id: &[u8; 16], deadline_ms: i64, intent: &[u8]) -> Result<(), StoreError> {
         let mut v = deadline_ms.to_be_bytes().to_vec();
@@ -356,6 +371,14 @@ mod tests {
         assert_eq!(s.audit_transfer(&[9; 16]).unwrap(), Some(1));
         assert_eq!(s.latest_checkpoint().unwrap(), Some((2, "note\n".to_string())));
         assert_eq!(s.checkpoint_at(2).unwrap().as_deref(), Some("note\n"));
+        s.put_checkpoint(1, "one\n").unwrap();
+        s.put_checkpoint(300, "three hundred\n").unwrap();
+        assert!(s.update_checkpoint(1, |n| Some(format!("{n}cosigned\n"))).unwrap());
+        let sizes = |v: Vec<(u64, String)>| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+        assert_eq!(sizes(s.checkpoints_before(None, 10).unwrap()), vec![300, 2, 1], "newest first");
+        assert_eq!(sizes(s.checkpoints_before(None, 2).unwrap()), vec![300, 2]);
+        assert_eq!(s.checkpoints_before(Some(2), 10).unwrap(), vec![(1, "one\ncosigned\n".to_string())]);
+        assert!(s.checkpoints_before(Some(1), 10).unwrap().is_empty());
         // The outbox item came with the leaves, durably.
         assert_eq!(s.outbox_items(10).unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), vec![[7; 16]]);
         assert_eq!(s.outbox_len(), 1);

@@ -137,6 +137,26 @@ impl Store {
             .fold(0u64, |a, (_, v)| a.saturating_add(v)))
     }
 
+    /// Every budget kept, at most `limit`, in key order: (policy, consumer, its (slice,
+    /// milli-epsilon) pairs). The pairs may include slices that have left the window since the
+    /// last charge (they are dropped at the next): the caller counts only those in its window.
+    /// Keys of store versions before the sliding window (no `w` prefix) are skipped.
+    pub fn budgets(&self, limit: usize) -> Result<Vec<(String, String, Vec<(u64, u64)>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.budgets.scan_prefix(b"w\0") {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv?;
+            let key = String::from_utf8_lossy(&k[2..]).into_owned();
+            let Some((policy, consumer)) = key.split_once('\0') else {
+                return Err(StoreError::Corrupt { what: "budget", detail: "key without a consumer".into() });
+            };
+            out.push((policy.to_string(), consumer.to_string(), Self::budget_slices(Some(&v))?));
+        }
+        Ok(out)
+    }
+
     /// Charges `cost` milli-epsilon to slice `slice` if what was spent in the `span` slices up to
     /// it stays within `limit`, atomically and durably; slices out of the window are dropped, so
     /// the value holds at most `span` pairs. Returns the total spent in the window after the
@@ -193,6 +213,17 @@ mod tests {
         assert_eq!(s.budget_spent("p", "hainan", 13, 3).unwrap(), 0);
         // The value keeps only the slices in the window.
         assert_eq!(s.budgets.get(b"w\0p\0hainan").unwrap().unwrap().len(), 2 * 16);
+        // Listed per (policy, consumer), bounded; counters of old store versions are skipped.
+        s.budgets.insert(b"old-period-counter", &[0; 8]).unwrap();
+        let all = s.budgets(10).unwrap();
+        assert_eq!(
+            all,
+            vec![
+                ("p".to_string(), "guangdong".to_string(), vec![(7, 500)]),
+                ("p".to_string(), "hainan".to_string(), vec![(8, 500), (10, 500)]),
+            ]
+        );
+        assert_eq!(s.budgets(1).unwrap().len(), 1);
     }
 
     #[test]
