@@ -3,14 +3,18 @@
 //! signature against the node keys the registry lists, so a ping proves more than TLS did: both
 //! nodes hold the run-time keys the authorities registered for them.
 
-use std::time::Instant;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use ftz_core::{
     Reason, Registry, SigningKey, UnixMillis, ZoneId,
     envelope::{self, PayloadType},
     sha256,
 };
-use ftz_proto::{Envelope, KeyPurpose, PingAnswer, PingChallenge, PingPeerResponse, PingRequest};
+use ftz_proto::{Envelope, KeyPurpose, PeerHealth, PingAnswer, PingChallenge, PingPeerResponse, PingRequest};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::{
@@ -120,4 +124,109 @@ pub(crate) async fn ping_peer(core: &Core, peers: &PeerClients, zone: &ZoneId) -
         // The peer's clock minus ours, at the midpoint of the round trip.
         peer_clock_offset_ms: a.answered_at_ms.saturating_sub(sent_at.saturating_add(rtt_us / 2000)),
     })
+}
+
+/// How long a refresh of every peer waits for each answer: a peer that is down must not hold
+/// the admin's page for the whole peer call deadline.
+pub(crate) const REFRESH_DEADLINE: Duration = Duration::from_secs(3);
+
+/// What this node learnt of one peer by pinging it.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    /// When the last successful ping was answered, and what it proved.
+    ok: Option<(UnixMillis, PingPeerResponse)>,
+    /// When the last ping failed, and why.
+    failure: Option<(UnixMillis, Reason, String)>,
+    pings: u64,
+    failures: u64,
+}
+
+/// Pings of other zones' nodes, with the outcome of the last success and the last failure per
+/// zone kept in memory (a restart forgets them; the next ping tells again). Only zones the
+/// registry lists are kept, so the map is bounded by the registry.
+pub(crate) struct Pings {
+    core: Arc<Core>,
+    peers: Arc<PeerClients>,
+    seen: Mutex<HashMap<ZoneId, Seen>>,
+}
+
+impl Pings {
+    pub(crate) fn new(core: Arc<Core>, peers: Arc<PeerClients>) -> Self {
+        Self { core, peers, seen: Mutex::default() }
+    }
+
+    /// Pings `zone` (see [`ping_peer`]) and remembers how it went.
+    pub(crate) async fn ping(&self, zone: &ZoneId) -> Result<PingPeerResponse, ApiError> {
+        let r = ping_peer(&self.core, &self.peers, zone).await;
+        self.record(zone, &r);
+        r
+    }
+
+    /// Pings every other zone of the registry at once, each within `deadline`.
+    pub(crate) async fn ping_all(&self, deadline: Duration) {
+        let registry = self.core.registry();
+        let zones: Vec<ZoneId> = registry.zones().filter(|z| z.id != self.core.zone).map(|z| z.id.clone()).collect();
+        futures_util::future::join_all(zones.iter().map(|zone| async move {
+            let r = match tokio::time::timeout(deadline, ping_peer(&self.core, &self.peers, zone)).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::new(
+                    Reason::PeerUnavailable,
+                    format!("zone {zone} did not answer within {} ms", deadline.as_millis()),
+                )),
+            };
+            self.record(zone, &r);
+        }))
+        .await;
+    }
+
+    fn record(&self, zone: &ZoneId, r: &Result<PingPeerResponse, ApiError>) {
+        if self.core.registry().zone(zone).is_none() {
+            return;
+        }
+        let now = self.core.now_ms();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let s = seen.entry(zone.clone()).or_default();
+        s.pings += 1;
+        match r {
+            Ok(p) => s.ok = Some((now, p.clone())),
+            Err(e) => {
+                s.failures += 1;
+                s.failure = Some((now, e.reason, e.message.clone()));
+            }
+        }
+    }
+
+    /// Every other zone of the registry in force, in its order, with what the last pings of it
+    /// found.
+    pub(crate) fn health(&self) -> Vec<PeerHealth> {
+        let registry = self.core.registry();
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        registry
+            .zones()
+            .filter(|z| z.id != self.core.zone)
+            .map(|z| {
+                let s = seen.get(&z.id).cloned().unwrap_or_default();
+                let mut h = PeerHealth {
+                    zone_id: z.id.to_string(),
+                    endpoint: z.endpoint.clone(),
+                    pings: s.pings,
+                    failures: s.failures,
+                    ..Default::default()
+                };
+                if let Some((at, p)) = s.ok {
+                    h.last_ok_ms = at;
+                    h.round_trip_us = p.round_trip_us;
+                    h.peer_registry_version = p.peer_registry_version;
+                    h.peer_node_key_id = p.peer_node_key_id;
+                    h.peer_clock_offset_ms = p.peer_clock_offset_ms;
+                }
+                if let Some((at, reason, message)) = s.failure {
+                    h.last_failure_ms = at;
+                    h.last_failure_reason = reason.to_string();
+                    h.last_error = format!("{reason}: {message}");
+                }
+                h
+            })
+            .collect()
+    }
 }

@@ -9,7 +9,7 @@ use ftz_policy::exchange::{
     CompiledPolicy, Decision, InstallOutcome, PolicySet, TransferRequest, Usage, check_negative_list,
     check_policy_install, check_revocation, decode_negative_list,
 };
-use ftz_proto::{Envelope, NotifyPolicyRevocationRequest, PolicyRevocation};
+use ftz_proto::{BudgetSummary, Envelope, NotifyPolicyRevocationRequest, PolicyRevocation};
 use ftz_store::Store;
 use prost::Message;
 
@@ -80,9 +80,44 @@ const BUDGET_SLICES: u64 = 30;
 /// a thirtieth of the period (rounded up), the current one and the 30 before it counting, so the
 /// slices counted always cover at least the period before now.
 pub(crate) fn budget_window(p: &CompiledPolicy, now: i64) -> (u64, u64) {
+    (u64::try_from(now).unwrap_or(0) / budget_slice_ms(p), BUDGET_SLICES + 1)
+}
+
+/// The length of one slice of a policy's budget window.
+fn budget_slice_ms(p: &CompiledPolicy) -> u64 {
     let period = u64::try_from(p.aggregation().budget_period_ms).unwrap_or(1).max(1);
-    let len = period.div_ceil(BUDGET_SLICES);
-    (u64::try_from(now).unwrap_or(0) / len, BUDGET_SLICES + 1)
+    period.div_ceil(BUDGET_SLICES)
+}
+
+/// A (policy, consumer) budget as the provider gate counts it now: what the charges in the
+/// window add up to, and when the oldest of them leaves it.
+fn budget_summary(
+    set: &PolicySet,
+    policy_id: String,
+    consumer_zone: String,
+    slices: &[(u64, u64)],
+    now: i64,
+) -> BudgetSummary {
+    let mut b = BudgetSummary { policy_id, consumer_zone, ..Default::default() };
+    let Some(p) = set.get(&b.policy_id) else { return b };
+    let agg = p.aggregation();
+    let (current, span) = budget_window(p, now);
+    let len = budget_slice_ms(p);
+    let in_window: Vec<(u64, u64)> =
+        slices.iter().copied().filter(|(s, v)| *v > 0 && *s <= current && current - s < span).collect();
+    b.policy_version = p.version();
+    b.spent_milli = in_window.iter().fold(0u64, |a, (_, v)| a.saturating_add(*v));
+    b.budget_milli = (agg.epsilon_budget * 1000.0).round() as u64;
+    b.window_ms = agg.budget_period_ms;
+    b.slice_ms = i64::try_from(len).unwrap_or(i64::MAX);
+    // A charge in slice s counts until slice s + span begins.
+    b.oldest_charge_leaves_at_ms = in_window
+        .iter()
+        .map(|(s, _)| s.saturating_add(span).saturating_mul(len))
+        .min()
+        .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX));
+    b.policy_revoked = set.is_revoked(p);
+    b
 }
 
 impl Policies {
@@ -331,6 +366,19 @@ impl Policies {
                 Err(ApiError::new(reason, format!("refusing data received under {policy_id}: {detail}")))
             }
         }
+    }
+
+    /// The privacy budgets charged on this node as provider, per (policy, consumer), counted in
+    /// each policy's window ending now: at most `limit`, and whether there are more.
+    pub(crate) fn budgets(&self, limit: usize) -> Result<(Vec<BudgetSummary>, bool), ApiError> {
+        let now = self.core.now_ms();
+        let set = self.current();
+        let mut stored = self.core.store.budgets(limit.saturating_add(1))?;
+        let truncated = stored.len() > limit;
+        stored.truncate(limit);
+        let list =
+            stored.into_iter().map(|(policy, consumer, slices)| budget_summary(&set, policy, consumer, &slices, now));
+        Ok((list.collect(), truncated))
     }
 
     /// What the rules decide for a transfer, step by step, without counting it.

@@ -5,13 +5,17 @@
 use std::sync::Arc;
 
 use ftz_core::{
-    Reason, ZoneId,
+    KeyId, Reason, ZoneId,
     envelope::{self, PayloadType},
     records::{Record, record_digest},
 };
 use ftz_policy::exchange::TransferRequest;
-use ftz_policy::{Verdict, evaluate};
-use ftz_proto::{Envelope, FetchRecordRequest, RecordStatus, RecordWithStatus, VerificationBundle};
+use ftz_policy::{
+    Verdict,
+    bundle::{BundleError, OfflineCheck, OfflineInputs, verify_bundle},
+    evaluate,
+};
+use ftz_proto::{Envelope, FetchRecordRequest, KeyPurpose, RecordStatus, RecordWithStatus, VerificationBundle};
 use ftz_store::{RecordSource, StoredRecord};
 use prost::Message;
 
@@ -313,6 +317,63 @@ impl Verifier {
     }
 }
 
+impl Verifier {
+    /// Checks a bundle file with no network, as `ftzctl verify offline` does, with this node's
+    /// trust in place of the verifier's arguments: the anchor is an authority key of this zone
+    /// that the node's registry lists as valid now (the bundle's registry must be signed by one
+    /// of them, and by its own quorum), the oldest registry version accepted is the one this
+    /// node holds (a bundle cannot bring back a key or zone a newer registry retired), the
+    /// record is judged now, for this zone, with this node's maximum status age. Nothing is
+    /// stored. Returns the check and the anchor that held.
+    pub(crate) fn verify_bundle(&self, bytes: &[u8]) -> Result<(OfflineCheck, KeyId), ApiError> {
+        let core = &*self.core;
+        let registry = core.registry();
+        let now = core.now_ms();
+        let anchors: Vec<KeyId> = registry
+            .zone(&core.zone)
+            .map(|z| z.keys_valid_at(KeyPurpose::Authority, now).map(|k| k.id).collect())
+            .unwrap_or_default();
+        let mut refused: Option<BundleError> = None;
+        for anchor in &anchors {
+            let inputs = OfflineInputs {
+                anchor,
+                recognising_zone: &core.zone,
+                at: now,
+                max_status_age_ms: Some(self.config.max_status_age_ms),
+                min_registry_version: Some(registry.version()),
+            };
+            match verify_bundle(bytes, inputs) {
+                Ok(check) => {
+                    tracing::info!(
+                        record = %check.verdict.record_id,
+                        exporting_zone = %check.exporting_zone,
+                        valid = check.verdict.valid(),
+                        "bundle checked"
+                    );
+                    return Ok((check, *anchor));
+                }
+                // Only the anchor differs between attempts: another key of this zone may be the
+                // one that signed.
+                Err(e @ BundleError::NotAnchored(_)) => {
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(match refused {
+            Some(e) if anchors.len() > 1 => {
+                let ids: Vec<String> = anchors.iter().map(ToString::to_string).collect();
+                ApiError::new(e.reason(), format!("{e} (this zone's authority keys: {})", ids.join(", ")))
+            }
+            Some(e) => e.into(),
+            None => ApiError::new(
+                Reason::RegistryNotAnchored,
+                format!("registry v{} lists no authority key of zone {} valid now", registry.version(), core.zone),
+            ),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ftz_core::{Reason, ZoneId, envelope::PayloadType};
@@ -372,6 +433,46 @@ mod tests {
         let env = kit.signed(PayloadType::CERTIFICATION, &doc, &["shanghai"]);
         let a = kit.verifier.check(Subject::Supplied(env), &hn, "verification").await.unwrap();
         assert_eq!(a.verdict.authentic.err(), Some(Reason::IssuingZoneUnknown));
+    }
+
+    #[tokio::test]
+    async fn a_bundle_is_checked_with_the_nodes_own_trust_and_a_changed_byte_is_refused() {
+        use ftz_core::envelope;
+        use ftz_proto::{FederationRegistry, VerificationBundle};
+        use prost::Message;
+
+        let kit = Kit::new().await;
+        let sh = ZoneId::new("shanghai").unwrap();
+        let c = sample_certification("SH-B-1", "AEO_ADVANCED", kit.now());
+        kit.issuer.issue(kit.issuer.own_certification(c).unwrap()).await.unwrap();
+        let bundle = kit.verifier.export_bundle(sh.clone(), "SH-B-1".into(), &sh, "verification").await.unwrap();
+        let bytes = bundle.encode_to_vec();
+
+        let (check, anchor) = kit.verifier.verify_bundle(&bytes).unwrap();
+        assert!(check.verdict.valid(), "{}", check.verdict.explanation());
+        assert_eq!(anchor, kit.keys["shanghai"].authority.key_id(), "this zone's authority is the anchor");
+        assert_eq!((check.exporting_zone.as_str(), check.registry_version), ("shanghai", 1));
+        // Judged now: eleven minutes on, the status is older than the node's maximum age.
+        kit.clock.advance_ms(11 * 60_000);
+        let (stale, _) = kit.verifier.verify_bundle(&bytes).unwrap();
+        assert_eq!(stale.verdict.status_reason, Some(Reason::StatusStale));
+
+        // One changed byte: the bundle itself is refused.
+        let mut changed = bytes.clone();
+        let at = changed.len() / 2;
+        changed[at] ^= 1;
+        assert_eq!(kit.verifier.verify_bundle(&changed).err().unwrap().reason, Reason::BundleInvalid);
+        assert_eq!(kit.verifier.verify_bundle(b"not a bundle").err().unwrap().reason, Reason::BundleInvalid);
+
+        // A registry signed by a quorum of other zones but not by this zone's authority is not
+        // anchored here, even inside a bundle a listed node signed.
+        let mut doc: VerificationBundle = envelope::decode_payload(&bundle, PayloadType::VERIFICATION_BUNDLE).unwrap();
+        let reg: FederationRegistry =
+            envelope::decode_payload(doc.registry.as_ref().unwrap(), PayloadType::FEDERATION_REGISTRY).unwrap();
+        doc.registry = Some(kit.signed(PayloadType::FEDERATION_REGISTRY, &reg, &["hainan", "guangdong"]));
+        let resealed = envelope::seal(PayloadType::VERIFICATION_BUNDLE, &doc, &[&kit.core.node_key]);
+        let e = kit.verifier.verify_bundle(&resealed.encode_to_vec()).err().unwrap();
+        assert_eq!(e.reason, Reason::RegistryNotAnchored, "{}", e.message);
     }
 
     #[tokio::test]

@@ -60,7 +60,11 @@ fn invalid(m: impl Into<String>) -> BundleError {
 #[derive(Debug, Clone)]
 pub struct OfflineCheck {
     pub verdict: Verdict,
+    /// The signed record the verdict is on.
+    pub record: Envelope,
     pub exporting_zone: String,
+    /// The zone the bundle was exported for (its agreements are those to that zone).
+    pub bundle_recognising_zone: String,
     pub exported_at_ms: UnixMillis,
     pub registry_version: u64,
     pub agreements: usize,
@@ -141,7 +145,9 @@ pub fn verify_bundle(bytes: &[u8], inputs: OfflineInputs<'_>) -> Result<OfflineC
     let verdict = evaluate(record, rws.status.as_ref(), &ctx);
     Ok(OfflineCheck {
         verdict,
+        record: record.clone(),
         exporting_zone: exporting.to_string(),
+        bundle_recognising_zone: bundle.recognising_zone.clone(),
         exported_at_ms: bundle.exported_at_ms,
         registry_version: registry.version(),
         agreements: agreements.len(),

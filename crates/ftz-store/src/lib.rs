@@ -27,6 +27,7 @@ use thiserror::Error;
 
 pub use audit::{AuditBatch, PendingIntent};
 pub use outbox::{MAX_OUTBOX_ITEMS, OutboxItem};
+pub use policies::StoredBudget;
 pub use records::{InsertOutcome, RecordSource, StoredRecord};
 pub use registry::{RegistryInstall, StoredRegistry};
 pub use retention::Deletion;

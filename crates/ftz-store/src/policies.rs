@@ -4,6 +4,9 @@
 use crate::{Store, StoreError};
 
 const NEGATIVE_LIST: &[u8] = b"negative_list";
+
+/// A privacy budget as kept: policy id, consumer zone, and its (slice, milli-epsilon) pairs.
+pub type StoredBudget = (String, String, Vec<(u64, u64)>);
 const PSEUDONYM_SECRET: &[u8] = b"pseudonym_secret";
 
 impl Store {
@@ -141,7 +144,7 @@ impl Store {
     /// milli-epsilon) pairs). The pairs may include slices that have left the window since the
     /// last charge (they are dropped at the next): the caller counts only those in its window.
     /// Keys of store versions before the sliding window (no `w` prefix) are skipped.
-    pub fn budgets(&self, limit: usize) -> Result<Vec<(String, String, Vec<(u64, u64)>)>, StoreError> {
+    pub fn budgets(&self, limit: usize) -> Result<Vec<StoredBudget>, StoreError> {
         let mut out = Vec::new();
         for kv in self.budgets.scan_prefix(b"w\0") {
             if out.len() >= limit {

@@ -5,8 +5,10 @@
 //! - [`log`]: the appender that commits planned batches and answers once they are durable;
 //! - [`reader`]: reading the log only as far as it is durable;
 //! - [`checkpoints`]: signing checkpoints over durable sizes, checking the signed history at start;
-//! - [`events`]: refusals, configuration changes and the node key, logged in one place.
+//! - [`events`]: refusals, configuration changes and the node key, logged in one place;
+//! - [`auditor`]: the checkpoint history with its cosignatures, another zone's export compared.
 
+pub mod auditor;
 pub mod checkpoints;
 pub mod events;
 pub mod log;

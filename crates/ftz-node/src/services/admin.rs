@@ -9,13 +9,13 @@ use ftz_proto::{
     GetRegistryResponse, InstallAgreementRequest, InstallAgreementResponse, InstallNegativeListRequest,
     InstallNegativeListResponse, InstallPolicyRequest, InstallPolicyResponse, InstallRegistryRequest,
     InstallRegistryResponse, InstallUserRevocationsRequest, InstallUserRevocationsResponse, ListAgreementsRequest,
-    ListAgreementsResponse, ListOutboxRequest, ListOutboxResponse, ListPoliciesRequest, ListPoliciesResponse,
-    NodeStatus, OutboxEntry, PingPeerRequest, PingPeerResponse, PolicySummary, RevokePolicyRequest,
-    RevokePolicyResponse, admin_server::Admin,
+    ListAgreementsResponse, ListBudgetsRequest, ListBudgetsResponse, ListOutboxRequest, ListOutboxResponse,
+    ListPeersRequest, ListPeersResponse, ListPoliciesRequest, ListPoliciesResponse, NodeStatus, OutboxEntry,
+    PingPeerRequest, PingPeerResponse, PolicySummary, RevokePolicyRequest, RevokePolicyResponse, admin_server::Admin,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{error::ApiError, node::Node, outbox::kind_name, ping};
+use crate::{error::ApiError, node::Node, outbox::kind_name, ping::REFRESH_DEADLINE};
 
 pub(crate) struct AdminService {
     node: Arc<Node>,
@@ -85,7 +85,7 @@ impl Admin for AdminService {
 
     async fn ping_peer(&self, req: Request<PingPeerRequest>) -> Result<Response<PingPeerResponse>, Status> {
         let zone = ZoneId::new(req.into_inner().zone_id).map_err(|e| ApiError::invalid(e.to_string()))?;
-        Ok(Response::new(ping::ping_peer(&self.node.core, &self.node.peers, &zone).await?))
+        Ok(Response::new(self.node.pings.ping(&zone).await?))
     }
 
     async fn install_agreement(
@@ -260,5 +260,22 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(ListOutboxResponse { entries, total: store.outbox_len() as u64 }))
+    }
+
+    async fn list_budgets(&self, req: Request<ListBudgetsRequest>) -> Result<Response<ListBudgetsResponse>, Status> {
+        let limit = match req.into_inner().limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let (budgets, truncated) = self.node.policies.budgets(limit)?;
+        Ok(Response::new(ListBudgetsResponse { budgets, truncated }))
+    }
+
+    async fn list_peers(&self, req: Request<ListPeersRequest>) -> Result<Response<ListPeersResponse>, Status> {
+        let refreshed = req.into_inner().refresh;
+        if refreshed {
+            self.node.pings.ping_all(REFRESH_DEADLINE).await;
+        }
+        Ok(Response::new(ListPeersResponse { peers: self.node.pings.health(), refreshed }))
     }
 }

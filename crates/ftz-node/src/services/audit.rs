@@ -9,14 +9,15 @@ use ftz_audit::{
 };
 use ftz_core::{KeyId, Reason};
 use ftz_proto::{
-    AuditEntry, GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest, GetConsistencyProofResponse,
-    GetEntryRequest, GetEntryResponse, KeyPurpose, ListEntriesRequest, ListEntriesResponse, ListEquivocationsRequest,
+    AuditEntry, CrossCheckRequest, CrossCheckResponse, GetCheckpointRequest, GetCheckpointResponse,
+    GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntryRequest, GetEntryResponse, KeyPurpose,
+    ListCheckpointsRequest, ListCheckpointsResponse, ListEntriesRequest, ListEntriesResponse, ListEquivocationsRequest,
     ListEquivocationsResponse, ListRegistryHistoryRequest, ListRegistryHistoryResponse, RegistryInstall,
     audit_server::Audit,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{error::ApiError, node::Node};
+use crate::{audit::auditor, error::ApiError, node::Node};
 
 pub(crate) struct AuditService {
     node: Arc<Node>,
@@ -203,5 +204,29 @@ impl Audit for AuditService {
             .map(|e| String::from_utf8_lossy(&e).into_owned())
             .collect();
         Ok(Response::new(ListEquivocationsResponse { evidence }))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        req: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 20,
+            n => n.min(100) as usize,
+        };
+        let below = (r.below_size > 0).then_some(r.below_size);
+        let (checkpoints, next_below_size) = auditor::checkpoint_history(&self.node.core, below, limit)?;
+        Ok(Response::new(ListCheckpointsResponse { checkpoints, next_below_size }))
+    }
+
+    async fn cross_check(&self, req: Request<CrossCheckRequest>) -> Result<Response<CrossCheckResponse>, Status> {
+        let r = req.into_inner();
+        let (core, log) = (self.node.core.clone(), self.node.log.clone());
+        // Signatures of every uploaded transfer and a scan of this log: off the async threads.
+        let answer = tokio::task::spawn_blocking(move || auditor::cross_check(&core, &log, r))
+            .await
+            .map_err(|e| ApiError::internal(format!("the cross-check stopped: {e}")))??;
+        Ok(Response::new(answer))
     }
 }

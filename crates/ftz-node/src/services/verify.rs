@@ -6,15 +6,15 @@ use ftz_core::ZoneId;
 use ftz_proto::{
     AggregateAnswer, ExportBundleRequest, ExportBundleResponse, ExportRowsAnswer, ExportRowsRequest,
     FetchIndustryRowsRequest, FindInspectionsRequest, FindInspectionsResponse, ListZonesRequest, ListZonesResponse,
-    QueryIndustryDataRequest, RecordRef, VerificationResult, VerifyRecordRequest, verify_record_request,
-    verify_server::Verify,
+    QueryIndustryDataRequest, RecordRef, VerificationResult, VerifyBundleRequest, VerifyBundleResponse,
+    VerifyRecordRequest, verify_record_request, verify_server::Verify,
 };
 use tonic::{Request, Response, Status};
 
 use crate::{
     error::ApiError,
     node::Node,
-    recognition::Subject,
+    recognition::{Checked, Subject},
     services::{verification_result, zone_summary},
 };
 
@@ -84,6 +84,31 @@ impl Verify for VerifyService {
         let recognising = self.recognising(&r.recognising_zone)?;
         let bundle = self.node.verifier.export_bundle(zone, record_id, &recognising, &r.purpose).await?;
         Ok(Response::new(ExportBundleResponse { bundle: Some(bundle) }))
+    }
+
+    async fn verify_bundle(&self, req: Request<VerifyBundleRequest>) -> Result<Response<VerifyBundleResponse>, Status> {
+        let bytes = req.into_inner().bundle;
+        if bytes.is_empty() {
+            return Err(ApiError::invalid("bundle is required: the bytes of a bundle file").into());
+        }
+        let (check, anchor) = self.node.verifier.verify_bundle(&bytes)?;
+        let max_status_age_ms = check.max_status_age_ms;
+        let result = verification_result(Checked {
+            verdict: check.verdict,
+            record: check.record,
+            status: None,
+            source: "bundle",
+        });
+        Ok(Response::new(VerifyBundleResponse {
+            result: Some(result),
+            exporting_zone: check.exporting_zone,
+            exported_at_ms: check.exported_at_ms,
+            registry_version: check.registry_version,
+            bundle_recognising_zone: check.bundle_recognising_zone,
+            agreements: u32::try_from(check.agreements).unwrap_or(u32::MAX),
+            max_status_age_ms,
+            anchor_key_id: anchor.to_string(),
+        }))
     }
 
     async fn query_industry_data(
