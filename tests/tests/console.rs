@@ -86,7 +86,7 @@ async fn each_role_sees_its_pages_and_a_refusal_elsewhere() {
     let adm = Https::user(&c, "shanghai", Role::Admin, "shanghai");
     let a = adm.get_with("/admin", &en).await;
     assert_eq!(a.status, 200, "{}", a.text);
-    for id in ["status", "registry", "agreements", "policies", "outbox"] {
+    for id in ["status", "peers", "registry", "agreements", "policies", "outbox", "budgets"] {
         assert!(a.text.contains(&format!(r#"id="{id}""#)), "{id}: {}", a.text);
     }
     assert!(a.text.contains("sh-hn"), "the agreement is listed: {}", a.text);
@@ -149,6 +149,32 @@ async fn uploads_are_checked_and_refusals_shown() {
     let a = ent.post("/console/install", &json!({"kind": "registry", "file": ""})).await;
     assert_eq!(a.status, 403, "{}", a.text);
     assert!(a.text.contains("ROLE_NOT_ALLOWED"), "{}", a.text);
+
+    // A bundle file dropped on the verify page is checked offline by the node: the three
+    // parts shown; a changed byte is refused with the bundle's reason.
+    let mut verify =
+        ftz_proto::verify_client::VerifyClient::new(c.local.user_channel("hainan", Role::Enterprise).unwrap());
+    let bundle = verify
+        .export_bundle(ftz_proto::ExportBundleRequest {
+            r#ref: Some(ftz_proto::RecordRef { issuing_zone: "shanghai".into(), record_id: "SH-WEB-1".into() }),
+            recognising_zone: String::new(),
+            purpose: "verification".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    let mut bytes = prost::Message::encode_to_vec(&bundle);
+    let ent = Https::user(&c, "hainan", Role::Enterprise, "hainan");
+    let a = ent.post("/console/verify-bundle", &json!({"bundle": STANDARD.encode(&bytes)})).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(a.text.contains(r#"id="bundle-result" data-verdict="VALID""#), "{}", a.text);
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    let a = ent.post("/console/verify-bundle", &json!({"bundle": STANDARD.encode(&bytes)})).await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert!(a.text.contains("BUNDLE_INVALID") && a.text.contains(r#"data-state="failed""#), "{}", a.text);
 
     // The issuer's CSV import: bad rows are named by line and nothing is imported.
     let iss = Https::user(&c, "shanghai", Role::Issuer, "shanghai");

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod https;
 pub mod profile;
 pub mod tls;
 

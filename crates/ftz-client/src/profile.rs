@@ -61,12 +61,31 @@ impl ClientProfile {
     }
 
     pub fn channel_with_clock(&self, timeout: Duration, clock: Arc<dyn Clock>) -> Result<Channel, ClientError> {
+        let (expect, chain, key) = self.tls_parts(clock)?;
+        channel(&self.endpoint, expect, Some((chain, key)), timeout)
+    }
+
+    /// A client of the node's JSON API at `http_endpoint` ("host:port"), with the same
+    /// certificate and the same pinning of the node's certificate to its zone.
+    pub fn https(&self, http_endpoint: &str, clock: Arc<dyn Clock>) -> Result<crate::https::Https, ClientError> {
+        let (expect, chain, key) = self.tls_parts(clock)?;
+        tls::install_crypto_provider();
+        let cfg = tls::client_config(expect, chain, key)?;
+        Ok(crate::https::Https::new(http_endpoint, self.zone.clone(), cfg))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn tls_parts(
+        &self,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(ExpectedServer, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientError> {
         let zone = ZoneId::new(self.zone.clone()).map_err(|e| ClientError::Invalid(e.to_string()))?;
         let ca = files::read_cert_chain(&self.ca)?;
         let chain = files::read_cert_chain(&self.cert)?;
         let key = files::read_tls_key(&self.key)?;
-        let expect = ExpectedServer { zone, ca_der: ca[0].to_vec(), clock };
-        channel(&self.endpoint, expect, Some((chain, key)), timeout)
+        let ca_der =
+            ca.first().ok_or_else(|| ClientError::Invalid(format!("{}: no certificate", self.ca.display())))?;
+        Ok((ExpectedServer { zone, ca_der: ca_der.to_vec(), clock }, chain, key))
     }
 }
 

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 mod audit;
 mod outbox;
+mod web;
 
 pub const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
 
@@ -230,6 +231,8 @@ async fn steps(
     outbox::step(fed, r).await?;
     flush(r);
     audit::step(fed, r, exports).await?;
+    flush(r);
+    web::step(fed, r).await?;
     flush(r);
     Ok(())
 }

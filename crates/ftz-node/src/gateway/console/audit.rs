@@ -3,7 +3,6 @@
 //! browser, the witness matrix, equivocation evidence and the cross-check upload.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use ftz_audit::note::{Note, TYPE_COSIGNATURE, Verifier};
 use maud::{Markup, PreEscaped, html};
 use serde_json::{Value, json};
 
@@ -177,55 +176,29 @@ pub(crate) fn script_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 
-/// A witness's cosignature of a checkpoint: its time, and whether it verifies.
-type Cosigned = Option<(u64, bool)>;
-
 pub(crate) async fn witnesses(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
     let cps = api.call("/api/v1/audit/list-checkpoints", json!({"limit": 20})).await?;
-    let keys = api.call("/api/v1/audit/get-checkpoint", json!({})).await.ok();
-    let witnesses: Vec<Verifier> = keys
-        .as_ref()
-        .map(|k| {
-            list(k, "keys")
-                .iter()
-                .filter_map(Value::as_str)
-                .filter_map(|v| Verifier::from_vkey(v).ok())
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|v| v.sig_type == TYPE_COSIGNATURE)
-        .collect();
-    let rows: Vec<(i64, Vec<Cosigned>)> = list(&cps, "checkpoints")
-        .iter()
-        .map(|c| {
-            let note = Note::parse(s(c, "note")).ok();
-            let cells = witnesses
-                .iter()
-                .map(|w| {
-                    let note = note.as_ref()?;
-                    let sig = note.signatures.iter().find(|sig| sig.id == w.id && sig.name == w.name)?;
-                    let ok = note.verify(std::slice::from_ref(w)).is_ok();
-                    Some((sig.timestamp().unwrap_or(0), ok))
-                })
-                .collect();
-            (n(c, "size"), cells)
-        })
-        .collect();
+    let checkpoints = list(&cps, "checkpoints");
+    // One column per witness that cosigned any of them, in name order.
+    let names: std::collections::BTreeSet<&str> =
+        checkpoints.iter().flat_map(|c| list(c, "cosignatures").iter().map(|w| s(w, "name"))).collect();
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     Ok(Page::ok(html! {
         h1 { (ctx.t(T::Witnesses)) }
         (audit_nav(ctx))
         p { (ctx.t(T::WitnessIntro)) }
         table #witness-matrix {
-            thead { tr { th { (ctx.t(T::Size)) } @for w in &witnesses { th { code { (w.name) } } } } }
+            thead { tr { th { (ctx.t(T::Size)) } @for w in &names { th { code { (w) } } } } }
             tbody {
-                @for (size, cells) in &rows {
+                @for c in checkpoints {
                     tr {
-                        th { (size) }
-                        @for cell in cells {
-                            @match cell {
-                                Some((ts, ok)) => td.cosigned data-ok=(ok) title=(format!("{ts}")) {
-                                    @if *ok { "✔ " } @else { "✘ " } (time((*ts as i64).saturating_mul(1000)))
+                        th { a href=(format!("/audit/entry/{}", (n(c, "size") - 1).max(0))) { (n(c, "size")) } }
+                        @for w in &names {
+                            @match list(c, "cosignatures").iter().find(|x| s(x, "name") == *w) {
+                                Some(x) => td.cosigned data-ok=(x.get("verified").and_then(Value::as_bool).unwrap_or(false)) title=(time(n(x, "cosigned_at_ms"))) {
+                                    @if x.get("verified").and_then(Value::as_bool).unwrap_or(false) { "✔ " } @else { "✘ " }
+                                    (age(now - n(x, "cosigned_at_ms")))
                                 },
                                 None => td.missing data-ok="false" { "— " (ctx.t(T::Missing)) },
                             }
@@ -234,8 +207,19 @@ pub(crate) async fn witnesses(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
                 }
             }
         }
-        @if rows.is_empty() { p.empty { (ctx.t(T::NoResults)) } }
+        @if checkpoints.is_empty() { p.empty { (ctx.t(T::NoResults)) } }
     }))
+}
+
+/// How long ago, in the largest unit that fits.
+fn age(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
 }
 
 pub(crate) async fn equivocations(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
@@ -259,7 +243,7 @@ pub(crate) async fn cross_check(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
         (audit_nav(ctx))
         p { (ctx.t(T::CrossIntro)) }
         form #cross-check-form {
-            input #cross-check-files type="file" multiple;
+            input #cross-check-files type="file" multiple webkitdirectory;
             button #cross-check-submit type="button" { (ctx.t(T::Compare)) }
             progress #cross-check-progress hidden max="1" value="0" {}
         }

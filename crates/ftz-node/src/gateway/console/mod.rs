@@ -99,11 +99,16 @@ pub(super) async fn handle(
         .and_then(|c| c.first().and_then(|c| ftz_pki::identity_of(c).ok()))
         .map(|c| c.identity.to_string())
         .unwrap_or_default();
-    let ctx = Ctx { lang, zone: gw.zone.clone(), who, path: path.clone(), query };
+    let mut ctx = Ctx { lang, zone: gw.zone.clone(), who: String::new(), path: path.clone(), query };
     let cross_site =
         matches!(req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()), Some("cross-site" | "same-site"));
 
-    let page = match gw.authenticated(info.clone()).await {
+    let authenticated = gw.authenticated(info.clone()).await;
+    if authenticated.is_ok() {
+        // Shown only once the node has accepted the certificate: a refused one names no one.
+        ctx.who = who;
+    }
+    let page = match authenticated {
         Err(p) => Page::from(p),
         // A page's calls act with the browser's certificate: a link from another site opens a
         // page that asks first, and calls nothing.

@@ -17,7 +17,7 @@ use super::{
     Api, Ctx,
     admin::DOCUMENTS,
     enterprise::verdict,
-    fmt::{list, n, s},
+    fmt::{n, s},
     i18n::{Lang, T},
 };
 use crate::{
@@ -202,16 +202,19 @@ fn json_response(v: &Value) -> Result<http::Response<Full<Bytes>>, Problem> {
 
 async fn cross_check(ctx: &Ctx, api: &Api, v: &Value) -> Result<Markup, Problem> {
     let answer = api.call("/api/v1/audit/cross-check", v.get("request").cloned().unwrap_or_default()).await?;
-    let items = |key: &str| list(&answer, key).to_vec();
+    let verified = answer.get("verified").and_then(Value::as_bool).unwrap_or(false);
+    let lists: Vec<(&String, &Vec<Value>)> = answer
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, x)| x.as_array().filter(|a| !a.is_empty()).map(|a| (k, a))).collect())
+        .unwrap_or_default();
     Ok(html! {
-        div.result data-state="ok" {
+        div.result data-state=(if verified { "ok" } else { "failed" }) {
             (fields(ctx, &answer))
-            @for key in ["only_here", "only_there", "refusals_only_here", "refusals_only_there"] {
-                @let xs = items(key);
-                @if !xs.is_empty() {
-                    h3 { (key) " (" (xs.len()) ")" }
-                    ul { @for x in &xs { li { code { (n(x, "index")) } " " (s(x, "summary")) } } }
-                }
+            @for (key, xs) in lists {
+                h3 { (key) " (" (xs.len()) ")" }
+                ul { @for x in xs {
+                    li { @match x { Value::String(t) => (t), o => { code { (n(o, "index")) } " " (s(o, "summary")) } } }
+                } }
             }
         }
     })

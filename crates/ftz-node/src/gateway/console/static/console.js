@@ -94,16 +94,33 @@
     await showFragment(res, out, "state");
   });
 
-  // Auditor: compare another zone's export with this zone's log.
+  // Auditor: compare another zone's export (the directory `ftzctl audit export` wrote: its
+  // `checkpoint` file and its `entries/<i>` files) with this zone's log.
   const cross = $("#cross-check-submit");
   if (cross) cross.addEventListener("click", async () => {
     const out = $("#cross-check-result");
     const files = Array.from($("#cross-check-files").files);
-    if (files.length === 0) { out.dataset.state = "failed"; out.textContent = say("请选择导出目录中的文件", "choose the files of an export"); return; }
+    let checkpoint = null;
+    const entries = [];
+    for (const f of files) {
+      const path = f.webkitRelativePath || f.name;
+      const m = /(?:^|\/)entries\/(\d+)$/.exec(path) || (/^\d+$/.test(f.name) ? [null, f.name] : null);
+      if (f.name === "checkpoint") checkpoint = await f.text();
+      else if (m) entries.push([Number(m[1]), f]);
+    }
+    if (checkpoint === null) { out.dataset.state = "failed"; out.textContent = say("导出中没有 checkpoint 文件", "the export has no checkpoint file"); return; }
+    entries.sort((a, b) => a[0] - b[0]);
+    const bar = $("#cross-check-progress");
+    bar.hidden = false;
+    bar.max = entries.length || 1;
+    const encoded = [];
+    for (const [i, f] of entries) {
+      if (i !== encoded.length) { out.dataset.state = "failed"; out.textContent = say("缺少条目 ", "missing entry ") + encoded.length; return; }
+      encoded.push(toBase64(await readFile(f)));
+      bar.value = encoded.length;
+    }
     out.textContent = "…";
-    const parts = [];
-    for (const f of files) parts.push({ name: f.name, content: toBase64(await readFile(f)) });
-    const res = await post("/console/cross-check", { files: parts });
+    const res = await post("/console/cross-check", { request: { checkpoint, entries: encoded } });
     await showFragment(res, out, "state");
   });
 
