@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ftz_core::{Role, SystemClock};
-use ftz_devkit::LocalFederation;
+use ftz_devkit::{LocalFederation, dev};
 use serde_json::json;
 
 use super::DemoReport;
@@ -27,15 +27,31 @@ pub(super) async fn step(fed: &LocalFederation, r: &mut DemoReport) -> Result<()
             r.say(format!("  {z:<10} https://{a}/  (console)   https://{a}/api/v1/openapi.json"));
         }
     }
+    // shanghai's issuer issues over the JSON API (as a registry office's own system would).
+    let c = dev::sample_certification("SH-AEO-2026-0100", "AEO_ADVANCED", super::now());
+    let cert = json!({"certification": {
+        "record_id": c.record_id, "issuing_zone": c.issuing_zone, "cert_type": c.cert_type,
+        "holder_uscc": c.holder_uscc, "holder_name": c.holder_name, "scope": c.scope,
+        "issuing_body": c.issuing_body, "accreditation_scheme": c.accreditation_scheme,
+        "issued_at_ms": c.issued_at_ms.to_string(), "expires_at_ms": c.expires_at_ms.to_string(),
+    }});
+    let a =
+        client(fed, "shanghai", Role::Issuer, "shanghai")?.post("/api/v1/issuer/issue-certification", &cert).await?;
+    r.check(
+        "http",
+        "shanghai's issuer issues SH-AEO-2026-0100 with POST /api/v1/issuer/issue-certification",
+        a.status == 200 && a.json["already_issued"] == false,
+        format!("{} {}, record digest {}", a.status, a.content_type(), a.json["record_digest"].as_str().unwrap_or("?")),
+    );
     let ent = client(fed, "hainan", Role::Enterprise, "hainan")?;
     let body = json!({
-        "ref": {"issuing_zone": "shanghai", "record_id": "SH-AEO-2026-0001"},
+        "ref": {"issuing_zone": "shanghai", "record_id": "SH-AEO-2026-0100"},
         "purpose": "verification",
     });
     let a = ent.post("/api/v1/verify/verify-record", &body).await?;
     r.check(
         "http",
-        "hainan's ERP system verifies SH-AEO-2026-0001 with POST /api/v1/verify/verify-record (JSON)",
+        "hainan's ERP system verifies it with POST /api/v1/verify/verify-record (JSON)",
         a.status == 200 && a.json["valid"] == true,
         format!("{} {}: valid {}, {}", a.status, a.content_type(), a.json["valid"], a.json["explanation"]),
     );
@@ -66,7 +82,7 @@ pub(super) async fn step(fed: &LocalFederation, r: &mut DemoReport) -> Result<()
         format!("{paths} routes"),
     );
 
-    let page = ent.get("/verify?zone=shanghai&id=SH-AEO-2026-0001&lang=en").await?;
+    let page = ent.get("/verify?zone=shanghai&id=SH-AEO-2026-0100&lang=en").await?;
     r.check(
         "http",
         "the console's verify page shows the verdict and its three parts",
