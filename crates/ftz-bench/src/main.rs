@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod https;
 mod measure;
 mod scenarios;
 
@@ -17,7 +18,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 use clap::Parser;
 use measure::{Row, rss_mb};
-use scenarios::{FULL, Federation, NODE_MODE, QUICK, SMOKE};
+use scenarios::{Api, FULL, Federation, NODE_MODE, QUICK, SMOKE};
 
 /// Runs the ftz-exchange benchmark suite and writes the summary.
 #[derive(Debug, Parser)]
@@ -31,10 +32,10 @@ struct Args {
     #[arg(long, hide = true)]
     smoke: bool,
     /// Run only these groups: crypto, audit, nodes, or one node scenario (echo, verify, proof,
-    /// pull, push); all when not given. For profiling.
+    /// list, pull, push); all when not given. For profiling.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Requests in flight in the node scenarios (default 50).
+    /// Requests in flight in the node scenarios (default 50; the log pages: 4).
     #[arg(long)]
     in_flight: Option<usize>,
     /// Where to write the summary.
@@ -63,6 +64,7 @@ async fn suite(args: Args) -> Result<()> {
     };
     if let Some(n) = args.in_flight {
         sizes.in_flight = n;
+        sizes.list_in_flight = n;
     }
     let run = |group: &str| args.only.is_empty() || args.only.iter().any(|g| g == group);
     // Within "nodes", each scenario can be picked alone too (for profiling).
@@ -71,7 +73,7 @@ async fn suite(args: Args) -> Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     let add = |rows: &mut Vec<Row>, r: Row| {
         eprintln!(
-            "  {:<28} {:>12.0} ops/s  p50 {:>7} µs  p99 {:>7} µs  rss {:>6.1} MB  {}",
+            "  {:<30} {:>12.0} ops/s  p50 {:>7} µs  p99 {:>7} µs  rss {:>6.1} MB  {}",
             r.scenario,
             r.ops_per_s,
             r.p50_us,
@@ -88,10 +90,11 @@ async fn suite(args: Args) -> Result<()> {
     add(&mut rows, Row::new("crypto_floor_per_transfer", &floor, None));
 
     let mut node_peaks = Vec::new();
-    let nodes = ["nodes", "echo", "verify", "proof", "pull", "push"].iter().any(|g| run(g));
+    let nodes = ["nodes", "echo", "verify", "proof", "list", "pull", "push"].iter().any(|g| run(g));
     // The zones exist from here; the audit scenarios build their log in shanghai's store, so
     // that shanghai's node later serves (and holds in memory) the largest log.
     let mut fed = Federation::create(&dir.path().join("federation"))?;
+    let mut shanghai_log = 0;
 
     if run("audit") {
         eprintln!("audit log");
@@ -116,9 +119,21 @@ async fn suite(args: Args) -> Result<()> {
             );
         }
         let (_, peak_log) = rss_mb();
-        eprintln!("  process peak RSS after the {}-entry log: {peak_log:.1} MB", store.audit_size()?);
+        shanghai_log = store.audit_size()?;
+        eprintln!("  process peak RSS after the {shanghai_log}-entry log: {peak_log:.1} MB");
         log.close().await;
         drop(store);
+    }
+
+    if nodes && (node_part("list") || node_part("proof")) && shanghai_log < sizes.list_log {
+        // Without the audit scenarios (or with fewer entries), shanghai's log is grown in its
+        // store while its node is stopped, by the node's own appender, as those scenarios do.
+        let t = std::time::Instant::now();
+        shanghai_log = scenarios::grow_stored_log(&fed.data_dir("shanghai")?, sizes.list_log).await?;
+        eprintln!(
+            "shanghai's log grown to {shanghai_log} entries before its node starts ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
     }
 
     if nodes {
@@ -149,11 +164,36 @@ async fn suite(args: Args) -> Result<()> {
         let verify = fed.verify_cached(n, sizes.in_flight).await?;
         let baseline = Some(("raw_unary_mtls_echo", echo_rate));
         add(&mut rows, &fed, &before, n, Row::new("verify_credential_cached", &verify, baseline));
+        // Its twin over the JSON API, same record, requests and in-flight count.
+        let before = fed.cpu_times();
+        let json = fed.verify_cached_json(n, sizes.in_flight).await?;
+        let baseline = Some(("verify_credential_cached", verify.ops_per_s()));
+        add(&mut rows, &fed, &before, n, Row::new("verify_credential_cached_json", &json, baseline));
         let n = if node_part("proof") { sizes.proofs } else { 100 };
         let before = fed.cpu_times();
         let (served, size) = fed.entries_with_proofs(n, sizes.in_flight).await?;
         let name = format!("entry_proof_via_node_{}k", size / 1000);
         add(&mut rows, &fed, &before, n, Row::new(&name, &served, Some(("raw_unary_mtls_echo", echo_rate))));
+        // An auditor's log page, gRPC then its JSON twin; unfiltered, then refusals only.
+        let n = if node_part("list") { sizes.list_pages } else { 20 };
+        let mut seed = 0;
+        for (what, decision) in [("page", ""), ("refused", "refused")] {
+            let mut grpc_rate = None;
+            for api in [Api::Grpc, Api::Json] {
+                let before = fed.cpu_times();
+                let (m, size) = fed.list_pages(api, decision, n, sizes.list_in_flight, seed).await?;
+                seed += n;
+                let twin = |api: &str| format!("list_{what}_{api}_{}k", size / 1000);
+                let row = match grpc_rate {
+                    None => {
+                        grpc_rate = Some(m.ops_per_s());
+                        Row::new(&twin("grpc"), &m, Some(("raw_unary_mtls_echo", echo_rate)))
+                    }
+                    Some(rate) => Row::new(&twin("json"), &m, Some((&twin("grpc"), rate))),
+                };
+                add(&mut rows, &fed, &before, n, row);
+            }
+        }
         let floor = Some(("crypto_floor_per_transfer", floor_rate));
         let n = if node_part("pull") { sizes.transfers } else { 50 };
         fed.prepare_pull(n).await?;
@@ -180,12 +220,12 @@ async fn suite(args: Args) -> Result<()> {
     std::fs::write(&args.out, serde_json::to_string_pretty(&summary)?)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     println!(
-        "{:<28} {:>12} {:>9} {:>9} {:>8}  {:<28} {:>7}",
+        "{:<30} {:>12} {:>9} {:>9} {:>8}  {:<30} {:>7}",
         "scenario", "ops/s", "p50 µs", "p99 µs", "rss MB", "baseline", "ratio"
     );
     for r in &rows {
         println!(
-            "{:<28} {:>12.0} {:>9} {:>9} {:>8.1}  {:<28} {:>7.3}",
+            "{:<30} {:>12.0} {:>9} {:>9} {:>8.1}  {:<30} {:>7.3}",
             r.scenario, r.ops_per_s, r.p50_us, r.p99_us, r.rss_mb, r.baseline, r.ratio
         );
     }

@@ -5,8 +5,9 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, Result, anyhow};
+use bytes::Bytes;
 use ftz_audit::{
-    leaf::{Leaf, LeafSignature, SignedPart},
+    leaf::{Leaf, LeafSignature, Refusing, SignedPart},
     merkle::{inclusion_proof, leaf_hash, root, verify_inclusion},
 };
 use ftz_core::{Clock, Role, SystemClock};
@@ -14,15 +15,18 @@ use ftz_devkit::ProcessFederation;
 use ftz_node::AuditLog;
 use ftz_proto::{
     DataClass, GetCheckpointRequest, GetEntryRequest, GetNodeStatusRequest, IssueCertificationRequest,
-    PushInspectionRequest, RecordInspectionRequest, RecordRef, VerifyRecordRequest, admin_client::AdminClient,
-    audit_client::AuditClient, issuer_client::IssuerClient, verify_client::VerifyClient,
+    ListEntriesRequest, PushInspectionRequest, RecordInspectionRequest, RecordRef, VerifyRecordRequest,
+    admin_client::AdminClient, audit_client::AuditClient, issuer_client::IssuerClient, verify_client::VerifyClient,
     verify_record_request::Subject,
 };
 use ftz_store::Store;
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::measure::{Measured, drive, repeat};
+use crate::{
+    https::Https,
+    measure::{Measured, drive, repeat},
+};
 
 /// How much of each scenario to run.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +39,12 @@ pub struct Sizes {
     pub proof_sizes: &'static [u64],
     pub proofs: usize,
     pub in_flight: usize,
+    /// The log the auditor's pages are read from (shanghai's, grown before its node starts if
+    /// the audit scenarios did not already make it this large).
+    pub list_log: u64,
+    /// Pages read in each listing scenario, and how many at once (a few auditors' consoles).
+    pub list_pages: usize,
+    pub list_in_flight: usize,
 }
 
 pub const QUICK: Sizes = Sizes {
@@ -46,6 +56,9 @@ pub const QUICK: Sizes = Sizes {
     proof_sizes: &[10_000, 100_000],
     proofs: 2_000,
     in_flight: 50,
+    list_log: 100_000,
+    list_pages: 1_000,
+    list_in_flight: 4,
 };
 
 pub const SMOKE: Sizes = Sizes {
@@ -57,6 +70,9 @@ pub const SMOKE: Sizes = Sizes {
     proof_sizes: &[1_000, 2_000],
     proofs: 20,
     in_flight: 4,
+    list_log: 2_000,
+    list_pages: 10,
+    list_in_flight: 2,
 };
 
 pub const FULL: Sizes = Sizes {
@@ -68,6 +84,9 @@ pub const FULL: Sizes = Sizes {
     proof_sizes: &[10_000, 100_000, 1_000_000],
     proofs: 20_000,
     in_flight: 50,
+    list_log: 1_000_000,
+    list_pages: 5_000,
+    list_in_flight: 4,
 };
 
 /// The Ed25519 work of one pull transfer, alone, on one core: the provider signs a fresh status
@@ -113,6 +132,29 @@ fn sample_leaf(i: usize) -> Leaf {
     Leaf::Transfer { intent: part(1), receipt: part(2) }
 }
 
+/// One in this many of the leaves [`grow`] appends is a refusal, the rest transfers: what an
+/// auditor's `decision=refused` filter finds.
+pub const REFUSAL_EVERY: usize = 16;
+
+/// A leaf of a grown log: a transfer leaf, or (one in [`REFUSAL_EVERY`]) a refusal as a node
+/// logs one when it refuses a peer's fetch.
+fn log_leaf(i: usize) -> Leaf {
+    if i % REFUSAL_EVERY != REFUSAL_EVERY - 1 {
+        return sample_leaf(i);
+    }
+    Leaf::Refusal {
+        at_ms: 1_790_000_000_000 + i as i64,
+        zone: "shanghai".into(),
+        other_zone: "hainan".into(),
+        refusing: Refusing::RefusedPeer,
+        reason: "POLICY_DENIED".into(),
+        method: "/ftz.v1.Peer/FetchRecord".into(),
+        data_class: "certification".into(),
+        policy_id: "sh-hn".into(),
+        subject_digest: [(i % 251) as u8; 32],
+    }
+}
+
 /// Durable, batched audit appends (`in_flight` appenders) to the store in `log_dir`, and the
 /// baseline: a plain sled insert followed by a flush, one at a time, in `dir`. Returns both and
 /// the running log (for the proof scenarios).
@@ -145,7 +187,8 @@ pub async fn audit_append(
     Ok((appended, baseline, store, log))
 }
 
-/// Grows the stored log to `size` entries (durable, batched).
+/// Grows the stored log to `size` entries (durable, batched), with the node's own appender:
+/// transfer leaves and, one in [`REFUSAL_EVERY`], refusals.
 pub async fn grow(store: &Store, log: &AuditLog, size: u64) -> Result<()> {
     let have = store.audit_size()?;
     if have >= size {
@@ -155,12 +198,27 @@ pub async fn grow(store: &Store, log: &AuditLog, size: u64) -> Result<()> {
     drive((size - have) as usize, 512, move |i| {
         let l = l.clone();
         async move {
-            l.append(&sample_leaf(i), None).await.map_err(|e| anyhow!("{e}"))?;
+            l.append(&log_leaf(i), None).await.map_err(|e| anyhow!("{e}"))?;
             Ok(())
         }
     })
     .await?;
     Ok(())
+}
+
+/// Grows the log in a stopped node's data directory `dir` to `size` entries, as [`grow`] does:
+/// the node signs a checkpoint over it when it starts (a log without one is accepted). Returns
+/// the log's size.
+pub async fn grow_stored_log(dir: &std::path::Path, size: u64) -> Result<u64> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let store = Store::open(dir, Default::default())?;
+    let log = AuditLog::start(store.clone())?;
+    grow(&store, &log, size).await?;
+    log.close().await;
+    let size = store.audit_size()?;
+    store.flush()?;
+    Ok(size)
 }
 
 /// Inclusion proofs from the stored log at `size`: made, then verified.
@@ -187,6 +245,16 @@ pub struct Federation {
     pub fed: ProcessFederation,
 }
 
+/// Entries in one page of an auditor's log listing, as the console asks for.
+pub const LIST_PAGE: u64 = 50;
+
+/// Which of a node's two APIs a scenario calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Grpc,
+    Json,
+}
+
 /// The argument that makes this binary run a node instead of the benchmark.
 pub const NODE_MODE: &str = "node";
 
@@ -199,12 +267,30 @@ fn unlimited(mut p: ftz_proto::ExchangePolicy) -> ftz_proto::ExchangePolicy {
 
 impl Federation {
     /// Creates the zones' directories, keys and configs (nothing runs yet: a store can be
-    /// filled first).
+    /// filled first). Every node also gets an HTTPS listener (`[http] listen`, a port from the
+    /// OS) for the JSON API scenarios.
     pub fn create(dir: &std::path::Path) -> Result<Federation> {
         let me = std::env::current_exe().context("this program's path")?;
         let limits = [("user_requests_per_second", 1_000_000), ("peer_requests_per_second", 1_000_000)];
-        let fed = ProcessFederation::create(dir, &ZONES, &me, &[NODE_MODE], &limits)?;
+        let mut fed = ProcessFederation::create(dir, &ZONES, &me, &[NODE_MODE], &limits)?;
+        for z in &mut fed.fed.zones {
+            let addr = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+            let text = std::fs::read_to_string(&z.config_path)?;
+            let mut doc: toml::Table = text.parse().with_context(|| format!("{}", z.config_path.display()))?;
+            let mut http = toml::Table::new();
+            http.insert("listen".into(), toml::Value::String(addr.clone()));
+            doc.insert("http".into(), toml::Value::Table(http));
+            std::fs::write(&z.config_path, toml::to_string(&doc)?)?;
+            z.http_endpoint = Some(addr);
+        }
         Ok(Federation { fed })
+    }
+
+    /// An HTTP/2 connection to `zone`'s JSON API as its user with `role`.
+    async fn https(&self, zone: &str, role: Role) -> Result<Https> {
+        let z = self.fed.fed.zone(zone).ok_or_else(|| anyhow!("no zone {zone}"))?;
+        let addr = z.http_endpoint.as_deref().ok_or_else(|| anyhow!("{zone}'s node has no HTTPS listener"))?;
+        Https::connect(&z.profile_path(role), addr).await
     }
 
     /// A zone's node's data directory (its store).
@@ -327,6 +413,49 @@ impl Federation {
         .await
     }
 
+    /// The JSON API twin of [`Federation::verify_cached`]: the same enterprise, record and
+    /// purpose, `POST /api/v1/verify/verify-record` over one HTTP/2 connection to hainan's
+    /// HTTPS listener, the answer read from its JSON. Runs after `verify_cached`, which issued
+    /// the record.
+    pub async fn verify_cached_json(&self, n: usize, in_flight: usize) -> Result<Measured> {
+        #[derive(serde::Deserialize)]
+        struct Verified {
+            #[serde(default)]
+            valid: bool,
+            #[serde(default)]
+            source: String,
+            #[serde(default)]
+            explanation: String,
+        }
+        let client = self.https("hainan", Role::Enterprise).await?;
+        let body = Bytes::from(serde_json::to_vec(&serde_json::json!({
+            "ref": { "issuing_zone": "shanghai", "record_id": "SH-BENCH-CACHED" },
+            "purpose": "verification",
+        }))?);
+        let call = move |client: Https, body: Bytes| async move {
+            let (status, answer) = client.post_json("/api/v1/verify/verify-record", body).await?;
+            if status != 200 {
+                return Err(anyhow!("verify-record answered {status}: {}", String::from_utf8_lossy(&answer)));
+            }
+            Ok::<_, anyhow::Error>(serde_json::from_slice::<Verified>(&answer)?)
+        };
+        let first = call(client.clone(), body.clone()).await?;
+        if !first.valid {
+            return Err(anyhow!("the record does not verify: {}", first.explanation));
+        }
+        drive(n, in_flight, move |_| {
+            let v = call(client.clone(), body.clone());
+            async move {
+                let v = v.await?;
+                if v.source != "cached" || !v.valid {
+                    return Err(anyhow!("expected a valid cached answer, got {} ({})", v.source, v.explanation));
+                }
+                Ok(())
+            }
+        })
+        .await
+    }
+
     /// An auditor of shanghai reads entries with their inclusion proofs from shanghai's node,
     /// whose log holds the audit scenarios' entries (1M in the full run): proofs served by a node
     /// from its store, and what that costs the node in memory. Returns the log size too.
@@ -357,6 +486,87 @@ impl Federation {
             }
         })
         .await?;
+        Ok((m, size))
+    }
+
+    /// An auditor of shanghai reads `n` pages of [`LIST_PAGE`] entries (the console's log page)
+    /// from random offsets of shanghai's log, `in_flight` at a time, over gRPC
+    /// (`Audit/ListEntries`) or the JSON API (`GET /api/v1/audit/list-entries`); with `decision`
+    /// as the filter when not empty. `seed` picks the offsets (each twin reads pages of its
+    /// own, so neither reads what the other just brought into the caches). Returns the log's
+    /// size too.
+    pub async fn list_pages(
+        &self,
+        api: Api,
+        decision: &'static str,
+        n: usize,
+        in_flight: usize,
+        seed: usize,
+    ) -> Result<(Measured, u64)> {
+        let size = self.log_size("shanghai").await?;
+        let offset =
+            move |i: usize| ((i + seed) as u64).wrapping_mul(2_654_435_761) % size.saturating_sub(LIST_PAGE).max(1);
+        // A page must be as asked: full when not filtered (the log has a page's worth after
+        // every offset), only matching entries when filtered.
+        let check = move |from: u64, decisions: Vec<String>| {
+            if decision.is_empty() && (decisions.len() as u64) < LIST_PAGE.min(size - from) {
+                return Err(anyhow!("a page from {from} has {} entries", decisions.len()));
+            }
+            if let Some(d) = decisions.iter().find(|d| !decision.is_empty() && d.as_str() != decision) {
+                return Err(anyhow!("a page filtered by {decision} has a {d} entry"));
+            }
+            Ok(())
+        };
+        let m = match api {
+            Api::Grpc => {
+                let client = AuditClient::new(self.channel("shanghai", Role::Auditor)?);
+                drive(n, in_flight, move |i| {
+                    let mut c = client.clone();
+                    let from_index = offset(i);
+                    async move {
+                        let r = c
+                            .list_entries(ListEntriesRequest {
+                                from_index,
+                                limit: LIST_PAGE as u32,
+                                decision: decision.into(),
+                                ..Default::default()
+                            })
+                            .await?
+                            .into_inner();
+                        check(from_index, r.entries.into_iter().map(|e| e.decision).collect())
+                    }
+                })
+                .await?
+            }
+            Api::Json => {
+                #[derive(serde::Deserialize)]
+                struct Page {
+                    #[serde(default)]
+                    entries: Vec<Entry>,
+                }
+                #[derive(serde::Deserialize)]
+                struct Entry {
+                    #[serde(default)]
+                    decision: String,
+                }
+                let client = self.https("shanghai", Role::Auditor).await?;
+                let filter = if decision.is_empty() { String::new() } else { format!("&decision={decision}") };
+                drive(n, in_flight, move |i| {
+                    let c = client.clone();
+                    let from_index = offset(i);
+                    let path = format!("/api/v1/audit/list-entries?from_index={from_index}&limit={LIST_PAGE}{filter}");
+                    async move {
+                        let (status, body) = c.get(&path).await?;
+                        if status != 200 {
+                            return Err(anyhow!("{path} answered {status}: {}", String::from_utf8_lossy(&body)));
+                        }
+                        let page: Page = serde_json::from_slice(&body)?;
+                        check(from_index, page.entries.into_iter().map(|e| e.decision).collect())
+                    }
+                })
+                .await?
+            }
+        };
         Ok((m, size))
     }
 

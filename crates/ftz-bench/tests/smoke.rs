@@ -28,7 +28,12 @@ fn every_scenario_runs_and_the_summary_has_its_fields() {
         "proof_verify_2k",
         "raw_unary_mtls_echo",
         "verify_credential_cached",
+        "verify_credential_cached_json",
         "entry_proof_via_node_2k",
+        "list_page_grpc_2k",
+        "list_page_json_2k",
+        "list_refused_grpc_2k",
+        "list_refused_json_2k",
         "cross_zone_pull_transfer",
         "push_through_outbox",
     ] {
