@@ -15,6 +15,8 @@
 //! <zone>/issuing.key .pub          the zone's Ed25519 issuing key
 //! <zone>/users/<role>.crt .key     a user certificate per role (ftz://<zone>/<role>/dev)
 //! <zone>/users/<role>.toml         a client profile for `ftzctl --as`
+//! <zone>/users/<role>.p12          certificate, key and zone CA as PKCS#12, for a browser
+//!                                  (password `ftz-dev`: [`crate::pkcs12::DEV_PASSWORD`])
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -90,6 +92,17 @@ impl DevZone {
     /// The client profile of this zone's development user with `role`.
     pub fn profile_path(&self, role: Role) -> PathBuf {
         self.dir.join("users").join(format!("{role}.toml"))
+    }
+
+    /// The PKCS#12 file (certificate, key, zone CA) of this zone's development user with
+    /// `role`, for a browser; its password is [`crate::pkcs12::DEV_PASSWORD`].
+    pub fn pkcs12_path(&self, role: Role) -> PathBuf {
+        self.dir.join("users").join(format!("{role}.p12"))
+    }
+
+    /// The zone CA's certificate (PEM).
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
     }
 
     pub fn authority_key_path(&self) -> PathBuf {
@@ -204,6 +217,15 @@ fn create_zone(z: &DevZoneSpec, root: &Path, validity: Validity) -> Result<(DevZ
         let cert = ca.issue_user(&id, validity)?;
         files::write_public(&users.join(format!("{role}.crt")), cert.cert_pem.as_bytes())?;
         files::write_secret(&users.join(format!("{role}.key")), cert.key_pem.as_bytes())?;
+        let p12 = crate::pkcs12::encode_pem(
+            &format!("ftz {} {role} (dev)", z.id),
+            &cert.cert_der,
+            &cert.key_pem,
+            &ca.issued.cert_der,
+            crate::pkcs12::DEV_PASSWORD,
+        )
+        .map_err(|e| DevError::Invalid(e.to_string()))?;
+        files::write_secret(&users.join(format!("{role}.p12")), &p12)?;
         let profile = ClientProfile {
             zone: z.id.to_string(),
             endpoint: z.endpoint.clone(),

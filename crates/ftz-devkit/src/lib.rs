@@ -4,6 +4,7 @@
 //! - [`dev`]: a development federation on disk (zone CAs, node and user certificates, keys,
 //!   node configs, client profiles, one registry signed by every authority), as `ftzctl dev
 //!   init` writes it, and helpers that sign agreements and policies with its authority keys;
+//! - [`pkcs12`]: the users' certificates and keys as PKCS#12 files, for a browser;
 //! - [`local`]: that federation's nodes started in this process on 127.0.0.1;
 //! - [`processes`]: the same nodes as processes of their own (the crash harness kills them, the
 //!   benchmark reads their memory).
@@ -14,6 +15,7 @@
 
 pub mod dev;
 pub mod local;
+pub mod pkcs12;
 pub mod processes;
 
 pub use dev::{DevFederation, DevSpec, DevZone, DevZoneSpec};

@@ -89,6 +89,17 @@ pub fn run(cmd: DevCommand, fmt: Format) -> Result<()> {
                     second.id
                 ));
             }
+            t.push_str(&format!(
+                "\nFor a browser, each user's certificate, key and zone CA as PKCS#12 (password {}):\n",
+                ftz_devkit::pkcs12::DEV_PASSWORD
+            ));
+            for z in &fed.zones {
+                t.push_str(&format!(
+                    "  {}  (console: https://{}/)\n",
+                    z.pkcs12_path(ftz_core::Role::Admin).with_file_name("<role>.p12").display(),
+                    z.http_endpoint.as_deref().unwrap_or("-")
+                ));
+            }
             t.push_str("\nThe directory holds private keys (mode 0600): never commit it.\n");
             t
         },
@@ -99,7 +110,12 @@ pub fn run(cmd: DevCommand, fmt: Format) -> Result<()> {
                 "zones": fed.zones.iter().map(|z| json!({
                     "zone_id": z.id.as_str(), "endpoint": z.endpoint, "config": z.config_path,
                     "authority_key_id": z.authority_key_id.to_string(), "node_key_id": z.node_key_id.to_string(),
+                    "http_endpoint": z.http_endpoint, "ca": z.ca_cert_path(),
+                    "users": ftz_core::Role::ALL.iter().map(|r| (r.to_string(), json!({
+                        "profile": z.profile_path(*r), "p12": z.pkcs12_path(*r),
+                    }))).collect::<serde_json::Map<_, _>>(),
                 })).collect::<Vec<_>>(),
+                "pkcs12_password": ftz_devkit::pkcs12::DEV_PASSWORD,
             })
         },
     );
