@@ -58,7 +58,7 @@ pub(crate) async fn page(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
         (timeline(ctx, &t))
         h2 { (ctx.t(T::Transfers)) " · " (ctx.t(T::ZonePair)) }
         (bars("chart-pairs", t.pairs.iter().map(|((a, b), c)| (format!("{a} → {b}"), *c)).collect(), "allowed"))
-        h2 { (ctx.t(T::Refusals)) " · " (ctx.t(T::Reason)) }
+        h2 { (ctx.t(T::Refusals)) " · " (ctx.t(T::RefusalPair)) }
         (bars("chart-reasons", t.reasons.iter().map(|((a, b, r), c)| (format!("{a} → {b} · {r}"), *c)).collect(), "refused"))
     }))
 }
@@ -124,7 +124,7 @@ fn timeline(ctx: &Ctx, t: &Tally) -> Markup {
             figcaption.legend {
                 span.key.allowed { (ctx.t(T::Transfers)) } " "
                 span.key.refused { (ctx.t(T::Refusals)) } " "
-                span.key.unacknowledged { "unacknowledged" }
+                span.key.unacknowledged { (ctx.t(T::Unacknowledged)) }
             }
         }
     }

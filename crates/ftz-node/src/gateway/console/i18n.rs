@@ -154,6 +154,8 @@ texts! {
     Refusals => "拒绝", "Refusals";
     ZonePair => "区对（提供方 → 使用方）", "Zone pair (provider → consumer)";
     Count => "数量", "Count";
+    Unacknowledged => "未确认", "unacknowledged";
+    RefusalPair => "拒绝方 → 被拒方 · 原因", "refusing zone → refused zone · reason";
     EntriesScanned => "统计的条目", "Entries counted";
     WitnessIntro => "每行一个检查点，每列一个见证者；单元格为联署时间。", "One row per checkpoint, one column per witness; a cell is when it cosigned.";
     Size => "大小", "Size";

@@ -230,6 +230,7 @@ fn layout(ctx: &Ctx, main: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (ctx.t(T::Console)) " · " (ctx.zone) }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/static/console.css";
                 script src="/static/console.js" defer {}
             }

@@ -81,7 +81,10 @@
 
   // name+hash+base64(type || key): the hash is SHA-256(name || "\n" || type || key)[:4].
   async function parseKey(vkey) {
-    const [name, hash, data] = vkey.split("+");
+    // The key data is base64, which may itself hold "+": split at the first two only.
+    const i = vkey.indexOf("+"), j = vkey.indexOf("+", i + 1);
+    if (i < 0 || j < 0) throw new Error(say("公钥格式错误", "a malformed key"));
+    const [name, hash, data] = [vkey.slice(0, i), vkey.slice(i + 1, j), vkey.slice(j + 1)];
     const raw = b64(data);
     const id = (await sha256(enc.encode(name + "\n"), raw)).slice(0, 4);
     const hex = Array.from(id, (b) => b.toString(16).padStart(2, "0")).join("");
