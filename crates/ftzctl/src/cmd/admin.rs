@@ -7,7 +7,7 @@ use clap::Subcommand;
 use ftz_core::Registry;
 use ftz_proto::{
     GetNodeStatusRequest, GetRegistryRequest, InstallAgreementRequest, InstallRegistryRequest, ListAgreementsRequest,
-    ListOutboxRequest, PingPeerRequest, admin_client::AdminClient,
+    ListBudgetsRequest, ListOutboxRequest, ListPeersRequest, PingPeerRequest, admin_client::AdminClient,
 };
 use ftzctl::{
     output::{Format, emit, time},
@@ -37,6 +37,19 @@ pub enum AdminCommand {
         /// Show at most this many (at most 1000).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+    /// Privacy budgets spent on your node as provider, per exchange policy and consumer zone, in
+    /// the sliding window of each policy's budget period.
+    Budgets {
+        /// Show at most this many (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Every other zone with your node's last successful and last failed ping of it.
+    Peers {
+        /// Ping them all now (at once, a few seconds each at most) first.
+        #[arg(long)]
+        refresh: bool,
     },
 }
 
@@ -127,6 +140,99 @@ pub async fn run(cmd: AdminCommand, channel: Channel, fmt: Format) -> Result<()>
                         })
                         .collect();
                     json!({"entries": entries, "total": r.total})
+                },
+            );
+        }
+        AdminCommand::Budgets { limit } => {
+            let r = client.list_budgets(ListBudgetsRequest { limit }).await?.into_inner();
+            let eps = |milli: u64| milli as f64 / 1000.0;
+            emit(
+                fmt,
+                || {
+                    let mut t = String::new();
+                    for b in &r.budgets {
+                        let leaves = if b.oldest_charge_leaves_at_ms > 0 {
+                            format!(", the oldest charge leaves the window at {}", time(b.oldest_charge_leaves_at_ms))
+                        } else {
+                            String::new()
+                        };
+                        t.push_str(&format!(
+                            "{} v{}{}  to {:<12} epsilon {:.3} of {:.3} spent in the last {} days{leaves}\n",
+                            b.policy_id,
+                            b.policy_version,
+                            if b.policy_revoked { " (revoked)" } else { "" },
+                            b.consumer_zone,
+                            eps(b.spent_milli),
+                            eps(b.budget_milli),
+                            b.window_ms as f64 / 86_400_000.0,
+                        ));
+                    }
+                    if r.budgets.is_empty() {
+                        t.push_str("no privacy budget has been charged\n");
+                    } else if r.truncated {
+                        t.push_str(&format!("(the first {}; there are more)\n", r.budgets.len()));
+                    }
+                    t
+                },
+                || {
+                    let budgets: Vec<_> = r
+                        .budgets
+                        .iter()
+                        .map(|b| {
+                            json!({"policy_id": b.policy_id, "policy_version": b.policy_version,
+                                "consumer_zone": b.consumer_zone, "spent_milli": b.spent_milli,
+                                "budget_milli": b.budget_milli, "window_ms": b.window_ms, "slice_ms": b.slice_ms,
+                                "oldest_charge_leaves_at_ms": b.oldest_charge_leaves_at_ms,
+                                "policy_revoked": b.policy_revoked})
+                        })
+                        .collect();
+                    json!({"budgets": budgets, "truncated": r.truncated})
+                },
+            );
+        }
+        AdminCommand::Peers { refresh } => {
+            let r = client.list_peers(ListPeersRequest { refresh }).await?.into_inner();
+            emit(
+                fmt,
+                || {
+                    let mut t = String::new();
+                    for p in &r.peers {
+                        let ok = if p.last_ok_ms > 0 {
+                            format!(
+                                "answered {} in {:.2} ms, registry v{}, clock offset {} ms",
+                                time(p.last_ok_ms),
+                                p.round_trip_us as f64 / 1000.0,
+                                p.peer_registry_version,
+                                p.peer_clock_offset_ms
+                            )
+                        } else {
+                            "no answer since the node started".to_string()
+                        };
+                        let failed = if p.last_failure_ms > 0 {
+                            format!("; last failure {}: {}", time(p.last_failure_ms), p.last_error)
+                        } else {
+                            String::new()
+                        };
+                        t.push_str(&format!(
+                            "{:<12} {ok}{failed} ({} ping(s), {} failed)\n",
+                            p.zone_id, p.pings, p.failures
+                        ));
+                    }
+                    t
+                },
+                || {
+                    let peers: Vec<_> = r
+                        .peers
+                        .iter()
+                        .map(|p| {
+                            json!({"zone_id": p.zone_id, "endpoint": p.endpoint, "last_ok_ms": p.last_ok_ms,
+                                "round_trip_us": p.round_trip_us, "peer_registry_version": p.peer_registry_version,
+                                "peer_node_key_id": p.peer_node_key_id, "peer_clock_offset_ms": p.peer_clock_offset_ms,
+                                "last_failure_ms": p.last_failure_ms, "last_failure_reason": p.last_failure_reason,
+                                "last_error": p.last_error, "pings": p.pings, "failures": p.failures})
+                        })
+                        .collect();
+                    json!({"peers": peers, "refreshed": r.refreshed})
                 },
             );
         }

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
-use ftz_core::{Clock, KeyId, SystemClock, ZoneId};
+use ftz_client::reason_of;
+use ftz_core::{Clock, KeyId, Reason, SystemClock, ZoneId};
 use ftz_policy::bundle::{OfflineInputs, verify_bundle};
 use ftz_proto::{
-    Envelope, ExportBundleRequest, FindInspectionsRequest, ListZonesRequest, RecordRef, VerifyRecordRequest,
-    verify_client::VerifyClient, verify_record_request::Subject,
+    Envelope, ExportBundleRequest, FindInspectionsRequest, ListZonesRequest, RecordRef, VerifyBundleRequest,
+    VerifyRecordRequest, verify_client::VerifyClient, verify_record_request::Subject,
 };
 use ftzctl::output::{Format, emit, parse_time, time, verification_json, verification_text};
 use prost::Message;
@@ -58,6 +59,10 @@ pub enum VerifyCommand {
         #[command(flatten)]
         ask: Ask,
     },
+    /// Ask your node to check an exported file as `offline` does, with the node's trust: the
+    /// file's registry must be signed by your zone's authority and be no older than the node's;
+    /// the record is judged now, for your zone. Nothing is stored.
+    Bundle { file: PathBuf },
     /// Check an exported file with no network: prints the verdict and why.
     Offline {
         file: PathBuf,
@@ -161,8 +166,65 @@ pub async fn run(cmd: VerifyCommand, channel: impl FnOnce() -> Result<Channel>, 
             );
             Ok(0)
         }
+        VerifyCommand::Bundle { file } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            bundle(&mut client, bytes, fmt).await
+        }
         VerifyCommand::Offline { .. } => Ok(1),
     }
+}
+
+/// `verify bundle`: the node's verdict on a bundle file. A bundle the node refuses as such (a
+/// changed byte, a registry not anchored in your zone or out of force) is not valid, as offline.
+async fn bundle(client: &mut VerifyClient<Channel>, bundle: Vec<u8>, fmt: Format) -> Result<u8> {
+    let r = match client.verify_bundle(VerifyBundleRequest { bundle }).await {
+        Ok(r) => r.into_inner(),
+        Err(s)
+            if matches!(
+                reason_of(&s),
+                Some(Reason::BundleInvalid | Reason::RegistryNotAnchored | Reason::RegistryExpired)
+            ) =>
+        {
+            let reason = reason_of(&s).map(Reason::as_str).unwrap_or_default();
+            emit(
+                fmt,
+                || format!("NOT VALID: {reason}: {}\n", s.message()),
+                || json!({"valid": false, "reason": reason, "message": s.message()}),
+            );
+            return Ok(NOT_VALID);
+        }
+        Err(s) => return Err(s.into()),
+    };
+    let v = r.result.clone().ok_or_else(|| anyhow!("the node answered without a verdict"))?;
+    emit(
+        fmt,
+        || {
+            format!(
+                "{}  checked by your node as of {}; bundle exported by {} at {} for {}; registry v{} (anchored by your zone's authority {}); {} agreement(s); maximum status age {} s\n",
+                verification_text(&v),
+                time(v.checked_at_ms),
+                r.exporting_zone,
+                time(r.exported_at_ms),
+                r.bundle_recognising_zone,
+                r.registry_version,
+                r.anchor_key_id,
+                r.agreements,
+                r.max_status_age_ms / 1000
+            )
+        },
+        || {
+            let mut j = verification_json(&v);
+            j["exporting_zone"] = json!(r.exporting_zone);
+            j["exported_at_ms"] = json!(r.exported_at_ms);
+            j["bundle_recognising_zone"] = json!(r.bundle_recognising_zone);
+            j["registry_version"] = json!(r.registry_version);
+            j["anchor_key_id"] = json!(r.anchor_key_id);
+            j["agreements"] = json!(r.agreements);
+            j["max_status_age_ms"] = json!(r.max_status_age_ms);
+            j
+        },
+    );
+    Ok(verdict_exit(v.valid))
 }
 
 async fn one(client: &mut VerifyClient<Channel>, subject: Subject, ask: Ask, fmt: Format) -> Result<u8> {
