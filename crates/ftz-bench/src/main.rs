@@ -17,7 +17,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use measure::{Row, rss_mb};
+use measure::{Measured, Row, rss_mb};
 use scenarios::{Api, FULL, Federation, NODE_MODE, QUICK, SMOKE};
 
 /// Runs the ftz-exchange benchmark suite and writes the summary.
@@ -41,6 +41,36 @@ struct Args {
     /// Where to write the summary.
     #[arg(long, default_value = "target/bench/summary.json")]
     out: PathBuf,
+}
+
+/// The APIs of a scenario and its twin, in the order they take turns.
+const APIS: [Api; 2] = [Api::Grpc, Api::Json];
+
+/// Rounds in which a scenario and its twin take turns (gRPC, JSON, gRPC, ...), so that load
+/// that comes and goes on the machine falls on both alike.
+const TWIN_ROUNDS: usize = 4;
+
+/// One of two twins, over its rounds: what was measured and the CPU each process spent.
+struct Twin {
+    m: Measured,
+    cpu: Vec<(&'static str, Duration)>,
+}
+
+impl Twin {
+    fn new() -> Twin {
+        Twin { m: Measured::empty(), cpu: Vec::new() }
+    }
+
+    fn add(&mut self, m: Measured, spent: &[(&'static str, Duration)]) {
+        self.m.merge(m);
+        if self.cpu.is_empty() {
+            self.cpu = spent.to_vec();
+        } else {
+            for ((_, total), (_, t)) in self.cpu.iter_mut().zip(spent) {
+                *total += *t;
+            }
+        }
+    }
 }
 
 fn main() -> Result<ExitCode> {
@@ -140,71 +170,89 @@ async fn suite(args: Args) -> Result<()> {
         eprintln!("three nodes on 127.0.0.1, each its own process");
         fed.start().await?;
         // Node scenarios report the largest node's peak memory so far, not this process's.
-        // ... and the CPU each process spent per operation since `before`.
-        let add = |rows: &mut Vec<Row>, fed: &Federation, before: &[(&str, Duration)], ops: usize, mut r: Row| {
+        // ... and the CPU each process spent per operation (`spent`: in the scenario's runs).
+        let add = |rows: &mut Vec<Row>, fed: &Federation, spent: &[(&str, Duration)], ops: usize, mut r: Row| {
             r.rss_mb = fed.peak_rss_mb().iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
-            let per_op: Vec<String> = fed
-                .cpu_times()
+            let per_op: Vec<String> = spent
                 .iter()
-                .zip(before)
-                .map(|((who, after), (_, b))| {
-                    format!("{who} {:.0}", after.saturating_sub(*b).as_secs_f64() * 1e6 / ops.max(1) as f64)
-                })
+                .map(|(who, t)| format!("{who} {:.0}", t.as_secs_f64() * 1e6 / ops.max(1) as f64))
                 .collect();
             add(rows, r);
             eprintln!("    CPU µs per operation: {}", per_op.join(", "));
+        };
+        // The CPU each process spent since `before`.
+        let spent = |fed: &Federation, before: &[(&'static str, Duration)]| -> Vec<(&'static str, Duration)> {
+            fed.cpu_times().iter().zip(before).map(|((who, after), (_, b))| (*who, after.saturating_sub(*b))).collect()
         };
         let n = if node_part("echo") { sizes.echo } else { 100 };
         let before = fed.cpu_times();
         let echo = fed.echo(n, sizes.in_flight).await?;
         let echo_rate = echo.ops_per_s();
-        add(&mut rows, &fed, &before, n, Row::new("raw_unary_mtls_echo", &echo, None));
+        add(&mut rows, &fed, &spent(&fed, &before), n, Row::new("raw_unary_mtls_echo", &echo, None));
+        // Cached verification over gRPC and its twin over the JSON API (same record, requests
+        // and in-flight count), taking turns.
         let n = if node_part("verify") { sizes.verify } else { 100 };
-        let before = fed.cpu_times();
-        let verify = fed.verify_cached(n, sizes.in_flight).await?;
+        fed.prepare_verify().await?;
+        let mut twins = [Twin::new(), Twin::new()];
+        for _ in 0..TWIN_ROUNDS {
+            for (api, twin) in APIS.into_iter().zip(&mut twins) {
+                let before = fed.cpu_times();
+                let m = fed.verify_cached(api, n.div_ceil(TWIN_ROUNDS), sizes.in_flight).await?;
+                twin.add(m, &spent(&fed, &before));
+            }
+        }
+        let [grpc, json] = twins;
         let baseline = Some(("raw_unary_mtls_echo", echo_rate));
-        add(&mut rows, &fed, &before, n, Row::new("verify_credential_cached", &verify, baseline));
-        // Its twin over the JSON API, same record, requests and in-flight count.
-        let before = fed.cpu_times();
-        let json = fed.verify_cached_json(n, sizes.in_flight).await?;
-        let baseline = Some(("verify_credential_cached", verify.ops_per_s()));
-        add(&mut rows, &fed, &before, n, Row::new("verify_credential_cached_json", &json, baseline));
+        add(&mut rows, &fed, &grpc.cpu, grpc.m.ops, Row::new("verify_credential_cached", &grpc.m, baseline));
+        let baseline = Some(("verify_credential_cached", grpc.m.ops_per_s()));
+        add(&mut rows, &fed, &json.cpu, json.m.ops, Row::new("verify_credential_cached_json", &json.m, baseline));
         let n = if node_part("proof") { sizes.proofs } else { 100 };
         let before = fed.cpu_times();
         let (served, size) = fed.entries_with_proofs(n, sizes.in_flight).await?;
         let name = format!("entry_proof_via_node_{}k", size / 1000);
-        add(&mut rows, &fed, &before, n, Row::new(&name, &served, Some(("raw_unary_mtls_echo", echo_rate))));
-        // An auditor's log page, gRPC then its JSON twin; unfiltered, then refusals only.
+        add(
+            &mut rows,
+            &fed,
+            &spent(&fed, &before),
+            n,
+            Row::new(&name, &served, Some(("raw_unary_mtls_echo", echo_rate))),
+        );
+        // An auditor's log page over gRPC and its JSON twin, taking turns; unfiltered, then
+        // refusals only. Every round reads pages of its own.
         let n = if node_part("list") { sizes.list_pages } else { 20 };
+        let per_round = n.div_ceil(TWIN_ROUNDS);
         let mut seed = 0;
         for (what, decision) in [("page", ""), ("refused", "refused")] {
-            let mut grpc_rate = None;
-            for api in [Api::Grpc, Api::Json] {
-                let before = fed.cpu_times();
-                let (m, size) = fed.list_pages(api, decision, n, sizes.list_in_flight, seed).await?;
-                seed += n;
-                let twin = |api: &str| format!("list_{what}_{api}_{}k", size / 1000);
-                let row = match grpc_rate {
-                    None => {
-                        grpc_rate = Some(m.ops_per_s());
-                        Row::new(&twin("grpc"), &m, Some(("raw_unary_mtls_echo", echo_rate)))
-                    }
-                    Some(rate) => Row::new(&twin("json"), &m, Some((&twin("grpc"), rate))),
-                };
-                add(&mut rows, &fed, &before, n, row);
+            let mut twins = [Twin::new(), Twin::new()];
+            let mut size = 0;
+            for _ in 0..TWIN_ROUNDS {
+                for (api, twin) in APIS.into_iter().zip(&mut twins) {
+                    let before = fed.cpu_times();
+                    let m;
+                    (m, size) = fed.list_pages(api, decision, per_round, sizes.list_in_flight, seed).await?;
+                    seed += per_round;
+                    twin.add(m, &spent(&fed, &before));
+                }
             }
+            let name = |api: &str| format!("list_{what}_{api}_{}k", size / 1000);
+            let [grpc, json] = twins;
+            let baseline = Some(("raw_unary_mtls_echo", echo_rate));
+            add(&mut rows, &fed, &grpc.cpu, grpc.m.ops, Row::new(&name("grpc"), &grpc.m, baseline));
+            let baseline = Some((name("grpc"), grpc.m.ops_per_s()));
+            let baseline = baseline.as_ref().map(|(b, r)| (b.as_str(), *r));
+            add(&mut rows, &fed, &json.cpu, json.m.ops, Row::new(&name("json"), &json.m, baseline));
         }
         let floor = Some(("crypto_floor_per_transfer", floor_rate));
         let n = if node_part("pull") { sizes.transfers } else { 50 };
         fed.prepare_pull(n).await?;
         let before = fed.cpu_times();
         let pull = fed.pull(n, sizes.in_flight).await?;
-        add(&mut rows, &fed, &before, n, Row::new("cross_zone_pull_transfer", &pull, floor));
+        add(&mut rows, &fed, &spent(&fed, &before), n, Row::new("cross_zone_pull_transfer", &pull, floor));
         let n = if node_part("push") { sizes.transfers } else { 50 };
         fed.prepare_push(n).await?;
         let before = fed.cpu_times();
         let push = fed.push(n, sizes.in_flight).await?;
-        add(&mut rows, &fed, &before, n, Row::new("push_through_outbox", &push, floor));
+        add(&mut rows, &fed, &spent(&fed, &before), n, Row::new("push_through_outbox", &push, floor));
         node_peaks = fed.peak_rss_mb();
         fed.shutdown();
     }

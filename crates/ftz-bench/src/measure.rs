@@ -26,6 +26,19 @@ impl Measured {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Nothing measured yet (what [`Measured::merge`] starts from).
+    pub fn empty() -> Measured {
+        Measured { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() }
+    }
+
+    /// Adds another run of the same scenario: operations and time add up, latencies are pooled.
+    pub fn merge(&mut self, other: Measured) {
+        self.ops += other.ops;
+        self.elapsed += other.elapsed;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+    }
+
     pub fn percentile_us(&self, p: f64) -> u64 {
         if self.latencies_us.is_empty() {
             return 0;
@@ -152,6 +165,14 @@ mod tests {
         assert!((m.ops_per_s() - 50.0).abs() < 1e-9);
         let r = Row::new("x", &m, Some(("base", 100.0)));
         assert!((r.ratio - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn merged_runs_add_up_and_pool_their_latencies() {
+        let mut m = Measured::empty();
+        m.merge(Measured { ops: 2, elapsed: Duration::from_secs(1), latencies_us: vec![5, 9] });
+        m.merge(Measured { ops: 3, elapsed: Duration::from_secs(4), latencies_us: vec![1, 7, 8] });
+        assert_eq!((m.ops, m.elapsed, m.latencies_us), (5, Duration::from_secs(5), vec![1, 5, 7, 8, 9]));
     }
 
     #[tokio::test]

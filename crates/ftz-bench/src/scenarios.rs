@@ -392,14 +392,29 @@ impl Federation {
         }
     }
 
-    /// An enterprise of hainan verifies a shanghai certification its node already fetched.
-    pub async fn verify_cached(&self, n: usize, in_flight: usize) -> Result<Measured> {
+    /// Setup of [`Federation::verify_cached`]: shanghai issues the record, and hainan's node
+    /// fetches it once (not measured).
+    pub async fn prepare_verify(&self) -> Result<()> {
         self.issue(vec!["SH-BENCH-CACHED".into()]).await?;
-        let client = VerifyClient::new(self.channel("hainan", Role::Enterprise)?);
-        let first = client.clone().verify_record(Self::verify_request("SH-BENCH-CACHED")).await?.into_inner();
+        let mut client = VerifyClient::new(self.channel("hainan", Role::Enterprise)?);
+        let first = client.verify_record(Self::verify_request("SH-BENCH-CACHED")).await?.into_inner();
         if !first.valid {
             return Err(anyhow!("the record does not verify: {}", first.explanation));
         }
+        Ok(())
+    }
+
+    /// An enterprise of hainan verifies a shanghai certification its node already fetched, over
+    /// gRPC or the JSON API.
+    pub async fn verify_cached(&self, api: Api, n: usize, in_flight: usize) -> Result<Measured> {
+        match api {
+            Api::Grpc => self.verify_cached_grpc(n, in_flight).await,
+            Api::Json => self.verify_cached_json(n, in_flight).await,
+        }
+    }
+
+    async fn verify_cached_grpc(&self, n: usize, in_flight: usize) -> Result<Measured> {
+        let client = VerifyClient::new(self.channel("hainan", Role::Enterprise)?);
         drive(n, in_flight, move |_| {
             let mut c = client.clone();
             async move {
@@ -413,11 +428,10 @@ impl Federation {
         .await
     }
 
-    /// The JSON API twin of [`Federation::verify_cached`]: the same enterprise, record and
-    /// purpose, `POST /api/v1/verify/verify-record` over one HTTP/2 connection to hainan's
-    /// HTTPS listener, the answer read from its JSON. Runs after `verify_cached`, which issued
-    /// the record.
-    pub async fn verify_cached_json(&self, n: usize, in_flight: usize) -> Result<Measured> {
+    /// The JSON API twin: the same enterprise, record and purpose, `POST
+    /// /api/v1/verify/verify-record` over one HTTP/2 connection to hainan's HTTPS listener, the
+    /// answer read from its JSON.
+    async fn verify_cached_json(&self, n: usize, in_flight: usize) -> Result<Measured> {
         #[derive(serde::Deserialize)]
         struct Verified {
             #[serde(default)]
@@ -439,10 +453,6 @@ impl Federation {
             }
             Ok::<_, anyhow::Error>(serde_json::from_slice::<Verified>(&answer)?)
         };
-        let first = call(client.clone(), body.clone()).await?;
-        if !first.valid {
-            return Err(anyhow!("the record does not verify: {}", first.explanation));
-        }
         drive(n, in_flight, move |_| {
             let v = call(client.clone(), body.clone());
             async move {
