@@ -129,6 +129,10 @@ async fn another_sites_page_cannot_act_with_the_browsers_certificate() {
         let a = ent.post_with(path, &json!({}), &[("sec-fetch-site", "cross-site")]).await;
         assert_eq!((a.status, a.reason()), (403, Some("CROSS_ORIGIN")), "{path}: {}", a.text);
     }
+    // Nor a GET of the API that acts (a refreshed peer list pings every peer).
+    let adm = Https::user(&c, "hainan", Role::Admin, "hainan");
+    let a = adm.get_with("/api/v1/admin/list-peers?refresh=true", &[("sec-fetch-site", "cross-site")]).await;
+    assert_eq!((a.status, a.reason()), (403, Some("CROSS_ORIGIN")), "{}", a.text);
     // The node's own page may.
     let a = ent.post_with("/api/v1/verify/list-zones", &json!({}), &[("origin", "https://node")]).await;
     assert_eq!(a.status, 200, "{}", a.text);
