@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 mod audit;
 mod outbox;
+mod serve;
 mod web;
 
 pub const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
@@ -32,7 +33,12 @@ pub const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
 pub struct DemoOptions {
     /// Keep the federation's files here instead of a temporary directory.
     pub keep: Option<PathBuf>,
+    /// After the demo, keep the federation up (until Ctrl-C or SIGTERM) and say where its
+    /// consoles and users' certificates are.
+    pub serve: Option<ServeOutput>,
 }
+
+pub use serve::ServeOutput;
 
 /// One expectation of the demo and whether it held.
 #[derive(Debug, Clone)]
@@ -103,8 +109,10 @@ pub async fn run(opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<D
         if opts.keep.is_some() { "" } else { " (removed at the end)" }
     ));
     let outcome = steps(&mut fed, &mut r, &mut flush, &root.join("exports")).await;
-    fed.shutdown().await;
-    outcome?;
+    if let Err(e) = outcome {
+        fed.shutdown().await;
+        return Err(e);
+    }
 
     let passed = r.checks.iter().filter(|c| c.ok).count();
     r.say(format!("\n== Summary: {passed} of {} checks passed ==", r.checks.len()));
@@ -117,6 +125,12 @@ pub async fn run(opts: &DemoOptions, mut progress: impl FnMut(&str)) -> Result<D
         r.say(format!("  the federation's files are kept in {}", root.display()));
     }
     flush(&r);
+    let served = match opts.serve {
+        Some(out) => serve::serve(&fed, &root, &r, out).await,
+        None => Ok(()),
+    };
+    fed.shutdown().await;
+    served?;
     Ok(r)
 }
 

@@ -48,6 +48,18 @@ struct Cli {
 enum Command {
     /// Start a three-zone federation on 127.0.0.1, show every flow, check every expectation,
     /// clean up. Exits non-zero if any expectation fails.
+    ///
+    /// With --serve the federation stays up after the demo, with everything the demo made, for
+    /// the web console: it prints each zone's console address (https://127.0.0.1:PORT/) and
+    /// the users' PKCS#12 files to import into a browser (password ftz-dev), and stops the
+    /// nodes cleanly on Ctrl-C or SIGTERM.
+    ///
+    /// With --serve --json it prints exactly one JSON line on stdout once every node serves
+    /// (for test harnesses), and nothing else: "ready", "passed" (whether every demo check
+    /// held), "failed" (those that did not), "dir" (the federation's files), and "zones": per
+    /// zone "zone", "console" (https://127.0.0.1:PORT/), "openapi", "grpc", "ca" (the zone CA's
+    /// certificate) and "users": per role (admin, issuer, enterprise, auditor) "p12",
+    /// "password", "cert", "key" and "profile", as absolute paths.
     #[cfg(feature = "dev")]
     Demo {
         /// Keep the federation's files (keys, certificates, stores) in this new directory.
@@ -56,6 +68,9 @@ enum Command {
         /// Show the nodes' own logs too.
         #[arg(long)]
         verbose: bool,
+        /// After the demo, keep the federation up for the web console until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        serve: bool,
     },
     /// Development helpers.
     #[cfg(feature = "dev")]
@@ -134,7 +149,7 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
     };
     match cli.command {
         #[cfg(feature = "dev")]
-        Command::Demo { keep, verbose } => run_demo(keep, verbose, fmt).await,
+        Command::Demo { keep, verbose, serve } => run_demo(keep, verbose, serve, fmt).await,
         #[cfg(feature = "dev")]
         Command::Dev(c) => cmd::dev::run(c, fmt).map(|()| 0),
         Command::Admin(c) => cmd::admin::run(c, channel()?, fmt).await.map(|()| 0),
@@ -153,17 +168,19 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
 }
 
 #[cfg(feature = "dev")]
-async fn run_demo(keep: Option<PathBuf>, verbose: bool, fmt: Format) -> Result<u8> {
+async fn run_demo(keep: Option<PathBuf>, verbose: bool, serve: bool, fmt: Format) -> Result<u8> {
     let level = if verbose { "info" } else { "off" };
     ftz_node::telemetry::init(&ftz_node::config::LogConfig { level: level.into(), ..Default::default() });
-    let opts = demo::DemoOptions { keep };
+    let serve = serve.then_some(if fmt == Format::Json { demo::ServeOutput::Json } else { demo::ServeOutput::Text });
+    let opts = demo::DemoOptions { keep, serve };
     let report = demo::run(&opts, |s| {
         if fmt == Format::Text {
             print!("{s}");
         }
     })
     .await?;
-    if fmt == Format::Json {
+    // With --serve --json the one line printed when ready was the whole output.
+    if fmt == Format::Json && serve.is_none() {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     }
     Ok(if report.passed() { 0 } else { 1 })
