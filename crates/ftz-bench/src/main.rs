@@ -48,7 +48,7 @@ const APIS: [Api; 2] = [Api::Grpc, Api::Json];
 
 /// Rounds in which a scenario and its twin take turns (gRPC, JSON, gRPC, ...), so that load
 /// that comes and goes on the machine falls on both alike.
-const TWIN_ROUNDS: usize = 4;
+const TWIN_ROUNDS: usize = 8;
 
 /// One of two twins, over its rounds: what was measured and the CPU each process spent.
 struct Twin {
