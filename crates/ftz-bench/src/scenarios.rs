@@ -57,7 +57,7 @@ pub const QUICK: Sizes = Sizes {
     proofs: 2_000,
     in_flight: 50,
     list_log: 100_000,
-    list_pages: 1_000,
+    list_pages: 500,
     list_in_flight: 4,
 };
 
@@ -85,7 +85,7 @@ pub const FULL: Sizes = Sizes {
     proofs: 20_000,
     in_flight: 50,
     list_log: 1_000_000,
-    list_pages: 5_000,
+    list_pages: 2_000,
     list_in_flight: 4,
 };
 
