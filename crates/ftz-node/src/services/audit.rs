@@ -107,17 +107,25 @@ impl Audit for AuditService {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut next = f.from_index;
-        // Scan at most 10 pages' worth per call, so a narrow filter cannot make a call unbounded.
-        let scan = log.entries(f.from_index, limit * 10).map_err(ApiError::from)?;
-        for (i, leaf) in scan {
-            next = i + 1;
-            let e = entry(i, leaf)?;
-            if matches(&e, &f) {
-                // A page stays well within the message size, whatever the entries' sizes.
-                bytes += e.leaf.len() + e.summary.len();
-                out.push(e);
-                if out.len() >= limit || bytes >= self.node.core.limits.max_message_bytes / 2 {
-                    break;
+        // Scan at most 10 pages' worth per call, so a narrow filter cannot make a call unbounded;
+        // a page's worth at a time, so an unfiltered page reads only what it answers.
+        let mut scanned = 0;
+        'scan: while scanned < limit * 10 && next < size {
+            let chunk = log.entries(next, limit.min(limit * 10 - scanned)).map_err(ApiError::from)?;
+            if chunk.is_empty() {
+                break;
+            }
+            for (i, leaf) in chunk {
+                scanned += 1;
+                next = i + 1;
+                let e = entry(i, leaf)?;
+                if matches(&e, &f) {
+                    // A page stays well within the message size, whatever the entries' sizes.
+                    bytes += e.leaf.len() + e.summary.len();
+                    out.push(e);
+                    if out.len() >= limit || bytes >= self.node.core.limits.max_message_bytes / 2 {
+                        break 'scan;
+                    }
                 }
             }
         }
