@@ -6,26 +6,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-venv=target/api-venv
+venv="$PWD/target/api-venv"
 req=tests/api/requirements.txt
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
     rm -rf "$venv"
     if python3 -m venv "$venv" 2>/dev/null; then
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
         cp "$req" "$venv/requirements.txt"
-        py="$venv/bin/python"
     else
         # No venv module (Debian without python3-venv): install for this user instead.
         rm -rf "$venv"
         echo "python3 -m venv is not available: installing $req with pip --user"
         python3 -m pip install --quiet --disable-pip-version-check --user -r "$req"
-        py=python3
     fi
-else
-    py="$venv/bin/python"
 fi
-schemathesis="$("$py" -c 'import shutil, sys, os; p = os.path.join(os.path.dirname(sys.executable), "schemathesis"); print(p if os.path.exists(p) else (shutil.which("schemathesis") or ""))')"
-if [ -z "$schemathesis" ]; then
+if [ -x "$venv/bin/python" ]; then
+    py="$venv/bin/python"
+    schemathesis="$venv/bin/schemathesis"
+else
+    py=python3
+    schemathesis="$(python3 -m site --user-base)/bin/schemathesis"
+fi
+if [ ! -x "$schemathesis" ]; then
     echo "schemathesis is not installed (pip install -r $req)"; exit 1
 fi
 "$schemathesis" --version

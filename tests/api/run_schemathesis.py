@@ -148,7 +148,10 @@ def main():
     p.add_argument("--out", default=str(ROOT / "target" / "schemathesis"))
     args = p.parse_args()
 
-    out = Path(args.out)
+    # Absolute: schemathesis runs in its report directory.
+    args.ftzctl = str(Path(args.ftzctl).resolve())
+    args.schemathesis = str(Path(args.schemathesis).resolve())
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for need in (args.ftzctl, args.schemathesis):
         if not Path(need).is_file():
