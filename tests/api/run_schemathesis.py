@@ -111,11 +111,6 @@ def run_role(schemathesis, spec, zone, role, args, report_dir):
         "--checks", "not_a_server_error,response_schema_conformance",
         "--max-examples", str(args.max_examples),
         "--request-timeout", "30",
-        # A new connection for every request: on HTTP/1.1 the node closes a kept-alive
-        # connection now and then after a refusal it gave without reading the request's body
-        # (404, 405, 415), without saying `Connection: close`, and the client's next request on
-        # it fails as a network error. Reported; not what these tests are about.
-        "--header", "Connection: close",
         "--generation-database", "none",
         "--no-color",
         "--report", "junit,ndjson",

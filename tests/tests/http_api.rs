@@ -86,7 +86,11 @@ async fn refusals_are_problem_details_with_the_grpc_reason() {
     problem(&aud.get(&format!("{entries}?no_such_field=1")).await, 400, "INVALID_ARGUMENT");
     // Not a JSON content type (a cross-site form could send that): refused before anything.
     let form = aud.request(http::Method::POST, entries, Some(b"limit=1".to_vec()), "application/x-www-form-urlencoded");
-    problem(&form.await, 415, "UNSUPPORTED_MEDIA_TYPE");
+    let form = form.await;
+    problem(&form, 415, "UNSUPPORTED_MEDIA_TYPE");
+    // Its body was not read: over HTTP/1.1 the connection cannot go on, and the answer says so
+    // (a client would otherwise send its next request into a connection about to close).
+    assert_eq!(form.headers.get("connection").map(|v| v.to_str().unwrap()), Some("close"));
     // GET of a method that changes state; a path that is no route.
     let issuer = Https::user(&c, "shanghai", Role::Issuer, "shanghai");
     problem(&issuer.get("/api/v1/issuer/issue-certification").await, 405, "METHOD_NOT_ALLOWED");

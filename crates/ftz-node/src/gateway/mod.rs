@@ -84,9 +84,20 @@ async fn serve_connection(conn: Conn, gw: Arc<Gateway>, mut shutdown: watch::Rec
         .max_buf_size(64 * 1024);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(limits.max_concurrent_streams);
     let svc_gw = gw.clone();
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let (gw, info) = (svc_gw.clone(), info.clone());
-        async move { Ok::<_, Infallible>(secure(gw.handle(req, info).await)) }
+        // A refusal may come before the body is read (an unknown route, a wrong method or
+        // type, a caller not yet authenticated): HTTP/1.1 cannot go on after an unread body, so
+        // the answer says the connection closes (else a client sends its next request into a
+        // connection about to close).
+        let unread = req.version() <= http::Version::HTTP_11 && !hyper::body::Body::is_end_stream(req.body());
+        async move {
+            let mut r = secure(gw.handle(req, info).await);
+            if unread && (r.status().is_client_error() || r.status().is_server_error()) {
+                r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(r)
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(conn), svc);
     tokio::pin!(connection);
