@@ -17,7 +17,8 @@
 // LOT-850760-0042 was pushed to shanghai. Each page is screenshot to target/browser/<name>.png.
 
 import { expect, test } from "@playwright/test";
-import { shot, url, userContext, zone } from "./lib.mjs";
+import { join } from "node:path";
+import { federation, shot, url, userContext, zone } from "./lib.mjs";
 
 const VALID = { zone: "shanghai", id: "SH-AEO-2026-0100" };
 const REVOKED = { zone: "shanghai", id: "SH-AEO-2026-0001" };
@@ -222,6 +223,25 @@ test.describe("auditor", () => {
     await open(page, z, "/audit/equivocations");
     await expect(page.locator("#equivocations")).toBeVisible();
     await shot(page, "auditor-equivocations");
+    await context.close();
+  });
+});
+
+test.describe("auditor's cross-check", () => {
+  test("another zone's export, uploaded as its directory, is compared with this log", async ({ browser }) => {
+    // The demo's step 9 exported every zone's log (ftzctl audit export) under DIR/exports.
+    const exported = join(federation().dir, "exports", "audit-1", "hainan");
+    const z = zone("shanghai");
+    const context = await userContext(browser, z, "auditor", { locale: "en-US" });
+    const page = await context.newPage();
+    await open(page, z, "/audit/cross-check");
+    await page.setInputFiles("#cross-check-files", exported);
+    await page.click("#cross-check-submit");
+    const result = page.locator("#cross-check-result[data-state]");
+    await expect(result).toHaveAttribute("data-state", "ok", { timeout: 30_000 });
+    await expect(result).toContainText("in_both");
+    await expect(result).toContainText("hainan");
+    await shot(page, "auditor-cross-check");
     await context.close();
   });
 });
