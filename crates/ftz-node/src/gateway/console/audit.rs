@@ -100,7 +100,7 @@ pub(crate) async fn log(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
         @if entries.is_empty() { p.empty { (ctx.t(T::NoResults)) } }
         nav.pages {
             a #first-page href=(link(0)) { "⇤ " (ctx.t(T::FirstPage)) }
-            @if !filtered && start > 0 { a #prev-page href=(link(start.saturating_sub(PAGE))) { "← " } }
+            @if !filtered && start > 0 { a #prev-page href=(link(start.saturating_sub(PAGE))) { "← " (ctx.t(T::PrevPage)) } }
             @if next < size { a #next-page href=(link(next)) { (ctx.t(T::NextPage)) " →" } }
             a #latest-page href=(latest) { (ctx.t(T::LatestPage)) " ⇥" }
         }

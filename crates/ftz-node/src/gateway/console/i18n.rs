@@ -138,6 +138,15 @@ texts! {
     Filter => "筛选", "Filter";
     FirstPage => "第一页", "First page";
     NextPage => "下一页", "Next page";
+    PrevPage => "上一页", "Previous page";
+    ScopeLabel => "适用范围", "Scope";
+    IssuingBody => "发证机构", "Issuing body";
+    NoEnd => "长期", "no end";
+    CrossVerified => "对方日志验证通过", "the uploaded log verifies";
+    CrossNotVerified => "对方日志未通过验证", "the uploaded log does NOT verify";
+    InBoth => "双方都记录的传输", "transfers in both logs";
+    OnlyHere => "仅本区记录", "only in this log";
+    OnlyThere => "仅对方记录", "only in the uploaded log";
     LatestPage => "最新", "Latest";
     LogSize => "日志条目数", "Entries in the log";
     Entry => "日志条目", "Log entry";

@@ -22,7 +22,8 @@ pub(crate) async fn page(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
         h1 { (ctx.t(T::Issuer)) }
         p { (ctx.t(T::Zone)) " " strong { (s(&keys, "zone_id")) } " · " (ctx.t(T::Registry)) " v" (n(&keys, "registry_version")) }
         ul.keys { @for k in list(&keys, "keys") {
-            li { code { (s(k, "key_id")) } " " (s(k, "purpose")) " · " (ctx.t(T::ValidUntil)) " " (time(n(k, "valid_until_ms"))) }
+            li { code { (s(k, "key_id")) } " " (s(k, "purpose")) " · " (ctx.t(T::ValidUntil)) " "
+                @if n(k, "valid_until_ms") > 0 { (time(n(k, "valid_until_ms"))) } @else { (ctx.t(T::NoEnd)) } }
         } }
         div.forms {
             form #issue-form.api data-api="/api/v1/issuer/issue-certification" data-wrap="certification" {
@@ -33,8 +34,8 @@ pub(crate) async fn page(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
                 }
                 (field("holder_uscc", T::Holder, "text", true))
                 (field("holder_name", T::HolderName, "text", true))
-                label { "scope" input name="scope" value="*"; }
-                label { "issuing_body" input name="issuing_body" required; }
+                label { (ctx.t(T::ScopeLabel)) input name="scope" value="*"; }
+                label { (ctx.t(T::IssuingBody)) input name="issuing_body" required; }
                 label { (ctx.t(T::ValidUntil)) input name="expires_at_ms" type="datetime-local" data-type="ms" required; }
                 button type="submit" { (ctx.t(T::Submit)) }
                 output.result {}

@@ -120,7 +120,7 @@ fn fields(ctx: &Ctx, v: &Value) -> Markup {
             tbody {
                 @if let Some(o) = v.as_object() {
                     @for (k, x) in o {
-                        @if !x.is_object() && !x.as_array().is_some_and(|a| a.iter().any(Value::is_object)) {
+                        @if !x.is_object() && !x.as_array().is_some_and(|a| a.is_empty() || a.iter().any(Value::is_object)) {
                             tr { th { (k) } td { (match x { Value::String(s) => s.clone(), Value::Array(a) => a.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join(", "), other => other.to_string() }) } }
                         }
                     }
@@ -209,6 +209,15 @@ async fn cross_check(ctx: &Ctx, api: &Api, v: &Value) -> Result<Markup, Problem>
         .unwrap_or_default();
     Ok(html! {
         div.result data-state=(if verified { "ok" } else { "failed" }) {
+            h2 {
+                @if verified { "✔ " (ctx.t(T::CrossVerified)) } @else { "✘ " (ctx.t(T::CrossNotVerified)) }
+                " · " (s(&answer, "zone")) " ⇄ " (s(&answer, "other_zone"))
+            }
+            p {
+                (ctx.t(T::InBoth)) ": " strong { (n(&answer, "in_both")) } " · "
+                (ctx.t(T::OnlyHere)) ": " strong { (n(&answer, "only_here_count")) } " · "
+                (ctx.t(T::OnlyThere)) ": " strong { (n(&answer, "only_there_count")) }
+            }
             (fields(ctx, &answer))
             @for (key, xs) in lists {
                 h3 { (key) " (" (xs.len()) ")" }
