@@ -121,7 +121,7 @@ fn fields(ctx: &Ctx, v: &Value) -> Markup {
                 @if let Some(o) = v.as_object() {
                     @for (k, x) in o {
                         @if !x.is_object() && !x.as_array().is_some_and(|a| a.is_empty() || a.iter().any(Value::is_object)) {
-                            tr { th { (k) } td { (match x { Value::String(s) => s.clone(), Value::Array(a) => a.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join(", "), other => other.to_string() }) } }
+                            tr { th { (k) } td { (match x { Value::String(t) if k.ends_with("_at_ms") => super::fmt::time(t.parse().unwrap_or(0)), Value::String(s) => s.clone(), Value::Array(a) => a.iter().map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join(", "), other => other.to_string() }) } }
                         }
                     }
                 }
