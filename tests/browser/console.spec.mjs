@@ -210,6 +210,31 @@ test.describe("auditor", () => {
     await context.close();
   });
 
+  test("with keys the auditor pinned, the node's own keys are not used", async ({ browser }) => {
+    const z = zone("shanghai");
+    const context = await userContext(browser, z, "auditor", { locale: "en-US" });
+    const page = await context.newPage();
+    await open(page, z, "/audit/entry/0");
+    await expect(page.locator("#proof-check")).toHaveAttribute("data-state", "ok");
+    const keys = await page.locator("ul.keys code").allTextContents();
+    const witnesses = keys.filter((k) => k.includes("/witness+"));
+    // Only witness keys pinned: the log's own signature is not among what the auditor trusts.
+    await page.locator("#pinned summary").click();
+    await page.fill("#pinned-keys", witnesses.join("\n"));
+    await page.click("#pinned-save");
+    await expect(page.locator("#proof-check")).toHaveAttribute("data-state", "failed");
+    await expect(page.locator("#proof-status")).toContainText("no valid signature of the log itself");
+    // Every key pinned (as `ftzctl keys show --registry` prints them): checked, and kept.
+    await page.fill("#pinned-keys", keys.join("\n"));
+    await page.click("#pinned-save");
+    await expect(page.locator("#proof-check")).toHaveAttribute("data-state", "ok");
+    await page.reload();
+    await expect(page.locator("#proof-check")).toHaveAttribute("data-state", "ok");
+    await expect(page.locator("#proof-steps")).toContainText(`with the ${keys.length} key(s) you pinned`);
+    await shot(page, "auditor-entry-pinned");
+    await context.close();
+  });
+
   test("charts, witnesses and equivocations", async ({ browser }) => {
     const z = zone("shanghai");
     const context = await userContext(browser, z, "auditor", { locale: "en-US" });

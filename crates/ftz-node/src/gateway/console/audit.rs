@@ -155,6 +155,11 @@ pub(crate) async fn entry(ctx: &Ctx, api: &Api, index: u64) -> Result<Page, Prob
             } @else {
                 p #proof-status { (ctx.t(T::ProofPending)) }
                 ul #proof-steps {}
+                details #pinned {
+                    summary { (ctx.t(T::Keys)) }
+                    label { (ctx.t(T::PinnedKeys)) textarea #pinned-keys rows="4" cols="100" spellcheck="false" {} }
+                    button #pinned-save type="button" { (ctx.t(T::SaveKeys)) }
+                }
             }
         }
         h2 { (ctx.t(T::Leaf)) " (" (leaf.len()) " B)" }

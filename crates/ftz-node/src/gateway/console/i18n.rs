@@ -158,6 +158,8 @@ texts! {
     ProofPending => "正在用 WebCrypto 验证……", "Checking with WebCrypto…";
     ProofExplain => "本页脚本独立于节点重新计算叶子哈希、包含证明和检查点签名（SHA-256、Ed25519），无需信任提供本页的节点。", "A script of its own recomputes the leaf hash, the inclusion proof and the checkpoint's signatures (SHA-256, Ed25519) in your browser: you need not trust the node that served this page.";
     NoProof => "尚无检查点覆盖此条目。", "No checkpoint covers this entry yet.";
+    PinnedKeys => "您信任的验证公钥（每行一个，来自签名的联邦注册表：ftzctl keys show --registry …）。保存在本浏览器中；留空则使用本节点提供的公钥。", "Verifier keys you trust (one per line, from the signed federation registry: ftzctl keys show --registry …). Kept in this browser; empty: the keys this node serves are used.";
+    SaveKeys => "保存并重新验证", "Save and check again";
     ChartsIntro => "最近日志条目中的数据传输与拒绝，按时间、区对和原因统计。", "Transfers and refusals among the latest log entries, by time, zone pair and reason.";
     Transfers => "传输", "Transfers";
     Refusals => "拒绝", "Refusals";

@@ -2,8 +2,9 @@
 // the browser, with WebCrypto (SHA-256, Ed25519), independently of the node that served the
 // page. This is a second implementation of the checks of crates/ftz-audit (RFC 9162 inclusion
 // proofs, c2sp.org/tlog-proof, c2sp.org/signed-note, c2sp.org/tlog-cosignature), kept small
-// so that an auditor can read it. It trusts nothing but the keys shown on the page: compare the
-// log's key with the one the federation registry lists for the zone.
+// so that an auditor can read it. The keys it checks with are the auditor's own when pinned
+// (kept in this browser's localStorage, from the signed registry: `ftzctl keys show
+// --registry`); only without pinned keys does it use the ones the node serves, and says so.
 "use strict";
 
 (function () {
@@ -104,7 +105,11 @@
     if (!equal(root, cp.root)) throw new Error(say("包含证明得出的根与检查点不符", "the inclusion proof leads to another root than the checkpoint's"));
     step(true, say(`包含证明：条目 ${proof.index} 在大小为 ${cp.size} 的树中`, `inclusion proof: entry ${proof.index} is in the tree of size ${cp.size}`));
     const keys = [];
-    for (const v of data.keys) {
+    const pinned = pinnedKeys();
+    step(pinned.length > 0, pinned.length > 0
+      ? say(`使用您固定的 ${pinned.length} 个公钥`, `with the ${pinned.length} key(s) you pinned`)
+      : say("使用本节点提供的公钥（未固定公钥：请与注册表核对）", "with the keys this node serves (none pinned: compare them with the registry's)"));
+    for (const v of pinned.length > 0 ? pinned : data.keys) {
       try { keys.push(await parseKey(v)); } catch (e) { step(false, e.message); }
     }
     let logSigned = false, cosigned = 0;
@@ -129,6 +134,25 @@
     }
     if (!logSigned) throw new Error(say("检查点没有日志本身的有效签名", "the checkpoint has no valid signature of the log itself"));
     return cosigned;
+  }
+
+  const STORE = "ftz.pinned-keys";
+  function pinnedKeys() {
+    try { return (localStorage.getItem(STORE) || "").split("\n").map((l) => l.trim()).filter((l) => l !== ""); }
+    catch (e) { return []; }
+  }
+
+  function pinning() {
+    const area = document.getElementById("pinned-keys");
+    const save = document.getElementById("pinned-save");
+    if (!area || !save) return;
+    area.value = pinnedKeys().join("\n");
+    if (area.value) document.getElementById("pinned").open = true;
+    save.addEventListener("click", () => {
+      try { localStorage.setItem(STORE, area.value); } catch (e) { /* private mode: not kept */ }
+      document.getElementById("proof-steps").textContent = "";
+      run();
+    });
   }
 
   function run() {
@@ -163,6 +187,7 @@
     );
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", run);
-  else run();
+  const start = () => { pinning(); run(); };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();
