@@ -55,7 +55,9 @@ impl Clock for ManualClock {
 /// Formats Unix milliseconds as RFC 3339 (UTC, seconds), for humans. Values before the epoch
 /// print as a number rather than as a wrong date.
 pub fn format_ms(t: UnixMillis) -> String {
-    if t < 0 {
+    // RFC 3339 has four-digit years: from year 10000 on (which a signed document may state), a
+    // number too, never a panic.
+    if !(0..253_402_300_800_000).contains(&t) {
         return format!("{t} ms");
     }
     let ts = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t.unsigned_abs());
@@ -90,6 +92,8 @@ mod tests {
         assert_eq!(format_ms(951_782_400_000), "2000-02-29T00:00:00Z");
         assert_eq!(format_ms(1_795_780_800_000), "2026-11-27T12:00:00Z");
         assert_eq!(format_ms(-5), "-5 ms");
+        assert_eq!(format_ms(253_402_300_799_000), "9999-12-31T23:59:59Z");
+        assert_eq!(format_ms(i64::MAX), format!("{} ms", i64::MAX));
         assert_eq!(parse_rfc3339("2026-11-27T12:00:00Z"), Some(1_795_780_800_000));
         assert_eq!(parse_rfc3339("yesterday"), None);
     }

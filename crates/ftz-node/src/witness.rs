@@ -280,6 +280,12 @@ impl Witness {
             let mut note = Note::parse(text).ok()?;
             let parsed = Note::parse(&format!("{}\n{line}", note.text)).ok()?;
             let sig = parsed.signatures.into_iter().next()?;
+            // The time a witness states must be now, within the clock skew: a witness cannot
+            // make the log's checkpoints carry times no one can display or compare.
+            if !stated_now(&sig, self.core.now_ms(), self.core.limits.max_clock_skew_ms) {
+                tracing::warn!(witness = %zone, "cosignature time is not now; dropped");
+                return None;
+            }
             let check = Note { text: note.text.clone(), signatures: vec![sig.clone()] };
             if check.verify(&verifiers).is_err() {
                 tracing::warn!(witness = %zone, "cosignature does not verify; dropped");
@@ -291,5 +297,29 @@ impl Witness {
         if let Err(e) = added {
             tracing::error!("storing a cosignature: {e}");
         }
+    }
+}
+
+/// Whether a cosignature states a time within `skew_ms` of `now_ms` (its timestamp is seconds).
+fn stated_now(sig: &ftz_audit::note::NoteSignature, now_ms: i64, skew_ms: i64) -> bool {
+    let (now_s, skew_s) = (now_ms.div_euclid(1000), skew_ms.div_euclid(1000).unsigned_abs());
+    sig.timestamp().and_then(|t| i64::try_from(t).ok()).is_some_and(|t| t.abs_diff(now_s) <= skew_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cosignature_must_state_the_present() {
+        let at = |ts: u64| ftz_audit::note::NoteSignature { name: "w".into(), id: 1, body: ts.to_be_bytes().to_vec() };
+        let now = 1_796_000_000_000;
+        assert!(stated_now(&at(1_796_000_000), now, 300_000));
+        assert!(stated_now(&at(1_796_000_299), now, 300_000));
+        assert!(!stated_now(&at(1_796_000_301), now, 300_000));
+        // Year 10000 and beyond (no date format shows it), or past i64: refused.
+        assert!(!stated_now(&at(253_402_300_800), now, 300_000));
+        assert!(!stated_now(&at(u64::MAX), now, 300_000));
+        assert!(!stated_now(&ftz_audit::note::NoteSignature { name: "w".into(), id: 1, body: vec![] }, now, 300_000));
     }
 }

@@ -156,7 +156,7 @@ texts! {
     Keys => "验证公钥", "Verifier keys";
     ProofCheck => "浏览器内独立验证", "Checked in this browser";
     ProofPending => "正在用 WebCrypto 验证……", "Checking with WebCrypto…";
-    ProofExplain => "本页脚本独立于节点重新计算叶子哈希、包含证明和检查点签名（SHA-256、Ed25519），无需信任提供本页的节点。", "A script of its own recomputes the leaf hash, the inclusion proof and the checkpoint's signatures (SHA-256, Ed25519) in your browser: you need not trust the node that served this page.";
+    ProofExplain => "一个独立的脚本在您的浏览器中重新计算叶子哈希、包含证明和检查点的签名与联署（SHA-256、Ed25519），而不是相信节点的结论。它使用的公钥：您在下方固定的公钥（来自签名的联邦注册表），否则为本节点提供的公钥。脚本本身也来自本节点：独立核验请用 ftzctl audit verify-proof。", "A script of its own recomputes the leaf hash, the inclusion proof and the checkpoint's signature and cosignatures (SHA-256, Ed25519) in your browser, rather than taking the node's word. The keys it uses: the ones you pin below (from the signed federation registry), else the ones this node serves. The script too comes from this node: for a check that owes it nothing, use ftzctl audit verify-proof.";
     NoProof => "尚无检查点覆盖此条目。", "No checkpoint covers this entry yet.";
     PinnedKeys => "您信任的验证公钥（每行一个，来自签名的联邦注册表：ftzctl keys show --registry …）。保存在本浏览器中；留空则使用本节点提供的公钥。", "Verifier keys you trust (one per line, from the signed federation registry: ftzctl keys show --registry …). Kept in this browser; empty: the keys this node serves are used.";
     SaveKeys => "保存并重新验证", "Save and check again";

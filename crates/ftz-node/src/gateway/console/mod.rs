@@ -168,7 +168,8 @@ fn home(ctx: &Ctx) -> Page {
 }
 
 fn confirm_page(ctx: &Ctx, uri: &http::Uri) -> Page {
-    let target = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let target = format!("{}{query}", local_path(uri.path()));
     Page::ok(html! {
         section.refusal data-reason="CROSS_ORIGIN" {
             h1 { (ctx.t(T::CrossSite)) }
@@ -221,7 +222,7 @@ fn layout(ctx: &Ctx, main: Markup) -> Markup {
     let switch = |l: Lang| {
         let mut q: Vec<(String, String)> = ctx.query.iter().filter(|(k, _)| k != "lang").cloned().collect();
         q.push(("lang".into(), l.code().into()));
-        format!("{}?{}", ctx.path, fmt::query_string(&q))
+        format!("{}?{}", local_path(&ctx.path), fmt::query_string(&q))
     };
     html! {
         (DOCTYPE)
@@ -257,6 +258,11 @@ fn layout(ctx: &Ctx, main: Markup) -> Markup {
             }
         }
     }
+}
+
+/// A path of this node to link to: `//host/x` or `/\\host` would leave it.
+fn local_path(p: &str) -> String {
+    format!("/{}", p.trim_start_matches(['/', '\\']))
 }
 
 /// `a=1&b=x%20y` → pairs (`+` is a space).
@@ -295,6 +301,10 @@ mod tests {
         assert!(doc.contains(r#"href="/verify?id=%3Cscript%3Ealert%281%29%3C%2Fscript%3E&amp;lang=zh""#), "{doc}");
         // No inline script: every script element names a file.
         assert!(doc.matches("<script").count() == doc.matches("<script src=").count());
+        // A path that would lead off the node is linked as one of its own.
+        assert_eq!(local_path("//evil.example/x"), "/evil.example/x");
+        assert_eq!(local_path("/\\evil.example"), "/evil.example");
+        assert_eq!(local_path("/audit"), "/audit");
         let r = render(&ctx, Page::from(Problem::new(ftz_core::Reason::RoleNotAllowed, "<i>no</i>")));
         assert_eq!(r.status(), 403);
     }

@@ -165,12 +165,21 @@ async fn export_bundle(api: &Api, v: &Value) -> Result<http::Response<Full<Bytes
         .map_err(|e| Problem::new(Reason::Internal, e.to_string()))
 }
 
+/// Rows in one part the page sends (the page sends 1,000).
+const MAX_PART_ROWS: usize = 1000;
+
 /// One part of a CSV file (its header line first, `first_line` the header's line number in the
 /// file): checked like `ftzctl data import` does, then imported; JSON in, JSON out, so the page
 /// can show its progress part by part.
 async fn import_rows(api: &Api, v: &Value) -> Result<http::Response<Full<Bytes>>, Problem> {
+    // Only an issuer may have a file checked: asked first, as every call is (role, rate).
+    api.call("/api/v1/issuer/list-issuing-keys", json!({})).await?;
     let first_line = n(v, "first_line").max(1) as u64;
-    let rows = ftz_policy::rows::parse_csv(s(v, "csv").as_bytes(), first_line).map_err(|bad| {
+    let csv = s(v, "csv");
+    if csv.lines().count() > MAX_PART_ROWS + 1 {
+        return Err(Problem::new(Reason::InvalidArgument, format!("a part holds at most {MAX_PART_ROWS} rows")));
+    }
+    let rows = ftz_policy::rows::parse_csv(csv.as_bytes(), first_line).map_err(|bad| {
         Problem::new(Reason::InvalidArgument, format!("{} bad row(s), nothing imported: {}", bad.len(), bad.join("; ")))
     })?;
     if v.get("check_only").and_then(Value::as_bool).unwrap_or(false) {

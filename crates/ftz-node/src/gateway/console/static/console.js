@@ -27,7 +27,9 @@
 
   // An HTML fragment rendered (and escaped) by the node, shown in `target`; its state copied.
   async function showFragment(res, target, attr) {
-    target.innerHTML = await res.text();
+    // Only the node's own HTML fragments are shown as HTML; anything else as text.
+    if ((res.headers.get("content-type") || "").startsWith("text/html")) target.innerHTML = await res.text();
+    else await showAnswer(res, target);
     const inner = target.querySelector("[data-" + attr + "]");
     target.dataset[attr] = inner ? inner.dataset[attr] : "failed";
   }

@@ -25,6 +25,16 @@
     for (const p of parts) { out.set(p, o); o += p.length; }
     return out;
   };
+  // A decimal as the specs write it: digits only, no sign, no leading zero.
+  const decimal = (t) => {
+    if (!/^(0|[1-9][0-9]{0,19})$/.test(t || "")) throw new Error(say("不是十进制数：", "not a decimal number: ") + JSON.stringify(t));
+    return BigInt(t);
+  };
+  // A cosignature's time, for display only: never throws, whatever a witness signed.
+  const when = (ts) => {
+    const d = new Date(Number(ts) * 1000);
+    return isNaN(d.getTime()) ? String(ts) + " s" : d.toISOString();
+  };
   const equal = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
   const sha256 = async (...parts) => new Uint8Array(await crypto.subtle.digest("SHA-256", concat(...parts)));
 
@@ -53,7 +63,7 @@
     let i = 1;
     if (lines[i].startsWith("extra ")) i++;
     if (!lines[i].startsWith("index ")) throw new Error(say("缺少 index 行", "no index line"));
-    const index = BigInt(lines[i].slice(6));
+    const index = decimal(lines[i].slice(6));
     i++;
     const hashes = [];
     for (; lines[i] !== ""; i++) {
@@ -77,7 +87,7 @@
       return { name: m[1], id: raw.slice(0, 4), body: raw.slice(4) };
     });
     const [origin, size, root] = text.split("\n");
-    return { text, sigs, origin, size: BigInt(size), root: b64(root) };
+    return { text, sigs, origin, size: decimal(size), root: b64(root) };
   }
 
   // name+hash+base64(type || key): the hash is SHA-256(name || "\n" || type || key)[:4].
@@ -126,7 +136,7 @@
         const ts = new DataView(s.body.buffer, s.body.byteOffset, 8).getBigUint64(0);
         const msg = enc.encode(`cosignature/v1\ntime ${ts}\n` + cp.text);
         ok = await crypto.subtle.verify({ name: "Ed25519" }, k.key, s.body.slice(8), msg);
-        what = say("联署 ", "cosignature ") + s.name + " @ " + new Date(Number(ts) * 1000).toISOString();
+        what = say("联署 ", "cosignature ") + s.name + " @ " + when(ts);
         if (!ok) throw new Error(what + say(" 无效", " is invalid"));
         cosigned++;
       } else continue;
@@ -176,8 +186,12 @@
     }
     check(data, step).then(
       (cosigned) => {
-        box.dataset.state = "ok";
-        status.textContent = say(`已验证：条目在已签名的检查点中，${cosigned} 个联署有效。`, `Verified: the entry is in the signed checkpoint; ${cosigned} cosignature(s) valid.`);
+        // Signed by the log alone, a checkpoint could be one of two views the log shows: only
+        // a witness's cosignature says another zone saw the same tree.
+        box.dataset.state = cosigned > 0 ? "ok" : "unwitnessed";
+        status.textContent = cosigned > 0
+          ? say(`已验证：条目在已签名的检查点中，${cosigned} 个联署有效。`, `Verified: the entry is in the signed checkpoint; ${cosigned} cosignature(s) valid.`)
+          : say("条目在日志签名的检查点中，但没有有效的联署：尚无其他区见证此检查点。", "The entry is in a checkpoint the log signed, but no cosignature verifies: no other zone has witnessed it yet.");
       },
       (e) => {
         box.dataset.state = "failed";
