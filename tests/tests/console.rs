@@ -81,6 +81,8 @@ async fn each_role_sees_its_pages_and_a_refusal_elsewhere() {
     let a = aud.get_with("/audit/equivocations", &en).await;
     assert!(a.text.contains(r#"id="equivocations" data-count="0""#), "{}", a.text);
     assert_eq!(aud.get_with("/audit/entry/999999", &en).await.status, 404);
+    let a = aud.get_with("/audit/registry", &en).await;
+    assert!(a.text.contains(r#"id="registry-history""#) && a.text.contains("<td>v1</td>"), "{}", a.text);
 
     // The admin's overview; the issuer's forms.
     let adm = Https::user(&c, "shanghai", Role::Admin, "shanghai");

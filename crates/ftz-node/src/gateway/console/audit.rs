@@ -114,6 +114,7 @@ pub(crate) fn audit_nav(ctx: &Ctx) -> Markup {
         ("/audit/witnesses", T::Witnesses),
         ("/audit/equivocations", T::Equivocations),
         ("/audit/cross-check", T::CrossCheck),
+        ("/audit/registry", T::RegistryHistory),
     ];
     html! {
         nav.sub { @for (href, t) in items { a href=(href) class=[(ctx.path == href).then_some("active")] { (ctx.t(t)) } } }
@@ -253,5 +254,27 @@ pub(crate) async fn cross_check(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
             progress #cross-check-progress hidden max="1" value="0" {}
         }
         div #cross-check-result aria-live="polite" {}
+    }))
+}
+
+/// Every registry version the node installed, oldest first: which federation it trusted, and
+/// since when (the digest of the exact signed envelope, the authorities that counted).
+pub(crate) async fn registry(ctx: &Ctx, api: &Api) -> Result<Page, Problem> {
+    let h = api.call("/api/v1/audit/list-registry-history", json!({})).await?;
+    let installs = list(&h, "installs");
+    Ok(Page::ok(html! {
+        h1 { (ctx.t(T::RegistryHistory)) }
+        (audit_nav(ctx))
+        table #registry-history {
+            thead { tr { th { (ctx.t(T::Version)) } th { (ctx.t(T::Time)) } th { "SHA-256" } th { (ctx.t(T::Signers)) } } }
+            tbody { @for i in installs {
+                tr {
+                    td { "v" (n(i, "version")) }
+                    td { (time(n(i, "installed_at_ms"))) }
+                    td { code { (hex::encode(STANDARD.decode(s(i, "envelope_digest")).unwrap_or_default())) } }
+                    td { @for k in list(i, "counted_signers") { code { (k.as_str().unwrap_or("")) } " " } }
+                }
+            } }
+        }
     }))
 }

@@ -90,6 +90,8 @@ texts! {
     Witnesses => "见证矩阵", "Witness matrix";
     Equivocations => "分叉证据", "Equivocations";
     CrossCheck => "交叉核对", "Cross-check";
+    RegistryHistory => "注册表历史", "Registry history";
+    Signers => "计入法定人数的签名机构公钥", "Authority keys counted towards the quorum";
     Admin => "节点管理", "Node admin";
     Install => "安装签名文件", "Install a signed document";
     Issuer => "签发", "Issuer";

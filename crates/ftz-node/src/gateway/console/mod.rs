@@ -138,6 +138,7 @@ async fn route(ctx: &Ctx, api: &Api, path: &str) -> Page {
         "/audit/witnesses" => audit::witnesses(ctx, api).await,
         "/audit/equivocations" => audit::equivocations(ctx, api).await,
         "/audit/cross-check" => audit::cross_check(ctx, api).await,
+        "/audit/registry" => audit::registry(ctx, api).await,
         "/admin" => admin::overview(ctx, api).await,
         "/admin/install" => admin::install(ctx, api).await,
         "/issuer" => issuer::page(ctx, api).await,
