@@ -248,7 +248,7 @@ test.describe("auditor", () => {
     await context.close();
   });
 
-  test("charts, witnesses and equivocations", async ({ browser }) => {
+  test("charts, witnesses, equivocations and the registry history", async ({ browser }) => {
     const z = zone("shanghai");
     const context = await userContext(browser, z, "auditor", { locale: "en-US" });
     const page = await context.newPage();
@@ -261,6 +261,9 @@ test.describe("auditor", () => {
     await open(page, z, "/audit/equivocations");
     await expect(page.locator("#equivocations")).toBeVisible();
     await shot(page, "auditor-equivocations");
+    await open(page, z, "/audit/registry");
+    await expect(page.locator("table#registry-history tbody tr")).toHaveCount(1);
+    await shot(page, "auditor-registry");
     await context.close();
   });
 });
