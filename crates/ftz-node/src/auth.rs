@@ -394,9 +394,19 @@ where
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let auth = self.auth.clone();
+                let started = std::time::Instant::now();
                 Box::pin(
                     async move {
                         let resp = inner.call(req).await?;
+                        // The access log, off by default (`log.level = "info,ftz_node::access=debug"`):
+                        // a line per call, the status only when the answer is a refusal.
+                        tracing::debug!(
+                            target: "ftz_node::access",
+                            method = %path,
+                            caller = %who,
+                            grpc_status = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0"),
+                            elapsed_us = started.elapsed().as_micros() as u64,
+                        );
                         Ok(undecodable_as_invalid(resp, &auth, &who, &path))
                     }
                     .instrument(span),

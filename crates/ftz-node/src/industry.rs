@@ -155,7 +155,7 @@ impl Industry {
             &mut SystemRandomness::default(),
         )
         .map_err(|(r, m)| ApiError::new(r, m))?;
-        tracing::info!(consumer = %consumer, policy = policy.id(), groups = answer.groups.len(), suppressed = answer.suppressed, epsilon = cost as f64 / 1000.0, "aggregate answered");
+        tracing::debug!(consumer = %consumer, policy = policy.id(), groups = answer.groups.len(), suppressed = answer.suppressed, epsilon = cost as f64 / 1000.0, "aggregate answered");
         let a = AggregateAnswer {
             groups: answer.groups,
             suppressed_groups: answer.suppressed,

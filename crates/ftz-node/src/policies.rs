@@ -336,7 +336,8 @@ impl Policies {
                         .unwrap_or(1000);
                     e = e.retry_after(retry);
                 }
-                tracing::info!(reason = %e.reason, consumer = %req.consumer, "transfer refused by policy: {}", e.message);
+                // Audited on both sides; a line per refusal is what a peer could make us write.
+                tracing::debug!(reason = %e.reason, consumer = %req.consumer, "transfer refused by policy: {}", e.message);
                 Err(e)
             }
         }

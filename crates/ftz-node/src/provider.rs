@@ -193,7 +193,7 @@ impl Provider {
         let policy = &permit.policy;
         let status = status
             .ok_or_else(|| ApiError::new(Reason::StatusUnavailable, "no status statement is held for this record"))?;
-        tracing::info!(record = %req.record_id, to = %caller, purpose = %req.purpose, policy = policy.id(), onward, "record served");
+        tracing::debug!(record = %req.record_id, to = %caller, purpose = %req.purpose, policy = policy.id(), onward, "record served");
         let record = RecordWithStatus { record: Some(env), status: Some(status) }.encode_to_vec();
         // An own record: the caller becomes a holder (durably, before the answer).
         let seal = self.transfers.seal(&permit, &record, (!onward).then_some(req.record_id.as_str())).await?;

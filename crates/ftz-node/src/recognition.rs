@@ -80,7 +80,8 @@ impl Verifier {
             status.as_ref(),
             &verdict_context(&self.core, &self.config, &registry, &agreements, recognising_zone),
         );
-        tracing::info!(
+        // One line per verification would fill a disk under load: at debug.
+        tracing::debug!(
             record = %verdict.record_id,
             issuing_zone = %verdict.issuing_zone,
             recognising_zone = %recognising_zone,
@@ -344,7 +345,7 @@ impl Verifier {
             };
             match verify_bundle(bytes, inputs) {
                 Ok(check) => {
-                    tracing::info!(
+                    tracing::debug!(
                         record = %check.verdict.record_id,
                         exporting_zone = %check.exporting_zone,
                         valid = check.verdict.valid(),
