@@ -179,11 +179,15 @@ async fn build_routes(node: Arc<Node>) -> Result<(tonic::service::Routes, AuthLa
     health.set_serving::<IssuerServer<IssuerService>>().await;
     health.set_serving::<VerifyServer<VerifyService>>().await;
     health.set_serving::<AuditServer<AuditService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ftz_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| StartError::Server(e.to_string()))?;
+    // Reflection in both versions clients speak: v1, and v1alpha (Python grpcio's reflection
+    // client and older grpcurl know only that one).
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ftz_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1().map_err(|e| StartError::Server(e.to_string()))?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha().map_err(|e| StartError::Server(e.to_string()))?;
 
     let auth =
         Arc::new(Authenticator::new(node.core.clone(), node.log.clone(), node.outbox.clone(), node.users.clone()));
@@ -199,6 +203,7 @@ async fn build_routes(node: Arc<Node>) -> Result<(tonic::service::Routes, AuthLa
         .add_service(limited!(AuditServer, AuditService::new(node)))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .clone();
     Ok((routes, AuthLayer::new(auth)))
 }
