@@ -117,6 +117,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let fmt = if cli.json { Format::Json } else { Format::Text };
+    // For a message that says where the node was looked for, when it cannot be reached.
+    let endpoint = cli.profile.as_ref().and_then(|p| ClientProfile::load(p).ok()).map(|p| p.endpoint);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -129,6 +131,11 @@ fn main() -> ExitCode {
         Err(e) => {
             match e.downcast_ref::<tonic::Status>() {
                 Some(s) if fmt == Format::Json => println!("{}", json!({"error": status_json(s)})),
+                Some(s) if s.code() == tonic::Code::Unavailable && ftz_client::reason_of(s).is_none() => eprintln!(
+                    "ftzctl: cannot reach the node at {} ({}): is it running, and is `endpoint` in the profile right?",
+                    endpoint.as_deref().unwrap_or("the profile's endpoint"),
+                    s.message()
+                ),
                 Some(s) => eprintln!("ftzctl: refused: {}", status_line(s)),
                 None if fmt == Format::Json => println!("{}", json!({"error": {"message": format!("{e:#}")}})),
                 None => eprintln!("ftzctl: {e:#}"),

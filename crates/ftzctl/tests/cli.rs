@@ -446,3 +446,19 @@ async fn auditors_export_logs_and_catch_tampering_offline() {
     assert_eq!(o.code, 3, "another log's checkpoint: {}", o.stdout);
     fed.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_not_running_is_named_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = LocalFederation::start(&["shanghai"], &dir.path().join("fed"), Arc::new(SystemClock)).await.unwrap();
+    let admin = s(&fed.fed.zone("shanghai").unwrap().profile_path(Role::Admin));
+    let endpoint = fed.fed.zone("shanghai").unwrap().endpoint.clone();
+    fed.shutdown().await;
+    let o = ftzctl(&["--as", &admin, "--timeout", "5", "admin", "status"]).await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("cannot reach the node at {endpoint}")) && o.stderr.contains("is it running"),
+        "{}",
+        o.stderr
+    );
+}
