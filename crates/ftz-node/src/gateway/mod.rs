@@ -136,7 +136,8 @@ fn secure(mut r: http::Response<Full<Bytes>>) -> http::Response<Full<Bytes>> {
     r
 }
 
-fn json(status: u16, body: Bytes, content_type: &'static str) -> http::Response<Full<Bytes>> {
+/// An answer with its status and content type (and the headers `secure` adds to every one).
+fn respond(status: u16, body: Bytes, content_type: &'static str) -> http::Response<Full<Bytes>> {
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, content_type)
@@ -166,7 +167,7 @@ impl Gateway {
                 return Err(Problem::http(HttpRefusal::MethodNotAllowed, "GET the API description"));
             }
             self.authenticated(info).await?;
-            return Ok(json(200, self.openapi.clone(), "application/json"));
+            return Ok(respond(200, self.openapi.clone(), "application/json"));
         }
         // Another site's page may link or post here with the browser's certificate: no API call
         // it makes is carried out (some reads act: a refreshed peer list pings every peer), and
@@ -189,7 +190,7 @@ impl Gateway {
             }
         };
         let answer = transcode::call(self.grpc.clone(), info, route, msg).await?;
-        Ok(json(200, Bytes::from(serde_json::to_vec(&answer).unwrap_or_default()), "application/json"))
+        Ok(respond(200, Bytes::from(serde_json::to_vec(&answer).unwrap_or_default()), "application/json"))
     }
 
     /// A POST's JSON body, bounded by the message limit, read only once the caller has shown

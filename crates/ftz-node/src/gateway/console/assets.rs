@@ -18,9 +18,5 @@ pub(super) fn serve(name: &str) -> Result<http::Response<Full<Bytes>>, Problem> 
         .iter()
         .find(|(n, _, _)| *n == name)
         .ok_or_else(|| Problem::http(ftz_client::HttpRefusal::NotFound, format!("no static file {name}")))?;
-    http::Response::builder()
-        .status(200)
-        .header(http::header::CONTENT_TYPE, *content_type)
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .map_err(|e| Problem::new(ftz_core::Reason::Internal, e.to_string()))
+    Ok(crate::gateway::respond(200, Bytes::from_static(body.as_bytes()), content_type))
 }

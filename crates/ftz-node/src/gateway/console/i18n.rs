@@ -32,6 +32,14 @@ impl Lang {
         }
     }
 
+    /// The language of a request with these headers and, maybe, a `lang` query parameter.
+    pub(crate) fn of(headers: &http::HeaderMap, query: Option<&str>) -> Lang {
+        let header = |n: http::header::HeaderName| headers.get(n).and_then(|v| v.to_str().ok());
+        let cookie = header(http::header::COOKIE)
+            .and_then(|c| c.split(';').filter_map(|p| p.trim().strip_prefix("ftz_lang=")).next());
+        Lang::choose(query, cookie, header(http::header::ACCEPT_LANGUAGE))
+    }
+
     /// The language of a request: the query's `lang`, the cookie, the browser's preference.
     pub(crate) fn choose(query: Option<&str>, cookie: Option<&str>, accept_language: Option<&str>) -> Lang {
         query

@@ -88,11 +88,8 @@ pub(super) async fn handle(
         return Err(Problem::http(ftz_client::HttpRefusal::MethodNotAllowed, "console pages are read with GET"));
     }
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let header = |n: http::header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
-    let cookie_lang = header(http::header::COOKIE)
-        .and_then(|c| c.split(';').filter_map(|p| p.trim().strip_prefix("ftz_lang=")).next().map(str::to_string));
     let query_lang = query.iter().find(|(k, _)| k == "lang").map(|(_, v)| v.clone());
-    let lang = Lang::choose(query_lang.as_deref(), cookie_lang.as_deref(), header(http::header::ACCEPT_LANGUAGE));
+    let lang = Lang::of(req.headers(), query_lang.as_deref());
     let who = info
         .tls
         .peer_certs()
@@ -185,14 +182,12 @@ fn render(ctx: &Ctx, page: Page) -> http::Response<Full<Bytes>> {
         Page::Body(m) => (200, m),
         Page::Refused(p) => (p.status, refusal(ctx, &p.reason, &p.detail)),
     };
-    let doc = layout(ctx, inner);
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(http::header::CONTENT_SECURITY_POLICY, CSP)
-        .body(Full::new(Bytes::from(doc.into_string())))
-        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+    let mut r = super::respond(status, Bytes::from(layout(ctx, inner).into_string()), HTML);
+    r.headers_mut().insert(http::header::CONTENT_SECURITY_POLICY, http::HeaderValue::from_static(CSP));
+    r
 }
+
+pub(crate) const HTML: &str = "text/html; charset=utf-8";
 
 /// Scripts and styles from this origin's files only, no inline script, no framing, forms and
 /// fetches to this origin only.

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     conn::ConnInfo,
-    gateway::{Gateway, problem::Problem, routes::routes},
+    gateway::{Gateway, problem::Problem, respond, routes::routes},
 };
 
 pub(super) async fn handle(
@@ -31,14 +31,7 @@ pub(super) async fn handle(
     info: ConnInfo,
 ) -> Result<http::Response<Full<Bytes>>, Problem> {
     let path = req.uri().path().to_string();
-    let lang = Lang::choose(
-        None,
-        req.headers()
-            .get(http::header::COOKIE)
-            .and_then(|c| c.to_str().ok())
-            .and_then(|c| c.split(';').filter_map(|p| p.trim().strip_prefix("ftz_lang=")).next()),
-        req.headers().get(http::header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
-    );
+    let lang = Lang::of(req.headers(), None);
     if req.method() != http::Method::POST {
         return Err(Problem::http(ftz_client::HttpRefusal::MethodNotAllowed, format!("{path} takes POST")));
     }
@@ -63,11 +56,7 @@ fn fragment(r: Result<Markup, Problem>, ctx: &Ctx) -> http::Response<Full<Bytes>
         Ok(m) => (200, m),
         Err(p) => (p.status, html! { div.result data-state="failed" { (super::refusal(ctx, &p.reason, &p.detail)) } }),
     };
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .body(Full::new(Bytes::from(m.into_string())))
-        .unwrap_or_else(|_| http::Response::new(Full::new(Bytes::new())))
+    respond(status, Bytes::from(m.into_string()), super::HTML)
 }
 
 fn file(v: &Value, key: &str) -> Result<Vec<u8>, Problem> {
@@ -157,12 +146,11 @@ async fn export_bundle(api: &Api, v: &Value) -> Result<http::Response<Full<Bytes
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
         .collect();
-    http::Response::builder()
-        .status(200)
-        .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        .header(http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
-        .body(Full::new(Bytes::from(env.encode_to_vec())))
-        .map_err(|e| Problem::new(Reason::Internal, e.to_string()))
+    let mut r = respond(200, Bytes::from(env.encode_to_vec()), "application/octet-stream");
+    let disposition = http::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        .map_err(|e| Problem::new(Reason::Internal, e.to_string()))?;
+    r.headers_mut().insert(http::header::CONTENT_DISPOSITION, disposition);
+    Ok(r)
 }
 
 /// Rows in one part the page sends (the page sends 1,000).
@@ -185,28 +173,12 @@ async fn import_rows(api: &Api, v: &Value) -> Result<http::Response<Full<Bytes>>
     if v.get("check_only").and_then(Value::as_bool).unwrap_or(false) {
         return json_response(&json!({"checked": rows.len()}));
     }
-    let rows: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "line": r.line.to_string(), "enterprise_uscc": r.enterprise_uscc, "enterprise_name": r.enterprise_name,
-                "industry_code": r.industry_code, "region": r.region, "period": r.period,
-                "output_value": r.output_value.to_string(), "employment": r.employment.to_string(),
-                "capacity": r.capacity.to_string(),
-            })
-        })
-        .collect();
-    let answer = api.call("/api/v1/issuer/import-rows", json!({ "rows": rows })).await?;
+    let answer = api.call_message("/api/v1/issuer/import-rows", &ftz_proto::ImportRowsRequest { rows }).await?;
     json_response(&answer)
 }
 
 fn json_response(v: &Value) -> Result<http::Response<Full<Bytes>>, Problem> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    http::Response::builder()
-        .status(200)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| Problem::new(Reason::Internal, e.to_string()))
+    Ok(respond(200, Bytes::from(serde_json::to_vec(v).unwrap_or_default()), "application/json"))
 }
 
 async fn cross_check(ctx: &Ctx, api: &Api, v: &Value) -> Result<Markup, Problem> {
