@@ -189,5 +189,13 @@ async fn uploads_are_checked_and_refusals_shown() {
     let a = iss.post("/console/import-rows", &bad).await;
     assert_eq!(a.status, 400, "{}", a.text);
     assert!(a.json["detail"].as_str().unwrap().contains("line 42"), "{}", a.text);
+    // A part is at most 1,000 rows, whatever the page says (parsing is work before any limit).
+    let row = "91310115MA1H7XQ200,Pudong,C3841,310115,2026-Q3,1,1,1\n".repeat(1001);
+    let big = json!({"csv": format!("{header}\n{row}"), "first_line": "1", "check_only": true});
+    let a = iss.post("/console/import-rows", &big).await;
+    assert_eq!((a.status, a.reason()), (400, Some("INVALID_ARGUMENT")), "{}", a.text);
+    // Nor may any other role have a file checked.
+    let a = Https::user(&c, "shanghai", Role::Auditor, "shanghai").post("/console/import-rows", &bad).await;
+    assert_eq!((a.status, a.reason()), (403, Some("ROLE_NOT_ALLOWED")), "{}", a.text);
     c.shutdown().await;
 }
