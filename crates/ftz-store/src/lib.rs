@@ -12,6 +12,7 @@
 
 mod agreements;
 mod audit;
+mod backup;
 mod codec;
 mod data;
 mod group_flush;
@@ -26,6 +27,7 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use audit::{AuditBatch, PendingIntent};
+pub use backup::{AuditCut, Exported, RestoredMarker};
 pub use outbox::{MAX_OUTBOX_ITEMS, OutboxItem};
 pub use policies::StoredBudget;
 pub use records::{InsertOutcome, RecordSource, StoredRecord};
