@@ -7,7 +7,7 @@
 use std::{fmt, str::FromStr};
 
 use ring::{
-    rand::SystemRandom,
+    rand::{SecureRandom, SystemRandom},
     signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey},
 };
 use thiserror::Error;
@@ -137,6 +137,19 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
+/// The DER of a PKCS#8 v1 Ed25519 private key (RFC 8410, section 7) up to the seed:
+/// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }`.
+pub const PKCS8_V1_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+/// The PKCS#8 v1 document (48 bytes) of an Ed25519 seed.
+fn pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
+    let mut der = Vec::with_capacity(PKCS8_V1_PREFIX.len() + seed.len());
+    der.extend_from_slice(&PKCS8_V1_PREFIX);
+    der.extend_from_slice(seed);
+    der
+}
+
 /// An Ed25519 private key. Its `Debug` shows only the key id: private key material must never
 /// reach a log.
 pub struct SigningKey {
@@ -145,16 +158,30 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// A fresh key and its PKCS#8 (v2) encoding, which is what gets written to a key file.
+    /// A fresh key and its PKCS#8 v1 encoding (RFC 8410), which is what gets written to a key
+    /// file.
+    ///
+    /// Why v1 and not ring's own `generate_pkcs8` (v2, RFC 5958, with the public key embedded):
+    /// OpenSSL 3 and Python's `cryptography` refuse ring's v2 documents ("extra data"), so an
+    /// operator could neither inspect nor move a key with standard tools. The v1 form is the
+    /// one `openssl genpkey -algorithm ed25519` writes: 48 bytes, [`PKCS8_V1_PREFIX`] and the
+    /// 32-byte seed. The public key is derived from the seed when the file is loaded.
     pub fn generate() -> Result<(Self, Vec<u8>), KeyError> {
-        let rng = SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Rng)?;
-        let key = Self::from_pkcs8(pkcs8.as_ref())?;
-        Ok((key, pkcs8.as_ref().to_vec()))
+        let mut seed = [0u8; 32];
+        SystemRandom::new().fill(&mut seed).map_err(|_| KeyError::Rng)?;
+        let pkcs8 = pkcs8_v1(&seed);
+        seed.fill(0);
+        let key = Self::from_pkcs8(&pkcs8)?;
+        Ok((key, pkcs8))
     }
 
+    /// Loads an Ed25519 private key from PKCS#8 DER: v1 (RFC 8410, as OpenSSL, Python's
+    /// `cryptography` and this crate write it) or v2 (RFC 5958 with the public key, as ring wrote
+    /// it for key files made before v1 was used). A v2 document whose public key does not match
+    /// its seed is refused.
     pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
-        // `maybe_unchecked` also takes PKCS#8 v1 (no embedded public key), as written by OpenSSL.
+        // `maybe_unchecked` takes v1 (no embedded public key) as well as v2; for v2 it still
+        // checks the embedded public key against the one derived from the seed.
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| KeyError::BadPrivateKey)?;
         let public = VerifyingKey::from_bytes(pair.public_key().as_ref())?;
         Ok(Self { pair, public })
@@ -204,6 +231,57 @@ mod tests {
         assert_ne!(k.key_id(), other.key_id());
     }
 
+    /// RFC 8032, section 7.1, test 1: seed and public key.
+    const RFC8032_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const RFC8032_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    #[test]
+    fn generated_keys_are_pkcs8_v1_of_48_bytes() {
+        let (k, pkcs8) = SigningKey::generate().unwrap();
+        assert_eq!(pkcs8.len(), 48);
+        assert_eq!(pkcs8[..16], PKCS8_V1_PREFIX);
+        assert_eq!(SigningKey::from_pkcs8(&pkcs8).unwrap().verifying_key(), k.verifying_key());
+        let (_, other) = SigningKey::generate().unwrap();
+        assert_ne!(pkcs8[16..], other[16..], "fresh seeds");
+    }
+
+    #[test]
+    fn v1_of_a_known_seed_gives_its_public_key() {
+        let seed: [u8; 32] = hex::decode(RFC8032_SEED).unwrap().try_into().unwrap();
+        let k = SigningKey::from_pkcs8(&pkcs8_v1(&seed)).unwrap();
+        assert_eq!(hex::encode(k.verifying_key().as_bytes()), RFC8032_PUBLIC);
+        // RFC 8032 test 1: the signature of the empty message.
+        assert_eq!(
+            hex::encode(k.sign(b"")),
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
+    }
+
+    #[test]
+    fn ring_v2_documents_still_load_and_a_wrong_embedded_public_key_is_refused() {
+        // Key files written before v1 hold what ring's `generate_pkcs8` returns.
+        let v2 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let v2 = v2.as_ref();
+        assert_ne!(v2.len(), 48, "ring writes v2");
+        // The layout ftz-pki's test of old key files copies: prefix, seed, [1] public key.
+        assert_eq!(hex::encode(&v2[..16]), "3051020101300506032b657004220420");
+        assert_eq!(hex::encode(&v2[48..51]), "812100");
+        assert_eq!(v2.len(), 83);
+        let k = SigningKey::from_pkcs8(v2).unwrap();
+        let ring_pair = Ed25519KeyPair::from_pkcs8(v2).unwrap();
+        assert_eq!(k.verifying_key().as_bytes(), ring_pair.public_key().as_ref());
+        // The same seed as v1 is the same key.
+        let seed: [u8; 32] = v2[16..48].try_into().unwrap();
+        assert_eq!(SigningKey::from_pkcs8(&pkcs8_v1(&seed)).unwrap().key_id(), k.key_id());
+        // A v2 document whose embedded public key was changed is not a key.
+        let mut bad = v2.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(SigningKey::from_pkcs8(&bad).unwrap_err(), KeyError::BadPrivateKey);
+        // Nor is a truncated v1.
+        assert_eq!(SigningKey::from_pkcs8(&pkcs8_v1(&seed)[..47]).unwrap_err(), KeyError::BadPrivateKey);
+    }
+
     #[test]
     fn remembered_valid_signatures_never_make_another_one_valid() {
         let (k, _) = SigningKey::generate().unwrap();
@@ -231,7 +309,7 @@ mod tests {
     fn key_id_is_sha256_of_alg_and_key() {
         // RFC 8032 test 1 public key; id computed independently with Python's hashlib:
         // sha256(b"\x01" + pk).hexdigest()[:32].
-        let pk = hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").unwrap();
+        let pk = hex::decode(RFC8032_PUBLIC).unwrap();
         let id = VerifyingKey::from_bytes(&pk).unwrap().key_id();
         assert_eq!(id.to_string(), "bcd1d56b5845f21e54ce5b764fc1d552");
         assert_eq!(id.to_string().parse::<KeyId>().unwrap(), id);

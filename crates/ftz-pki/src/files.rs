@@ -73,12 +73,20 @@ pub fn signing_key_pem(pkcs8: &[u8]) -> String {
 }
 
 /// Generates an Ed25519 key, writes it (0600) and returns it.
+///
+/// The file is PKCS#8 v1 (RFC 8410) in PEM, the form `openssl genpkey -algorithm ed25519`
+/// writes, so OpenSSL and Python's `cryptography` read it (`openssl pkey -in FILE -pubout`).
+/// Files written by earlier versions (PKCS#8 v2 as ring writes it) keep loading in
+/// [`read_signing_key`].
 pub fn generate_signing_key(path: &Path) -> Result<SigningKey, FileError> {
     let (key, pkcs8) = SigningKey::generate().map_err(|e| content(path, e.to_string()))?;
     write_secret(path, signing_key_pem(&pkcs8).as_bytes())?;
     Ok(key)
 }
 
+/// Reads an Ed25519 private key file: PEM `PRIVATE KEY`, PKCS#8 v1 (as this crate, OpenSSL and
+/// Python's `cryptography` write it) or v2 (as ring wrote it). Refused when group or others can
+/// read it.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, FileError> {
     let bytes = read_secret(path)?;
     let text = String::from_utf8(bytes).map_err(|_| content(path, "not a PEM text file"))?;
@@ -137,6 +145,45 @@ mod tests {
             assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
             fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
             assert!(matches!(read_signing_key(&path), Err(FileError::Exposed { mode: 0o644, .. })));
+        }
+    }
+
+    /// PKCS#8 v2 (RFC 5958) of the RFC 8032 test 1 key, laid out exactly as ring's
+    /// `Ed25519KeyPair::generate_pkcs8` writes it (how key files were written before v1).
+    const RING_V2_RFC8032: &str = concat!(
+        "3051020101300506032b657004220420",
+        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        "812100",
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+    );
+
+    #[test]
+    fn generated_files_are_pkcs8_v1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        generate_signing_key(&path).unwrap();
+        let der = pem::decode("PRIVATE KEY", &fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..16], ftz_core::keys::PKCS8_V1_PREFIX);
+    }
+
+    #[test]
+    fn v2_files_as_ring_wrote_them_still_load_and_are_still_refused_when_exposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.key");
+        write_secret(&path, signing_key_pem(&hex::decode(RING_V2_RFC8032).unwrap()).as_bytes()).unwrap();
+        let key = read_signing_key(&path).unwrap();
+        assert_eq!(
+            hex::encode(key.verifying_key().as_bytes()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+            let err = read_signing_key(&path).unwrap_err();
+            assert!(matches!(err, FileError::Exposed { mode: 0o640, .. }), "{err}");
+            assert!(err.to_string().contains("chmod 600"), "{err}");
         }
     }
 
