@@ -34,9 +34,37 @@ pub use records::{InsertOutcome, RecordSource, StoredRecord};
 pub use registry::{RegistryInstall, StoredRegistry};
 pub use retention::Deletion;
 
-/// The on-disk format this build reads and writes. 2: the audit log keeps leaf hashes in tiles
-/// of 16 and no subtrees below level 4.
+/// The on-disk format this build reads and writes, kept in the `meta` tree at creation and
+/// checked by [`Store::open`]. Bumped only when a build can no longer read what an older one
+/// wrote (a new tree or meta key that older stores lack is not a new format); every format is
+/// listed in docs/architecture.md ("Store formats"), and `tests/fixtures/` keeps a store of each
+/// format this build opens.
+///
+/// - 1: the audit log stored every perfect subtree, leaf hashes included (development builds of
+///   2026-11-27 only, before commit 23ba9f8; never released).
+/// - 2: the audit log keeps leaf hashes in tiles of 16 and no subtrees below level 4.
 pub const FORMAT_VERSION: u32 = 2;
+
+/// What an operator reads when [`Store::open`] finds another format: the version found, the one
+/// this build reads, and what to do about it.
+fn format_refusal(found: u32) -> String {
+    let head = format!("the store holds format version {found}, this build reads format version {FORMAT_VERSION}");
+    match found {
+        1 => format!(
+            "{head}, and has no migration from it. Format 1 was written only by development builds of \
+             2026-11-27, before commit 23ba9f8 changed how the audit log's tree is stored, and was never \
+             released. To keep that log, start that build's ftz-node on this data directory and export \
+             the log with that build's `ftzctl audit export --out DIR`; then move this data \
+             directory aside and start this build with an empty one: it creates a new store \
+             (format {FORMAT_VERSION}) and a new log."
+        ),
+        f if f > FORMAT_VERSION => format!(
+            "{head}: it was written by a newer build. Run that build (or a newer one) on it; a store \
+             is never downgraded."
+        ),
+        _ => format!("{head}: format {found} is not one any build of ftz-exchange wrote."),
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -46,7 +74,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("store: flushing to disk failed: {0}")]
     Flush(String),
-    #[error("store holds format version {found}, this build reads version {FORMAT_VERSION}")]
+    /// The store was written in another format (see [`FORMAT_VERSION`]); nothing was changed.
+    #[error("{}", format_refusal(*.found))]
     Format { found: u32 },
     #[error("store record {what} is corrupt: {detail}")]
     Corrupt { what: &'static str, detail: String },
@@ -102,6 +131,32 @@ pub struct Store {
 }
 
 const FORMAT_KEY: &[u8] = b"format_version";
+
+/// The format version a store's `meta` tree names (`None`: a new store).
+fn stored_format(meta: &sled::Tree) -> Result<Option<u32>, StoreError> {
+    meta.get(FORMAT_KEY)?
+        .map(|v| {
+            v.as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt { what: "format_version", detail: "not 4 bytes".into() })
+        })
+        .transpose()
+}
+
+/// Marks the store in `dir` as written in format `version`, and nothing else: for tests of
+/// what a build does with another format's store (a refusal, or later a migration). Not for
+/// use on a node's store.
+#[doc(hidden)]
+pub fn set_format_version_for_tests(dir: &Path, version: u32) -> Result<(), StoreError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .open()
+        .map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+    db.open_tree("meta")?.insert(FORMAT_KEY, &version.to_be_bytes())?;
+    db.flush()?;
+    Ok(())
+}
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -126,21 +181,13 @@ impl Store {
             }
         };
         let meta = db.open_tree("meta")?;
-        match meta.get(FORMAT_KEY)? {
+        match stored_format(&meta)? {
             None => {
                 meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())?;
                 db.flush()?;
             }
-            Some(v) => {
-                let found = v
-                    .as_ref()
-                    .try_into()
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt { what: "format_version", detail: "not 4 bytes".into() })?;
-                if found != FORMAT_VERSION {
-                    return Err(StoreError::Format { found });
-                }
-            }
+            Some(found) if found != FORMAT_VERSION => return Err(StoreError::Format { found }),
+            Some(_) => {}
         }
         let outbox = db.open_tree("outbox")?;
         let outbox_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(outbox.len()));
