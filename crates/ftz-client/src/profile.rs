@@ -35,8 +35,30 @@ pub enum ClientError {
     File(#[from] FileError),
     #[error("profile: {0}")]
     Invalid(String),
+    /// A file a profile setting names could not be used. `detail` names the file; the error is
+    /// not kept as a source, so that a chain printed with `{:#}` says it once.
+    #[error("{detail}, named by `{setting} = ...` in the profile")]
+    Setting { setting: &'static str, detail: String },
+    /// The profile's `key` is not the private key of its `cert` (rustls says only
+    /// `InconsistentKeys(KeyMismatch)`).
+    #[error(
+        "the private key {key} does not belong to the certificate {cert} (`key = ...` and `cert = ...` in the profile): \
+         give the key that was issued with that certificate"
+    )]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    /// Not `#[from]`: the rustls error is in the message, not also a source printed again.
     #[error("TLS: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(rustls::Error),
+}
+
+impl From<rustls::Error> for ClientError {
+    fn from(e: rustls::Error) -> Self {
+        ClientError::Tls(e)
+    }
+}
+
+fn setting(setting: &'static str) -> impl FnOnce(FileError) -> ClientError {
+    move |e| ClientError::Setting { setting, detail: e.to_string() }
 }
 
 impl ClientProfile {
@@ -62,7 +84,17 @@ impl ClientProfile {
 
     pub fn channel_with_clock(&self, timeout: Duration, clock: Arc<dyn Clock>) -> Result<Channel, ClientError> {
         let (expect, chain, key) = self.tls_parts(clock)?;
-        channel(&self.endpoint, expect, Some((chain, key)), timeout)
+        channel(&self.endpoint, expect, Some((chain, key)), timeout).map_err(|e| self.named(e))
+    }
+
+    /// A key that does not match the certificate, said with the two files.
+    fn named(&self, e: ClientError) -> ClientError {
+        match e {
+            ClientError::Tls(rustls::Error::InconsistentKeys(_)) => {
+                ClientError::KeyMismatch { cert: self.cert.clone(), key: self.key.clone() }
+            }
+            e => e,
+        }
     }
 
     /// A client of the node's JSON API at `http_endpoint` ("host:port"), with the same
@@ -70,7 +102,7 @@ impl ClientProfile {
     pub fn https(&self, http_endpoint: &str, clock: Arc<dyn Clock>) -> Result<crate::https::Https, ClientError> {
         let (expect, chain, key) = self.tls_parts(clock)?;
         tls::install_crypto_provider();
-        let cfg = tls::client_config(expect, chain, key)?;
+        let cfg = tls::client_config(expect, chain, key).map_err(|e| self.named(e.into()))?;
         Ok(crate::https::Https::new(http_endpoint, self.zone.clone(), cfg))
     }
 
@@ -80,9 +112,9 @@ impl ClientProfile {
         clock: Arc<dyn Clock>,
     ) -> Result<(ExpectedServer, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientError> {
         let zone = ZoneId::new(self.zone.clone()).map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let ca = files::read_cert_chain(&self.ca)?;
-        let chain = files::read_cert_chain(&self.cert)?;
-        let key = files::read_tls_key(&self.key)?;
+        let ca = files::read_cert_chain(&self.ca).map_err(setting("ca"))?;
+        let chain = files::read_cert_chain(&self.cert).map_err(setting("cert"))?;
+        let key = files::read_tls_key(&self.key).map_err(setting("key"))?;
         let ca_der =
             ca.first().ok_or_else(|| ClientError::Invalid(format!("{}: no certificate", self.ca.display())))?;
         Ok((ExpectedServer { zone, ca_der: ca_der.to_vec(), clock }, chain, key))

@@ -29,7 +29,16 @@ pub fn server_config(
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(ProofOfPossession { provider }))
-        .with_single_cert(chain, key)?;
+        .with_single_cert(chain, key)
+        .map_err(|e| match e {
+            // rustls says only `InconsistentKeys(KeyMismatch)`.
+            rustls::Error::InconsistentKeys(_) => rustls::Error::General(
+                "the TLS private key does not belong to the TLS certificate (`tls.key` and `tls.cert` of the node config): \
+                 give the key that was issued with that certificate"
+                    .into(),
+            ),
+            e => e,
+        })?;
     cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(cfg)
 }
@@ -98,5 +107,29 @@ impl ClientCertVerifier for ProofOfPossession {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ftz_core::ZoneId;
+    use ftz_pki::issue::{Validity, ZoneCa};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+    /// rustls says only `InconsistentKeys(KeyMismatch)`; the node says which settings disagree.
+    #[test]
+    fn a_tls_key_of_another_certificate_is_said_in_words() {
+        let zone = ZoneId::new("shanghai").unwrap();
+        let validity = Validity { not_before_ms: 0, not_after_ms: 4_000_000_000_000 };
+        let ca = ZoneCa::generate(&zone, validity).unwrap();
+        let (a, b) = (
+            ca.issue_node(&zone, &["127.0.0.1".into()], validity).unwrap(),
+            ca.issue_node(&zone, &["127.0.0.1".into()], validity).unwrap(),
+        );
+        let chain = vec![CertificateDer::from(a.cert_der.clone())];
+        let key = PrivateKeyDer::from_pem_slice(b.key_pem.as_bytes()).unwrap();
+        let e = super::server_config(chain, key).unwrap_err().to_string();
+        assert!(e.contains("the TLS private key does not belong to the TLS certificate"), "{e}");
+        assert!(e.contains("`tls.key` and `tls.cert`") && !e.contains("KeyMismatch"), "{e}");
     }
 }

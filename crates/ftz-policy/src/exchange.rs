@@ -90,6 +90,44 @@ pub enum FieldTreatment {
     Generalise(Generalisation),
 }
 
+/// In words, for `policy show` and `policy explain`.
+impl std::fmt::Display for FieldTreatment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldTreatment::Keep => write!(f, "kept as it is"),
+            FieldTreatment::Drop => write!(f, "dropped"),
+            FieldTreatment::Pseudonymise => write!(f, "pseudonymised (a keyed hash per zone pair)"),
+            FieldTreatment::Generalise(g) => write!(f, "{g}"),
+        }
+    }
+}
+
+/// A duration in milliseconds as an operator reads it: `30 days`, `1 minute`, `90 seconds`;
+/// the largest unit that divides it exactly, so that nothing is rounded away.
+pub fn duration_words(ms: i64) -> String {
+    const UNITS: [(i64, &str); 4] = [(86_400_000, "day"), (3_600_000, "hour"), (60_000, "minute"), (1_000, "second")];
+    for (size, name) in UNITS {
+        if ms != 0 && ms % size == 0 {
+            let n = ms / size;
+            return format!("{n} {name}{}", if n == 1 { "" } else { "s" });
+        }
+    }
+    if ms == 0 { "0 seconds".into() } else { format!("{ms} ms") }
+}
+
+/// An age (of a status, say) in whole seconds, in words: `0 seconds`, `13 seconds`, `10 minutes`.
+pub fn age_words(ms: i64) -> String {
+    duration_words(ms.max(0) / 1000 * 1000)
+}
+
+/// A list of names, or `any` when empty.
+fn names(v: &[String], prefix: bool) -> String {
+    if v.is_empty() {
+        return "any".into();
+    }
+    v.iter().map(|s| if prefix { format!("{s}*") } else { s.clone() }).collect::<Vec<_>>().join(", ")
+}
+
 /// A policy checked and indexed for evaluation.
 #[derive(Debug, Clone)]
 pub struct CompiledPolicy {
@@ -323,32 +361,39 @@ impl CompiledPolicy {
         ];
         let f = d.filter.clone().unwrap_or_default();
         if !(f.record_types.is_empty() && f.hs_prefixes.is_empty() && f.industry_prefixes.is_empty()) {
-            c.push(format!(
-                "[provider-enforced] filter: types {:?} hs {:?} industries {:?}",
-                f.record_types, f.hs_prefixes, f.industry_prefixes
-            ));
+            let mut parts = Vec::new();
+            if !f.record_types.is_empty() {
+                parts.push(format!("certification types {}", names(&f.record_types, false)));
+            }
+            if !f.hs_prefixes.is_empty() {
+                parts.push(format!("HS codes {}", names(&f.hs_prefixes, true)));
+            }
+            if !f.industry_prefixes.is_empty() {
+                parts.push(format!("industry codes {}", names(&f.industry_prefixes, true)));
+            }
+            c.push(format!("[provider-enforced] filter: {}", parts.join("; ")));
         }
         for r in &d.field_rules {
-            let action = FieldAction::try_from(r.action).map(|a| a.as_str_name()).unwrap_or("?");
-            c.push(format!(
-                "[provider-enforced] field {}: {}{}",
-                r.field,
-                action.trim_start_matches("FIELD_ACTION_"),
-                if r.parameter.is_empty() { String::new() } else { format!(" {}", r.parameter) }
-            ));
+            let how = match self.field(&r.field) {
+                Some(t) => t.to_string(),
+                None => FieldAction::try_from(r.action)
+                    .map(|a| a.as_str_name().trim_start_matches("FIELD_ACTION_").to_lowercase())
+                    .unwrap_or_else(|_| "?".into()),
+            };
+            c.push(format!("[provider-enforced] field {}: {how}", r.field));
         }
         if let Some(a) = &d.aggregation {
             c.push(format!(
-                "[provider-enforced] aggregates: group by {:?}, groups under {} suppressed{}{}",
-                a.group_by,
+                "[provider-enforced] aggregates: group by {}, groups under {} suppressed{}{}",
+                names(&a.group_by, false),
                 a.min_group_size,
                 if a.differential_privacy {
                     format!(
-                        ", groups released by noisy threshold (delta {}) and discrete Laplace noise, epsilon {} per query, {} per {} s",
+                        ", groups released by noisy threshold (delta {}) and discrete Laplace noise, epsilon {} per query, {} per {}",
                         a.delta_per_query,
                         a.epsilon_per_query,
                         a.epsilon_budget,
-                        a.budget_period_ms / 1000
+                        duration_words(a.budget_period_ms)
                     )
                 } else {
                     String::new()
@@ -357,10 +402,10 @@ impl CompiledPolicy {
             ));
         }
         let (n, per) = self.rate();
-        c.push(format!("[provider-enforced] rate: {n} requests per {} s per consumer", per / 1000));
+        c.push(format!("[provider-enforced] rate: {n} requests per {} per consumer", duration_words(per)));
         c.push(format!(
-            "[consumer-promised, enforced by its node] delete received data after {} s",
-            d.retention_ms / 1000
+            "[consumer-promised, enforced by its node] delete received data after {}",
+            duration_words(d.retention_ms)
         ));
         c.push(if d.onward_zones.is_empty() {
             "[consumer-promised, enforced by its node] no onward transfer".to_string()
@@ -742,7 +787,7 @@ impl PolicySet {
         let u = usage(p);
         let (max, per) = p.rate();
         if u.requests_in_window >= max {
-            return (7, Err((Reason::RateLimited, format!("{max} requests per {} s already made", per / 1000))));
+            return (7, Err((Reason::RateLimited, format!("{max} requests per {} already made", duration_words(per)))));
         }
         let agg = p.aggregation();
         if u.epsilon_needed_milli > 0 {

@@ -34,6 +34,18 @@ pub enum Generalisation {
     Range(i64),
 }
 
+/// In words, for `policy show` and `policy explain`.
+impl std::fmt::Display for Generalisation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Generalisation::Year => write!(f, "generalised to the year"),
+            Generalisation::Quarter => write!(f, "generalised to the quarter"),
+            Generalisation::Prefix(n) => write!(f, "generalised to its first {n} characters"),
+            Generalisation::Range(n) => write!(f, "generalised to ranges of {n}"),
+        }
+    }
+}
+
 impl Generalisation {
     pub fn parse(field: &str, p: &str) -> Result<Self, String> {
         let g = match p.split_once(':') {

@@ -11,7 +11,7 @@ use ftz_core::{
 };
 use ftz_proto::{Envelope, KeyPurpose, RecordKind, RecordStatus, Revocation, StatusStatement};
 
-use crate::Agreement;
+use crate::{Agreement, exchange::age_words};
 
 /// What the verdict is judged against.
 #[derive(Debug, Clone, Copy)]
@@ -72,8 +72,8 @@ impl Verdict {
         }
         let status = self.status.as_str_name().trim_start_matches("RECORD_STATUS_").to_lowercase();
         match (self.status_reason, self.status_age_ms()) {
-            (None, Some(age)) => parts.push(format!("{status} (stated {} s ago)", age / 1000)),
-            (Some(r), Some(age)) => parts.push(format!("{status}: {r} (stated {} s ago)", age / 1000)),
+            (None, Some(age)) => parts.push(format!("{status} (stated {} ago)", age_words(age))),
+            (Some(r), Some(age)) => parts.push(format!("{status}: {r} (stated {} ago)", age_words(age))),
             (Some(r), None) => parts.push(format!("{status}: {r}")),
             (None, None) => parts.push(status),
         }

@@ -4,7 +4,7 @@ mod cmd;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use ftz_client::ClientProfile;
 #[cfg(feature = "dev")]
@@ -152,7 +152,9 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
         let path = profile
             .as_ref()
             .ok_or_else(|| anyhow!("this command talks to a node: give --as PROFILE (or FTZ_PROFILE)"))?;
-        Ok(ClientProfile::load(path)?.channel(timeout)?)
+        // The profile's files are read here: an error names the profile (the setting and file
+        // are in the message).
+        ClientProfile::load(path)?.channel(timeout).with_context(|| format!("profile {}", path.display()))
     };
     match cli.command {
         #[cfg(feature = "dev")]

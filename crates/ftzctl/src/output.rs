@@ -61,7 +61,7 @@ pub fn verification_text(v: &ftz_proto::VerificationResult) -> String {
         }
     ));
     let age = if v.status_as_of_ms > 0 {
-        format!(" as of {} ({} s old)", time(v.status_as_of_ms), v.status_age_ms / 1000)
+        format!(" as of {} ({} old)", time(v.status_as_of_ms), ftz_policy::exchange::age_words(v.status_age_ms))
     } else {
         String::new()
     };

@@ -223,7 +223,7 @@ impl Admin for AdminService {
                 resp.policy_version = policy.version();
                 resp.steps = steps;
                 if let Some(t) = fields.first().and_then(|f| policy.field(f)) {
-                    resp.steps.push(format!("field {}: {t:?}", r.field));
+                    resp.steps.push(format!("field {}: {t}", r.field));
                 }
                 resp.steps.extend(policy.clauses());
             }

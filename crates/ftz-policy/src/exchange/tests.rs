@@ -380,3 +380,20 @@ fn revocations_and_negative_lists_are_signed_by_the_right_authority() {
         Reason::PolicyNotForThisZone
     );
 }
+
+/// Durations are said in words (issue 14: `2592000 s` was printed), without rounding away.
+#[test]
+fn durations_are_in_words_in_the_largest_exact_unit() {
+    assert_eq!(duration_words(30 * 86_400_000), "30 days");
+    assert_eq!(duration_words(86_400_000), "1 day");
+    assert_eq!(duration_words(60_000), "1 minute");
+    assert_eq!(duration_words(90_000), "90 seconds");
+    assert_eq!(duration_words(7_200_000), "2 hours");
+    assert_eq!(duration_words(1_500), "1500 ms");
+    assert_eq!(duration_words(0), "0 seconds");
+    assert_eq!(age_words(13_456), "13 seconds");
+    assert_eq!(age_words(600_400), "10 minutes");
+    assert_eq!(age_words(-5), "0 seconds");
+    assert_eq!(FieldTreatment::Generalise(Generalisation::Year).to_string(), "generalised to the year");
+    assert_eq!(FieldTreatment::Pseudonymise.to_string(), "pseudonymised (a keyed hash per zone pair)");
+}

@@ -200,7 +200,7 @@ async fn bundle(client: &mut VerifyClient<Channel>, bundle: Vec<u8>, fmt: Format
         fmt,
         || {
             format!(
-                "{}  checked by your node as of {}; bundle exported by {} at {} for {}; registry v{} (anchored by your zone's authority {}); {} agreement(s); maximum status age {} s\n",
+                "{}  checked by your node as of {}; bundle exported by {} at {} for {}; registry v{} (anchored by your zone's authority {}); {} agreement(s); maximum status age {}\n",
                 verification_text(&v),
                 time(v.checked_at_ms),
                 r.exporting_zone,
@@ -209,7 +209,7 @@ async fn bundle(client: &mut VerifyClient<Channel>, bundle: Vec<u8>, fmt: Format
                 r.registry_version,
                 r.anchor_key_id,
                 r.agreements,
-                r.max_status_age_ms / 1000
+                ftz_policy::exchange::duration_words(r.max_status_age_ms)
             )
         },
         || {
@@ -275,14 +275,14 @@ fn offline(
                 fmt,
                 || {
                     format!(
-                        "{}\n  checked offline as of {}; bundle exported by {} at {}; registry v{}; {} agreement(s); maximum status age {} s\n",
+                        "{}\n  checked offline as of {}; bundle exported by {} at {}; registry v{}; {} agreement(s); maximum status age {}\n",
                         v.explanation(),
                         time(at),
                         check.exporting_zone,
                         time(check.exported_at_ms),
                         check.registry_version,
                         check.agreements,
-                        check.max_status_age_ms / 1000
+                        ftz_policy::exchange::duration_words(check.max_status_age_ms)
                     )
                 },
                 || {
