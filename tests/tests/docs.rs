@@ -31,6 +31,8 @@
 //!
 //! Also checked: the policy spec shown in `docs/policies.md` is `examples/policies/sh-hn-industry.toml`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     fmt::Write as _,
     os::unix::process::CommandExt,
@@ -179,10 +181,10 @@ fn newest_source(dir: &Path, newest: &mut SystemTime) {
             if name != "target" && !name.starts_with('.') {
                 newest_source(&p, newest);
             }
-        } else if name.ends_with(".rs") || name.ends_with(".proto") || name == "Cargo.toml" {
-            if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
-                *newest = (*newest).max(m);
-            }
+        } else if (name.ends_with(".rs") || name.ends_with(".proto") || name == "Cargo.toml")
+            && let Ok(m) = e.metadata().and_then(|m| m.modified())
+        {
+            *newest = (*newest).max(m);
         }
     }
 }
@@ -252,7 +254,12 @@ impl Drop for Session {
 /// Runs one document's blocks; `Err` says where and why it failed.
 fn run_doc(doc: &str, bin: &Path, report: &mut String) -> Result<(), String> {
     let text = std::fs::read_to_string(repo().join(doc)).map_err(|e| format!("{doc}: {e}"))?;
-    let ex = extract(&text).map_err(|e| format!("{doc}: {e}"))?;
+    run_text(doc, &text, bin, report)
+}
+
+/// Runs the blocks of `text` (the document `doc`).
+fn run_text(doc: &str, text: &str, bin: &Path, report: &mut String) -> Result<(), String> {
+    let ex = extract(text).map_err(|e| format!("{doc}: {e}"))?;
     for s in &ex.skipped {
         writeln!(report, "  skipped {doc}:{}: {}", s.line, s.reason).unwrap();
     }
@@ -391,4 +398,23 @@ fn blocks_and_skip_markers_are_read_as_the_conventions_say() {
     let line_of = |needle: &str| s.lines().position(|l| l == needle).unwrap() + 1;
     assert_eq!(map[line_of("  echo two")], Some(4));
     assert_eq!(map[line_of("echo three")], Some(16));
+}
+
+/// A failing command is reported with its document, line and text, after the commands before
+/// it ran; what the session left running in the background is stopped.
+#[test]
+fn a_failing_command_is_named_with_its_line_and_background_processes_are_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let md = format!(
+        "# t\n\n```sh\nsleep 600 &\necho $! > {}\necho ran\n```\n\n```sh\ntest -d examples && false\necho never\n```\n",
+        pid_file.display()
+    );
+    let mut report = String::new();
+    let e = run_text("t.md", &md, &profile_dir(), &mut report).unwrap_err();
+    assert!(e.contains("t.md:10: `false` failed"), "{e}");
+    assert!(e.contains("ran") && !e.contains("never"), "{e}");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let alive = Command::new("kill").args(["-0", pid.trim()]).stderr(Stdio::null()).status().unwrap().success();
+    assert!(!alive, "the background sleep {pid} still runs");
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)] // not every test file uses every helper
 mod common;
 
 use std::path::Path;
