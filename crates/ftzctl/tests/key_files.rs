@@ -7,6 +7,8 @@
 //! (`python3 -m pip install 'cryptography==48.0.0'`; `.ci/run` installs it). Without them the
 //! tests fail and say so.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     fs,
     path::{Path, PathBuf},
