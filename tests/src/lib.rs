@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod https;
+pub mod ops;
 pub mod rogue;
 
 use std::{sync::Arc, time::Duration};

@@ -77,7 +77,7 @@ pub fn code_for(reason: Reason) -> Code {
         | StaleRequest
         | PeerAnswerInvalid
         | PeerRefused => Code::FailedPrecondition,
-        PeerUnavailable | StatusUnavailable => Code::Unavailable,
+        PeerUnavailable | StatusUnavailable | LogBehindWitnesses => Code::Unavailable,
         NoSuchZone | RecordNotFound => Code::NotFound,
         NoPolicy | PolicyRevoked | PurposeNotAllowed | NegativeList | FieldNotAllowed | OnwardTransfer
         | PolicyUnderSigned => Code::PermissionDenied,

@@ -213,6 +213,11 @@ reasons! {
     TransferInvalid => "TRANSFER_INVALID",
     /// No audit log entry at this index (or the size asked for is beyond the log).
     EntryNotFound => "ENTRY_NOT_FOUND",
+    /// This node was restored from a backup and its audit log may be behind what the other
+    /// zones' witnesses hold (or they have not all answered yet): it appends nothing and signs no
+    /// checkpoint until that is resolved (`docs/operations.md`, "Back up and restore"). Reads
+    /// keep working.
+    LogBehindWitnesses => "LOG_BEHIND_WITNESSES",
 
     // --- offline bundles ---
     /// The bundle does not verify (its signature, or a part inside it).

@@ -33,8 +33,8 @@ use ftz_proto::{FederationRegistry, KeyPurpose, ZoneEntry, ZoneKey};
 
 use ftz_client::ClientProfile;
 use ftz_node::config::{
-    AuditConfig, HttpConfig, KeyFiles, Limits, LogConfig, NodeConfig, RecognitionConfig, RegistrySource, StoreConfig,
-    TlsFiles,
+    AuditConfig, HttpConfig, KeyFiles, Limits, LogConfig, NodeConfig, OpsConfig, RecognitionConfig, RegistrySource,
+    StoreConfig, TlsFiles,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,8 @@ pub struct DevZoneSpec {
     pub endpoint: String,
     /// Where the node's HTTPS listener (JSON API) listens, "host:port"; None: none.
     pub http_endpoint: Option<String>,
+    /// Where the node's ops listener (metrics, health) listens, "host:port"; None: none.
+    pub ops_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +83,8 @@ pub struct DevZone {
     pub endpoint: String,
     /// The HTTPS listener's address, if the zone has one.
     pub http_endpoint: Option<String>,
+    /// The ops listener's address, if the zone has one.
+    pub ops_endpoint: Option<String>,
     pub config_path: PathBuf,
     pub ca: ZoneCa,
     pub authority_key_id: KeyId,
@@ -252,6 +256,7 @@ fn create_zone(z: &DevZoneSpec, root: &Path, validity: Validity) -> Result<(DevZ
         recognition: RecognitionConfig::default(),
         audit: AuditConfig::default(),
         http: HttpConfig { listen: z.http_endpoint.clone() },
+        ops: OpsConfig { listen: z.ops_endpoint.clone(), ..OpsConfig::default() },
     };
     let config_path = dir.join("node.toml");
     write_toml(&config_path, &config)?;
@@ -270,6 +275,7 @@ fn create_zone(z: &DevZoneSpec, root: &Path, validity: Validity) -> Result<(DevZ
         dir,
         endpoint: z.endpoint.clone(),
         http_endpoint: z.http_endpoint.clone(),
+        ops_endpoint: z.ops_endpoint.clone(),
         config_path,
         authority_key_id: authority.key_id(),
         node_key_id: node_key.key_id(),

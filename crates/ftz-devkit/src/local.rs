@@ -88,8 +88,16 @@ impl LocalFederation {
             };
             let h = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| LocalError::Other(format!("bind: {e}")))?;
             let http_endpoint = Some(h.local_addr().map_err(|e| LocalError::Other(e.to_string()))?.to_string());
-            specs.push(DevZoneSpec { display_name: dev::display_name(z), id: id.clone(), endpoint, http_endpoint });
-            listeners.push((id, l, h));
+            let o = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| LocalError::Other(format!("bind: {e}")))?;
+            let ops_endpoint = Some(o.local_addr().map_err(|e| LocalError::Other(e.to_string()))?.to_string());
+            specs.push(DevZoneSpec {
+                display_name: dev::display_name(z),
+                id: id.clone(),
+                endpoint,
+                http_endpoint,
+                ops_endpoint,
+            });
+            listeners.push((id, l, h, o));
         }
         let spec = DevSpec {
             federation_id: "ftz-local".into(),
@@ -100,8 +108,8 @@ impl LocalFederation {
         };
         let fed = dev::create(&spec, root)?;
         let mut me = Self { fed, clock, nodes: BTreeMap::new(), listen, tune };
-        for (id, l, h) in listeners {
-            me.start_node(&id, Some((l, h))).await?;
+        for (id, l, h, o) in listeners {
+            me.start_node(&id, Some((l, h, o))).await?;
         }
         Ok(me)
     }
@@ -111,7 +119,7 @@ impl LocalFederation {
     async fn start_node(
         &mut self,
         zone: &ZoneId,
-        listeners: Option<(std::net::TcpListener, std::net::TcpListener)>,
+        listeners: Option<(std::net::TcpListener, std::net::TcpListener, std::net::TcpListener)>,
     ) -> Result<(), LocalError> {
         let dz = self.fed.zone(zone.as_str()).ok_or_else(|| LocalError::Other(format!("no zone {zone}")))?;
         let err = |source| LocalError::Start { zone: zone.to_string(), source };
@@ -122,8 +130,9 @@ impl LocalFederation {
         if let Some(tune) = &self.tune {
             tune(&mut cfg);
         }
-        let (listener, http_listener) = listeners.map_or((None, None), |(l, h)| (Some(l), Some(h)));
-        let opts = NodeOptions { clock: self.clock.clone(), listener, http_listener };
+        let (listener, http_listener, ops_listener) =
+            listeners.map_or((None, None, None), |(l, h, o)| (Some(l), Some(h), Some(o)));
+        let opts = NodeOptions { clock: self.clock.clone(), listener, http_listener, ops_listener };
         let node = ftz_node::start(&cfg, opts).await.map_err(err)?;
         self.nodes.insert(zone.clone(), node);
         Ok(())

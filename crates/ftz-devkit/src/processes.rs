@@ -67,6 +67,7 @@ impl ProcessFederation {
                         display_name: dev::display_name(z),
                         endpoint: format!("127.0.0.1:{}", free_port()?),
                         http_endpoint: None,
+                        ops_endpoint: Some(format!("127.0.0.1:{}", free_port()?)),
                     })
                 })
                 .collect::<Result<_, LocalError>>()?,

@@ -398,6 +398,11 @@ where
                 Box::pin(
                     async move {
                         let resp = inner.call(req).await?;
+                        let metrics = &auth.core.metrics;
+                        if metrics.is_on() {
+                            let (code, reason) = status_of(resp.headers());
+                            metrics.request(&path, code, reason, Some(started.elapsed().as_secs_f64()));
+                        }
                         // The access log, off by default (`log.level = "info,ftz_node::access=debug"`):
                         // a line per call, the status only when the answer is a refusal.
                         tracing::debug!(
@@ -420,10 +425,25 @@ where
                 if let Some(who) = who {
                     self.auth.log_refused(&who, &path, &e);
                 }
-                let response = Status::from(e).into_http();
+                let reason = e.reason;
+                let status = Status::from(e);
+                self.auth.core.metrics.request(&path, status.code(), Some(reason), None);
+                let response = status.into_http();
                 Box::pin(async move { Ok(response) })
             }
         }
+    }
+}
+
+/// The gRPC status code of an answer and, for a refusal, its reason (read from the status
+/// details only when the code is not OK: a success costs one header lookup).
+fn status_of(headers: &http::HeaderMap) -> (tonic::Code, Option<Reason>) {
+    match headers.get("grpc-status").map(|v| v.as_bytes()) {
+        None | Some(b"0") => (tonic::Code::Ok, None),
+        Some(_) => match Status::from_header_map(headers) {
+            Some(status) => (status.code(), crate::error::reason_of(&status)),
+            None => (tonic::Code::Unknown, None),
+        },
     }
 }
 

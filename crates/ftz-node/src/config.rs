@@ -50,6 +50,31 @@ pub struct NodeConfig {
     pub audit: AuditConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    #[serde(default)]
+    pub ops: OpsConfig,
+}
+
+/// The operations listener: plain HTTP for Prometheus and the probes of a load balancer or a
+/// cluster scheduler (`/metrics`, `/healthz`, `/readyz`). It serves nothing secret and takes
+/// no input, so it has no TLS; keep it on loopback (or a monitoring network) all the same: it
+/// tells anyone who can reach it the node's zone, peers and backlogs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    /// Address to listen on, e.g. "127.0.0.1:9464". None: no ops listener, and no metrics
+    /// counted.
+    pub listen: Option<String>,
+    /// On SIGTERM, how long the node answers `/readyz` with 503 while still serving, so that a
+    /// load balancer stops sending it new calls before it stops.
+    pub drain_ms: u64,
+    /// `/readyz` fails while entries wait for a checkpoint and none was signed for this long.
+    pub max_checkpoint_delay_ms: u64,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self { listen: None, drain_ms: 5_000, max_checkpoint_delay_ms: 60_000 }
+    }
 }
 
 /// The HTTPS listener beside gRPC: the JSON API (and, later, the web console), over TLS 1.3
@@ -239,6 +264,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("FTZ_TRUST_ANCHOR", "registry.trust_anchor"),
     ("FTZ_LOG_FORMAT", "log.format"),
     ("FTZ_LOG_LEVEL", "log.level"),
+    ("FTZ_OPS_LISTEN", "ops.listen"),
 ];
 
 impl NodeConfig {
@@ -268,6 +294,7 @@ impl NodeConfig {
                 "FTZ_DATA_DIR" => self.data_dir = v.into(),
                 "FTZ_REGISTRY_FILE" => self.registry.file = Some(v.into()),
                 "FTZ_TRUST_ANCHOR" => self.registry.trust_anchor = Some(v),
+                "FTZ_OPS_LISTEN" => self.ops.listen = Some(v),
                 "FTZ_LOG_FORMAT" => {
                     self.log.format = match v.as_str() {
                         "text" => LogFormat::Text,

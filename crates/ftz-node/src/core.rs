@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use ftz_core::{Clock, Registry, SigningKey, UnixMillis, ZoneId};
 use ftz_store::Store;
 
-use crate::{config::Limits, tasks::Tasks};
+use crate::{config::Limits, metrics::Metrics, tasks::Tasks};
 
 pub(crate) struct Core {
     pub zone: ZoneId,
@@ -17,6 +17,8 @@ pub(crate) struct Core {
     pub node_key: SigningKey,
     pub limits: Limits,
     pub tasks: Tasks,
+    /// What the node counts for Prometheus (off without an ops listener).
+    pub metrics: Arc<Metrics>,
     /// The registry in force. Readers take a cheap snapshot; installs swap it whole.
     registry: RwLock<Arc<Registry>>,
 }
@@ -37,7 +39,13 @@ impl Core {
         registry: Registry,
         tasks: Tasks,
     ) -> Self {
-        Self { zone, clock, store, node_key, limits, tasks, registry: RwLock::new(Arc::new(registry)) }
+        let metrics = Arc::new(Metrics::off());
+        Self { zone, clock, store, node_key, limits, tasks, metrics, registry: RwLock::new(Arc::new(registry)) }
+    }
+
+    /// The same, counting into `metrics`.
+    pub(crate) fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        Self { metrics, ..self }
     }
 
     /// A snapshot of the registry in force.

@@ -5,20 +5,20 @@
 
 /// Layer by layer, lowest first; within a layer, later modules may use earlier ones.
 const LAYERS: &[&[&str]] = &[
-    &["config", "telemetry", "error", "tls", "caller_rate", "conn"],
+    &["config", "telemetry", "error", "tls", "caller_rate", "conn", "metrics"],
     &["tasks", "listen"],
     &["core"],
-    &["records", "peers", "audit"],
-    &["ping", "outbox", "witness", "agreements", "federation", "retention", "users"],
+    &["records", "peers", "audit", "backup"],
+    &["ping", "outbox", "witness", "restored", "agreements", "federation", "retention", "users"],
     &["policies"],
     &["transfer"],
     &["issuing", "provider", "recognition", "industry"],
     &["auth"],
     &["node"],
     &["services"],
-    &["gateway"],
+    &["gateway", "ops"],
     &["server"],
-    &["process"],
+    &["restore", "process"],
     &["layering", "testkit"],
 ];
 

@@ -16,6 +16,7 @@ mod caller_rate;
 pub mod config;
 mod conn;
 mod error;
+mod metrics;
 pub mod telemetry;
 mod tls;
 // Layer 1-2: background tasks, the shared core.
@@ -24,6 +25,7 @@ mod listen;
 mod tasks;
 // Layer 3: records, peer channels, the audit log.
 mod audit;
+mod backup;
 mod peers;
 mod records;
 // Layer 4: capabilities that own their state.
@@ -31,6 +33,7 @@ mod agreements;
 mod federation;
 mod outbox;
 mod ping;
+mod restored;
 mod retention;
 mod users;
 mod witness;
@@ -46,9 +49,12 @@ mod recognition;
 mod auth;
 mod gateway;
 mod node;
+mod ops;
 pub mod process;
 mod server;
 mod services;
+// `ftz-node restore`: a store written from a backup file, before any node runs on it.
+pub mod restore;
 
 #[cfg(test)]
 mod layering;

@@ -114,6 +114,7 @@ pub(crate) fn load(
     config: &NodeConfig,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Parts, StartError> {
     config.validate()?;
     let zone = config.zone()?;
@@ -128,7 +129,15 @@ pub(crate) fn load(
         &config.data_dir,
         StoreOptions { cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024 },
     )?;
-    let registry = load_registry(config, &store, &zone, &node_key, &tls_chain, now)?;
+    let held = held_registry(&store)?;
+    let (registry, install) = choose_registry(config, held.as_ref(), &zone, &node_key, &tls_chain, now)?;
+    if let Some(stored) = install {
+        store.install_registry(&stored, registry.digest(), held.as_ref().map(Registry::version))?;
+        tracing::info!(version = registry.version(), "registry installed from the configured file");
+    }
+    if let Some(warning) = anchor_mismatch(config, &registry, &zone)? {
+        tracing::warn!("{warning}");
+    }
     let agreements = agreements::load(&store)?;
     let policies = policies::load(&store, &zone)?;
     let withdrawn = users::load(&store)?;
@@ -152,8 +161,125 @@ pub(crate) fn load(
             tracing::warn!(key = %k.key_id(), "the issuing key is not a valid issuing key of this zone in the registry: issuing is refused until it is");
         }
     }
-    let core = Arc::new(Core::new(zone, clock, store, node_key, config.limits.clone(), registry, Tasks::new(shutdown)));
+    let core = Core::new(zone, clock, store, node_key, config.limits.clone(), registry, Tasks::new(shutdown));
+    let core = Arc::new(core.with_metrics(metrics));
     Ok(Parts { tls_chain, tls_key, core, issuing_key, agreements, policies, pseudonym_secret, withdrawn, log })
+}
+
+/// `ftz-node --check`: reads and checks what [`load`] would, and changes nothing: no data
+/// directory or store is created, no registry installed, nothing bound beyond a moment. An
+/// existing store is copied to a temporary directory and the copy opened (sled writes when it
+/// opens a store), to check its format, the registry it holds and that its log reproduces its
+/// latest checkpoint. Returns what it found.
+pub(crate) fn check(config: &NodeConfig, now: UnixMillis) -> Result<Vec<String>, StartError> {
+    config.validate()?;
+    let zone = config.zone()?;
+    let mut found = Vec::new();
+    let tls_chain = files::read_cert_chain(&config.tls.cert)?;
+    let tls_key = files::read_tls_key(&config.tls.key)?;
+    crate::tls::server_config(tls_chain.clone(), tls_key)?;
+    let node_key = files::read_signing_key(&config.keys.node_signing_key)?;
+    if let Some(path) = &config.keys.issuing_key {
+        files::read_signing_key(path)?;
+    }
+    let dir = &config.data_dir;
+    // sled writes when it opens a store (it recovers and snapshots): a copy is opened instead.
+    let copy = tempfile_dir()?;
+    let store = if dir.join("db").exists() || dir.join("conf").exists() {
+        let bytes = copy_dir(dir, copy.path()).map_err(|source| StartError::DataDir {
+            path: format!("{} (copying it to check it)", dir.display()),
+            source,
+        })?;
+        let store = Store::open(copy.path(), StoreOptions { cache_capacity_bytes: 8 * 1024 * 1024 })?;
+        found.push(format!(
+            "store at {} opens (format {}; a copy of {} MB was checked)",
+            dir.display(),
+            ftz_store::FORMAT_VERSION,
+            bytes.div_ceil(1024 * 1024)
+        ));
+        Some(store)
+    } else {
+        found.push(format!("no store at {} yet: the node creates it at its first start", dir.display()));
+        None
+    };
+    let held = store.as_ref().map(held_registry).transpose()?.flatten();
+    let (registry, install) = choose_registry(config, held.as_ref(), &zone, &node_key, &tls_chain, now)?;
+    found.push(match install {
+        Some(_) => format!(
+            "registry v{} from {} would be installed",
+            registry.version(),
+            config.registry.file.as_deref().unwrap_or(Path::new("?")).display()
+        ),
+        None => format!("registry v{} in force", registry.version()),
+    });
+    if let Some(problem) = anchor_mismatch(config, &registry, &zone)? {
+        return Err(StartError::Registry(problem));
+    }
+    if let Some(store) = &store {
+        agreements::load(store)?;
+        policies::load(store, &zone)?;
+        users::load(store)?;
+        checkpoints::check_signed_history(store, &zone, &node_key, &registry)?;
+        found.push(format!("audit log of {} entries reproduces its latest checkpoint", store.audit_size()?));
+    }
+    for (what, addr) in [
+        ("listen", Some(&config.listen)),
+        ("http.listen", config.http.listen.as_ref()),
+        ("ops.listen", config.ops.listen.as_ref()),
+    ] {
+        if let Some(addr) = addr {
+            std::net::TcpListener::bind(addr.as_str())
+                .map_err(|source| StartError::Bind { addr: format!("{addr} ({what})"), source })?;
+        }
+    }
+    Ok(found)
+}
+
+/// A private temporary directory, removed when dropped.
+fn tempfile_dir() -> Result<TempDir, StartError> {
+    let base = std::env::temp_dir();
+    for _ in 0..16 {
+        let mut b = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        let path = base.join(format!("ftz-node-check-{}", hex::encode(b)));
+        if std::fs::create_dir(&path).is_ok() {
+            return Ok(TempDir(path));
+        }
+    }
+    Err(StartError::DataDir {
+        path: base.display().to_string(),
+        source: io::Error::other("cannot create a temporary directory"),
+    })
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies the files under `from` into `to`; returns the bytes copied.
+fn copy_dir(from: &Path, to: &Path) -> io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            bytes += copy_dir(&entry.path(), &target)?;
+        } else {
+            bytes += std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(bytes)
 }
 
 impl Parts {
@@ -207,6 +333,8 @@ impl Parts {
             Duration::from_millis(config.audit.checkpoint_interval_ms),
         );
         node.witness.spawn_cosigner(signed);
+        // A store restored from a backup: its log stays shut until its witnesses confirm it.
+        crate::restored::spawn(node.core.clone(), node.log.clone(), peers.clone());
         transfer::spawn_unacknowledged_sweeper(node.core.clone(), node.log.clone());
         node.outbox.spawn_retries();
         Ok(node)
@@ -224,24 +352,46 @@ fn create_private_dir(path: &Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The registry to start with: the stored one, or the configured file when it is newer (then
-/// installed by the same rules as `Admin.InstallRegistry`, the first one against the trust
-/// anchor).
-fn load_registry(
+/// The registry the store holds, if any.
+fn held_registry(store: &Store) -> Result<Option<Registry>, StartError> {
+    store
+        .current_registry()?
+        .map(|s| Registry::from_bytes(&s.envelope))
+        .transpose()
+        .map_err(|e| StartError::Registry(format!("the stored registry is unreadable: {e}")))
+}
+
+/// A configured trust anchor that is not an authority key of this zone in the registry in
+/// force: harmless once a registry is installed (the anchor only admits the first one), but a
+/// sign of a config that was not meant for this node's store.
+fn anchor_mismatch(config: &NodeConfig, registry: &Registry, zone: &ZoneId) -> Result<Option<String>, StartError> {
+    let Some(anchor) = config.trust_anchor()? else { return Ok(None) };
+    let listed = registry
+        .zone(zone)
+        .is_some_and(|z| z.keys.iter().any(|k| k.purpose == ftz_proto::KeyPurpose::Authority && k.id == anchor));
+    Ok((!listed).then(|| {
+        format!(
+            "registry.trust_anchor {anchor} is not an authority key of zone {zone} in registry v{} in force: correct it (ftzctl keys show --zone {zone}) or remove it (it only admits the first registry)",
+            registry.version()
+        )
+    }))
+}
+
+/// The registry to start with, and what to install first: the stored one, or the configured
+/// file when it is newer (checked by the same rules as `Admin.InstallRegistry`, the first one
+/// against the trust anchor). Writes nothing.
+fn choose_registry(
     config: &NodeConfig,
-    store: &Store,
+    held: Option<&Registry>,
     zone: &ZoneId,
     node_key: &ftz_core::SigningKey,
     tls_chain: &[rustls::pki_types::CertificateDer<'static>],
     now: ftz_core::UnixMillis,
-) -> Result<Registry, StartError> {
+) -> Result<(Registry, Option<StoredRegistry>), StartError> {
     let named = ftz_pki::identity_of(&tls_chain[0])
         .map_err(|e| StartError::Certificate(format!("{}: {e}", config.tls.cert.display())))?;
-    let held = store
-        .current_registry()?
-        .map(|s| Registry::from_bytes(&s.envelope))
-        .transpose()
-        .map_err(|e| StartError::Registry(format!("the stored registry is unreadable: {e}")))?;
+    let held = held.cloned();
+    let mut install = None;
     let file = match &config.registry.file {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|source| FileError::Io { path: path.clone(), source })?;
@@ -283,14 +433,12 @@ fn load_registry(
             };
             check_fits_node(&candidate, zone, &node_key.key_id(), tls_chain, now)
                 .map_err(|e| StartError::Registry(format!("{} refused: {e}", path.display())))?;
-            let stored = StoredRegistry {
+            install = Some(StoredRegistry {
                 version: candidate.version(),
                 envelope: candidate.to_bytes(),
                 installed_at_ms: now,
                 counted_signers: counted.iter().map(|k| k.as_bytes().to_vec()).collect(),
-            };
-            store.install_registry(&stored, candidate.digest(), held.as_ref().map(Registry::version))?;
-            tracing::info!(version = candidate.version(), file = %path.display(), "registry installed from file");
+            });
             candidate
         }
     };
@@ -300,7 +448,7 @@ fn load_registry(
     check_node_identity(&named.identity, zone, &config.tls.cert)?;
     check_fits_node(&registry, zone, &node_key.key_id(), tls_chain, now)
         .map_err(|e| StartError::Registry(e.to_string()))?;
-    Ok(registry)
+    Ok((registry, install))
 }
 
 fn check_node_identity(named: &Identity, zone: &ZoneId, cert: &Path) -> Result<(), StartError> {

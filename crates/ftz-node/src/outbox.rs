@@ -193,6 +193,7 @@ pub(crate) fn transient(e: &ApiError) -> bool {
                 | Reason::OutboxFull
                 | Reason::StatusUnavailable
                 | Reason::RegistryExpired
+                | Reason::LogBehindWitnesses
         )
     };
     let peer_reason = e.metadata.iter().find(|(k, _)| k == "peer_reason").and_then(|(_, v)| Reason::from_code(v));

@@ -20,13 +20,31 @@ use clap::Parser;
 #[command(name = "ftz-node", version, after_help = env_help())]
 struct Args {
     /// Path of the node's TOML config (see `ftzctl dev init` for an example).
-    #[arg(long, short, env = "FTZ_CONFIG")]
-    config: PathBuf,
+    #[arg(long, short, env = "FTZ_CONFIG", global = true)]
+    config: Option<PathBuf>,
 
-    /// Load and check everything (config, keys, certificate, store, registry, listen address),
-    /// then exit without serving.
+    /// Load and check everything (config, keys, certificate, store, registry, listen
+    /// addresses), then exit without serving. Changes nothing: no store is created, no registry
+    /// installed.
     #[arg(long)]
     check: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Writes a backup file (`ftzctl admin backup`) into the node's data directory, which must
+    /// be empty or missing, then exits. Every checksum is verified before anything is written.
+    /// The node started on it appends nothing to its audit log until the other zones'
+    /// witnesses have confirmed they hold no more of it (docs/operations.md, "Back up and
+    /// restore").
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 fn env_help() -> String {
@@ -46,7 +64,14 @@ pub fn main() -> ExitCode {
 /// a node (the benchmark runs each node as a child process of itself).
 pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let args = Args::parse_from(args);
-    let cfg = match NodeConfig::load(&args.config) {
+    let Some(config) = args.config.clone() else {
+        use clap::CommandFactory;
+        Args::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--config <CONFIG> is required").exit()
+    };
+    if let Some(Command::Restore { from }) = &args.command {
+        return restore_main(&config, from);
+    }
+    let cfg = match NodeConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ftz-node: {e}");
@@ -64,7 +89,47 @@ pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     runtime.block_on(run(cfg, args.check))
 }
 
+/// `ftz-node restore`: what it wrote on stdout, or why not on stderr.
+fn restore_main(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
+    match crate::restore::restore(config, from, ftz_core::Clock::now_ms(&ftz_core::SystemClock)) {
+        Ok(r) => {
+            println!(
+                "ftz-node: restored zone {} into {}: {} keys, audit log of {} entries (latest checkpoint at {}), backup sha256 {}",
+                r.zone,
+                r.data_dir.display(),
+                r.keys,
+                r.audit_log_size,
+                r.checkpoint_size,
+                r.sha256
+            );
+            println!(
+                "ftz-node: at its next start the node asks the other zones' witnesses what they hold of its log; it appends nothing until they confirm it (ftzctl admin status shows why)"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ftz-node: restore refused: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(cfg: NodeConfig, check: bool) -> ExitCode {
+    if check {
+        return match crate::node::check(&cfg, ftz_core::Clock::now_ms(&ftz_core::SystemClock)) {
+            Ok(found) => {
+                for line in found {
+                    println!("ftz-node: {line}");
+                }
+                println!("ftz-node: configuration OK (zone {}, would listen on {})", cfg.zone_id, cfg.listen);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ftz-node: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let node = match start(&cfg, NodeOptions::default()).await {
         Ok(n) => n,
         Err(e) => {
@@ -72,16 +137,20 @@ async fn run(cfg: NodeConfig, check: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if check {
-        let addr = node.local_addr();
-        let _ = node.shutdown().await;
-        println!("ftz-node: configuration OK (zone {}, would listen on {addr})", cfg.zone_id);
-        return ExitCode::SUCCESS;
-    }
     // One line on stdout when the node serves, with the address it bound (FTZ_LISTEN may say
     // port 0): what scripts and supervisors wait for.
     println!("ftz-node: zone {} listening on {}", cfg.zone_id, node.local_addr());
     wait_for_signal().await;
+    // Draining: not ready (for the load balancer's probe) while still serving; a second signal
+    // ends it early. Without an ops listener nobody probes, so there is nothing to wait for.
+    if node.ops_addr().is_some() && cfg.ops.drain_ms > 0 {
+        node.drain();
+        tracing::info!(drain_ms = cfg.ops.drain_ms, "draining: /readyz answers 503, calls are still served");
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(cfg.ops.drain_ms)) => {}
+            () = wait_for_signal() => tracing::info!("a second signal: stopping now"),
+        }
+    }
     tracing::info!("shutting down: finishing in-flight calls, flushing the store");
     match node.shutdown().await {
         Ok(()) => {

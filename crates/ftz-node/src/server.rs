@@ -3,7 +3,14 @@
 //! Connections are accepted by `listen`, not by tonic. The gRPC listener and the HTTPS one (the
 //! JSON API's `gateway`) serve the same stack: authentication in front of every service.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use ftz_core::{Clock, SystemClock};
 use ftz_proto::{
@@ -20,7 +27,9 @@ use crate::{
     config::{Limits, NodeConfig},
     gateway,
     listen::{accept_connections, stopped},
+    metrics::Metrics,
     node::{self, Node, StartError},
+    ops::Ops,
     services::{
         admin::AdminService, audit::AuditService, issuer::IssuerService, peer::PeerService, verify::VerifyService,
     },
@@ -34,11 +43,13 @@ pub struct NodeOptions {
     pub listener: Option<std::net::TcpListener>,
     /// The HTTPS listener, already bound (else `[http] listen`, if set, is bound).
     pub http_listener: Option<std::net::TcpListener>,
+    /// The ops listener (metrics, health), already bound (else `[ops] listen`, if set).
+    pub ops_listener: Option<std::net::TcpListener>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock), listener: None, http_listener: None }
+        Self { clock: Arc::new(SystemClock), listener: None, http_listener: None, ops_listener: None }
     }
 }
 
@@ -47,6 +58,8 @@ pub struct RunningNode {
     node: Arc<Node>,
     local_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    ops_addr: Option<SocketAddr>,
+    draining: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), String>>,
 }
@@ -59,6 +72,17 @@ impl RunningNode {
     /// The HTTPS listener's address, if the node has one.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The ops listener's address (metrics, health), if the node has one.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
+    }
+
+    /// Reports not ready from now on (`/readyz` answers 503), still serving every call: the
+    /// first step of a graceful stop, so that a load balancer sends new calls elsewhere.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// The node's zone.
@@ -111,7 +135,15 @@ fn bind(given: Option<std::net::TcpListener>, addr: &str) -> Result<(TcpListener
 pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode, StartError> {
     ftz_client::tls::install_crypto_provider();
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let parts = node::load(config, opts.clock, shutdown_rx.clone())?;
+    let ops = match (&config.ops.listen, opts.ops_listener) {
+        (_, Some(l)) => Some(bind(Some(l), "the given ops listener")?),
+        (Some(addr), None) => Some(bind(None, addr)?),
+        (None, None) => None,
+    };
+    // Counted only where someone can read it.
+    let metrics = Arc::new(if ops.is_some() { Metrics::on() } else { Metrics::off() });
+    let parts = node::load(config, opts.clock, shutdown_rx.clone(), metrics)?;
+    let tls_not_after_ms = parts.tls_chain.first().and_then(|c| ftz_pki::not_after_ms(c).ok());
 
     let (listener, local_addr) = bind(opts.listener, &config.listen)?;
     let http = match (&config.http.listen, opts.http_listener) {
@@ -140,16 +172,23 @@ pub async fn start(config: &NodeConfig, opts: NodeOptions) -> Result<RunningNode
         gateway::serve(incoming, stack, node.core.zone.to_string(), node.core.limits.clone(), shutdown_rx.clone());
         addr
     });
+    let draining = Arc::new(AtomicBool::new(false));
+    let ops_addr = ops.map(|(listener, addr)| {
+        let o = Ops::new(node.clone(), tls_not_after_ms, draining.clone(), config.ops.max_checkpoint_delay_ms);
+        crate::ops::serve(listener, o, shutdown_rx.clone());
+        addr
+    });
     let core = &node.core;
     tracing::info!(
         zone = %core.zone,
         addr = %local_addr,
         http = ?http_addr,
+        ops = ?ops_addr,
         registry_version = core.registry().version(),
         node_key = %core.node_key.key_id(),
         "node serving"
     );
-    Ok(RunningNode { node, local_addr, http_addr, shutdown, task })
+    Ok(RunningNode { node, local_addr, http_addr, ops_addr, draining, shutdown, task })
 }
 
 /// The gRPC server's settings, with authentication in front of everything.

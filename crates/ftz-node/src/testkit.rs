@@ -135,15 +135,18 @@ impl Kit {
         let store = Store::open(&dir.path().join("data"), Default::default()).expect("a store");
         let (shutdown, rx) = watch::channel(false);
         let own = &keys[ZONES[0]];
-        let core = Arc::new(Core::new(
-            ZoneId::new(ZONES[0]).expect("zone"),
-            clock.clone(),
-            store.clone(),
-            copy(&own.node_pkcs8),
-            Limits::default(),
-            registry,
-            Tasks::new(rx),
-        ));
+        let core = Arc::new(
+            Core::new(
+                ZoneId::new(ZONES[0]).expect("zone"),
+                clock.clone(),
+                store.clone(),
+                copy(&own.node_pkcs8),
+                Limits::default(),
+                registry,
+                Tasks::new(rx),
+            )
+            .with_metrics(Arc::new(crate::metrics::Metrics::on())),
+        );
         let log = AuditLog::start(store).expect("the audit log");
         let (chain, tls_key) = own_tls.expect("own TLS identity");
         let peers = Arc::new(PeerClients::new(core.clone(), chain, tls_key));

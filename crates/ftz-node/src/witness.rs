@@ -110,11 +110,18 @@ impl Witness {
         };
         let held = stored.as_ref().map_or(0, |c| c.size);
         if req.old_size != held {
-            return Err(ApiError::new(
+            let mut refused = ApiError::new(
                 Reason::WitnessConflict,
                 format!("this witness holds {origin} at size {held}, not {}", req.old_size),
             )
-            .with_meta("witness_size", held.to_string()));
+            .with_meta("witness_size", held.to_string());
+            // And the root it holds there: a log restored from a backup checks its own root at
+            // that size against it (asking with an old size no witness holds, which changes
+            // nothing here: see `restored`).
+            if let Some(c) = &stored {
+                refused = refused.with_meta("witness_root", hex::encode(c.root));
+            }
+            return Err(refused);
         }
         let proof: Vec<Hash> = req
             .consistency_proof

@@ -2,10 +2,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{path::Path, process::Command};
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use ftz_core::{Clock, SystemClock, ZoneId};
 use ftz_devkit::dev::{self, DevFederation, DevSpec, DevZoneSpec};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
 
 fn federation(root: &Path) -> DevFederation {
     let zones = ["shanghai", "hainan", "guangdong"]
@@ -16,6 +26,7 @@ fn federation(root: &Path) -> DevFederation {
             display_name: dev::display_name(z),
             endpoint: format!("127.0.0.1:{}", 17_000 + i),
             http_endpoint: None,
+            ops_endpoint: Some(format!("127.0.0.1:{}", free_port())),
         })
         .collect();
     let spec = DevSpec {
@@ -107,4 +118,121 @@ fn a_key_readable_by_others_is_refused() {
         assert_ne!(code, 0);
         assert!(out.contains("chmod 600"), "{out}");
     }
+}
+
+/// Every file under `dir` with its contents and modification time.
+fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+            }
+            let meta = std::fs::metadata(&path).unwrap();
+            let bytes = if path.is_dir() { Vec::new() } else { std::fs::read(&path).unwrap() };
+            out.insert(path.strip_prefix(dir).unwrap().display().to_string(), (bytes, meta.modified().unwrap()));
+        }
+    }
+    out
+}
+
+/// `GET path` on the ops listener: (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+#[test]
+fn check_changes_nothing_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = federation(dir.path());
+    let before = snapshot(dir.path());
+    let (code, out) = check(&fed, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no store at") && out.contains("would be installed"), "{out}");
+    assert!(!fed.zone("shanghai").unwrap().data_dir().exists(), "--check created the data directory");
+    assert!(snapshot(dir.path()) == before, "--check changed files");
+}
+
+/// The node as an operator runs it: it reports ready, and on SIGTERM reports not ready for its
+/// drain time while it still serves, then stops cleanly. Then, with the store it left, `--check`
+/// changes nothing and refuses a trust anchor that is not this zone's authority.
+#[test]
+fn sigterm_drains_then_stops_and_check_refuses_a_wrong_anchor_over_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = federation(dir.path());
+    let z = fed.zone("shanghai").unwrap();
+    let ops = z.ops_endpoint.clone().unwrap();
+    let text = std::fs::read_to_string(&z.config_path).unwrap();
+    assert!(text.contains("drain_ms = 5000"), "{text}");
+    std::fs::write(&z.config_path, text.replace("drain_ms = 5000", "drain_ms = 2000")).unwrap();
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftz-node"))
+        .arg("--config")
+        .arg(&z.config_path)
+        .env("FTZ_LISTEN", &grpc)
+        .env("FTZ_LOG_LEVEL", "warn")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    let (status, body) = get(&ops, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""ready":true"#), "{body}");
+    let (status, metrics) = get(&ops, "/metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("ftz_registry_version 1"), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+
+    let term = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(term.success());
+    let signalled = Instant::now();
+    let draining = loop {
+        let (status, body) = get(&ops, "/readyz");
+        if status == 503 {
+            break body;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(2), "still ready after SIGTERM: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(draining.contains("the node is stopping"), "{draining}");
+    // Still serving while draining: liveness, and the gRPC port takes connections.
+    assert_eq!(get(&ops, "/healthz").0, 200);
+    assert!(std::net::TcpStream::connect(&grpc).is_ok(), "the gRPC listener closed while draining");
+    assert!(child.try_wait().unwrap().is_none(), "the node stopped before its drain time");
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(20), "the node did not stop after its drain time");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(signalled.elapsed() >= Duration::from_millis(2000), "stopped before the drain time");
+
+    // A store exists now: --check opens it and writes nothing.
+    assert!(z.data_dir().exists());
+    let before = snapshot(dir.path());
+    let (code, out) = check(&fed, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("registry v1 in force") && out.contains("reproduces its latest checkpoint"), "{out}");
+    let after = snapshot(dir.path());
+    let changed: Vec<&String> = before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
+    assert!(changed.is_empty(), "--check changed files of an existing store: {changed:?}");
+    let (code, out) = check(&fed, &[("FTZ_TRUST_ANCHOR", "00112233445566778899aabbccddeeff")]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("registry.trust_anchor 00112233445566778899aabbccddeeff is not an authority key of zone shanghai"),
+        "{out}"
+    );
 }

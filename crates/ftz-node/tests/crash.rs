@@ -120,6 +120,7 @@ async fn killed_while_logging_the_node_restarts_on_a_history_it_can_reproduce() 
                 // does not depend on it.
                 endpoint: "127.0.0.1:9".into(),
                 http_endpoint: None,
+                ops_endpoint: None,
             })
             .collect(),
         quorum: 2,

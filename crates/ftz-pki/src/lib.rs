@@ -12,4 +12,4 @@ pub mod issue;
 pub mod verify;
 
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-pub use verify::{CertUsage, PkiError, VerifiedCert, check_ca, check_parses, identity_of, verify_chain};
+pub use verify::{CertUsage, PkiError, VerifiedCert, check_ca, check_parses, identity_of, not_after_ms, verify_chain};

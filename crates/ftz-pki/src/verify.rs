@@ -80,6 +80,12 @@ pub fn identity_of(cert_der: &[u8]) -> Result<VerifiedCert, PkiError> {
     Ok(VerifiedCert { identity, not_after_ms })
 }
 
+/// The end of a certificate's validity (any certificate: a CA's too).
+pub fn not_after_ms(cert_der: &[u8]) -> Result<UnixMillis, PkiError> {
+    let (_, cert) = X509Certificate::from_der(cert_der).map_err(|e| PkiError::Parse(e.to_string()))?;
+    Ok(cert.validity().not_after.timestamp().saturating_mul(1000))
+}
+
 /// Checks only that `der` parses as an end-entity certificate.
 pub fn check_parses(der: &[u8]) -> Result<(), PkiError> {
     let der = CertificateDer::from(der);

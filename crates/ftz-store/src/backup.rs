@@ -52,6 +52,9 @@ pub struct RestoredMarker {
     pub restored_at_ms: i64,
 }
 
+/// Key/value pairs of one tree, in key order.
+pub type Pairs<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + 'a>;
+
 impl Store {
     /// The trees a backup holds, in the order it holds them (sorted by name).
     pub fn backup_trees(&self) -> Vec<String> {
@@ -68,11 +71,7 @@ impl Store {
 
     /// Every key of `tree` as a consistent backup at `cut` holds it (see the module's comment),
     /// in key order. Reads only.
-    pub fn export_tree(
-        &self,
-        tree: &str,
-        cut: AuditCut,
-    ) -> Result<Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreError>> + '_>, StoreError> {
+    pub fn export_tree(&self, tree: &str, cut: AuditCut) -> Result<Pairs<'_>, StoreError> {
         let t = self.db.open_tree(tree)?;
         if tree == "audit" {
             let latest = self.checkpoints_before(Some(cut.size.saturating_add(1)), 1)?.into_iter().next();
@@ -106,47 +105,27 @@ impl Store {
         Ok(true)
     }
 
-    /// Writes a backup's keys into this empty store, gives every record with a retention
-    /// deadline its deadline entry, marks the store as restored at `marker`, and flushes. The
-    /// caller has verified the backup (checksums, manifest) before calling: nothing here undoes
-    /// a partial import, which is why the store must have been empty.
+    /// Writes a backup's keys into this empty store (see [`Importer`]). The caller has verified
+    /// the backup (checksums, manifest) before calling: nothing here undoes a partial import,
+    /// which is why the store must be empty.
+    pub fn import_begin(&self) -> Result<Importer<'_>, StoreError> {
+        if !self.is_empty_store()? {
+            return Err(StoreError::Corrupt { what: "restore", detail: "the store is not empty".into() });
+        }
+        Ok(Importer { store: self, open: None, written: 0 })
+    }
+
+    /// [`Store::import_begin`], every key of `entries`, then [`Importer::finish`].
     pub fn import(
         &self,
         entries: impl IntoIterator<Item = Exported>,
         marker: RestoredMarker,
     ) -> Result<u64, StoreError> {
-        if !self.is_empty_store()? {
-            return Err(StoreError::Corrupt { what: "restore", detail: "the store is not empty".into() });
-        }
-        let mut n = 0u64;
-        let mut open: Option<(String, sled::Tree)> = None;
+        let mut im = self.import_begin()?;
         for (tree, k, v) in entries {
-            if tree.as_bytes() == DEFAULT_TREE {
-                continue;
-            }
-            if open.as_ref().is_none_or(|(name, _)| *name != tree) {
-                open = Some((tree.clone(), self.db.open_tree(&tree)?));
-            }
-            if let Some((_, t)) = &open {
-                t.insert(k, v)?;
-            }
-            n += 1;
+            im.put(&tree, &k, &v)?;
         }
-        for kv in self.records.iter() {
-            let (k, v) = kv?;
-            let until = crate::records::retain_until(&v)?;
-            if until > 0 {
-                let d = deadline_key(until, &String::from_utf8_lossy(&k));
-                if !self.deadlines.contains_key(&d)? {
-                    self.deadlines.insert(d, &[][..])?;
-                }
-            }
-        }
-        let mut m = marker.audit_size.to_be_bytes().to_vec();
-        m.extend_from_slice(&marker.restored_at_ms.to_be_bytes());
-        self.meta.insert(RESTORED_KEY, m)?;
-        self.db.flush()?;
-        Ok(n)
+        im.finish(marker)
     }
 
     /// The restore marker, if this store was restored from a backup and its witnesses have not
@@ -167,6 +146,52 @@ impl Store {
     pub fn clear_restored_marker(&self) -> Result<(), StoreError> {
         self.meta.remove(RESTORED_KEY)?;
         self.flush()
+    }
+}
+
+/// An import under way: keys are written as they come, then [`Importer::finish`] repairs what
+/// a copy without a snapshot can miss, marks the store restored and flushes.
+pub struct Importer<'a> {
+    store: &'a Store,
+    open: Option<(String, sled::Tree)>,
+    written: u64,
+}
+
+impl Importer<'_> {
+    pub fn put(&mut self, tree: &str, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+        if tree.as_bytes() == DEFAULT_TREE || (tree == "meta" && k == RESTORED_KEY) {
+            return Ok(());
+        }
+        if self.open.as_ref().is_none_or(|(name, _)| name != tree) {
+            self.open = Some((tree.to_string(), self.store.db.open_tree(tree)?));
+        }
+        if let Some((_, t)) = &self.open {
+            t.insert(k, v)?;
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Gives every record with a retention deadline its deadline entry (a copy made while
+    /// records came and went can hold a record without it), marks the store as restored at
+    /// `marker`, and flushes. Returns the keys written.
+    pub fn finish(self, marker: RestoredMarker) -> Result<u64, StoreError> {
+        let s = self.store;
+        for kv in s.records.iter() {
+            let (k, v) = kv?;
+            let until = crate::records::retain_until(&v)?;
+            if until > 0 {
+                let d = deadline_key(until, &String::from_utf8_lossy(&k));
+                if !s.deadlines.contains_key(&d)? {
+                    s.deadlines.insert(d, &[][..])?;
+                }
+            }
+        }
+        let mut m = marker.audit_size.to_be_bytes().to_vec();
+        m.extend_from_slice(&marker.restored_at_ms.to_be_bytes());
+        s.meta.insert(RESTORED_KEY, m)?;
+        s.db.flush()?;
+        Ok(self.written)
     }
 }
 

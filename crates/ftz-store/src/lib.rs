@@ -27,7 +27,7 @@ use std::path::Path;
 use thiserror::Error;
 
 pub use audit::{AuditBatch, PendingIntent};
-pub use backup::{AuditCut, Exported, RestoredMarker};
+pub use backup::{AuditCut, Exported, Importer, RestoredMarker};
 pub use outbox::{MAX_OUTBOX_ITEMS, OutboxItem};
 pub use policies::StoredBudget;
 pub use records::{InsertOutcome, RecordSource, StoredRecord};
@@ -234,6 +234,11 @@ impl Store {
     /// appender does, to overlap one batch's flush with the next batch's writes.
     pub fn without_flush(&self) -> Store {
         Store { defer_flush: true, ..self.clone() }
+    }
+
+    /// The store's size on disk, in bytes (for the node's metrics).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
     }
 
     /// [`Store::flush`] for async callers: waits for a shared flush without holding a thread.

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit_dir;
+pub mod backup;
 #[cfg(feature = "dev")]
 pub mod demo;
 pub mod outbox;

@@ -97,12 +97,14 @@ pub(crate) fn spawn_signer(core: Arc<Core>, log: AuditLog, interval: Duration) -
         tokio::pin!(stopped);
         loop {
             let size = *size_rx.borrow_and_update();
-            if size > signed || unsigned {
+            // Nothing is signed while the log is shut (a restore its witnesses have not confirmed).
+            if (size > signed || unsigned) && log.writable().is_ok() {
                 match sign_checkpoint(&log.tree(), &c.zone, &c.node_key, size)
                     .and_then(|(_, note)| c.store.put_checkpoint(size, &note).map(|()| note).map_err(Into::into))
                 {
                     Ok(note) => {
                         (signed, unsigned) = (size, false);
+                        c.metrics.checkpoint_signed(c.now_ms());
                         tracing::debug!(size, "checkpoint signed");
                         tx.send_replace(Some((size, note)));
                     }

@@ -8,7 +8,12 @@ use ftz_core::{Reason, sha256};
 use ftz_policy::exchange::class_name;
 
 use super::log::AuditLog;
-use crate::{caller_rate::CountedGate, core::Core, error::ApiError};
+use crate::{
+    caller_rate::CountedGate,
+    core::Core,
+    error::ApiError,
+    metrics::{Decision, Direction},
+};
 
 /// Refusals involving one other zone logged per second at most, in bursts of twice that. Its
 /// nodes and users can be refused as fast as they can ask; the log grows by this much at most
@@ -59,6 +64,11 @@ fn clip(s: &str) -> String {
 }
 
 pub(crate) async fn log_refusal(core: &Core, log: &AuditLog, r: Refusal<'_>) {
+    // Counted whether or not the log has room for it: refused data would have left this zone
+    // when this zone refused, and would have come in when the other zone did.
+    let direction = if r.refusing.by_us() { Direction::Outgoing } else { Direction::Incoming };
+    let listed = ftz_core::ZoneId::new(r.other).is_ok_and(|z| core.registry().zone(&z).is_some());
+    core.metrics.transfer(r.other, listed, direction, Decision::Refused);
     let Some(left_out) = log.refusals.admit(r.other, core.now_ms()) else { return };
     let e = r.error;
     let meta = |key: &str| e.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());

@@ -74,6 +74,8 @@ pub struct AuditLog {
     cache: Arc<RwLock<UpperLevels>>,
     /// How many refusals involving each other zone may be logged (see `events`).
     pub(crate) refusals: Arc<super::events::RefusalGate>,
+    /// Whether the log may grow at all (shut after a restore: see `gate`).
+    pub(crate) gate: Arc<super::gate::LogGate>,
 }
 
 impl AuditLog {
@@ -83,8 +85,16 @@ impl AuditLog {
         let edge = read_edge(&store, &cache)?;
         let (tx, rx) = mpsc::channel(4096);
         let (size_tx, size_rx) = watch::channel(edge.size);
+        // A store restored from a backup starts shut, before anything can append.
+        let gate = match store.restored_marker()? {
+            Some(m) => super::gate::LogGate::shut(format!(
+                "this node was restored from a backup of its log at size {}; it appends nothing and signs no checkpoint until its witnesses confirm they hold no more of its log",
+                m.audit_size
+            )),
+            None => super::gate::LogGate::default(),
+        };
         tokio::spawn(append_loop(store.clone(), cache.clone(), rx, edge, size_tx));
-        Ok(Self { tx, size: size_rx, store, cache, refusals: Arc::default() })
+        Ok(Self { tx, size: size_rx, store, cache, refusals: Arc::default(), gate: Arc::new(gate) })
     }
 
     /// Reads the durable tree (roots and proofs) of any size the caller already knows durable.
@@ -116,6 +126,7 @@ impl AuditLog {
         transfer_id: Option<[u8; 16]>,
         outbox: Option<OutboxItem>,
     ) -> Result<Placed, ApiError> {
+        self.gate.check()?;
         let leaf = leaf.encode();
         // What every reader would refuse is never written: one oversized entry would make every
         // later listing, export and check of this log fail.
@@ -132,6 +143,12 @@ impl AuditLog {
             .await
             .map_err(|_| ApiError::new(Reason::Internal, "the audit log is not running"))?;
         rx.await.map_err(|_| ApiError::new(Reason::Internal, "the audit log stopped"))?
+    }
+
+    /// `Ok` if the log may grow now; else the `LOG_BEHIND_WITNESSES` refusal. Called before a
+    /// change is made whose log entry would be refused (an install, a transfer).
+    pub(crate) fn writable(&self) -> Result<(), ApiError> {
+        self.gate.check()
     }
 
     /// Stops the appender once everything queued before is durable.

@@ -5,12 +5,14 @@
 //! - [`log`]: the appender that commits planned batches and answers once they are durable;
 //! - [`reader`]: reading the log only as far as it is durable;
 //! - [`checkpoints`]: signing checkpoints over durable sizes, checking the signed history at start;
+//! - [`gate`]: whether the log may grow (shut after a restore until the witnesses confirm it);
 //! - [`events`]: refusals, configuration changes and the node key, logged in one place;
 //! - [`auditor`]: the checkpoint history with its cosignatures, another zone's export compared.
 
 pub mod auditor;
 pub mod checkpoints;
 pub mod events;
+pub mod gate;
 pub mod log;
 pub mod plan;
 pub mod reader;

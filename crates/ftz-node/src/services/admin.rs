@@ -5,13 +5,14 @@ use std::sync::Arc;
 use ftz_core::{Registry, ZoneId};
 use ftz_policy::Agreement;
 use ftz_proto::{
-    AgreementSummary, ExplainPolicyRequest, ExplainPolicyResponse, GetNodeStatusRequest, GetRegistryRequest,
-    GetRegistryResponse, InstallAgreementRequest, InstallAgreementResponse, InstallNegativeListRequest,
-    InstallNegativeListResponse, InstallPolicyRequest, InstallPolicyResponse, InstallRegistryRequest,
-    InstallRegistryResponse, InstallUserRevocationsRequest, InstallUserRevocationsResponse, ListAgreementsRequest,
-    ListAgreementsResponse, ListBudgetsRequest, ListBudgetsResponse, ListOutboxRequest, ListOutboxResponse,
-    ListPeersRequest, ListPeersResponse, ListPoliciesRequest, ListPoliciesResponse, NodeStatus, OutboxEntry,
-    PingPeerRequest, PingPeerResponse, PolicySummary, RevokePolicyRequest, RevokePolicyResponse, admin_server::Admin,
+    AgreementSummary, BackupChunk, BackupRequest, ExplainPolicyRequest, ExplainPolicyResponse, GetNodeStatusRequest,
+    GetRegistryRequest, GetRegistryResponse, InstallAgreementRequest, InstallAgreementResponse,
+    InstallNegativeListRequest, InstallNegativeListResponse, InstallPolicyRequest, InstallPolicyResponse,
+    InstallRegistryRequest, InstallRegistryResponse, InstallUserRevocationsRequest, InstallUserRevocationsResponse,
+    ListAgreementsRequest, ListAgreementsResponse, ListBudgetsRequest, ListBudgetsResponse, ListOutboxRequest,
+    ListOutboxResponse, ListPeersRequest, ListPeersResponse, ListPoliciesRequest, ListPoliciesResponse, NodeStatus,
+    OutboxEntry, PingPeerRequest, PingPeerResponse, PolicySummary, RestoreWitness, RevokePolicyRequest,
+    RevokePolicyResponse, admin_server::Admin,
 };
 use tonic::{Request, Response, Status};
 
@@ -27,12 +28,69 @@ impl AdminService {
     }
 }
 
+/// The stream `Admin.Backup` answers with.
+type BackupStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<BackupChunk, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl Admin for AdminService {
+    type BackupStream = BackupStream;
+
+    /// The store, cut at the audit log's durable size now (see `backup` and
+    /// `ftz_store::backup`). The copy is made first (into an unlinked temporary file, on the
+    /// blocking pool), so that the manifest with every tree's checksum can come first; then it is
+    /// streamed. The node keeps serving meanwhile.
+    async fn backup(&self, _req: Request<BackupRequest>) -> Result<Response<BackupStream>, Status> {
+        let (n, core) = (&self.node, &self.node.core);
+        let size = n.log.durable_size();
+        let root = ftz_audit::merkle::root(&n.log.tree(), size).map_err(ApiError::from)?;
+        let checkpoint =
+            core.store.checkpoints_before(Some(size.saturating_add(1)), 1).map_err(ApiError::from)?.into_iter().next();
+        let manifest = crate::backup::Manifest {
+            format: crate::backup::FORMAT.into(),
+            zone: core.zone.to_string(),
+            store_format_version: ftz_store::FORMAT_VERSION,
+            created_at_ms: core.now_ms(),
+            node_version: env!("CARGO_PKG_VERSION").into(),
+            audit_log_size: size,
+            audit_root: hex::encode(root),
+            checkpoint_size: checkpoint.as_ref().map_or(0, |(s, _)| *s),
+            checkpoint: checkpoint.map(|(_, note)| note),
+            trees: Vec::new(),
+        };
+        let cut = ftz_store::AuditCut { size, leaves_per_tile: crate::audit::tree::TILE_WIDTH };
+        let store = core.store.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<BackupChunk, Status>>(4);
+        tokio::task::spawn_blocking(move || {
+            let prepared = match crate::backup::prepare(&store, cut, manifest) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!("backup failed: {e}");
+                    let _ = tx.blocking_send(Err(ApiError::internal("the backup could not be made").into()));
+                    return;
+                }
+            };
+            let (total, entries) = (prepared.total_bytes(), prepared.entries);
+            let mut first = true;
+            let sent = prepared.stream(|data| {
+                let total_bytes = if std::mem::take(&mut first) { total } else { 0 };
+                tx.blocking_send(Ok(BackupChunk { data, total_bytes })).is_ok()
+            });
+            match sent {
+                Ok(sha) => {
+                    tracing::info!(bytes = total, entries, audit_log_size = size, sha256 = %hex::encode(sha), "backup sent")
+                }
+                Err(e) => tracing::warn!("backup not sent whole: {e}"),
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
     async fn install_registry(
         &self,
         req: Request<InstallRegistryRequest>,
     ) -> Result<Response<InstallRegistryResponse>, Status> {
+        // Installed but not logged would be a change the audit log does not show.
+        self.node.log.writable()?;
         let env = req.into_inner().registry.ok_or_else(|| ApiError::invalid("registry is required"))?;
         let candidate = Registry::parse(env).map_err(ApiError::from)?;
         let report = self.node.federation.install(candidate).await.inspect_err(|e| {
@@ -80,6 +138,19 @@ impl Admin for AdminService {
             checkpoint_size: s.store.latest_checkpoint().map_err(ApiError::from)?.map_or(0, |(size, _)| size),
             equivocations_found: n.witness.equivocations_found(),
             outbox_items: s.store.outbox_len() as u64,
+            audit_log_blocked: n.log.gate.blocked().unwrap_or_default(),
+            restore_witnesses: n
+                .log
+                .gate
+                .witnesses()
+                .into_iter()
+                .map(|w| RestoreWitness {
+                    zone_id: w.zone,
+                    answered: w.answered,
+                    held_size: w.held_size,
+                    conflict: w.conflict,
+                })
+                .collect(),
         }))
     }
 
@@ -92,6 +163,8 @@ impl Admin for AdminService {
         &self,
         req: Request<InstallAgreementRequest>,
     ) -> Result<Response<InstallAgreementResponse>, Status> {
+        // Installed but not logged would be a change the audit log does not show.
+        self.node.log.writable()?;
         let env = req.into_inner().agreement.ok_or_else(|| ApiError::invalid("agreement is required"))?;
         let candidate = Agreement::parse(env).map_err(ApiError::from)?;
         let (a, already) = self.node.agreements.install(candidate).await.inspect_err(|e| {
@@ -132,6 +205,8 @@ impl Admin for AdminService {
         &self,
         req: Request<InstallPolicyRequest>,
     ) -> Result<Response<InstallPolicyResponse>, Status> {
+        // Installed but not logged would be a change the audit log does not show.
+        self.node.log.writable()?;
         let env = req.into_inner().policy.ok_or_else(|| ApiError::invalid("policy is required"))?;
         let (policy_id, version, already_installed) = self.node.policies.install(env).await.inspect_err(|e| {
             tracing::warn!(reason = %e.reason, "policy refused: {}", e.message);
@@ -140,6 +215,8 @@ impl Admin for AdminService {
     }
 
     async fn revoke_policy(&self, req: Request<RevokePolicyRequest>) -> Result<Response<RevokePolicyResponse>, Status> {
+        // Installed but not logged would be a change the audit log does not show.
+        self.node.log.writable()?;
         let env = req.into_inner().revocation.ok_or_else(|| ApiError::invalid("revocation is required"))?;
         let o = self.node.policies.revoke(env).await?;
         Ok(Response::new(RevokePolicyResponse {
@@ -177,6 +254,8 @@ impl Admin for AdminService {
         &self,
         req: Request<InstallNegativeListRequest>,
     ) -> Result<Response<InstallNegativeListResponse>, Status> {
+        // Installed but not logged would be a change the audit log does not show.
+        self.node.log.writable()?;
         let env = req.into_inner().negative_list.ok_or_else(|| ApiError::invalid("negative_list is required"))?;
         let (version, already_installed) = self.node.policies.install_negative_list(env).await?;
         Ok(Response::new(InstallNegativeListResponse { version, already_installed }))
@@ -186,6 +265,8 @@ impl Admin for AdminService {
         &self,
         req: Request<InstallUserRevocationsRequest>,
     ) -> Result<Response<InstallUserRevocationsResponse>, Status> {
+        // Installed but not logged would be a change the audit log does not show.
+        self.node.log.writable()?;
         let env = req.into_inner().revocations.ok_or_else(|| ApiError::invalid("revocations is required"))?;
         let (version, already_installed, n) = self.node.users.install(env).await?;
         Ok(Response::new(InstallUserRevocationsResponse {

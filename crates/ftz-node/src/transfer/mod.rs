@@ -37,6 +37,7 @@ use crate::{
     },
     core::Core,
     error::{ApiError, reason_of},
+    metrics::{Decision, Direction},
     outbox::{Kind, Outbox, Outgoing},
     peers::{PeerClients, peer_failure},
     policies::Policies,
@@ -137,6 +138,8 @@ impl Transfers {
         subject: String,
         epsilon_needed_milli: impl Fn(&CompiledPolicy) -> u64,
     ) -> Result<Permit, ApiError> {
+        // Nothing leaves that this log could not record (after a restore not yet confirmed).
+        self.log.writable()?;
         let policy = self.policies.authorize(req, epsilon_needed_milli)?;
         Ok(Permit {
             policy,
@@ -305,6 +308,7 @@ impl Transfers {
         if placed.duplicate {
             return Ok((logged_receipt(&core.store, placed.index)?, None));
         }
+        count(core, &provider, Direction::Incoming, receipt.accepted);
         Ok((env, item))
     }
 
@@ -436,6 +440,12 @@ fn part(env: &Envelope) -> Result<SignedPart, ApiError> {
     })
 }
 
+/// A transfer logged with `peer`, for the metrics.
+fn count(core: &Core, peer: &ZoneId, direction: Direction, accepted: bool) {
+    let decision = if accepted { Decision::Transferred } else { Decision::RefusedOnReceipt };
+    core.metrics.transfer(peer.as_str(), core.registry().zone(peer).is_some(), direction, decision);
+}
+
 /// The transfer leaf both sides append.
 pub(crate) fn transfer_leaf(intent: &Envelope, receipt: &Envelope) -> Result<Leaf, ApiError> {
     Ok(Leaf::Transfer { intent: part(intent)?, receipt: part(receipt)? })
@@ -498,7 +508,9 @@ pub(crate) async fn acknowledged(
         return Err(invalid("the receipt is not for this intent"));
     }
     let id = transfer_id(&intent)?;
-    log.append(&transfer_leaf(intent_env, receipt_env)?, Some(id)).await?;
+    if !log.append(&transfer_leaf(intent_env, receipt_env)?, Some(id)).await?.duplicate {
+        count(core, caller, Direction::Outgoing, receipt.accepted);
+    }
     // Not waited for on disk: a pending intent whose transfer is logged is only cleaned up by
     // the sweeper, never declared unacknowledged.
     core.store.without_flush().take_pending_intent(&id)?;

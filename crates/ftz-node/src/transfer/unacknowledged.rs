@@ -4,7 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use ftz_audit::leaf::Leaf;
-use ftz_proto::{AcknowledgeRequest, Envelope};
+use ftz_core::ZoneId;
+use ftz_proto::{AcknowledgeRequest, Envelope, TransferIntent};
 use ftz_store::{Store, StoreError};
 use prost::Message;
 
@@ -12,6 +13,7 @@ use super::{acknowledged_transfer, part};
 use crate::{
     audit::{AuditLog, reader::logged_transfer},
     core::Core,
+    metrics::{Decision, Direction},
     outbox::Kind,
 };
 
@@ -43,8 +45,11 @@ async fn sweep(core: &Core, log: &AuditLog) {
         }
         let Ok(env) = Envelope::decode(bytes.as_slice()) else { continue };
         let Ok(intent) = part(&env) else { continue };
+        let consumer = TransferIntent::decode(intent.payload.as_slice()).map(|i| i.consumer_zone).unwrap_or_default();
         let leaf = Leaf::Unacknowledged { intent, declared_at_ms: core.now_ms() };
         if log.append(&leaf, None).await.is_ok() {
+            let listed = ZoneId::new(consumer.as_str()).is_ok_and(|z| core.registry().zone(&z).is_some());
+            core.metrics.transfer(&consumer, listed, Direction::Outgoing, Decision::Unacknowledged);
             let _ = store.take_pending_intent(&id);
             tracing::warn!(transfer = %hex::encode(id), "no receipt in time: logged as unacknowledged");
         }

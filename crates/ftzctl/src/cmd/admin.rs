@@ -45,6 +45,16 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// An online backup of your node's store into FILE: a manifest (zone, store format, the
+    /// audit log's size, root and latest checkpoint at the cut, every tree's count and SHA-256),
+    /// the keys, and a trailer with the SHA-256 of all before it. Written to a temporary file
+    /// beside FILE, checked, fsynced and renamed: FILE never holds half a backup. Restore it
+    /// with `ftz-node restore --config node.toml --from FILE` (docs/operations.md).
+    Backup {
+        /// Where to write the backup.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Every other zone with your node's last successful and last failed ping of it.
     Peers {
         /// Ping them all now (at once, a few seconds each at most) first.
@@ -96,7 +106,7 @@ pub async fn run(cmd: AdminCommand, channel: Channel, fmt: Format) -> Result<()>
                         s.checkpoint_size,
                         s.outbox_items,
                         s.equivocations_found
-                    )
+                    ) + &blocked_lines(&s)
                 },
                 || {
                     json!({
@@ -105,6 +115,53 @@ pub async fn run(cmd: AdminCommand, channel: Channel, fmt: Format) -> Result<()>
                         "now_ms": s.now_ms, "peer_zones": s.peer_zones, "software_version": s.software_version,
                         "audit_log_size": s.audit_log_size, "checkpoint_size": s.checkpoint_size,
                         "outbox_items": s.outbox_items, "equivocations_found": s.equivocations_found,
+                        "audit_log_blocked": s.audit_log_blocked,
+                        "restore_witnesses": s.restore_witnesses.iter().map(|w| json!({
+                            "zone_id": w.zone_id, "answered": w.answered, "held_size": w.held_size, "conflict": w.conflict,
+                        })).collect::<Vec<_>>(),
+                    })
+                },
+            );
+        }
+        AdminCommand::Backup { out } => {
+            let bar = if fmt == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                let b = indicatif::ProgressBar::new(0);
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("backup [{bar:30}] {bytes}/{total_bytes} ({eta})")
+                {
+                    b.set_style(style.progress_chars("=> "));
+                }
+                b
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let s = ftzctl::backup::download(&mut client, &out, |done, total| {
+                if total > 0 {
+                    bar.set_length(total);
+                }
+                bar.set_position(done);
+            })
+            .await;
+            bar.finish_and_clear();
+            let s = s?;
+            emit(
+                fmt,
+                || {
+                    format!(
+                        "backup of zone {} written to {}: {} bytes, {} keys, audit log of {} entries (latest checkpoint at {}), sha256 {}\n",
+                        s.zone,
+                        s.path.display(),
+                        s.bytes,
+                        s.entries,
+                        s.audit_log_size,
+                        s.checkpoint_size,
+                        s.sha256
+                    )
+                },
+                || {
+                    json!({
+                        "path": s.path.display().to_string(), "zone": s.zone, "bytes": s.bytes, "entries": s.entries,
+                        "audit_log_size": s.audit_log_size, "checkpoint_size": s.checkpoint_size, "sha256": s.sha256,
                     })
                 },
             );
@@ -345,4 +402,18 @@ pub async fn run(cmd: AdminCommand, channel: Channel, fmt: Format) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// The status's lines about a log that refuses to grow (after a restore), if it does.
+fn blocked_lines(s: &ftz_proto::NodeStatus) -> String {
+    let mut out = String::new();
+    if !s.audit_log_blocked.is_empty() {
+        out.push_str(&format!("LOG BLOCKED {}\n", s.audit_log_blocked));
+    }
+    for w in &s.restore_witnesses {
+        let held = if w.answered { format!("holds size {}", w.held_size) } else { "not heard yet".into() };
+        let conflict = if w.conflict.is_empty() { String::new() } else { format!(": {}", w.conflict) };
+        out.push_str(&format!("  witness {} {held}{conflict}\n", w.zone_id));
+    }
+    out
 }

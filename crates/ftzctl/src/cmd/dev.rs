@@ -43,6 +43,9 @@ pub struct DevInit {
 
 /// Each zone's HTTPS listener (JSON API) is on its gRPC port plus this.
 const HTTP_PORT_OFFSET: u16 = 1000;
+/// Each zone's ops listener (metrics, health; plain HTTP, always on loopback) is on its gRPC
+/// port plus this.
+const OPS_PORT_OFFSET: u16 = 2000;
 
 pub fn run(cmd: DevCommand, fmt: Format) -> Result<()> {
     let DevCommand::Init(a) = cmd;
@@ -57,6 +60,10 @@ pub fn run(cmd: DevCommand, fmt: Format) -> Result<()> {
                 "{}:{}",
                 a.host,
                 port.checked_add(HTTP_PORT_OFFSET).context("port out of range")?
+            )),
+            ops_endpoint: Some(format!(
+                "127.0.0.1:{}",
+                port.checked_add(OPS_PORT_OFFSET).context("port out of range")?
             )),
         });
     }
