@@ -2,8 +2,7 @@
 # step: Debian package ftz-exchange (cargo-deb): lintian clean, installs with dpkg -i, ftz-node --check passes as the package's user, removes and purges cleanly
 set -euo pipefail
 
-# Pinned: the packaging tool. Lintian is Debian 12's.
-CARGO_DEB_VERSION=3.8.0
+# The packaging tool (cargo-deb, pinned in .ci/run) and lintian (Debian 12's) come from .ci/run.
 PKG=ftz-exchange
 USER_NAME=ftz-exchange
 CONF=/etc/ftz-exchange
@@ -14,21 +13,11 @@ STATE=/var/lib/ftz-exchange
 say() { printf -- '-- %s\n' "$*"; }
 fail() { echo "FAIL: $*"; exit 1; }
 
-# --- tools -------------------------------------------------------------------------------------
-if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
-    say "installing cargo-deb $CARGO_DEB_VERSION (cargo install --locked)"
-    cargo install -q cargo-deb --locked --version "$CARGO_DEB_VERSION"
-fi
-need=()
-command -v lintian >/dev/null || need+=(lintian)
-command -v adduser >/dev/null || need+=(adduser)
-command -v readelf >/dev/null || need+=(binutils)
-if [ ${#need[@]} -gt 0 ]; then
-    say "installing ${need[*]} (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# --- tools (installed by .ci/run) ----------------------------------------------------------------
+cargo deb --version >/dev/null 2>&1 || fail "cargo-deb is needed: .ci/run installs it (cargo install cargo-deb --locked)"
+for tool in lintian adduser readelf; do
+    command -v "$tool" >/dev/null || fail "$tool is needed: apt-get install lintian adduser binutils"
+done
 
 if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'ok installed'; then
     fail "$PKG is installed on this machine already; this step installs and purges it (dpkg -P $PKG first)"
