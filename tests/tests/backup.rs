@@ -247,3 +247,55 @@ async fn a_backup_taken_after_the_last_cosigned_checkpoint_restores_and_continue
     no_equivocation(&c).await;
     c.shutdown().await;
 }
+
+/// Each backup copies the whole store into a temporary file first: a caller (a compromised
+/// admin certificate) asking for many at once would fill the node's disk. One at a time; the
+/// next one is refused `RATE_LIMITED` until the first stream is read or dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_backup_at_a_time() {
+    let c = Cluster::start(&ZONES).await;
+    // A store of a few MB (industry rows), so that a backup is more than the node can send
+    // before its client reads (HTTP/2 flow control, and the node's own queue of 4 chunks).
+    for part in 0..10u32 {
+        let rows = (0..1000u32)
+            .map(|i| {
+                let first17 = format!("9144010000{:07}", part * 1000 + i);
+                let uscc = format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).unwrap());
+                ftz_proto::IndustryRow {
+                    line: u64::from(i) + 2,
+                    enterprise_uscc: uscc,
+                    enterprise_name: format!("Enterprise {part}-{i} with a name long enough to take some room"),
+                    industry_code: "C3841".into(),
+                    region: "440104".into(),
+                    period: "2026-Q1".into(),
+                    output_value: 1_000_000,
+                    employment: 50,
+                    capacity: 100,
+                }
+            })
+            .collect();
+        c.issuer(LOST).import_rows(ftz_proto::ImportRowsRequest { rows }).await.unwrap();
+    }
+    let mut admin = c.admin(LOST);
+    // Not read: the node cannot send more than the flow-control window, and holds the slot.
+    let first = admin.backup(ftz_proto::BackupRequest {}).await.unwrap().into_inner();
+    let (code, why) = reason(c.admin(LOST).backup(ftz_proto::BackupRequest {}).await);
+    assert_eq!((code, why), (tonic::Code::ResourceExhausted, Some(Reason::RateLimited)));
+    drop(first);
+    let dir = tempfile::tempdir().unwrap();
+    for attempt in 0.. {
+        match ftzctl::backup::download(&mut c.admin(LOST), &dir.path().join("b"), |_, _| {}).await {
+            Ok(s) => {
+                assert!(s.bytes > 0);
+                break;
+            }
+            Err(e) if attempt < 100 => {
+                let status = e.downcast_ref::<tonic::Status>().expect("a refusal");
+                assert_eq!(ftz_tests::reason_of(status), Some(Reason::RateLimited), "{status}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the slot was not given back after the first stream was dropped: {e:#}"),
+        }
+    }
+    c.shutdown().await;
+}

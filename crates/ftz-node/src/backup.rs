@@ -86,27 +86,12 @@ pub(crate) struct Prepared {
     pub entries: u64,
 }
 
-/// An unlinked file in the system's temporary directory (readable by nobody else; gone when
-/// closed, whatever happens to the process).
-fn scratch() -> io::Result<std::fs::File> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let path = std::env::temp_dir().join(format!("ftz-backup-{}-{nanos}", std::process::id()));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let file = opts.open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(file)
-}
-
 /// Copies the store at `cut` (blocking: run it on the blocking pool). `manifest` comes with
 /// everything but the trees, which are filled in here.
 pub(crate) fn prepare(store: &Store, cut: AuditCut, mut manifest: Manifest) -> Result<Prepared, BackupError> {
-    let mut file = scratch()?;
+    // Unlinked, in the system's temporary directory: readable by nobody else, gone when closed
+    // whatever happens to the process.
+    let mut file = tempfile::tempfile()?;
     let mut out = BufWriter::new(&mut file);
     let mut entries = 0u64;
     let mut len = 0u64;

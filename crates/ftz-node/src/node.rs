@@ -184,7 +184,10 @@ pub(crate) fn check(config: &NodeConfig, now: UnixMillis) -> Result<Vec<String>,
     }
     let dir = &config.data_dir;
     // sled writes when it opens a store (it recovers and snapshots): a copy is opened instead.
-    let copy = tempfile_dir()?;
+    let copy = tempfile::Builder::new()
+        .prefix("ftz-node-check-")
+        .tempdir()
+        .map_err(|source| StartError::DataDir { path: std::env::temp_dir().display().to_string(), source })?;
     let store = if dir.join("db").exists() || dir.join("conf").exists() {
         let bytes = copy_dir(dir, copy.path()).map_err(|source| StartError::DataDir {
             path: format!("{} (copying it to check it)", dir.display()),
@@ -233,37 +236,6 @@ pub(crate) fn check(config: &NodeConfig, now: UnixMillis) -> Result<Vec<String>,
         }
     }
     Ok(found)
-}
-
-/// A private temporary directory, removed when dropped.
-fn tempfile_dir() -> Result<TempDir, StartError> {
-    let base = std::env::temp_dir();
-    for _ in 0..16 {
-        let mut b = [0u8; 8];
-        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-        let path = base.join(format!("ftz-node-check-{}", hex::encode(b)));
-        if std::fs::create_dir(&path).is_ok() {
-            return Ok(TempDir(path));
-        }
-    }
-    Err(StartError::DataDir {
-        path: base.display().to_string(),
-        source: io::Error::other("cannot create a temporary directory"),
-    })
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Copies the files under `from` into `to`; returns the bytes copied.

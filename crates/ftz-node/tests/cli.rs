@@ -10,33 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ftz_core::{Clock, SystemClock, ZoneId};
-use ftz_devkit::dev::{self, DevFederation, DevSpec, DevZoneSpec};
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::free_port;
+use ftz_devkit::dev::DevFederation;
 
 fn federation(root: &Path) -> DevFederation {
-    let zones = ["shanghai", "hainan", "guangdong"]
-        .iter()
-        .enumerate()
-        .map(|(i, z)| DevZoneSpec {
-            id: ZoneId::new(*z).unwrap(),
-            display_name: dev::display_name(z),
-            endpoint: format!("127.0.0.1:{}", 17_000 + i),
-            http_endpoint: None,
-            ops_endpoint: Some(format!("127.0.0.1:{}", free_port())),
-        })
-        .collect();
-    let spec = DevSpec {
-        federation_id: "ftz-cli-test".into(),
-        zones,
-        quorum: 2,
-        validity_days: 30,
-        now_ms: SystemClock.now_ms(),
-    };
-    dev::create(&spec, root).unwrap()
+    common::federation(root, "ftz-cli-test", &["shanghai", "hainan", "guangdong"], true)
 }
 
 /// Runs `ftz-node --check` on shanghai's config with extra environment; returns (exit code, stderr+stdout).

@@ -11,33 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ftz_core::{Clock, SystemClock, ZoneId};
-use ftz_devkit::dev::{self, DevFederation, DevSpec, DevZoneSpec};
+mod common;
+
+use ftz_devkit::dev::DevFederation;
 use ftz_store::{Store, StoreError, StoreOptions};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn federation(root: &Path) -> DevFederation {
-    let zones = ["shanghai", "hainan"]
-        .iter()
-        .map(|z| DevZoneSpec {
-            id: ZoneId::new(*z).unwrap(),
-            display_name: dev::display_name(z),
-            endpoint: format!("127.0.0.1:{}", free_port()),
-            http_endpoint: None,
-            ops_endpoint: None,
-        })
-        .collect();
-    let spec = DevSpec {
-        federation_id: "ftz-format-test".into(),
-        zones,
-        quorum: 2,
-        validity_days: 30,
-        now_ms: SystemClock.now_ms(),
-    };
-    dev::create(&spec, root).unwrap()
+    common::federation(root, "ftz-format-test", &["shanghai", "hainan"], false)
 }
 
 /// Runs ftz-node on shanghai's config with `args`; (exit code, stderr and stdout). A node that

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ftz_core::{Registry, ZoneId};
+use ftz_core::{Reason, Registry, ZoneId};
 use ftz_policy::Agreement;
 use ftz_proto::{
     AgreementSummary, BackupChunk, BackupRequest, ExplainPolicyRequest, ExplainPolicyResponse, GetNodeStatusRequest,
@@ -20,11 +20,15 @@ use crate::{error::ApiError, node::Node, outbox::kind_name, ping::REFRESH_DEADLI
 
 pub(crate) struct AdminService {
     node: Arc<Node>,
+    /// One backup at a time: each copies the whole store into a temporary file first, so
+    /// concurrent ones (a compromised admin certificate asking in a loop) would fill the disk.
+    /// Held until the backup's stream is dropped (read to its end, or abandoned).
+    backups: Arc<tokio::sync::Semaphore>,
 }
 
 impl AdminService {
     pub(crate) fn new(node: Arc<Node>) -> Self {
-        Self { node }
+        Self { node, backups: Arc::new(tokio::sync::Semaphore::new(1)) }
     }
 }
 
@@ -40,6 +44,9 @@ impl Admin for AdminService {
     /// blocking pool), so that the manifest with every tree's checksum can come first; then it is
     /// streamed. The node keeps serving meanwhile.
     async fn backup(&self, _req: Request<BackupRequest>) -> Result<Response<BackupStream>, Status> {
+        let slot = self.backups.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(Reason::RateLimited, "a backup is being made already; one at a time").retry_after(10_000)
+        })?;
         let (n, core) = (&self.node, &self.node.core);
         let size = n.log.durable_size();
         let root = ftz_audit::merkle::root(&n.log.tree(), size).map_err(ApiError::from)?;
@@ -82,7 +89,11 @@ impl Admin for AdminService {
                 Err(e) => tracing::warn!("backup not sent whole: {e}"),
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        let chunks = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(chunks, move |chunk| {
+            let _held = &slot;
+            chunk
+        }))))
     }
 
     async fn install_registry(
