@@ -23,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::{Value, json};
 
 mod audit;
+mod ops;
 mod outbox;
 mod serve;
 mod web;
@@ -247,6 +248,8 @@ async fn steps(
     audit::step(fed, r, exports).await?;
     flush(r);
     web::step(fed, r).await?;
+    flush(r);
+    ops::step(fed, r).await?;
     flush(r);
     Ok(())
 }
