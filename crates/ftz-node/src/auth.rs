@@ -29,7 +29,7 @@ use crate::{
         AuditLog,
         events::{Refusal, log_refusal},
     },
-    caller_rate::{Admission, CallerRates, CountedGate},
+    caller_rate::{Admission, CallerRates, RefusalLines},
     conn::ConnInfo,
     core::Core,
     error::ApiError,
@@ -82,11 +82,13 @@ struct CacheEntry {
     not_after_ms: UnixMillis,
 }
 
-/// Warning lines about refused requests a node writes a second at most (bursts of four times
-/// that), whoever causes them: a caller can make a node refuse as fast as it can send, and a
-/// line for each would let anyone fill the node's disk through its log. The rest are counted in
-/// the next line; refusals are audited (bounded per zone) whether or not a line is written.
-const REFUSAL_LINES_PER_SECOND: u32 = 5;
+/// Warning lines about refused requests a node writes a second at most, per caller (an
+/// authenticated identity, or the address of a caller without one) and in all: a caller can
+/// make a node refuse as fast as it can send, and a line for each would let anyone fill the
+/// node's disk through its log. The rest are counted in the caller's next line; refusals are
+/// audited (bounded per zone) whether or not a line is written.
+const REFUSAL_LINES_PER_CALLER_PER_SECOND: u32 = 1;
+const REFUSAL_LINES_PER_SECOND: u32 = 20;
 
 pub(crate) struct Authenticator {
     core: Arc<Core>,
@@ -97,8 +99,8 @@ pub(crate) struct Authenticator {
     users: Arc<UserRevocations>,
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
     rates: CallerRates,
-    /// Warning lines about refusals, bounded (one budget for the whole node).
-    lines: CountedGate,
+    /// Warning lines about refusals, bounded per caller and for the whole node.
+    lines: RefusalLines,
 }
 
 impl Authenticator {
@@ -110,7 +112,7 @@ impl Authenticator {
             users,
             cache: Mutex::new(HashMap::new()),
             rates: CallerRates::default(),
-            lines: CountedGate::new(REFUSAL_LINES_PER_SECOND, 4 * REFUSAL_LINES_PER_SECOND),
+            lines: RefusalLines::new(REFUSAL_LINES_PER_CALLER_PER_SECOND, REFUSAL_LINES_PER_SECOND),
         }
     }
 
@@ -419,8 +421,13 @@ where
             }
             Err(refused) => {
                 let (who, e) = *refused;
-                if let Some(left_out) = self.auth.lines.admit("", self.auth.core.now_ms()) {
-                    tracing::warn!(method = %path, remote = ?remote, reason = %e.reason, left_out, "refused: {}", e.message);
+                let key = match (&who, remote) {
+                    (Some(who), _) => who.to_uri(),
+                    (None, Some(addr)) => format!("ip:{}", addr.ip()),
+                    (None, None) => String::new(),
+                };
+                if let Some(left_out) = self.auth.lines.admit(&key, self.auth.core.now_ms()) {
+                    tracing::warn!(method = %path, caller = %key, reason = %e.reason, left_out, "refused: {}", e.message);
                 }
                 if let Some(who) = who {
                     self.auth.log_refused(&who, &path, &e);
@@ -465,8 +472,8 @@ fn undecodable_as_invalid(
         return resp;
     }
     let e = ApiError::new(Reason::MalformedRequest, format!("the request does not decode: {}", status.message()));
-    if let Some(left_out) = auth.lines.admit("", auth.core.now_ms()) {
-        tracing::warn!(method = %path, left_out, "refused: {}", e.message);
+    if let Some(left_out) = auth.lines.admit(&who.to_uri(), auth.core.now_ms()) {
+        tracing::warn!(method = %path, caller = %who, left_out, "refused: {}", e.message);
     }
     if who.principal == Principal::Node {
         auth.log_refused(who, path, &e);

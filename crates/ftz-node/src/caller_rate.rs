@@ -97,11 +97,66 @@ impl CountedGate {
             }
         }
     }
+
+    /// Counts `n` more left out for `key` (bounded like [`CountedGate::admit`]).
+    fn count_left_out(&self, key: &str, n: u64) {
+        let mut left_out = self.left_out.lock().unwrap_or_else(|e| e.into_inner());
+        if left_out.len() < MAX_CALLERS || left_out.contains_key(key) {
+            *left_out.entry(key.to_string()).or_default() += n;
+        }
+    }
+}
+
+/// Warning lines about refusals: a budget per caller (so one caller's flood does not hide
+/// another's first refusal) under a ceiling for the whole node (so many callers together cannot
+/// fill the disk either). A line left out by either is counted in that caller's next line.
+pub(crate) struct RefusalLines {
+    per_caller: CountedGate,
+    node: CountedGate,
+}
+
+impl RefusalLines {
+    /// `per_caller` lines a second per caller (bursts of five times that), `node` a second in
+    /// all (bursts of twice that).
+    pub(crate) fn new(per_caller: u32, node: u32) -> Self {
+        Self {
+            per_caller: CountedGate::new(per_caller, per_caller.saturating_mul(5)),
+            node: CountedGate::new(node, node.saturating_mul(2)),
+        }
+    }
+
+    /// `None`: leave the line out (counted for `caller`). `Some(n)`: write it, saying `n` of
+    /// this caller's lines were left out before it.
+    pub(crate) fn admit(&self, caller: &str, now_ms: i64) -> Option<u64> {
+        let mine = self.per_caller.admit(caller, now_ms)?;
+        if self.node.admit("", now_ms).is_some() {
+            return Some(mine);
+        }
+        self.per_caller.count_left_out(caller, mine + 1);
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_lines_are_per_caller_under_a_node_ceiling() {
+        let lines = RefusalLines::new(1, 20);
+        // One caller's flood: its burst of five, then nothing.
+        assert_eq!((0..1000).filter(|_| lines.admit("zone:hainan", 0).is_some()).count(), 5);
+        // It does not silence another caller.
+        assert_eq!(lines.admit("ip:192.0.2.7", 0), Some(0));
+        // A second later the flooding caller gets one line, saying what it left out.
+        assert_eq!(lines.admit("zone:hainan", 1000), Some(995));
+        // Five thousand callers at once: the node writes no more than its ceiling.
+        let caller = |i: u32| format!("ip:10.0.{}.{}", i / 256, i % 256);
+        let written = (0..5000).filter(|&i| lines.admit(&caller(i), 5000).is_some()).count();
+        assert_eq!(written, 40, "the node's burst in one instant");
+        // What the ceiling left out is still counted for the caller it belonged to.
+        assert_eq!(lines.admit(&caller(4999), 7000), Some(1));
+    }
 
     #[test]
     fn refusal_lines_are_bounded_and_the_rest_counted() {
