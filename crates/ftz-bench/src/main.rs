@@ -31,8 +31,9 @@ struct Args {
     /// uses it; the figures mean nothing).
     #[arg(long, hide = true)]
     smoke: bool,
-    /// Run only these groups: crypto, audit, nodes, or one node scenario (echo, verify, proof,
-    /// list, pull, push); all when not given. For profiling.
+    /// Run only these groups: crypto, audit, nodes, observed (what metrics and the default log
+    /// level cost), or one node scenario (echo, verify, proof, list, pull, push); all when not
+    /// given. For profiling.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Requests in flight in the node scenarios (default 50; the log pages: 4).
@@ -244,9 +245,9 @@ async fn suite(args: Args) -> Result<()> {
         }
         let floor = Some(("crypto_floor_per_transfer", floor_rate));
         let n = if node_part("pull") { sizes.transfers } else { 50 };
-        fed.prepare_pull(n).await?;
+        fed.prepare_pull(0, n).await?;
         let before = fed.cpu_times();
-        let pull = fed.pull(n, sizes.in_flight).await?;
+        let pull = fed.pull(0, n, sizes.in_flight).await?;
         add(&mut rows, &fed, &spent(&fed, &before), n, Row::new("cross_zone_pull_transfer", &pull, floor));
         let n = if node_part("push") { sizes.transfers } else { 50 };
         fed.prepare_push(n).await?;
@@ -255,6 +256,10 @@ async fn suite(args: Args) -> Result<()> {
         add(&mut rows, &fed, &spent(&fed, &before), n, Row::new("push_through_outbox", &push, floor));
         node_peaks = fed.peak_rss_mb();
         fed.shutdown();
+    }
+
+    if run("observed") {
+        observed(&sizes, dir.path(), &mut |r| add(&mut rows, r)).await?;
     }
 
     let (_, peak) = rss_mb();
@@ -281,5 +286,89 @@ async fn suite(args: Args) -> Result<()> {
         "peak RSS of this process (load generator, the audit scenarios' stores): {peak:.1} MB; summary in {}",
         args.out.display()
     );
+    Ok(())
+}
+
+/// What watching a node costs: the same scenarios on three federations side by side, taking
+/// turns round by round (as the twins do, each round starting with another of them): one with
+/// metrics off and logging off (`quiet`, the baseline), one with metrics on (an `[ops]`
+/// listener; logging off), one at the default log level `info` (metrics off). A row's rate and
+/// latencies are over all its rounds; its ratio is the median over the rounds of its rate over
+/// `quiet`'s in the same round, which load that comes and goes on the machine moves least.
+async fn observed(sizes: &scenarios::Sizes, dir: &std::path::Path, add: &mut impl FnMut(Row)) -> Result<()> {
+    const VARIANTS: [(&str, bool, &str); 3] =
+        [("quiet", false, "off"), ("metrics", true, "off"), ("log_info", false, "info")];
+    const SCENARIOS: [&str; 3] = ["echo", "verify_cached", "pull"];
+    const ROUNDS: usize = 2 * TWIN_ROUNDS;
+    eprintln!("what metrics and the default log level cost: three federations taking turns");
+    let mut feds = Vec::new();
+    for (name, metrics, level) in VARIANTS {
+        let mut fed = Federation::create_observed(&dir.join(format!("observed-{name}")), metrics, level)?;
+        fed.start().await.with_context(|| format!("the {name} federation"))?;
+        fed.prepare_verify().await?;
+        feds.push(fed);
+    }
+    let per_round = |n: usize| n.div_ceil(ROUNDS);
+    let (echo_n, verify_n, pull_n) = (per_round(sizes.echo), per_round(sizes.verify), per_round(sizes.transfers));
+    for fed in &feds {
+        fed.prepare_pull(0, pull_n * ROUNDS).await?;
+    }
+    let log_before: Vec<u64> = feds.iter().map(Federation::node_log_bytes).collect();
+    // [scenario][variant]: over all rounds, each round's rate, and the CPU its nodes spent.
+    let mut measured: Vec<Vec<(Measured, Vec<f64>, Duration)>> = SCENARIOS
+        .iter()
+        .map(|_| feds.iter().map(|_| (Measured::empty(), Vec::new(), Duration::ZERO)).collect())
+        .collect();
+    let node_cpu = |fed: &Federation| -> Duration {
+        fed.cpu_times().iter().filter(|(who, _)| *who != "load generator").map(|(_, t)| *t).sum()
+    };
+    for round in 0..ROUNDS {
+        for (scenario, by_variant) in SCENARIOS.iter().zip(&mut measured) {
+            for k in 0..VARIANTS.len() {
+                let v = (round + k) % VARIANTS.len();
+                let fed = &feds[v];
+                let cpu_before = node_cpu(fed);
+                let m = match *scenario {
+                    "echo" => fed.echo(echo_n, sizes.in_flight).await?,
+                    "verify_cached" => fed.verify_cached(Api::Grpc, verify_n, sizes.in_flight).await?,
+                    _ => fed.pull(round * pull_n, pull_n, sizes.in_flight).await?,
+                };
+                by_variant[v].2 += node_cpu(fed).saturating_sub(cpu_before);
+                by_variant[v].1.push(m.ops_per_s());
+                by_variant[v].0.merge(m);
+            }
+        }
+    }
+    for (scenario, by_variant) in SCENARIOS.iter().zip(&measured) {
+        let base = format!("observed_{scenario}_{}", VARIANTS[0].0);
+        let cpu_per_op = |(m, _, cpu): &(Measured, Vec<f64>, Duration)| cpu.as_secs_f64() * 1e6 / m.ops.max(1) as f64;
+        let base_cpu = cpu_per_op(&by_variant[0]);
+        for (((name, _, _), v), fed) in VARIANTS.iter().zip(by_variant).zip(&feds) {
+            let (m, rates, _) = v;
+            let row = format!("observed_{scenario}_{name}");
+            let baseline = (row != base).then(|| (base.as_str(), by_variant[0].0.ops_per_s()));
+            let mut row = Row::new(&row, m, baseline);
+            if baseline.is_some() {
+                let mut ratios: Vec<f64> =
+                    rates.iter().zip(&by_variant[0].1).map(|(r, b)| r / b.max(f64::MIN_POSITIVE)).collect();
+                ratios.sort_by(f64::total_cmp);
+                row.ratio = ratios[ratios.len() / 2];
+            }
+            row.rss_mb = fed.peak_rss_mb().iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
+            add(row);
+            eprintln!(
+                "    the nodes' CPU per operation: {:.1} µs ({:+.1}% against {})",
+                cpu_per_op(v),
+                (cpu_per_op(v) / base_cpu.max(f64::MIN_POSITIVE) - 1.0) * 100.0,
+                VARIANTS[0].0
+            );
+        }
+    }
+    for (((name, _, _), fed), before) in VARIANTS.iter().zip(&feds).zip(&log_before) {
+        eprintln!("    {name}: the nodes' logs grew {} bytes during the runs", fed.node_log_bytes() - before);
+    }
+    for fed in feds {
+        fed.shutdown();
+    }
     Ok(())
 }

@@ -268,8 +268,14 @@ fn unlimited(mut p: ftz_proto::ExchangePolicy) -> ftz_proto::ExchangePolicy {
 impl Federation {
     /// Creates the zones' directories, keys and configs (nothing runs yet: a store can be
     /// filled first). Every node also gets an HTTPS listener (`[http] listen`, a port from the
-    /// OS) for the JSON API scenarios.
+    /// OS) for the JSON API scenarios, and an ops listener (metrics on), with log level "warn".
     pub fn create(dir: &std::path::Path) -> Result<Federation> {
+        Self::create_observed(dir, true, "warn")
+    }
+
+    /// The same with metrics on or off (no `[ops]` listener: `Metrics::off`) and the nodes'
+    /// `log.level`, for the scenarios that measure what metrics and logs cost.
+    pub fn create_observed(dir: &std::path::Path, metrics: bool, log_level: &str) -> Result<Federation> {
         let me = std::env::current_exe().context("this program's path")?;
         let limits = [("user_requests_per_second", 1_000_000), ("peer_requests_per_second", 1_000_000)];
         let mut fed = ProcessFederation::create(dir, &ZONES, &me, &[NODE_MODE], &limits)?;
@@ -280,9 +286,16 @@ impl Federation {
             let mut http = toml::Table::new();
             http.insert("listen".into(), toml::Value::String(addr.clone()));
             doc.insert("http".into(), toml::Value::Table(http));
+            if !metrics {
+                doc.remove("ops");
+            }
             std::fs::write(&z.config_path, toml::to_string(&doc)?)?;
             z.http_endpoint = Some(addr);
+            if !metrics {
+                z.ops_endpoint = None;
+            }
         }
+        fed.log_level = log_level.to_string();
         Ok(Federation { fed })
     }
 
@@ -589,17 +602,17 @@ impl Federation {
         format!("SH-BENCH-{i:06}")
     }
 
-    /// Setup of [`Federation::pull`]: shanghai issues the records (not measured).
-    pub async fn prepare_pull(&self, n: usize) -> Result<()> {
-        self.issue((0..n).map(Self::pull_id).collect()).await
+    /// Setup of [`Federation::pull`]: shanghai issues records `from..from + n` (not measured).
+    pub async fn prepare_pull(&self, from: usize, n: usize) -> Result<()> {
+        self.issue((from..from + n).map(Self::pull_id).collect()).await
     }
 
     /// Cross-zone pull: hainan's enterprise verifies a shanghai record hainan's node has never
     /// seen, so the node fetches it (provider's policy, minimisation, intent, consumer's receipt,
     /// both logs). Latency is the user's; throughput counts until the provider's log holds every
     /// transfer too.
-    pub async fn pull(&self, n: usize, in_flight: usize) -> Result<Measured> {
-        let ids: Vec<String> = (0..n).map(Self::pull_id).collect();
+    pub async fn pull(&self, from: usize, n: usize, in_flight: usize) -> Result<Measured> {
+        let ids: Vec<String> = (from..from + n).map(Self::pull_id).collect();
         let before = self.log_size("shanghai").await?;
         let client = VerifyClient::new(self.channel("hainan", Role::Enterprise)?);
         let ids = Arc::new(ids);
@@ -667,6 +680,11 @@ impl Federation {
             }
         })
         .await
+    }
+
+    /// The sizes of the zones' node logs (`node.log`), in bytes.
+    pub fn node_log_bytes(&self) -> u64 {
+        self.fed.fed.zones.iter().filter_map(|z| std::fs::metadata(z.dir.join("node.log")).ok()).map(|m| m.len()).sum()
     }
 
     /// Stops every node.

@@ -34,6 +34,8 @@ pub struct ProcessFederation {
     nodes: BTreeMap<String, Child>,
     /// How many times each zone's node was started.
     pub starts: BTreeMap<String, u32>,
+    /// The nodes' `log.level` (`FTZ_LOG_LEVEL`) from their next start: "warn" unless set.
+    pub log_level: String,
 }
 
 /// A free port on 127.0.0.1, from the OS.
@@ -94,6 +96,7 @@ impl ProcessFederation {
             prefix: prefix.iter().map(OsString::from).collect(),
             nodes: BTreeMap::new(),
             starts: BTreeMap::new(),
+            log_level: "warn".into(),
         })
     }
 
@@ -112,7 +115,7 @@ impl ProcessFederation {
             .args(&self.prefix)
             .arg("--config")
             .arg(&z.config_path)
-            .env("FTZ_LOG_LEVEL", "warn")
+            .env("FTZ_LOG_LEVEL", &self.log_level)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -183,12 +183,22 @@ pub(crate) fn check(config: &NodeConfig, now: UnixMillis) -> Result<Vec<String>,
         files::read_signing_key(path)?;
     }
     let dir = &config.data_dir;
+    // A running node holds its store: the checks that need the store wait for it to stop, and
+    // its listen addresses are taken by it. What a restart would load (configuration, keys,
+    // certificates, the registry file) is still checked: rotate files, check, then restart.
+    let in_use = store_in_use(dir);
     // sled writes when it opens a store (it recovers and snapshots): a copy is opened instead.
     let copy = tempfile::Builder::new()
         .prefix("ftz-node-check-")
         .tempdir()
         .map_err(|source| StartError::DataDir { path: std::env::temp_dir().display().to_string(), source })?;
-    let store = if dir.join("db").exists() || dir.join("conf").exists() {
+    let store = if in_use {
+        found.push(format!(
+            "store at {} is in use by a running node: its format, registry and log are checked with the node stopped",
+            dir.display()
+        ));
+        None
+    } else if dir.join("db").exists() || dir.join("conf").exists() {
         let bytes = copy_dir(dir, copy.path()).map_err(|source| StartError::DataDir {
             path: format!("{} (copying it to check it)", dir.display()),
             source,
@@ -208,6 +218,11 @@ pub(crate) fn check(config: &NodeConfig, now: UnixMillis) -> Result<Vec<String>,
     let held = store.as_ref().map(held_registry).transpose()?.flatten();
     let (registry, install) = choose_registry(config, held.as_ref(), &zone, &node_key, &tls_chain, now)?;
     found.push(match install {
+        Some(_) if in_use => format!(
+            "registry v{} from {} checked (the store's, maybe newer, is checked with the node stopped)",
+            registry.version(),
+            config.registry.file.as_deref().unwrap_or(Path::new("?")).display()
+        ),
         Some(_) => format!(
             "registry v{} from {} would be installed",
             registry.version(),
@@ -231,11 +246,22 @@ pub(crate) fn check(config: &NodeConfig, now: UnixMillis) -> Result<Vec<String>,
         ("ops.listen", config.ops.listen.as_ref()),
     ] {
         if let Some(addr) = addr {
-            std::net::TcpListener::bind(addr.as_str())
-                .map_err(|source| StartError::Bind { addr: format!("{addr} ({what})"), source })?;
+            match std::net::TcpListener::bind(addr.as_str()) {
+                Ok(_) => {}
+                Err(e) if in_use && e.kind() == io::ErrorKind::AddrInUse => {
+                    found.push(format!("{addr} ({what}) is in use: by the running node, if it listens there"));
+                }
+                Err(source) => return Err(StartError::Bind { addr: format!("{addr} ({what})"), source }),
+            }
         }
     }
     Ok(found)
+}
+
+/// Whether a running node holds the store in `dir` (sled's lock on its `db` file).
+fn store_in_use(dir: &Path) -> bool {
+    std::fs::File::open(dir.join("db"))
+        .is_ok_and(|f| matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Copies the files under `from` into `to`; returns the bytes copied.

@@ -174,6 +174,20 @@ fn sigterm_drains_then_stops_and_check_refuses_a_wrong_anchor_over_a_store() {
     assert!(metrics.contains("ftz_registry_version 1"), "{metrics}");
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
+    // While it runs, --check still checks what a restart would load (a new TLS certificate
+    // before the restart), leaves the store it holds alone, and takes its ports for its own.
+    let (code, out) = check(&fed, &[("FTZ_LISTEN", &grpc)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is in use by a running node"), "{out}");
+    assert!(out.contains(&format!("{grpc} (listen) is in use: by the running node")), "{out}");
+    let tls_key = z.dir.join("node.key");
+    let saved = std::fs::read(&tls_key).unwrap();
+    std::fs::copy(fed.zone("hainan").unwrap().dir.join("node.key"), &tls_key).unwrap();
+    let (code, out) = check(&fed, &[("FTZ_LISTEN", &grpc)]);
+    assert_ne!(code, 0, "another node's TLS key passed the check: {out}");
+    assert!(out.contains("does not belong to"), "{out}");
+    std::fs::write(&tls_key, saved).unwrap();
+
     let term = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(term.success());
     let signalled = Instant::now();

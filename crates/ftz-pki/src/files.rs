@@ -67,6 +67,12 @@ fn read_secret(path: &Path) -> Result<Vec<u8>, FileError> {
     fs::read(path).map_err(io_err(path))
 }
 
+/// A secret file's text (a CA's or a TLS key's PEM), refused like every key file when others
+/// can read it.
+pub fn read_secret_text(path: &Path) -> Result<String, FileError> {
+    String::from_utf8(read_secret(path)?).map_err(|_| content(path, "not a PEM text file"))
+}
+
 /// PEM text of an Ed25519 PKCS#8 key.
 pub fn signing_key_pem(pkcs8: &[u8]) -> String {
     pem::encode("PRIVATE KEY", pkcs8)

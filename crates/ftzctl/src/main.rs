@@ -112,6 +112,10 @@ enum Command {
     /// Verifier keys of audit logs and witnesses.
     #[command(subcommand)]
     Keys(cmd::keys::KeysCommand),
+    /// Certificates from your zone CA, offline where its key is: the node's TLS certificate
+    /// (renewed before it expires) and users' certificates.
+    #[command(subcommand)]
+    Ca(cmd::ca::CaCommand),
 }
 
 fn main() -> ExitCode {
@@ -173,6 +177,7 @@ async fn run(cli: Cli, fmt: Format) -> Result<u8> {
         Command::Data(c) => cmd::data::run(c, channel()?, fmt).await.map(|()| 0),
         Command::Audit(c) => cmd::audit::run(c, channel, fmt).await,
         Command::Keys(c) => cmd::keys::run(c, channel, fmt).await.map(|()| 0),
+        Command::Ca(c) => cmd::ca::run(c, fmt).map(|()| 0),
     }
 }
 

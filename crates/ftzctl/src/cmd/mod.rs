@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod agreement;
 pub mod audit;
+pub mod ca;
 pub mod data;
 #[cfg(feature = "dev")]
 pub mod dev;
