@@ -308,7 +308,7 @@ async fn observed(sizes: &scenarios::Sizes, dir: &std::path::Path, add: &mut imp
         fed.prepare_verify().await?;
         feds.push(fed);
     }
-    let per_round = |n: usize| n.div_ceil(ROUNDS);
+    let per_round = |n: usize| (n * sizes.observed_factor).div_ceil(ROUNDS);
     let (echo_n, verify_n, pull_n) = (per_round(sizes.echo), per_round(sizes.verify), per_round(sizes.transfers));
     for fed in &feds {
         fed.prepare_pull(0, pull_n * ROUNDS).await?;

@@ -45,6 +45,9 @@ pub struct Sizes {
     /// Pages read in each listing scenario, and how many at once (a few auditors' consoles).
     pub list_pages: usize,
     pub list_in_flight: usize,
+    /// The observed group runs echo, verify and pull this many times their sizes (its
+    /// differences are a few per cent: more operations, less noise).
+    pub observed_factor: usize,
 }
 
 pub const QUICK: Sizes = Sizes {
@@ -59,6 +62,7 @@ pub const QUICK: Sizes = Sizes {
     list_log: 100_000,
     list_pages: 500,
     list_in_flight: 4,
+    observed_factor: 1,
 };
 
 pub const SMOKE: Sizes = Sizes {
@@ -73,6 +77,7 @@ pub const SMOKE: Sizes = Sizes {
     list_log: 2_000,
     list_pages: 10,
     list_in_flight: 2,
+    observed_factor: 1,
 };
 
 pub const FULL: Sizes = Sizes {
@@ -87,6 +92,7 @@ pub const FULL: Sizes = Sizes {
     list_log: 1_000_000,
     list_pages: 2_000,
     list_in_flight: 4,
+    observed_factor: 4,
 };
 
 /// The Ed25519 work of one pull transfer, alone, on one core: the provider signs a fresh status
@@ -253,6 +259,13 @@ pub const LIST_PAGE: u64 = 50;
 pub enum Api {
     Grpc,
     Json,
+}
+
+/// A verification answered from the node's copy: `cached`, or `refreshed` when the copy's status
+/// statement had aged past its freshness limit during a long run and was asked for again (once
+/// per limit, not per request).
+fn answered_from_cache(source: &str) -> bool {
+    source == "cached" || source == "refreshed"
 }
 
 /// The argument that makes this binary run a node instead of the benchmark.
@@ -432,7 +445,7 @@ impl Federation {
             let mut c = client.clone();
             async move {
                 let v = c.verify_record(Self::verify_request("SH-BENCH-CACHED")).await?.into_inner();
-                if v.source != "cached" || !v.valid {
+                if !answered_from_cache(&v.source) || !v.valid {
                     return Err(anyhow!("expected a valid cached answer, got {} ({})", v.source, v.explanation));
                 }
                 Ok(())
@@ -470,7 +483,7 @@ impl Federation {
             let v = call(client.clone(), body.clone());
             async move {
                 let v = v.await?;
-                if v.source != "cached" || !v.valid {
+                if !answered_from_cache(&v.source) || !v.valid {
                     return Err(anyhow!("expected a valid cached answer, got {} ({})", v.source, v.explanation));
                 }
                 Ok(())

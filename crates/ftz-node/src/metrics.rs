@@ -11,8 +11,11 @@
 //! what the benchmark compares against.
 
 use std::{
-    collections::HashSet,
-    sync::atomic::{AtomicI64, Ordering},
+    collections::{HashMap, HashSet},
+    sync::{
+        RwLock,
+        atomic::{AtomicI64, Ordering},
+    },
 };
 
 use prometheus_client::{
@@ -99,6 +102,15 @@ pub(crate) struct Metrics {
     checkpoint_signed_ms: AtomicI64,
     /// Every method path the node serves.
     methods: HashSet<String>,
+    /// The series of each served method's successes, looked up by path: a success (nearly every
+    /// request) is counted without allocating label strings or hashing a label set.
+    answered: RwLock<HashMap<String, Answered>>,
+}
+
+/// One method's success counter and latency histogram (handles onto the families' series).
+struct Answered {
+    ok: Counter,
+    latency: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -182,7 +194,16 @@ impl Metrics {
         transfers: Family<TransferLabels, Counter>,
     ) -> Self {
         let methods = if on { served_methods() } else { HashSet::new() };
-        Self { on, registry, requests, latency, transfers, checkpoint_signed_ms: AtomicI64::new(0), methods }
+        Self {
+            on,
+            registry,
+            requests,
+            latency,
+            transfers,
+            checkpoint_signed_ms: AtomicI64::new(0),
+            methods,
+            answered: RwLock::default(),
+        }
     }
 
     pub(crate) fn is_on(&self) -> bool {
@@ -211,6 +232,9 @@ impl Metrics {
         if !self.on {
             return;
         }
+        if code == tonic::Code::Ok && reason.is_none() && self.answered_fast(path, took) {
+            return;
+        }
         let (service, method) = self.method_of(path);
         if let Some(seconds) = took {
             self.latency
@@ -220,6 +244,39 @@ impl Metrics {
         let code = format!("{code:?}");
         let reason = reason.map(|r| r.to_string()).unwrap_or_default();
         self.requests.get_or_create(&RequestLabels { service, method, code, reason }).inc();
+    }
+
+    /// Counts a success of a served method through its cached series; false for a path the
+    /// node does not serve (counted as `unknown` by the caller).
+    fn answered_fast(&self, path: &str, took: Option<f64>) -> bool {
+        let count = |a: &Answered| {
+            a.ok.inc();
+            if let Some(seconds) = took {
+                a.latency.observe(seconds);
+            }
+        };
+        if let Some(a) = self.answered.read().unwrap_or_else(|e| e.into_inner()).get(path) {
+            count(a);
+            return true;
+        }
+        if !self.methods.contains(path) {
+            return false;
+        }
+        let (service, method) = self.method_of(path);
+        let labels = MethodLabels { service: service.clone(), method: method.clone() };
+        let latency = self.latency.get_or_create(&labels).clone();
+        let ok = self
+            .requests
+            .get_or_create(&RequestLabels {
+                service,
+                method,
+                code: format!("{:?}", tonic::Code::Ok),
+                reason: String::new(),
+            })
+            .clone();
+        let mut answered = self.answered.write().unwrap_or_else(|e| e.into_inner());
+        count(answered.entry(path.to_string()).or_insert(Answered { ok, latency }));
+        true
     }
 
     /// A transfer (or refusal, or unacknowledged intent) logged with `peer`, which must be a
@@ -273,6 +330,24 @@ mod tests {
         );
         assert!(out.contains(r#"service="Verify",method="VerifyRecord",code="Ok""#), "{out}");
         assert!(out.contains("ftz_request_duration_seconds_bucket"), "{out}");
+    }
+
+    #[test]
+    fn successes_and_refusals_of_a_method_are_counted_in_their_series() {
+        let m = Metrics::on();
+        let path = "/ftz.v1.Verify/VerifyRecord";
+        for _ in 0..3 {
+            m.request(path, tonic::Code::Ok, None, Some(0.002));
+        }
+        m.request(path, tonic::Code::NotFound, Some(ftz_core::Reason::RecordNotFound), Some(0.001));
+        m.request(path, tonic::Code::Ok, None, None);
+        let out = text(&m);
+        let ok = r#"ftz_requests_total{service="Verify",method="VerifyRecord",code="Ok",reason=""} 4"#;
+        assert!(out.contains(ok), "{out}");
+        assert!(out.contains(r#"code="NotFound",reason="RECORD_NOT_FOUND"} 1"#), "{out}");
+        let timed = r#"ftz_request_duration_seconds_count{service="Verify",method="VerifyRecord"} 4"#;
+        assert!(out.contains(timed), "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("ftz_requests_total{")).count(), 2, "{out}");
     }
 
     #[test]
