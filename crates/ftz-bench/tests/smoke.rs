@@ -36,6 +36,15 @@ fn every_scenario_runs_and_the_summary_has_its_fields() {
         "list_refused_json_2k",
         "cross_zone_pull_transfer",
         "push_through_outbox",
+        "observed_echo_quiet",
+        "observed_echo_metrics",
+        "observed_echo_log_info",
+        "observed_verify_cached_quiet",
+        "observed_verify_cached_metrics",
+        "observed_verify_cached_log_info",
+        "observed_pull_quiet",
+        "observed_pull_metrics",
+        "observed_pull_log_info",
     ] {
         assert!(names.contains(&expected), "{expected} is missing from {names:?}");
     }
