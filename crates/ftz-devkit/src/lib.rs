@@ -7,7 +7,9 @@
 //! - [`pkcs12`]: the users' certificates and keys as PKCS#12 files, for a browser;
 //! - [`local`]: that federation's nodes started in this process on 127.0.0.1;
 //! - [`processes`]: the same nodes as processes of their own (the crash harness kills them, the
-//!   benchmark reads their memory).
+//!   benchmark reads their memory);
+//! - [`postgres`]: a throwaway PostgreSQL cluster in a temporary directory (the `ftz-pgtest`
+//!   crate), for the PostgreSQL engine's tests and benchmark.
 //!
 //! Every private key is generated here, on the machine that uses it; none is ever committed.
 
@@ -19,5 +21,6 @@ pub mod pkcs12;
 pub mod processes;
 
 pub use dev::{DevFederation, DevSpec, DevZone, DevZoneSpec};
+pub use ftz_pgtest as postgres;
 pub use local::{LocalError, LocalFederation};
 pub use processes::ProcessFederation;

@@ -1,0 +1,612 @@
+//! The PostgreSQL engine: the store's trees as rows of one table, `ftz_kv (tree, key, value)`,
+//! ordered by `(tree, key)` byte for byte as sled orders them, through tokio-postgres (TLS by
+//! rustls with ring, or none on a trusted local link).
+//!
+//! The store's interface is synchronous (sled answers in microseconds, in place). Here each call
+//! runs on this engine's own small runtime and the caller waits for its answer on a channel, so
+//! that it works from any thread, inside a tokio runtime or not; async callers can wait without
+//! holding a thread ([`Pg::run_async`]). Every write is committed before it returns: a commit
+//! is PostgreSQL's durability, so there is nothing left to flush.
+//!
+//! Connections come from a bounded pool, each with a statement timeout, so a database that stops
+//! answering makes calls fail (`StoreError::Postgres`) instead of hanging. Transactions are
+//! SERIALIZABLE and retried on a serialization failure: several replicas of a node may run the
+//! same transaction at once, and the database, not the replica, decides which one wins.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    future::Future,
+    ops::Bound,
+    path::PathBuf,
+    sync::{Arc, Condvar, Mutex},
+    time::Duration,
+};
+
+use tokio_postgres::{Client, Statement, types::ToSql};
+
+use crate::StoreError;
+
+/// The schema version this build creates and reads, in `ftz_schema`.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Rows fetched per round trip when iterating a range.
+const PAGE: i64 = 256;
+
+/// Attempts of a transaction that the database aborted as a serialization failure.
+const TX_ATTEMPTS: u32 = 64;
+
+/// A pause before attempt `n` again: random, up to twice the last (at most 64 ms), so that
+/// transactions that collided do not collide again in step.
+fn backoff(n: u32) {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let cap_us = 1000u64 << n.min(6);
+    std::thread::sleep(Duration::from_micros(u64::from(nanos) % cap_us));
+}
+
+/// A key for `pg_advisory_lock` that serialises schema migrations of concurrent starts.
+const MIGRATION_LOCK: i64 = 0x667a_7873_6368_656d; // "fzxschem"
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// A libpq-style URL or key=value string (`postgresql://user@host:port/db`).
+    pub url: String,
+    /// Connections at most.
+    pub pool_size: usize,
+    /// Verify the server's certificate against this CA (PEM) and speak TLS; `None`: no TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Each statement's deadline on the server, and each connection attempt's.
+    pub timeout: Duration,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), pool_size: 8, tls_ca: None, timeout: Duration::from_secs(10) }
+    }
+}
+
+fn pg_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Postgres(e.to_string())
+}
+
+/// A statement's failure: the database's error, or the client's runtime gone.
+#[derive(Debug)]
+enum QueryError {
+    Db(tokio_postgres::Error),
+    Gone,
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Db(e) => match e.as_db_error() {
+                Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
+                None => write!(f, "{e}"),
+            },
+            Self::Gone => f.write_str("the PostgreSQL client runtime stopped"),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for QueryError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// Whether the database aborted a transaction that may succeed if run again.
+fn retryable(e: &QueryError) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(e, QueryError::Db(e)
+        if e.code().is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED))
+}
+
+/// One pooled connection and the statements prepared on it.
+struct Conn {
+    client: Arc<Client>,
+    statements: HashMap<String, Statement>,
+}
+
+struct Inner {
+    /// Some until dropped (a runtime must not be dropped inside another one's context).
+    rt: Option<tokio::runtime::Runtime>,
+    options: PgOptions,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    idle: Mutex<(Vec<Conn>, usize)>,
+    returned: Condvar,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The engine: a pool of connections to one database.
+#[derive(Clone)]
+pub struct Pg {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pg").field("pool_size", &self.inner.options.pool_size).finish_non_exhaustive()
+    }
+}
+
+impl Pg {
+    /// Connects and creates or checks the schema (serialised among replicas starting at once by
+    /// an advisory lock).
+    pub fn open(options: PgOptions) -> Result<Pg, StoreError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ftz-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| pg_err(format!("cannot start the PostgreSQL client runtime: {e}")))?;
+        let tls = match &options.tls_ca {
+            None => None,
+            Some(path) => Some(tls_connector(path)?),
+        };
+        let pg = Pg {
+            inner: Arc::new(Inner {
+                rt: Some(rt),
+                options,
+                tls,
+                idle: Mutex::new((Vec::new(), 0)),
+                returned: Condvar::new(),
+            }),
+        };
+        pg.migrate()?;
+        Ok(pg)
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.inner.rt.as_ref().expect("the runtime lives as long as the engine")
+    }
+
+    /// Runs `fut` on the engine's runtime and waits for it here.
+    fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt().spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| pg_err("the PostgreSQL client runtime stopped"))
+    }
+
+    /// [`Pg::block`] for async callers: waits without holding a thread.
+    pub async fn run_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Pg) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = self.clone();
+        self.rt().spawn_blocking(move || f(me)).await.map_err(|e| pg_err(format!("a store call panicked: {e}")))?
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let mut config: tokio_postgres::Config = self.inner.options.url.parse().map_err(pg_err)?;
+        let timeout = self.inner.options.timeout;
+        config.connect_timeout(timeout);
+        config.options(format!("-c statement_timeout={} -c lock_timeout={}", timeout.as_millis(), timeout.as_millis()));
+        config.application_name("ftz-node");
+        let tls = self.inner.tls.clone();
+        let client = self.block(async move {
+            match tls {
+                None => {
+                    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    Ok::<_, tokio_postgres::Error>(client)
+                }
+                Some(tls) => {
+                    let (client, conn) = config.connect(tls).await?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    Ok(client)
+                }
+            }
+        })?;
+        let client = client.map_err(|e| pg_err(format!("cannot connect to PostgreSQL: {e}")))?;
+        Ok(Conn { client: Arc::new(client), statements: HashMap::new() })
+    }
+
+    /// A connection of the pool, for one call or one transaction (waits while all are in use).
+    fn checkout(&self) -> Result<Conn, StoreError> {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(c) = idle.0.pop() {
+                if !c.client.is_closed() {
+                    return Ok(c);
+                }
+                idle.1 -= 1;
+                continue;
+            }
+            if idle.1 < self.inner.options.pool_size.max(1) {
+                idle.1 += 1;
+                drop(idle);
+                return self.connect().inspect_err(|_| {
+                    self.inner.idle.lock().unwrap_or_else(|e| e.into_inner()).1 -= 1;
+                    self.inner.returned.notify_one();
+                });
+            }
+            idle = self.inner.returned.wait(idle).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.client.is_closed() {
+            idle.1 -= 1;
+        } else {
+            idle.0.push(conn);
+        }
+        self.inner.returned.notify_one();
+    }
+
+    /// Runs `sql` with `params` on a pooled connection: the rows.
+    fn query(
+        &self,
+        sql: &str,
+        params: Vec<Box<dyn ToSql + Sync + Send>>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let mut conn = self.checkout()?;
+        let out = self.query_on(&mut conn, sql, params);
+        self.checkin(conn);
+        out.map_err(pg_err)
+    }
+
+    fn query_on(
+        &self,
+        conn: &mut Conn,
+        sql: &str,
+        params: Vec<Box<dyn ToSql + Sync + Send>>,
+    ) -> Result<Vec<tokio_postgres::Row>, QueryError> {
+        let client = conn.client.clone();
+        let cached = conn.statements.get(sql).cloned();
+        let owned_sql = sql.to_string();
+        let result = self.block(async move {
+            let statement = match cached {
+                Some(s) => s,
+                None => client.prepare(&owned_sql).await?,
+            };
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let rows = client.query(&statement, &refs).await?;
+            Ok::<_, tokio_postgres::Error>((statement, rows))
+        });
+        match result {
+            Ok(Ok((statement, rows))) => {
+                conn.statements.entry(sql.to_string()).or_insert(statement);
+                Ok(rows)
+            }
+            Ok(Err(e)) => Err(QueryError::Db(e)),
+            Err(_) => Err(QueryError::Gone),
+        }
+    }
+
+    fn batch_on(&self, conn: &Conn, sql: &'static str) -> Result<(), QueryError> {
+        let client = conn.client.clone();
+        match self.block(async move { client.batch_execute(sql).await }) {
+            Ok(r) => r.map_err(QueryError::Db),
+            Err(_) => Err(QueryError::Gone),
+        }
+    }
+
+    /// Creates the schema, or checks that the database holds this build's.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.checkout()?;
+        let run = (|| -> Result<Option<i32>, QueryError> {
+            self.query_on(&mut conn, "SELECT pg_advisory_lock($1)", vec![Box::new(MIGRATION_LOCK)])?;
+            self.batch_on(
+                &conn,
+                "CREATE TABLE IF NOT EXISTS ftz_schema (version integer NOT NULL);
+                 CREATE TABLE IF NOT EXISTS ftz_kv (
+                     tree text COLLATE \"C\" NOT NULL,
+                     key bytea NOT NULL,
+                     value bytea NOT NULL,
+                     PRIMARY KEY (tree, key)
+                 );",
+            )?;
+            let rows = self.query_on(&mut conn, "SELECT version FROM ftz_schema", vec![])?;
+            let found = rows.first().map(|r| r.get::<_, i32>(0));
+            if found.is_none() {
+                self.query_on(
+                    &mut conn,
+                    "INSERT INTO ftz_schema (version) VALUES ($1)",
+                    vec![Box::new(SCHEMA_VERSION)],
+                )?;
+            }
+            self.query_on(&mut conn, "SELECT pg_advisory_unlock($1)", vec![Box::new(MIGRATION_LOCK)])?;
+            Ok(found)
+        })();
+        self.checkin(conn);
+        match run.map_err(pg_err)? {
+            Some(v) if v != SCHEMA_VERSION => Err(StoreError::Postgres(format!(
+                "the database holds schema version {v}, this build reads version {SCHEMA_VERSION}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn tree(&self, name: &str) -> PgTree {
+        PgTree { pg: self.clone(), name: Arc::from(name) }
+    }
+
+    /// Runs `f` in one SERIALIZABLE transaction, again (up to [`TX_ATTEMPTS`] times) when the
+    /// database aborts it as a serialization failure; `f` must be safe to run again.
+    pub fn transaction<T>(&self, f: impl Fn(&mut PgTx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.checkout()?;
+        let mut last = None;
+        for attempt in 0..TX_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt);
+            }
+            if let Err(e) = self.batch_on(&conn, "BEGIN ISOLATION LEVEL SERIALIZABLE") {
+                self.checkin(conn);
+                return Err(pg_err(e));
+            }
+            let mut tx = PgTx { pg: self, conn: &mut conn, failed: None };
+            let out = f(&mut tx);
+            let failed = tx.failed.take();
+            match (out, failed) {
+                (Ok(v), None) => match self.batch_on(&conn, "COMMIT") {
+                    Ok(()) => {
+                        self.checkin(conn);
+                        return Ok(v);
+                    }
+                    Err(e) if retryable(&e) => last = Some(e),
+                    Err(e) => {
+                        self.checkin(conn);
+                        return Err(pg_err(e));
+                    }
+                },
+                (_, Some(e)) if retryable(&e) => {
+                    let _ = self.batch_on(&conn, "ROLLBACK");
+                    last = Some(e);
+                }
+                (_, Some(e)) => {
+                    let _ = self.batch_on(&conn, "ROLLBACK");
+                    self.checkin(conn);
+                    return Err(pg_err(e));
+                }
+                (Err(e), None) => {
+                    let _ = self.batch_on(&conn, "ROLLBACK");
+                    self.checkin(conn);
+                    return Err(e);
+                }
+            }
+        }
+        self.checkin(conn);
+        Err(pg_err(format!(
+            "a transaction failed {TX_ATTEMPTS} times on conflicts with concurrent ones: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+}
+
+fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| pg_err(format!("store.postgres_ca {}: {e}", ca.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pg_err(format!("store.postgres_ca {}: {e}", ca.display())))?;
+    for c in certs {
+        roots.add(c).map_err(|e| pg_err(format!("store.postgres_ca {}: {e}", ca.display())))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(pg_err)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// One tree: the rows of `ftz_kv` with its name.
+#[derive(Clone)]
+pub struct PgTree {
+    pg: Pg,
+    name: Arc<str>,
+}
+
+impl std::fmt::Debug for PgTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTree({})", self.name)
+    }
+}
+
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+/// Key and value pairs, in order.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+impl PgTree {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn p(&self) -> Box<dyn ToSql + Sync + Send> {
+        Box::new(self.name.to_string())
+    }
+
+    fn bytes(b: &[u8]) -> Box<dyn ToSql + Sync + Send> {
+        Box::new(b.to_vec())
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows =
+            self.pg.query("SELECT value FROM ftz_kv WHERE tree = $1 AND key = $2", vec![self.p(), Self::bytes(key)])?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.pg.query(
+            "INSERT INTO ftz_kv (tree, key, value) VALUES ($1, $2, $3) ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+            vec![self.p(), Self::bytes(key), Self::bytes(value)],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self.pg.query(
+            "DELETE FROM ftz_kv WHERE tree = $1 AND key = $2 RETURNING value",
+            vec![self.p(), Self::bytes(key)],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    /// Sets `key` to `new` if it holds `old` (`None`: absent); otherwise `Err(current)`.
+    pub fn compare_and_swap(
+        &self,
+        key: &[u8],
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<Result<(), Option<Vec<u8>>>, StoreError> {
+        // Each form is one statement; when it changes nothing, the value read after it is the
+        // reason, unless it is what was expected (a concurrent change came and went), then again.
+        for _ in 0..TX_ATTEMPTS {
+            let (k, p) = (Self::bytes(key), self.p());
+            let changed = match (old, new) {
+                (None, Some(n)) => self.pg.query(
+                    "INSERT INTO ftz_kv (tree, key, value) VALUES ($1, $2, $3) ON CONFLICT (tree, key) DO NOTHING RETURNING 1",
+                    vec![p, k, Self::bytes(n)],
+                )?,
+                (Some(o), Some(n)) => self.pg.query(
+                    "UPDATE ftz_kv SET value = $4 WHERE tree = $1 AND key = $2 AND value = $3 RETURNING 1",
+                    vec![p, k, Self::bytes(o), Self::bytes(n)],
+                )?,
+                (Some(o), None) => self.pg.query(
+                    "DELETE FROM ftz_kv WHERE tree = $1 AND key = $2 AND value = $3 RETURNING 1",
+                    vec![p, k, Self::bytes(o)],
+                )?,
+                (None, None) => Vec::new(),
+            };
+            if !changed.is_empty() {
+                return Ok(Ok(()));
+            }
+            let current = self.get(key)?;
+            if current.as_deref() != old {
+                return Ok(Err(current));
+            }
+            if new.is_none() && old.is_none() {
+                return Ok(Ok(()));
+            }
+        }
+        Err(pg_err("compare-and-swap kept racing with concurrent changes"))
+    }
+
+    pub fn len(&self) -> Result<usize, StoreError> {
+        let rows = self.pg.query("SELECT count(*) FROM ftz_kv WHERE tree = $1", vec![self.p()])?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as usize)
+    }
+
+    /// The entries between the bounds, in key order (or reversed), fetched a page at a time.
+    pub fn range(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>, rev: bool) -> PgRange {
+        PgRange { tree: self.clone(), lo, hi, rev, buf: VecDeque::new(), done: false }
+    }
+
+    fn page(&self, lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>, rev: bool) -> Result<Pairs, StoreError> {
+        let mut sql = String::from("SELECT key, value FROM ftz_kv WHERE tree = $1");
+        let mut params: Params = vec![self.p()];
+        for (bound, incl, excl) in [(lo, ">=", ">"), (hi, "<=", "<")] {
+            let (op, k) = match bound {
+                Bound::Included(k) => (incl, k),
+                Bound::Excluded(k) => (excl, k),
+                Bound::Unbounded => continue,
+            };
+            params.push(Box::new(k.clone()));
+            sql.push_str(&format!(" AND key {op} ${}", params.len()));
+        }
+        sql.push_str(if rev { " ORDER BY key DESC" } else { " ORDER BY key" });
+        sql.push_str(&format!(" LIMIT {PAGE}"));
+        let rows = self.pg.query(&sql, params)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+/// A range of a tree, read lazily.
+pub struct PgRange {
+    tree: PgTree,
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    rev: bool,
+    buf: VecDeque<(Vec<u8>, Vec<u8>)>, // one page
+    done: bool,
+}
+
+impl Iterator for PgRange {
+    type Item = Result<(Vec<u8>, Vec<u8>), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() && !self.done {
+            match self.tree.page(&self.lo, &self.hi, self.rev) {
+                Ok(rows) => {
+                    self.done = (rows.len() as i64) < PAGE;
+                    if let Some((last, _)) = rows.last() {
+                        if self.rev {
+                            self.hi = Bound::Excluded(last.clone());
+                        } else {
+                            self.lo = Bound::Excluded(last.clone());
+                        }
+                    }
+                    self.buf.extend(rows);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.buf.pop_front().map(Ok)
+    }
+}
+
+/// A transaction's view of the trees (see [`Pg::transaction`]).
+pub struct PgTx<'a> {
+    pg: &'a Pg,
+    conn: &'a mut Conn,
+    /// The first database error: the transaction is rolled back (and run again if it may).
+    failed: Option<QueryError>,
+}
+
+impl PgTx<'_> {
+    fn run(&mut self, sql: &str, params: Params) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        if self.failed.is_some() {
+            return Err(pg_err("the transaction failed"));
+        }
+        self.pg.query_on(self.conn, sql, params).map_err(|e| {
+            let msg = pg_err(&e);
+            self.failed = Some(e);
+            msg
+        })
+    }
+
+    pub fn get(&mut self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self.run(
+            "SELECT value FROM ftz_kv WHERE tree = $1 AND key = $2",
+            vec![Box::new(tree.to_string()), PgTree::bytes(key)],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    pub fn insert(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.run(
+            "INSERT INTO ftz_kv (tree, key, value) VALUES ($1, $2, $3) ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+            vec![Box::new(tree.to_string()), PgTree::bytes(key), PgTree::bytes(value)],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove(&mut self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self.run(
+            "DELETE FROM ftz_kv WHERE tree = $1 AND key = $2 RETURNING value",
+            vec![Box::new(tree.to_string()), PgTree::bytes(key)],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+}
