@@ -481,7 +481,7 @@ async fn a_bad_row_is_refused_with_its_line_and_nothing_is_stored() {
     let err = c.issuer("shanghai").import_rows(ImportRowsRequest { rows }).await.unwrap_err();
     assert_eq!((err.code(), reason_of(&err)), (Code::InvalidArgument, Some(Reason::RowInvalid)));
     assert!(err.message().contains("line 7") && err.message().contains("period"), "{}", err.message());
-    assert_eq!(c.local.node("shanghai").unwrap().store().row_count(), 0);
+    assert_eq!(c.local.node("shanghai").unwrap().store().row_count().unwrap(), 0);
     c.shutdown().await;
 }
 

@@ -256,7 +256,8 @@ impl Industry {
         let policy = self.transfers.policies().consumer_accepts(policy_id, &req)?;
         let until =
             now.saturating_add(policy.doc.retention_ms).min(if retain_until > 0 { retain_until } else { i64::MAX });
-        let id = format!("{provider}/{what}/{now}/{}", state.store.received_count());
+        // Unique in the store, whichever replica takes it.
+        let id = format!("{provider}/{what}/{now}/{}", state.store.next_id()?);
         state.store.put_received(until, &id, bytes)?;
         Ok(until)
     }

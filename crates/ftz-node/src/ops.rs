@@ -305,7 +305,7 @@ fn encode(node: &Node, tls_not_after_ms: Option<i64>, ready: bool) -> Result<Str
         "witness_equivocation_evidence",
         "Pieces of equivocation evidence held in the store",
         None,
-        core.store.evidence_count() as f64,
+        core.store.evidence_count().map_err(e)? as f64,
     );
 
     // The outbox: backlog and oldest message per destination.

@@ -181,7 +181,7 @@ impl Store {
         let _serial = self.checkpoint_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut latest = size.to_be_bytes().to_vec();
         latest.extend_from_slice(note.as_bytes());
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         batch.insert(LATEST, latest);
         batch.insert(history_key(size), note.as_bytes());
         self.audit.apply_batch(batch)?;
@@ -199,7 +199,7 @@ impl Store {
         let _serial = self.checkpoint_lock.lock().unwrap_or_else(|e| e.into_inner());
         let Some(old) = self.audit.get(history_key(size))? else { return Ok(false) };
         let Some(new) = update(&String::from_utf8_lossy(&old)) else { return Ok(false) };
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         batch.insert(history_key(size), new.as_bytes());
         if let Some((latest, _)) = self.latest_checkpoint()?
             && latest == size
@@ -235,7 +235,7 @@ impl Store {
             None => b"i".to_vec(),
         };
         let mut out = Vec::new();
-        for kv in self.audit.range(history_key(0)..end).rev().take(limit) {
+        for kv in self.audit.range_rev(history_key(0)..end).take(limit) {
             let (k, v) = kv?;
             out.push((u64_of(&k[1..])?, String::from_utf8_lossy(&v).into_owned()));
         }
@@ -300,7 +300,7 @@ impl Store {
     /// prove the point; a log that keeps equivocating must not fill the witness's disk).
     /// Returns whether it was kept.
     pub fn add_evidence(&self, evidence: &[u8], max: usize) -> Result<bool, StoreError> {
-        if self.evidence.len() >= max {
+        if self.evidence.len()? >= max {
             return Ok(false);
         }
         let id = self.db.generate_id()?;
@@ -311,11 +311,11 @@ impl Store {
 
     /// The first `limit` pieces of evidence kept, oldest first.
     pub fn evidence(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.evidence.iter().values().take(limit).map(|v| v.map(|v| v.to_vec()).map_err(Into::into)).collect()
+        self.evidence.iter().take(limit).map(|kv| kv.map(|(_, v)| v.to_vec())).collect()
     }
 
     /// How many pieces of evidence are kept.
-    pub fn evidence_count(&self) -> usize {
+    pub fn evidence_count(&self) -> Result<usize, StoreError> {
         self.evidence.len()
     }
 }
@@ -398,8 +398,8 @@ mod tests {
         assert_eq!(s.audit_transfer(&[5; 16]).unwrap(), Some(0));
         // A batch cut short: its entry, node and transfer id written, its size not.
         s.audit.insert(entry_key(1), [b"lost".as_slice(), &[6; 16]].concat()).unwrap();
-        s.audit.insert(node_key(4, 0), &[3; 32]).unwrap();
-        s.audit.insert(transfer_key(&[6; 16]), &1u64.to_be_bytes()).unwrap();
+        s.audit.insert(node_key(4, 0), [3; 32]).unwrap();
+        s.audit.insert(transfer_key(&[6; 16]), 1u64.to_be_bytes()).unwrap();
         assert_eq!(s.audit_size().unwrap(), 1);
         assert_eq!(s.audit_entry(1).unwrap(), None);
         assert_eq!(s.audit_entries(0, 10).unwrap().len(), 1);
@@ -440,7 +440,7 @@ mod tests {
         for i in 0..5u8 {
             assert_eq!(store.add_evidence(&[i], 3).unwrap(), i < 3);
         }
-        assert_eq!(store.evidence_count(), 3);
+        assert_eq!(store.evidence_count().unwrap(), 3);
         assert_eq!(store.evidence(2).unwrap(), vec![vec![0], vec![1]]);
     }
 }

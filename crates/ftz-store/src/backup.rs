@@ -58,15 +58,8 @@ pub type Pairs<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), StoreErr
 impl Store {
     /// The trees a backup holds, in the order it holds them (sorted by name).
     pub fn backup_trees(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .db
-            .tree_names()
-            .into_iter()
-            .filter(|n| n.as_ref() != DEFAULT_TREE)
-            .map(|n| String::from_utf8_lossy(&n).into_owned())
-            .collect();
-        names.sort();
-        names
+        // The trees every store has (a sled store also lists its default tree, never used).
+        crate::TREES.iter().map(|t| t.to_string()).collect()
     }
 
     /// Every key of `tree` as a consistent backup at `cut` holds it (see the module's comment),
@@ -76,7 +69,7 @@ impl Store {
         if tree == "audit" {
             let latest = self.checkpoints_before(Some(cut.size.saturating_add(1)), 1)?.into_iter().next();
             let iter = t.iter().filter_map(move |kv| match kv {
-                Err(e) => Some(Err(e.into())),
+                Err(e) => Some(Err(e)),
                 Ok((k, v)) => audit_at_cut(&k, &v, cut, latest.as_ref()).map(Ok),
             });
             // The size and the latest checkpoint are stated, whatever the tree holds now.
@@ -85,7 +78,7 @@ impl Store {
         }
         let is_meta = tree == "meta";
         Ok(Box::new(t.iter().filter_map(move |kv| match kv {
-            Err(e) => Some(Err(e.into())),
+            Err(e) => Some(Err(e)),
             Ok((k, _)) if is_meta && k.as_ref() == RESTORED_KEY => None,
             Ok((k, v)) => Some(Ok((k.to_vec(), v.to_vec()))),
         })))
@@ -153,7 +146,7 @@ impl Store {
 /// a copy without a snapshot can miss, marks the store restored and flushes.
 pub struct Importer<'a> {
     store: &'a Store,
-    open: Option<(String, sled::Tree)>,
+    open: Option<(String, crate::kv::Tree)>,
     written: u64,
 }
 

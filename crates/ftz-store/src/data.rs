@@ -7,22 +7,22 @@ impl Store {
     /// Stores rows keyed by (enterprise, period), replacing older rows with the same key, all or
     /// nothing, durably. Returns the number of rows held afterwards.
     pub fn put_rows(&self, rows: &[(String, String, Vec<u8>)]) -> Result<u64, StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         for (enterprise, period, bytes) in rows {
             batch.insert(format!("{enterprise}\0{period}").into_bytes(), bytes.as_slice());
         }
         self.dataset.apply_batch(batch)?;
         self.flush()?;
-        Ok(self.dataset.len() as u64)
+        Ok(self.dataset.len()? as u64)
     }
 
     /// Every row's bytes, in key order.
     pub fn rows(&self) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
-        self.dataset.iter().values().map(|v| v.map(|v| v.to_vec()).map_err(Into::into))
+        self.dataset.iter().map(|kv| kv.map(|(_, v)| v.to_vec()))
     }
 
-    pub fn row_count(&self) -> u64 {
-        self.dataset.len() as u64
+    pub fn row_count(&self) -> Result<u64, StoreError> {
+        Ok(self.dataset.len()? as u64)
     }
 
     /// Keeps received data (an answer or rows from another zone) until `retain_until_ms`.
@@ -31,8 +31,8 @@ impl Store {
         self.flush()
     }
 
-    pub fn received_count(&self) -> u64 {
-        self.received.len() as u64
+    pub fn received_count(&self) -> Result<u64, StoreError> {
+        Ok(self.received.len()? as u64)
     }
 }
 

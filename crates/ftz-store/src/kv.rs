@@ -75,6 +75,27 @@ impl Engine {
         }
     }
 
+    /// Whether writes need a flush to be durable (sled); PostgreSQL's are when they return.
+    pub fn needs_flush(&self) -> bool {
+        matches!(self, Self::Sled(_))
+    }
+
+    /// A number never handed out before in this store, increasing.
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        match self {
+            Self::Sled(db) => Ok(db.generate_id()?),
+            Self::Postgres(pg) => pg.generate_id(),
+        }
+    }
+
+    /// The store's size on disk in bytes (PostgreSQL: the database's).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        match self {
+            Self::Sled(db) => Ok(db.size_on_disk()?),
+            Self::Postgres(pg) => pg.size_on_disk(),
+        }
+    }
+
     /// Runs `f` atomically over `trees` (all of this engine), again if the engine asks
     /// (a conflict): `f` must be safe to run more than once and act only through its view.
     pub fn transaction<T>(
@@ -161,6 +182,46 @@ impl TxView<'_, '_> {
     }
 }
 
+/// A compare-and-swap that found something else: what the key holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasFailure {
+    pub current: Option<Value>,
+}
+
+/// Writes and removals for [`Tree::apply_batch`], in order.
+#[derive(Debug, Default)]
+pub struct Batch(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+impl Batch {
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.0.push((key.as_ref().to_vec(), Some(value.as_ref().to_vec())));
+    }
+}
+
+/// Only the keys, or only the values, of entries.
+pub trait EntriesExt {
+    fn keys(self) -> Box<dyn Iterator<Item = Result<Value, StoreError>> + Send>;
+    fn values(self) -> Box<dyn Iterator<Item = Result<Value, StoreError>> + Send>;
+}
+
+impl EntriesExt for Entries {
+    fn keys(self) -> Box<dyn Iterator<Item = Result<Value, StoreError>> + Send> {
+        Box::new(self.map(|kv| kv.map(|(k, _)| k)))
+    }
+
+    fn values(self) -> Box<dyn Iterator<Item = Result<Value, StoreError>> + Send> {
+        Box::new(self.map(|kv| kv.map(|(_, v)| v)))
+    }
+}
+
+fn as_bytes<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.as_ref()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 fn owned_range(r: PgRange) -> Entries {
     Box::new(r.map(|kv| kv.map(|(k, v)| (Value::Owned(k), Value::Owned(v)))))
 }
@@ -201,10 +262,31 @@ impl Tree {
         Ok(self.get(key)?.is_some())
     }
 
-    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StoreError> {
+    /// Sets `key` to `value`; what it held before, if anything.
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Option<Value>, StoreError> {
         match self {
-            Self::Sled(t) => t.insert(key.as_ref(), value.as_ref()).map(|_| ()).map_err(Into::into),
-            Self::Postgres(t) => t.insert(key.as_ref(), value.as_ref()),
+            Self::Sled(t) => Ok(t.insert(key.as_ref(), value.as_ref())?.map(Value::Sled)),
+            Self::Postgres(t) => Ok(t.insert(key.as_ref(), value.as_ref())?.map(Value::Owned)),
+        }
+    }
+
+    /// Replaces `key`'s value by `f(current)` (`None`: removes it), atomically (again if it
+    /// changed meanwhile); returns the value it replaced.
+    pub fn fetch_and_update(
+        &self,
+        key: impl AsRef<[u8]>,
+        mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    ) -> Result<Option<Value>, StoreError> {
+        let key = key.as_ref();
+        match self {
+            Self::Sled(t) => Ok(t.fetch_and_update(key, &mut f)?.map(Value::Sled)),
+            Self::Postgres(_) => loop {
+                let current = self.get(key)?;
+                let new = f(current.as_deref());
+                if self.compare_and_swap(key, current.as_deref(), new.as_deref())?.is_ok() {
+                    return Ok(current);
+                }
+            },
         }
     }
 
@@ -218,20 +300,36 @@ impl Tree {
 
     /// Sets `key` to `new` (`None`: removes it) if it holds `old` (`None`: absent); otherwise
     /// changes nothing and returns what it holds.
-    pub fn compare_and_swap(
+    pub fn compare_and_swap<O: AsRef<[u8]>, N: AsRef<[u8]>>(
         &self,
         key: impl AsRef<[u8]>,
-        old: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) -> Result<Result<(), Option<Value>>, StoreError> {
+        old: Option<O>,
+        new: Option<N>,
+    ) -> Result<Result<(), CasFailure>, StoreError> {
+        let old = old.as_ref().map(AsRef::as_ref);
+        let new = new.as_ref().map(AsRef::as_ref);
         match self {
-            Self::Sled(t) => Ok(t.compare_and_swap(key, old, new)?.map_err(|cas| cas.current.map(Value::Sled))),
-            Self::Postgres(t) => Ok(t.compare_and_swap(key.as_ref(), old, new)?.map_err(|c| c.map(Value::Owned))),
+            Self::Sled(t) => Ok(t
+                .compare_and_swap(key, old, new)?
+                .map_err(|cas| CasFailure { current: cas.current.map(Value::Sled) })),
+            Self::Postgres(t) => {
+                Ok(t.compare_and_swap(key.as_ref(), old, new)?.map_err(|c| CasFailure { current: c.map(Value::Owned) }))
+            }
         }
     }
 
+    /// Entries with keys in `r`, in key order.
+    pub fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(&self, r: R) -> Entries {
+        self.range_bounds(as_bytes(r.start_bound()), as_bytes(r.end_bound()), false)
+    }
+
+    /// Entries with keys in `r`, from the last.
+    pub fn range_rev<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(&self, r: R) -> Entries {
+        self.range_bounds(as_bytes(r.start_bound()), as_bytes(r.end_bound()), true)
+    }
+
     /// Entries with keys between the bounds, in key order, or from the last when `rev`.
-    pub fn range(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool) -> Entries {
+    pub fn range_bounds(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>, rev: bool) -> Entries {
         match self {
             Self::Sled(t) => {
                 let r = t.range::<Vec<u8>, _>((to_owned_bound(lo), to_owned_bound(hi)));
@@ -245,17 +343,18 @@ impl Tree {
     pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Entries {
         let prefix = prefix.as_ref();
         match prefix_end(prefix) {
-            Some(end) => self.range(Bound::Included(prefix), Bound::Excluded(&end), false),
-            None => self.range(Bound::Included(prefix), Bound::Unbounded, false),
+            Some(end) => self.range_bounds(Bound::Included(prefix), Bound::Excluded(&end), false),
+            None => self.range_bounds(Bound::Included(prefix), Bound::Unbounded, false),
         }
     }
 
     /// Every entry, in key order.
     pub fn iter(&self) -> Entries {
-        self.range(Bound::Unbounded, Bound::Unbounded, false)
+        self.range_bounds(Bound::Unbounded, Bound::Unbounded, false)
     }
 
     /// The entry with the least key.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn first(&self) -> Result<Option<(Value, Value)>, StoreError> {
         self.iter().next().transpose()
     }
@@ -268,8 +367,40 @@ impl Tree {
         }
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.first()?.is_none())
+    }
+
+    /// A batch's writes and removals applied together: all or none.
+    pub fn apply_batch(&self, batch: Batch) -> Result<(), StoreError> {
+        let writes = batch.0;
+        match self {
+            Self::Sled(t) => {
+                let mut batch = sled::Batch::default();
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => batch.insert(k, v),
+                        None => batch.remove(k),
+                    }
+                }
+                Ok(t.apply_batch(batch)?)
+            }
+            Self::Postgres(t) => {
+                let name = t.name().to_string();
+                t.pg().transaction(|tx| {
+                    for (k, v) in &writes {
+                        match v {
+                            Some(v) => tx.insert(&name, k, v)?,
+                            None => {
+                                tx.remove(&name, k)?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            }
+        }
     }
 }
 
@@ -306,16 +437,23 @@ mod tests {
         assert_eq!(t.remove(b"a").unwrap(), None);
 
         // Compare-and-swap, every form.
-        assert_eq!(t.compare_and_swap(b"k", None, Some(b"v1")).unwrap(), Ok(()));
-        let failed = t.compare_and_swap(b"k", None, Some(b"v2")).unwrap().unwrap_err();
-        assert_eq!(failed.as_deref(), Some(&b"v1"[..]));
+        assert_eq!(t.compare_and_swap(b"k", None::<&[u8]>, Some(b"v1")).unwrap(), Ok(()));
+        let failed = t.compare_and_swap(b"k", None::<&[u8]>, Some(b"v2")).unwrap().unwrap_err();
+        assert_eq!(failed.current.as_deref(), Some(&b"v1"[..]));
         assert_eq!(t.compare_and_swap(b"k", Some(b"v1"), Some(b"v2")).unwrap(), Ok(()));
         let failed = t.compare_and_swap(b"k", Some(b"v1"), Some(b"v3")).unwrap().unwrap_err();
-        assert_eq!(failed.as_deref(), Some(&b"v2"[..]));
-        assert_eq!(t.compare_and_swap(b"k", Some(b"v2"), None).unwrap(), Ok(()));
+        assert_eq!(failed.current.as_deref(), Some(&b"v2"[..]));
+        assert_eq!(t.compare_and_swap(b"k", Some(b"v2"), None::<&[u8]>).unwrap(), Ok(()));
         assert_eq!(t.get(b"k").unwrap(), None);
-        assert_eq!(t.compare_and_swap(b"k", Some(b"v2"), None).unwrap(), Err(None));
-        assert_eq!(t.compare_and_swap(b"k", None, None).unwrap(), Ok(()));
+        assert_eq!(t.compare_and_swap(b"k", Some(b"v2"), None::<&[u8]>).unwrap(), Err(CasFailure { current: None }));
+        assert_eq!(t.compare_and_swap(b"k", None::<&[u8]>, None::<&[u8]>).unwrap(), Ok(()));
+        // What insert, update and remove replaced.
+        assert_eq!(t.insert(b"u", b"1").unwrap(), None);
+        assert_eq!(t.insert(b"u", b"2").unwrap().as_deref(), Some(&b"1"[..]));
+        let was = t.fetch_and_update(b"u", |old| old.map(|o| [o, b"3"].concat())).unwrap();
+        assert_eq!((was.as_deref(), t.get(b"u").unwrap().as_deref()), (Some(&b"2"[..]), Some(&b"23"[..])));
+        t.fetch_and_update(b"u", |_| None).unwrap();
+        assert_eq!(t.get(b"u").unwrap(), None);
 
         // Byte order, bounds, reverse, prefixes, and more entries than one page.
         for i in 0u32..600 {
@@ -333,16 +471,16 @@ mod tests {
         let prefixed = keys(t.scan_prefix(b"e"));
         assert_eq!(prefixed.len(), 601);
         assert_eq!(
-            keys(t.range(Bound::Included(&e(10)), Bound::Excluded(&e(20)), false)),
+            keys(t.range_bounds(Bound::Included(&e(10)), Bound::Excluded(&e(20)), false)),
             (10..20).map(e).collect::<Vec<_>>()
         );
         assert_eq!(
-            keys(t.range(Bound::Excluded(&e(10)), Bound::Included(&e(20)), false)),
+            keys(t.range_bounds(Bound::Excluded(&e(10)), Bound::Included(&e(20)), false)),
             (11..=20).map(e).collect::<Vec<_>>()
         );
-        let back = keys(t.range(Bound::Included(&e(0)), Bound::Excluded(&e(600)), true));
+        let back = keys(t.range_bounds(Bound::Included(&e(0)), Bound::Excluded(&e(600)), true));
         assert_eq!(back, (0..600).rev().map(e).collect::<Vec<_>>(), "reversed, across pages");
-        assert_eq!(keys(t.range(Bound::Included(&e(590)), Bound::Unbounded, false)).len(), 11);
+        assert_eq!(keys(t.range_bounds(Bound::Included(&e(590)), Bound::Unbounded, false)).len(), 11);
         assert_eq!(t.first().unwrap().unwrap().0.as_ref(), b"d\xff");
         assert_eq!(t.len().unwrap(), 603);
         assert!(!t.is_empty().unwrap());

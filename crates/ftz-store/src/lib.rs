@@ -1,9 +1,10 @@
-//! The node's durable state. Every sled call in the project is in this crate, behind a typed
-//! interface, so that another engine could stand behind it later.
+//! The node's durable state. Every storage call in the project is in this crate, behind a
+//! typed interface, on either engine (`kv`): sled, embedded (the default), or PostgreSQL (a
+//! zone that outgrows one machine, several replicas of its node on one database).
 //!
-//! Durability rule: a write method returns only after the data is flushed to disk. Callers
-//! acknowledge to their own callers after that, never before (sled only flushes every 500 ms
-//! on its own).
+//! Durability rule: a write method returns only after the data is durable (on sled: flushed to
+//! disk; on PostgreSQL: committed). Callers acknowledge to their own callers after that, never
+//! before (sled only flushes every 500 ms on its own).
 //!
 //! Values are encoded by [`codec`]: small, versioned, hand-written binary records, so that what
 //! is on disk does not change when a protobuf message grows a field.
@@ -16,11 +17,8 @@ mod backup;
 mod codec;
 mod data;
 mod group_flush;
-// The engines (issue 15): the typed modules move onto `kv` next; until then only its tests use it.
-#[allow(dead_code)]
 mod kv;
 mod outbox;
-#[allow(dead_code)]
 mod pg;
 mod policies;
 mod records;
@@ -104,29 +102,53 @@ impl Default for StoreOptions {
     }
 }
 
-/// The node's store: one sled database in the node's data directory.
+/// The trees of a store, each an ordered map of byte keys to byte values (`kv::Tree`).
+const TREES: &[&str] = &[
+    "agreements",
+    "audit",
+    "budgets",
+    "dataset",
+    "deadlines",
+    "deletions",
+    "evidence",
+    "holders",
+    "lots",
+    "meta",
+    "outbox",
+    "pending_intents",
+    "policies",
+    "policy_revocations",
+    "received",
+    "records",
+    "registry",
+    "registry_history",
+    "witness",
+];
+
+/// The node's store: one sled database in the node's data directory, or one PostgreSQL
+/// database that the replicas of the zone's node share.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: sled::Db,
-    registry: sled::Tree,
-    registry_history: sled::Tree,
-    records: sled::Tree,
-    lots: sled::Tree,
-    holders: sled::Tree,
-    agreements: sled::Tree,
-    meta: sled::Tree,
-    policies: sled::Tree,
-    policy_revocations: sled::Tree,
-    budgets: sled::Tree,
-    dataset: sled::Tree,
-    received: sled::Tree,
-    deadlines: sled::Tree,
-    deletions: sled::Tree,
-    audit: sled::Tree,
-    pending: sled::Tree,
-    witness: sled::Tree,
-    evidence: sled::Tree,
-    outbox: sled::Tree,
+    db: kv::Engine,
+    registry: kv::Tree,
+    registry_history: kv::Tree,
+    records: kv::Tree,
+    lots: kv::Tree,
+    holders: kv::Tree,
+    agreements: kv::Tree,
+    meta: kv::Tree,
+    policies: kv::Tree,
+    policy_revocations: kv::Tree,
+    budgets: kv::Tree,
+    dataset: kv::Tree,
+    received: kv::Tree,
+    deadlines: kv::Tree,
+    deletions: kv::Tree,
+    audit: kv::Tree,
+    pending: kv::Tree,
+    witness: kv::Tree,
+    evidence: kv::Tree,
+    outbox: kv::Tree,
     /// Shares flushes among concurrent writers.
     flusher: std::sync::Arc<group_flush::GroupFlush>,
     /// Items in `outbox`, counted once at open (sled's `len` is a scan).
@@ -142,7 +164,7 @@ pub struct Store {
 const FORMAT_KEY: &[u8] = b"format_version";
 
 /// The format version a store's `meta` tree names (`None`: a new store).
-fn stored_format(meta: &sled::Tree) -> Result<Option<u32>, StoreError> {
+fn stored_format(meta: &kv::Tree) -> Result<Option<u32>, StoreError> {
     meta.get(FORMAT_KEY)?
         .map(|v| {
             v.as_ref()
@@ -189,17 +211,33 @@ impl Store {
                 Err(source) => return Err(StoreError::Open { path: dir.display().to_string(), source }),
             }
         };
+        Self::with_engine(kv::Engine::Sled(db))
+    }
+
+    /// Opens the store in a PostgreSQL database (creating or checking its schema, safely when
+    /// several replicas start at once). Every replica of the zone's node opens the same one.
+    pub fn open_postgres(options: PgOptions) -> Result<Self, StoreError> {
+        Self::with_engine(kv::Engine::Postgres(pg::Pg::open(options)?))
+    }
+
+    fn with_engine(db: kv::Engine) -> Result<Self, StoreError> {
         let meta = db.open_tree("meta")?;
         match stored_format(&meta)? {
             None => {
-                meta.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())?;
+                // Replicas starting together: the first to write the format wins, the others
+                // read it.
+                let _ = meta.compare_and_swap(FORMAT_KEY, None::<&[u8]>, Some(&FORMAT_VERSION.to_be_bytes()))?;
                 db.flush()?;
+                match stored_format(&meta)? {
+                    Some(found) if found != FORMAT_VERSION => return Err(StoreError::Format { found }),
+                    _ => {}
+                }
             }
             Some(found) if found != FORMAT_VERSION => return Err(StoreError::Format { found }),
             Some(_) => {}
         }
         let outbox = db.open_tree("outbox")?;
-        let outbox_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(outbox.len()));
+        let outbox_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(outbox.len()?));
         Ok(Self {
             registry: db.open_tree("registry")?,
             registry_history: db.open_tree("registry_history")?,
@@ -228,14 +266,30 @@ impl Store {
         })
     }
 
+    /// A number never handed out before by this store (by any replica sharing it), increasing.
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        self.db.generate_id()
+    }
+
+    /// Which engine holds this store: "sled" or "postgres".
+    pub fn engine(&self) -> &'static str {
+        match self.db {
+            kv::Engine::Sled(_) => "sled",
+            kv::Engine::Postgres(_) => "postgres",
+        }
+    }
+
     /// Makes every write so far durable. Write methods call it themselves; this is for shutdown.
     /// Concurrent callers share one sled flush (group commit: see `group_flush`).
     pub fn flush(&self) -> Result<(), StoreError> {
         if self.defer_flush {
             return Ok(());
         }
+        if !self.db.needs_flush() {
+            return Ok(());
+        }
         let db = self.db.clone();
-        self.flusher.flush(move || db.flush().map(|_| ()).map_err(|e| e.to_string())).map_err(StoreError::Flush)
+        self.flusher.flush(move || db.flush().map_err(|e| e.to_string())).map_err(StoreError::Flush)
     }
 
     /// This store with its write methods' flushes left out: for a caller that makes its writes
@@ -247,16 +301,16 @@ impl Store {
 
     /// The store's size on disk, in bytes (for the node's metrics).
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        self.db.size_on_disk()
     }
 
     /// [`Store::flush`] for async callers: waits for a shared flush without holding a thread.
     pub async fn flush_async(&self) -> Result<(), StoreError> {
+        if !self.db.needs_flush() {
+            return Ok(());
+        }
         let db = self.db.clone();
-        self.flusher
-            .flush_async(move || db.flush().map(|_| ()).map_err(|e| e.to_string()))
-            .await
-            .map_err(StoreError::Flush)
+        self.flusher.flush_async(move || db.flush().map_err(|e| e.to_string())).await.map_err(StoreError::Flush)
     }
 
     /// Runs `write` (any of this store's write methods, one or several) in place, then returns

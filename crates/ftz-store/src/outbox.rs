@@ -134,16 +134,12 @@ impl Store {
     }
 
     pub fn outbox_contains(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
-        Ok(self.outbox.contains_key(id)?)
+        self.outbox.contains_key(id)
     }
 
     /// Every item, in key order (at most `limit`).
     pub fn outbox_items(&self, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.outbox
-            .iter()
-            .take(limit)
-            .map(|kv| kv.map_err(Into::into).and_then(|(k, v)| OutboxItem::decode(&k, &v)))
-            .collect()
+        self.outbox.iter().take(limit).map(|kv| kv.and_then(|(k, v)| OutboxItem::decode(&k, &v))).collect()
     }
 
     /// Counts items written by the audit log's transaction (see `audit_append`).

@@ -5,7 +5,7 @@
 //! The store's interface is synchronous (sled answers in microseconds, in place). Here each call
 //! runs on this engine's own small runtime and the caller waits for its answer on a channel, so
 //! that it works from any thread, inside a tokio runtime or not; async callers can wait without
-//! holding a thread ([`Pg::run_async`]). Every write is committed before it returns: a commit
+//! holding a thread (the store's async writes hand the call to a blocking thread). Every write is committed before it returns: a commit
 //! is PostgreSQL's durability, so there is nothing left to flush.
 //!
 //! Connections come from a bounded pool, each with a statement timeout, so a database that stops
@@ -177,15 +177,6 @@ impl Pg {
         rx.recv().map_err(|_| pg_err("the PostgreSQL client runtime stopped"))
     }
 
-    /// [`Pg::block`] for async callers: waits without holding a thread.
-    pub async fn run_async<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(Pg) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let me = self.clone();
-        self.rt().spawn_blocking(move || f(me)).await.map_err(|e| pg_err(format!("a store call panicked: {e}")))?
-    }
-
     fn connect(&self) -> Result<Conn, StoreError> {
         let mut config: tokio_postgres::Config = self.inner.options.url.parse().map_err(pg_err)?;
         let timeout = self.inner.options.timeout;
@@ -309,7 +300,8 @@ impl Pg {
                      key bytea NOT NULL,
                      value bytea NOT NULL,
                      PRIMARY KEY (tree, key)
-                 );",
+                 );
+                 CREATE SEQUENCE IF NOT EXISTS ftz_ids;",
             )?;
             let rows = self.query_on(&mut conn, "SELECT version FROM ftz_schema", vec![])?;
             let found = rows.first().map(|r| r.get::<_, i32>(0));
@@ -330,6 +322,18 @@ impl Pg {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// The next value of the store's id sequence.
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        let rows = self.query("SELECT nextval('ftz_ids')", vec![])?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
+    }
+
+    /// The database's size on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let rows = self.query("SELECT pg_database_size(current_database())", vec![])?;
+        Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }
 
     pub fn tree(&self, name: &str) -> PgTree {
@@ -430,6 +434,10 @@ impl PgTree {
         &self.name
     }
 
+    pub fn pg(&self) -> &Pg {
+        &self.pg
+    }
+
     fn p(&self) -> Box<dyn ToSql + Sync + Send> {
         Box::new(self.name.to_string())
     }
@@ -444,12 +452,15 @@ impl PgTree {
         Ok(rows.first().map(|r| r.get(0)))
     }
 
-    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.pg.query(
-            "INSERT INTO ftz_kv (tree, key, value) VALUES ($1, $2, $3) ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+    /// Sets `key`; the value it held before.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let rows = self.pg.query(
+            "WITH old AS (SELECT value FROM ftz_kv WHERE tree = $1 AND key = $2) \
+             INSERT INTO ftz_kv (tree, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value RETURNING (SELECT value FROM old)",
             vec![self.p(), Self::bytes(key), Self::bytes(value)],
         )?;
-        Ok(())
+        Ok(rows.first().and_then(|r| r.get::<_, Option<Vec<u8>>>(0)))
     }
 
     pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

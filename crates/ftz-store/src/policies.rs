@@ -19,10 +19,7 @@ impl Store {
     }
 
     pub fn policies(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.policies
-            .iter()
-            .map(|kv| kv.map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec())).map_err(Into::into))
-            .collect()
+        self.policies.iter().map(|kv| kv.map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec()))).collect()
     }
 
     /// Records a revocation of policy `id` up to `version` (keeping the highest), with its
@@ -217,7 +214,7 @@ mod tests {
         // The value keeps only the slices in the window.
         assert_eq!(s.budgets.get(b"w\0p\0hainan").unwrap().unwrap().len(), 2 * 16);
         // Listed per (policy, consumer), bounded; counters of old store versions are skipped.
-        s.budgets.insert(b"old-period-counter", &[0; 8]).unwrap();
+        s.budgets.insert(b"old-period-counter", [0; 8]).unwrap();
         let all = s.budgets(10).unwrap();
         assert_eq!(
             all,

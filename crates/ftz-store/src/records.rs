@@ -1,11 +1,7 @@
 //! Records: those issued here, those fetched from other zones, those delivered to this zone;
 //! the zones holding each own record (to be told of its revocation); the lot index.
 
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionError},
-};
-
+use crate::kv::EntriesExt as _;
 use crate::{
     Store, StoreError,
     codec::{Reader, Writer},
@@ -142,29 +138,25 @@ impl Store {
         if lot.is_none() {
             return self.insert_unindexed(&k, &value, deadline.as_deref());
         }
-        let res = (&self.records, &self.lots, &self.deadlines).transaction(|(records, lots, deadlines)| {
-            if let Some(existing) = records.get(&k)? {
-                let existing = decode(&existing).map_err(ConflictableTransactionError::Abort)?;
+        // [records, lots, deadlines]
+        let outcome = self.db.transaction(&[&self.records, &self.lots, &self.deadlines], |tx| {
+            if let Some(existing) = tx.get(0, &k)? {
+                let existing = decode(&existing)?;
                 return Ok(if existing.envelope == rec.envelope {
                     InsertOutcome::Unchanged(existing)
                 } else {
                     InsertOutcome::Conflict(existing)
                 });
             }
-            records.insert(k.as_slice(), value.as_slice())?;
+            tx.insert(0, k.as_slice(), value.as_slice())?;
             if let Some(lot) = lot {
-                lots.insert(key(&[lot, zone, record_id]), &[])?;
+                tx.insert(1, &key(&[lot, zone, record_id]), &[])?;
             }
             if let Some(d) = &deadline {
-                deadlines.insert(d.as_slice(), lot.unwrap_or("").as_bytes())?;
+                tx.insert(2, d.as_slice(), lot.unwrap_or("").as_bytes())?;
             }
             Ok(InsertOutcome::Inserted)
-        });
-        let outcome = match res {
-            Ok(o) => o,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        };
+        })?;
         if outcome == InsertOutcome::Inserted {
             self.flush()?;
         }
@@ -252,7 +244,7 @@ impl Store {
 
     /// Remembers that `zone` holds own record `record_id`. Durable on return.
     pub fn add_holder(&self, record_id: &str, zone: &str) -> Result<(), StoreError> {
-        if self.holders.insert(key(&[record_id, zone]), &[])?.is_none() {
+        if self.holders.insert(key(&[record_id, zone]), [])?.is_none() {
             self.flush()?;
         }
         Ok(())
@@ -263,7 +255,7 @@ impl Store {
         self.holders
             .scan_prefix(&prefix)
             .keys()
-            .map(|k| k.map(|k| String::from_utf8_lossy(&k[prefix.len()..]).into_owned()).map_err(Into::into))
+            .map(|k| k.map(|k| String::from_utf8_lossy(&k[prefix.len()..]).into_owned()))
             .collect()
     }
 }
@@ -332,11 +324,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
         // What a crash between the deadline entry and the record leaves.
-        s.deadlines.insert(crate::data::deadline_key(500, "sh\0R9"), &[]).unwrap();
+        s.deadlines.insert(crate::data::deadline_key(500, "sh\0R9"), []).unwrap();
         // And a record whose deadline is later than a stale entry for it.
         let r = StoredRecord { source: RecordSource::Fetched, retain_until_ms: 900, ..rec(b"x") };
         s.insert_record("sh", "R8", &r, None).unwrap();
-        s.deadlines.insert(crate::data::deadline_key(600, "sh\0R8"), &[]).unwrap();
+        s.deadlines.insert(crate::data::deadline_key(600, "sh\0R8"), []).unwrap();
         assert!(s.delete_due(700, 10).unwrap().is_empty());
         assert!(s.deletions().unwrap().is_empty());
         assert!(s.get_record("sh", "R8").unwrap().is_some());
@@ -384,7 +376,7 @@ mod tests {
         assert!(s.get_record("gd", "R1").unwrap().is_none());
         assert!(s.get_record("gd", "R2").unwrap().is_some());
         assert_eq!(s.records_for_lot("LOT-1", 10).unwrap(), vec![("sh".to_string(), "OWN".to_string())]);
-        assert_eq!(s.received_count(), 0);
+        assert_eq!(s.received_count().unwrap(), 0);
         assert_eq!(s.deletions().unwrap().len(), 2);
         assert_eq!(s.delete_due(1_000, 100).unwrap().len(), 1);
         assert!(s.get_record("sh", "OWN").unwrap().is_some(), "own records have no deadline");

@@ -1,10 +1,6 @@
 //! The installed federation registry and the history of every install.
 
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionError},
-};
-
+use crate::kv::EntriesExt as _;
 use crate::{
     Store, StoreError,
     codec::{Reader, Writer},
@@ -90,26 +86,19 @@ impl Store {
             envelope_digest: envelope_digest.to_vec(),
             counted_signers: new.counted_signers.clone(),
         });
-        let res = (&self.registry, &self.registry_history).transaction(|(reg, hist)| {
-            let found = match reg.get(CURRENT)? {
-                Some(v) => Some(decode_current(&v).map_err(ConflictableTransactionError::Abort)?.version),
+        // [registry, registry_history]
+        self.db.transaction(&[&self.registry, &self.registry_history], |tx| {
+            let found = match tx.get(0, CURRENT)? {
+                Some(v) => Some(decode_current(&v)?.version),
                 None => None,
             };
             if found != expected_current {
-                return Err(ConflictableTransactionError::Abort(StoreError::Conflict {
-                    expected: expected_current,
-                    found,
-                }));
+                return Err(StoreError::Conflict { expected: expected_current, found });
             }
-            reg.insert(CURRENT, current.as_slice())?;
-            hist.insert(&new.version.to_be_bytes(), install.as_slice())?;
-            Ok(())
-        });
-        match res {
-            Ok(()) => self.flush(),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
+            tx.insert(0, CURRENT, current.as_slice())?;
+            tx.insert(1, &new.version.to_be_bytes(), install.as_slice())
+        })?;
+        self.flush()
     }
 
     /// Every install, oldest first.

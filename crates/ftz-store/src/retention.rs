@@ -1,8 +1,7 @@
 //! Deleting what this node received from other zones when the provider's retention is up, and
 //! keeping a durable account of each deletion for the audit log.
 
-use sled::Transactional;
-
+use crate::kv::EntriesExt as _;
 use crate::{Store, StoreError, data::deadline_key};
 
 /// One deletion, as recorded.
@@ -46,17 +45,15 @@ impl Store {
                 if lot.is_empty() { Vec::new() } else { vec![[lot.as_ref(), b"\0", name.as_bytes()].concat()] };
             let entry = encode_deletion(&d);
             let seq = self.db.generate_id()?;
-            (&self.deadlines, &self.records, &self.lots, &self.deletions)
-                .transaction(|(deadlines, records, lots, deletions)| {
-                    deadlines.remove(k.as_ref())?;
-                    records.remove(record_key.as_slice())?;
-                    for lk in &lot_keys {
-                        lots.remove(lk.as_slice())?;
-                    }
-                    deletions.insert(&seq.to_be_bytes(), entry.as_slice())?;
-                    Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-                })
-                .map_err(|e| StoreError::Corrupt { what: "retention", detail: format!("{e:?}") })?;
+            // [deadlines, records, lots, deletions]
+            self.db.transaction(&[&self.deadlines, &self.records, &self.lots, &self.deletions], |tx| {
+                tx.remove(0, k.as_ref())?;
+                tx.remove(1, record_key.as_slice())?;
+                for lk in &lot_keys {
+                    tx.remove(2, lk.as_slice())?;
+                }
+                tx.insert(3, &seq.to_be_bytes(), entry.as_slice())
+            })?;
             done.push(d);
         }
         let bound = deadline_key(now_ms, "\u{10FFFF}");
@@ -70,13 +67,11 @@ impl Store {
             };
             let entry = encode_deletion(&d);
             let seq = self.db.generate_id()?;
-            (&self.received, &self.deletions)
-                .transaction(|(received, deletions)| {
-                    received.remove(k.as_ref())?;
-                    deletions.insert(&seq.to_be_bytes(), entry.as_slice())?;
-                    Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-                })
-                .map_err(|e| StoreError::Corrupt { what: "retention", detail: format!("{e:?}") })?;
+            // [received, deletions]
+            self.db.transaction(&[&self.received, &self.deletions], |tx| {
+                tx.remove(0, k.as_ref())?;
+                tx.insert(1, &seq.to_be_bytes(), entry.as_slice())
+            })?;
             done.push(d);
         }
         if !done.is_empty() {

@@ -176,7 +176,7 @@ async fn data_import_reports_bad_lines_and_loads_good_files() {
         "{}",
         o.stderr
     );
-    assert_eq!(fed.node("shanghai").unwrap().store().row_count(), 0);
+    assert_eq!(fed.node("shanghai").unwrap().store().row_count().unwrap(), 0);
 
     let path = dir.path().join("good.csv");
     std::fs::write(&path, format!("{header}{good}")).unwrap();
