@@ -34,12 +34,13 @@ mod tests {
 
     #[test]
     fn compare_and_set() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        s.put_agreement("a", b"v1", None).unwrap();
-        assert!(s.put_agreement("a", b"v2", None).is_err());
-        s.put_agreement("a", b"v2", Some(b"v1")).unwrap();
-        assert_eq!(s.agreement("a").unwrap().unwrap(), b"v2");
-        assert_eq!(s.agreements().unwrap(), vec![("a".to_string(), b"v2".to_vec())]);
+        for place in crate::testing::places() {
+            let s = place.open();
+            s.put_agreement("a", b"v1", None).unwrap();
+            assert!(s.put_agreement("a", b"v2", None).is_err());
+            s.put_agreement("a", b"v2", Some(b"v1")).unwrap();
+            assert_eq!(s.agreement("a").unwrap().unwrap(), b"v2");
+            assert_eq!(s.agreements().unwrap(), vec![("a".to_string(), b"v2".to_vec())]);
+        }
     }
 }

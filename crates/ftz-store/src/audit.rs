@@ -327,120 +327,124 @@ mod tests {
 
     #[test]
     fn batches_append_atomically_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-            let b = AuditBatch {
-                old_size: 0,
-                leaves: vec![b"a".to_vec(), [b"b".as_slice(), &[9; 16]].concat()],
-                nodes: vec![(0, 0, [1; 32]), (0, 1, [2; 32]), (1, 0, [3; 32])],
-                tiles: vec![(0, [[1; 32], [2; 32]].concat())],
-                transfers: vec![([9; 16], 1)],
-                outbox: vec![crate::OutboxItem {
-                    id: [7; 16],
-                    kind: 1,
-                    to_zone: "hainan".into(),
-                    body: b"receipt".to_vec(),
-                    created_at_ms: 1,
-                    attempts: 0,
-                    next_attempt_ms: 1,
-                    last_error: String::new(),
-                }],
-            };
-            assert_eq!(s.audit_append(&b).unwrap(), 2);
+        for place in crate::testing::places() {
+            {
+                let s = place.open();
+                let b = AuditBatch {
+                    old_size: 0,
+                    leaves: vec![b"a".to_vec(), [b"b".as_slice(), &[9; 16]].concat()],
+                    nodes: vec![(0, 0, [1; 32]), (0, 1, [2; 32]), (1, 0, [3; 32])],
+                    tiles: vec![(0, [[1; 32], [2; 32]].concat())],
+                    transfers: vec![([9; 16], 1)],
+                    outbox: vec![crate::OutboxItem {
+                        id: [7; 16],
+                        kind: 1,
+                        to_zone: "hainan".into(),
+                        body: b"receipt".to_vec(),
+                        created_at_ms: 1,
+                        attempts: 0,
+                        next_attempt_ms: 1,
+                        last_error: String::new(),
+                    }],
+                };
+                assert_eq!(s.audit_append(&b).unwrap(), 2);
+                assert_eq!(s.outbox_len(), 1);
+                // A stale batch changes nothing, its outbox item neither.
+                let mut stale = b.clone();
+                stale.outbox[0].id = [8; 16];
+                assert!(s.audit_append(&stale).is_err());
+                assert_eq!(s.outbox_len(), 1);
+                s.put_checkpoint(2, "note\n").unwrap();
+            }
+            let s = place.open();
+            assert_eq!(s.audit_size().unwrap(), 2);
+            assert_eq!(
+                s.audit_entries(0, 10).unwrap(),
+                vec![(0, b"a".to_vec()), (1, [b"b".as_slice(), &[9; 16]].concat())]
+            );
+            assert_eq!(s.audit_node(1, 0).unwrap(), Some([3; 32]));
+            assert_eq!(s.audit_node(1, 1).unwrap(), None);
+            assert_eq!(s.audit_level(0, 2).unwrap(), vec![[1; 32], [2; 32]]);
+            assert_eq!(s.audit_level(0, 1).unwrap(), vec![[1; 32]]);
+            assert_eq!(s.audit_tile(0).unwrap(), Some([[1; 32], [2; 32]].concat()));
+            assert_eq!(s.audit_tile(1).unwrap(), None);
+            assert_eq!(s.audit_transfer(&[9; 16]).unwrap(), Some(1));
+            assert_eq!(s.latest_checkpoint().unwrap(), Some((2, "note\n".to_string())));
+            assert_eq!(s.checkpoint_at(2).unwrap().as_deref(), Some("note\n"));
+            s.put_checkpoint(1, "one\n").unwrap();
+            s.put_checkpoint(300, "three hundred\n").unwrap();
+            assert!(s.update_checkpoint(1, |n| Some(format!("{n}cosigned\n"))).unwrap());
+            let sizes = |v: Vec<(u64, String)>| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+            assert_eq!(sizes(s.checkpoints_before(None, 10).unwrap()), vec![300, 2, 1], "newest first");
+            assert_eq!(sizes(s.checkpoints_before(None, 2).unwrap()), vec![300, 2]);
+            assert_eq!(s.checkpoints_before(Some(2), 10).unwrap(), vec![(1, "one\ncosigned\n".to_string())]);
+            assert!(s.checkpoints_before(Some(1), 10).unwrap().is_empty());
+            // The outbox item came with the leaves, durably.
+            assert_eq!(s.outbox_items(10).unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), vec![[7; 16]]);
             assert_eq!(s.outbox_len(), 1);
-            // A stale batch changes nothing, its outbox item neither.
-            let mut stale = b.clone();
-            stale.outbox[0].id = [8; 16];
-            assert!(s.audit_append(&stale).is_err());
-            assert_eq!(s.outbox_len(), 1);
-            s.put_checkpoint(2, "note\n").unwrap();
         }
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(s.audit_size().unwrap(), 2);
-        assert_eq!(
-            s.audit_entries(0, 10).unwrap(),
-            vec![(0, b"a".to_vec()), (1, [b"b".as_slice(), &[9; 16]].concat())]
-        );
-        assert_eq!(s.audit_node(1, 0).unwrap(), Some([3; 32]));
-        assert_eq!(s.audit_node(1, 1).unwrap(), None);
-        assert_eq!(s.audit_level(0, 2).unwrap(), vec![[1; 32], [2; 32]]);
-        assert_eq!(s.audit_level(0, 1).unwrap(), vec![[1; 32]]);
-        assert_eq!(s.audit_tile(0).unwrap(), Some([[1; 32], [2; 32]].concat()));
-        assert_eq!(s.audit_tile(1).unwrap(), None);
-        assert_eq!(s.audit_transfer(&[9; 16]).unwrap(), Some(1));
-        assert_eq!(s.latest_checkpoint().unwrap(), Some((2, "note\n".to_string())));
-        assert_eq!(s.checkpoint_at(2).unwrap().as_deref(), Some("note\n"));
-        s.put_checkpoint(1, "one\n").unwrap();
-        s.put_checkpoint(300, "three hundred\n").unwrap();
-        assert!(s.update_checkpoint(1, |n| Some(format!("{n}cosigned\n"))).unwrap());
-        let sizes = |v: Vec<(u64, String)>| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
-        assert_eq!(sizes(s.checkpoints_before(None, 10).unwrap()), vec![300, 2, 1], "newest first");
-        assert_eq!(sizes(s.checkpoints_before(None, 2).unwrap()), vec![300, 2]);
-        assert_eq!(s.checkpoints_before(Some(2), 10).unwrap(), vec![(1, "one\ncosigned\n".to_string())]);
-        assert!(s.checkpoints_before(Some(1), 10).unwrap().is_empty());
-        // The outbox item came with the leaves, durably.
-        assert_eq!(s.outbox_items(10).unwrap().iter().map(|i| i.id).collect::<Vec<_>>(), vec![[7; 16]]);
-        assert_eq!(s.outbox_len(), 1);
     }
 
     #[test]
     fn the_size_commits_a_plain_batch_and_what_a_crash_left_beyond_it_is_invisible() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let batch = |old_size, leaf: &[u8], id: Option<[u8; 16]>| AuditBatch {
-            old_size,
-            leaves: vec![leaf.to_vec()],
-            transfers: id.map(|id| (id, old_size)).into_iter().collect(),
-            ..Default::default()
-        };
-        assert_eq!(s.audit_append(&batch(0, &[[1u8; 4].as_slice(), &[5; 16]].concat(), Some([5; 16]))).unwrap(), 1);
-        assert_eq!(s.audit_transfer(&[5; 16]).unwrap(), Some(0));
-        // A batch cut short: its entry, node and transfer id written, its size not.
-        s.audit.insert(entry_key(1), [b"lost".as_slice(), &[6; 16]].concat()).unwrap();
-        s.audit.insert(node_key(4, 0), [3; 32]).unwrap();
-        s.audit.insert(transfer_key(&[6; 16]), 1u64.to_be_bytes()).unwrap();
-        assert_eq!(s.audit_size().unwrap(), 1);
-        assert_eq!(s.audit_entry(1).unwrap(), None);
-        assert_eq!(s.audit_entries(0, 10).unwrap().len(), 1);
-        assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), None);
-        assert!(s.audit_level(4, 1 >> 4).unwrap().is_empty());
-        // The next batch takes index 1: the stale id now names an entry of the log, which is
-        // another leaf (the node checks the entry, see ftz-node's `logged_transfer`).
-        assert_eq!(s.audit_append(&batch(1, b"next", None)).unwrap(), 2);
-        assert_eq!(s.audit_entry(1).unwrap().as_deref(), Some(b"next".as_slice()));
-        assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), Some(1));
-        // A batch from a stale size changes nothing readable.
-        assert!(matches!(s.audit_append(&batch(1, b"stale", None)), Err(StoreError::Conflict { .. })));
-        assert_eq!(s.audit_size().unwrap(), 2);
-        assert_eq!(s.audit_entry(1).unwrap().as_deref(), Some(b"next".as_slice()));
+        for place in crate::testing::places() {
+            let s = place.open();
+            let batch = |old_size, leaf: &[u8], id: Option<[u8; 16]>| AuditBatch {
+                old_size,
+                leaves: vec![leaf.to_vec()],
+                transfers: id.map(|id| (id, old_size)).into_iter().collect(),
+                ..Default::default()
+            };
+            assert_eq!(s.audit_append(&batch(0, &[[1u8; 4].as_slice(), &[5; 16]].concat(), Some([5; 16]))).unwrap(), 1);
+            assert_eq!(s.audit_transfer(&[5; 16]).unwrap(), Some(0));
+            // A batch cut short: its entry, node and transfer id written, its size not.
+            s.audit.insert(entry_key(1), [b"lost".as_slice(), &[6; 16]].concat()).unwrap();
+            s.audit.insert(node_key(4, 0), [3; 32]).unwrap();
+            s.audit.insert(transfer_key(&[6; 16]), 1u64.to_be_bytes()).unwrap();
+            assert_eq!(s.audit_size().unwrap(), 1);
+            assert_eq!(s.audit_entry(1).unwrap(), None);
+            assert_eq!(s.audit_entries(0, 10).unwrap().len(), 1);
+            assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), None);
+            assert!(s.audit_level(4, 1 >> 4).unwrap().is_empty());
+            // The next batch takes index 1: the stale id now names an entry of the log, which is
+            // another leaf (the node checks the entry, see ftz-node's `logged_transfer`).
+            assert_eq!(s.audit_append(&batch(1, b"next", None)).unwrap(), 2);
+            assert_eq!(s.audit_entry(1).unwrap().as_deref(), Some(b"next".as_slice()));
+            assert_eq!(s.audit_transfer(&[6; 16]).unwrap(), Some(1));
+            // A batch from a stale size changes nothing readable.
+            assert!(matches!(s.audit_append(&batch(1, b"stale", None)), Err(StoreError::Conflict { .. })));
+            assert_eq!(s.audit_size().unwrap(), 2);
+            assert_eq!(s.audit_entry(1).unwrap().as_deref(), Some(b"next".as_slice()));
+        }
     }
 
     #[test]
     fn pending_intents_and_witness_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        s.put_pending_intent(&[1; 16], 100, b"i1").unwrap();
-        s.put_pending_intent(&[2; 16], 300, b"i2").unwrap();
-        assert_eq!(s.overdue_intents(200).unwrap(), vec![([1; 16], b"i1".to_vec())]);
-        assert!(s.take_pending_intent(&[1; 16]).unwrap());
-        assert!(!s.take_pending_intent(&[1; 16]).unwrap());
-        assert!(s.witness_cas("o", None, "n1").unwrap());
-        assert!(!s.witness_cas("o", None, "n2").unwrap());
-        assert!(s.witness_cas("o", Some("n1"), "n2").unwrap());
-        assert_eq!(s.witnessed("o").unwrap().as_deref(), Some("n2"));
-        s.add_evidence(b"e", 10).unwrap();
-        assert_eq!(s.evidence(10).unwrap(), vec![b"e".to_vec()]);
+        for place in crate::testing::places() {
+            let s = place.open();
+            s.put_pending_intent(&[1; 16], 100, b"i1").unwrap();
+            s.put_pending_intent(&[2; 16], 300, b"i2").unwrap();
+            assert_eq!(s.overdue_intents(200).unwrap(), vec![([1; 16], b"i1".to_vec())]);
+            assert!(s.take_pending_intent(&[1; 16]).unwrap());
+            assert!(!s.take_pending_intent(&[1; 16]).unwrap());
+            assert!(s.witness_cas("o", None, "n1").unwrap());
+            assert!(!s.witness_cas("o", None, "n2").unwrap());
+            assert!(s.witness_cas("o", Some("n1"), "n2").unwrap());
+            assert_eq!(s.witnessed("o").unwrap().as_deref(), Some("n2"));
+            s.add_evidence(b"e", 10).unwrap();
+            assert_eq!(s.evidence(10).unwrap(), vec![b"e".to_vec()]);
+        }
     }
 
     #[test]
     fn evidence_is_kept_up_to_its_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        for i in 0..5u8 {
-            assert_eq!(store.add_evidence(&[i], 3).unwrap(), i < 3);
+        for place in crate::testing::places() {
+            let store = place.open();
+            for i in 0..5u8 {
+                assert_eq!(store.add_evidence(&[i], 3).unwrap(), i < 3);
+            }
+            assert_eq!(store.evidence_count().unwrap(), 3);
+            assert_eq!(store.evidence(2).unwrap(), vec![vec![0], vec![1]]);
         }
-        assert_eq!(store.evidence_count().unwrap(), 3);
-        assert_eq!(store.evidence(2).unwrap(), vec![vec![0], vec![1]]);
     }
 }

@@ -243,68 +243,69 @@ mod tests {
 
     #[test]
     fn the_audit_log_is_cut_at_the_size_given_and_the_rest_copied_and_restored_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        // Four leaves in tiles of 2; checkpoints at 2 and 4; a transfer at index 3.
-        let b = |old: u64, leaves: Vec<&[u8]>, tiles, nodes, transfers| AuditBatch {
-            old_size: old,
-            leaves: leaves.into_iter().map(<[u8]>::to_vec).collect(),
-            tiles,
-            nodes,
-            transfers,
-            outbox: vec![],
-        };
-        s.audit_append(&b(
-            0,
-            vec![b"a", b"b", b"c"],
-            vec![(0, [[1; 32], [2; 32]].concat()), (1, vec![3; 32])],
-            vec![(1, 0, [9; 32])],
-            vec![],
-        ))
-        .unwrap();
-        s.put_checkpoint(2, "two\n").unwrap();
-        s.audit_append(&b(
-            3,
-            vec![b"d"],
-            vec![(1, [[3; 32], [4; 32]].concat())],
-            vec![(1, 1, [8; 32]), (2, 0, [7; 32])],
-            vec![([5; 16], 3)],
-        ))
-        .unwrap();
-        s.put_checkpoint(4, "four\n").unwrap();
-        s.put_pending_intent(&[6; 16], 10, b"intent").unwrap();
+        for place in crate::testing::places() {
+            let s = place.open();
+            // Four leaves in tiles of 2; checkpoints at 2 and 4; a transfer at index 3.
+            let b = |old: u64, leaves: Vec<&[u8]>, tiles, nodes, transfers| AuditBatch {
+                old_size: old,
+                leaves: leaves.into_iter().map(<[u8]>::to_vec).collect(),
+                tiles,
+                nodes,
+                transfers,
+                outbox: vec![],
+            };
+            s.audit_append(&b(
+                0,
+                vec![b"a", b"b", b"c"],
+                vec![(0, [[1; 32], [2; 32]].concat()), (1, vec![3; 32])],
+                vec![(1, 0, [9; 32])],
+                vec![],
+            ))
+            .unwrap();
+            s.put_checkpoint(2, "two\n").unwrap();
+            s.audit_append(&b(
+                3,
+                vec![b"d"],
+                vec![(1, [[3; 32], [4; 32]].concat())],
+                vec![(1, 1, [8; 32]), (2, 0, [7; 32])],
+                vec![([5; 16], 3)],
+            ))
+            .unwrap();
+            s.put_checkpoint(4, "four\n").unwrap();
+            s.put_pending_intent(&[6; 16], 10, b"intent").unwrap();
 
-        let cut = AuditCut { size: 3, leaves_per_tile: 2 };
-        let all = export_all(&s, cut);
-        let audit: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
-            all.iter().filter(|(t, _, _)| t == "audit").map(|(_, k, v)| (k.clone(), v.clone())).collect();
-        assert_eq!(audit[&b"s".to_vec()], 3u64.to_be_bytes());
-        assert!(audit.contains_key(&entry(2)) && !audit.contains_key(&entry(3)));
-        assert_eq!(audit[&tile(1)], vec![3; 32], "the tile of leaf 3 holds only leaf 2's hash");
-        assert!(
-            audit.contains_key(&node(1, 0)) && !audit.contains_key(&node(1, 1)) && !audit.contains_key(&node(2, 0))
-        );
-        assert!(!audit.keys().any(|k| k[0] == b't'), "the transfer at index 3 is beyond the cut");
-        assert_eq!(&audit[&b"c".to_vec()][8..], b"two\n", "the latest checkpoint at or below the cut");
-        assert!(!audit.keys().any(|k| k == &[b"h".as_slice(), &4u64.to_be_bytes()].concat()));
-        assert!(all.iter().any(|(t, _, v)| t == "pending_intents" && v.ends_with(b"intent")));
+            let cut = AuditCut { size: 3, leaves_per_tile: 2 };
+            let all = export_all(&s, cut);
+            let audit: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+                all.iter().filter(|(t, _, _)| t == "audit").map(|(_, k, v)| (k.clone(), v.clone())).collect();
+            assert_eq!(audit[&b"s".to_vec()], 3u64.to_be_bytes());
+            assert!(audit.contains_key(&entry(2)) && !audit.contains_key(&entry(3)));
+            assert_eq!(audit[&tile(1)], vec![3; 32], "the tile of leaf 3 holds only leaf 2's hash");
+            assert!(
+                audit.contains_key(&node(1, 0)) && !audit.contains_key(&node(1, 1)) && !audit.contains_key(&node(2, 0))
+            );
+            assert!(!audit.keys().any(|k| k[0] == b't'), "the transfer at index 3 is beyond the cut");
+            assert_eq!(&audit[&b"c".to_vec()][8..], b"two\n", "the latest checkpoint at or below the cut");
+            assert!(!audit.keys().any(|k| k == &[b"h".as_slice(), &4u64.to_be_bytes()].concat()));
+            assert!(all.iter().any(|(t, _, v)| t == "pending_intents" && v.ends_with(b"intent")));
 
-        let dir2 = tempfile::tempdir().unwrap();
-        let r = Store::open(dir2.path(), StoreOptions::default()).unwrap();
-        assert!(r.is_empty_store().unwrap());
-        assert_eq!(r.restored_marker().unwrap(), None);
-        let marker = RestoredMarker { audit_size: 3, restored_at_ms: 77 };
-        r.import(all.clone(), marker).unwrap();
-        assert_eq!(r.audit_size().unwrap(), 3);
-        assert_eq!(r.latest_checkpoint().unwrap(), Some((2, "two\n".into())));
-        assert_eq!(r.audit_entry(2).unwrap().as_deref(), Some(b"c".as_slice()));
-        assert_eq!(r.restored_marker().unwrap(), Some(marker));
-        // A second import, or one into a store that holds anything, is refused.
-        assert!(r.import(all, marker).is_err());
-        // The marker is not exported.
-        assert!(!export_all(&r, cut).iter().any(|(t, k, _)| t == "meta" && k == RESTORED_KEY));
-        r.clear_restored_marker().unwrap();
-        assert_eq!(r.restored_marker().unwrap(), None);
+            let dir2 = tempfile::tempdir().unwrap();
+            let r = Store::open(dir2.path(), StoreOptions::default()).unwrap();
+            assert!(r.is_empty_store().unwrap());
+            assert_eq!(r.restored_marker().unwrap(), None);
+            let marker = RestoredMarker { audit_size: 3, restored_at_ms: 77 };
+            r.import(all.clone(), marker).unwrap();
+            assert_eq!(r.audit_size().unwrap(), 3);
+            assert_eq!(r.latest_checkpoint().unwrap(), Some((2, "two\n".into())));
+            assert_eq!(r.audit_entry(2).unwrap().as_deref(), Some(b"c".as_slice()));
+            assert_eq!(r.restored_marker().unwrap(), Some(marker));
+            // A second import, or one into a store that holds anything, is refused.
+            assert!(r.import(all, marker).is_err());
+            // The marker is not exported.
+            assert!(!export_all(&r, cut).iter().any(|(t, k, _)| t == "meta" && k == RESTORED_KEY));
+            r.clear_restored_marker().unwrap();
+            assert_eq!(r.restored_marker().unwrap(), None);
+        }
     }
 
     fn entry(i: u64) -> Vec<u8> {

@@ -335,3 +335,44 @@ impl ftz_core::Refusal for StoreError {
         "the node's store failed; nothing was changed".into()
     }
 }
+
+/// The typed store's tests run on both engines: each test gets one place per engine and runs
+/// its body on each (PostgreSQL: a throwaway cluster of its own, see `ftz-pgtest`, which fails
+/// saying how to install PostgreSQL when it is missing).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{PgOptions, Store, StoreOptions};
+
+    /// Where one test's store lives; [`Place::open`] again is a restart.
+    pub(crate) enum Place {
+        Sled(tempfile::TempDir),
+        Postgres(ftz_pgtest::TempPostgres),
+    }
+
+    impl Place {
+        pub(crate) fn open(&self) -> Store {
+            match self {
+                Self::Sled(dir) => Store::open(dir.path(), StoreOptions::default()).unwrap(),
+                Self::Postgres(pg) => {
+                    let mut o = PgOptions::new(pg.url("store"));
+                    o.timeout = std::time::Duration::from_secs(10);
+                    Store::open_postgres(o).unwrap()
+                }
+            }
+        }
+
+        pub(crate) fn engine(&self) -> &'static str {
+            match self {
+                Self::Sled(_) => "sled",
+                Self::Postgres(_) => "postgres",
+            }
+        }
+    }
+
+    /// A new place on each engine.
+    pub(crate) fn places() -> Vec<Place> {
+        let pg = ftz_pgtest::TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+        pg.create_database("store").unwrap_or_else(|e| panic!("{e}"));
+        vec![Place::Sled(tempfile::tempdir().unwrap()), Place::Postgres(pg)]
+    }
+}

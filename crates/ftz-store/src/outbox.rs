@@ -171,37 +171,38 @@ mod tests {
 
     #[test]
     fn items_survive_a_reopen_are_queued_once_and_count_their_attempts() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open(dir.path(), Default::default()).unwrap();
-            assert!(s.outbox_put(&item(1)).unwrap());
-            assert!(s.outbox_put(&item(2)).unwrap());
-            let mut changed = item(1);
-            changed.body = vec![9];
-            assert!(s.outbox_put(&changed).unwrap(), "a second put of the same id is accepted");
-            s.outbox_retry_later(&[1; 16], 99, "zone hainan unreachable").unwrap();
+        for place in crate::testing::places() {
+            {
+                let s = place.open();
+                assert!(s.outbox_put(&item(1)).unwrap());
+                assert!(s.outbox_put(&item(2)).unwrap());
+                let mut changed = item(1);
+                changed.body = vec![9];
+                assert!(s.outbox_put(&changed).unwrap(), "a second put of the same id is accepted");
+                s.outbox_retry_later(&[1; 16], 99, "zone hainan unreachable").unwrap();
+            }
+            let s = place.open();
+            assert_eq!(s.outbox_len(), 2, "counted at open");
+            let items = s.outbox_items(10).unwrap();
+            assert_eq!(items.len(), 2);
+            assert_eq!(items[0].body, vec![1; 40], "the first put stands");
+            assert_eq!((items[0].attempts, items[0].next_attempt_ms), (1, 99));
+            assert_eq!(items[0].last_error, "zone hainan unreachable");
+            assert!(s.outbox_remove(&[1; 16]).unwrap());
+            assert!(!s.outbox_remove(&[1; 16]).unwrap());
+            s.outbox_retry_later(&[1; 16], 100, "gone").unwrap();
+            assert_eq!(s.outbox_items(10).unwrap(), vec![item(2)]);
+            assert!(s.outbox_contains(&[2; 16]).unwrap() && !s.outbox_contains(&[1; 16]).unwrap());
+            assert_eq!(s.outbox_len(), 1);
+            // A zone back: its items are due now; others are left alone.
+            let mut other = item(3);
+            other.to_zone = "guangdong".into();
+            other.next_attempt_ms = 500;
+            s.outbox_put(&other).unwrap();
+            s.outbox_retry_later(&[2; 16], 900, "down").unwrap();
+            assert_eq!(s.outbox_make_due("hainan", 10).unwrap(), 1);
+            let items = s.outbox_items(10).unwrap();
+            assert_eq!((items[0].next_attempt_ms, items[1].next_attempt_ms), (10, 500));
         }
-        let s = Store::open(dir.path(), Default::default()).unwrap();
-        assert_eq!(s.outbox_len(), 2, "counted at open");
-        let items = s.outbox_items(10).unwrap();
-        assert_eq!(items.len(), 2);
-        assert_eq!(items[0].body, vec![1; 40], "the first put stands");
-        assert_eq!((items[0].attempts, items[0].next_attempt_ms), (1, 99));
-        assert_eq!(items[0].last_error, "zone hainan unreachable");
-        assert!(s.outbox_remove(&[1; 16]).unwrap());
-        assert!(!s.outbox_remove(&[1; 16]).unwrap());
-        s.outbox_retry_later(&[1; 16], 100, "gone").unwrap();
-        assert_eq!(s.outbox_items(10).unwrap(), vec![item(2)]);
-        assert!(s.outbox_contains(&[2; 16]).unwrap() && !s.outbox_contains(&[1; 16]).unwrap());
-        assert_eq!(s.outbox_len(), 1);
-        // A zone back: its items are due now; others are left alone.
-        let mut other = item(3);
-        other.to_zone = "guangdong".into();
-        other.next_attempt_ms = 500;
-        s.outbox_put(&other).unwrap();
-        s.outbox_retry_later(&[2; 16], 900, "down").unwrap();
-        assert_eq!(s.outbox_make_due("hainan", 10).unwrap(), 1);
-        let items = s.outbox_items(10).unwrap();
-        assert_eq!((items[0].next_attempt_ms, items[1].next_attempt_ms), (10, 500));
     }
 }

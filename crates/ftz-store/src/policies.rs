@@ -200,41 +200,47 @@ mod tests {
 
     #[test]
     fn budgets_charge_atomically_within_their_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        // A window of 3 slices.
-        assert_eq!(s.charge_budget("p", "hainan", 7, 3, 500, 1000).unwrap(), Ok(500));
-        assert_eq!(s.charge_budget("p", "hainan", 8, 3, 500, 1000).unwrap(), Ok(1000));
-        assert_eq!(s.charge_budget("p", "hainan", 8, 3, 1, 1000).unwrap(), Err(1000));
-        assert_eq!(s.charge_budget("p", "hainan", 9, 3, 1, 1000).unwrap(), Err(1000), "slice 7 still counts");
-        assert_eq!(s.charge_budget("p", "hainan", 10, 3, 500, 1000).unwrap(), Ok(1000), "slice 7 has left the window");
-        assert_eq!(s.charge_budget("p", "guangdong", 7, 3, 500, 1000).unwrap(), Ok(500), "per consumer");
-        assert_eq!(s.budget_spent("p", "hainan", 10, 3).unwrap(), 1000);
-        assert_eq!(s.budget_spent("p", "hainan", 13, 3).unwrap(), 0);
-        // The value keeps only the slices in the window.
-        assert_eq!(s.budgets.get(b"w\0p\0hainan").unwrap().unwrap().len(), 2 * 16);
-        // Listed per (policy, consumer), bounded; counters of old store versions are skipped.
-        s.budgets.insert(b"old-period-counter", [0; 8]).unwrap();
-        let all = s.budgets(10).unwrap();
-        assert_eq!(
-            all,
-            vec![
-                ("p".to_string(), "guangdong".to_string(), vec![(7, 500)]),
-                ("p".to_string(), "hainan".to_string(), vec![(8, 500), (10, 500)]),
-            ]
-        );
-        assert_eq!(s.budgets(1).unwrap().len(), 1);
+        for place in crate::testing::places() {
+            let s = place.open();
+            // A window of 3 slices.
+            assert_eq!(s.charge_budget("p", "hainan", 7, 3, 500, 1000).unwrap(), Ok(500));
+            assert_eq!(s.charge_budget("p", "hainan", 8, 3, 500, 1000).unwrap(), Ok(1000));
+            assert_eq!(s.charge_budget("p", "hainan", 8, 3, 1, 1000).unwrap(), Err(1000));
+            assert_eq!(s.charge_budget("p", "hainan", 9, 3, 1, 1000).unwrap(), Err(1000), "slice 7 still counts");
+            assert_eq!(
+                s.charge_budget("p", "hainan", 10, 3, 500, 1000).unwrap(),
+                Ok(1000),
+                "slice 7 has left the window"
+            );
+            assert_eq!(s.charge_budget("p", "guangdong", 7, 3, 500, 1000).unwrap(), Ok(500), "per consumer");
+            assert_eq!(s.budget_spent("p", "hainan", 10, 3).unwrap(), 1000);
+            assert_eq!(s.budget_spent("p", "hainan", 13, 3).unwrap(), 0);
+            // The value keeps only the slices in the window.
+            assert_eq!(s.budgets.get(b"w\0p\0hainan").unwrap().unwrap().len(), 2 * 16);
+            // Listed per (policy, consumer), bounded; counters of old store versions are skipped.
+            s.budgets.insert(b"old-period-counter", [0; 8]).unwrap();
+            let all = s.budgets(10).unwrap();
+            assert_eq!(
+                all,
+                vec![
+                    ("p".to_string(), "guangdong".to_string(), vec![(7, 500)]),
+                    ("p".to_string(), "hainan".to_string(), vec![(8, 500), (10, 500)]),
+                ]
+            );
+            assert_eq!(s.budgets(1).unwrap().len(), 1);
+        }
     }
 
     #[test]
     fn revocations_keep_the_highest_version_and_secrets_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert!(s.put_policy_revocation("p", 2, b"r2").unwrap());
-        assert!(!s.put_policy_revocation("p", 1, b"r1").unwrap());
-        assert_eq!(s.policy_revocations().unwrap(), vec![("p".into(), 2, b"r2".to_vec())]);
-        let a = s.pseudonym_secret(|| [1; 32]).unwrap();
-        let b = s.pseudonym_secret(|| [2; 32]).unwrap();
-        assert_eq!((a, b), ([1; 32], [1; 32]));
+        for place in crate::testing::places() {
+            let s = place.open();
+            assert!(s.put_policy_revocation("p", 2, b"r2").unwrap());
+            assert!(!s.put_policy_revocation("p", 1, b"r1").unwrap());
+            assert_eq!(s.policy_revocations().unwrap(), vec![("p".into(), 2, b"r2".to_vec())]);
+            let a = s.pseudonym_secret(|| [1; 32]).unwrap();
+            let b = s.pseudonym_secret(|| [2; 32]).unwrap();
+            assert_eq!((a, b), ([1; 32], [1; 32]));
+        }
     }
 }

@@ -278,108 +278,120 @@ mod tests {
 
     #[test]
     fn insert_is_idempotent_and_refuses_conflicts() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(s.insert_record("sh", "R1", &rec(b"a"), Some("LOT-1")).unwrap(), InsertOutcome::Inserted);
-        assert!(matches!(s.insert_record("sh", "R1", &rec(b"a"), Some("LOT-1")).unwrap(), InsertOutcome::Unchanged(_)));
-        assert!(matches!(s.insert_record("sh", "R1", &rec(b"b"), None).unwrap(), InsertOutcome::Conflict(_)));
-        assert_eq!(s.get_record("sh", "R1").unwrap().unwrap().envelope, b"a");
-        assert_eq!(s.insert_record("hn", "R1", &rec(b"c"), Some("LOT-1")).unwrap(), InsertOutcome::Inserted);
-        assert_eq!(s.insert_record("hn", "R2", &rec(b"d"), Some("LOT-10")).unwrap(), InsertOutcome::Inserted);
-        let lot = s.records_for_lot("LOT-1", 10).unwrap();
-        assert_eq!(lot, vec![("hn".to_string(), "R1".to_string()), ("sh".to_string(), "R1".to_string())]);
+        for place in crate::testing::places() {
+            let s = place.open();
+            assert_eq!(s.insert_record("sh", "R1", &rec(b"a"), Some("LOT-1")).unwrap(), InsertOutcome::Inserted);
+            assert!(matches!(
+                s.insert_record("sh", "R1", &rec(b"a"), Some("LOT-1")).unwrap(),
+                InsertOutcome::Unchanged(_)
+            ));
+            assert!(matches!(s.insert_record("sh", "R1", &rec(b"b"), None).unwrap(), InsertOutcome::Conflict(_)));
+            assert_eq!(s.get_record("sh", "R1").unwrap().unwrap().envelope, b"a");
+            assert_eq!(s.insert_record("hn", "R1", &rec(b"c"), Some("LOT-1")).unwrap(), InsertOutcome::Inserted);
+            assert_eq!(s.insert_record("hn", "R2", &rec(b"d"), Some("LOT-10")).unwrap(), InsertOutcome::Inserted);
+            let lot = s.records_for_lot("LOT-1", 10).unwrap();
+            assert_eq!(lot, vec![("hn".to_string(), "R1".to_string()), ("sh".to_string(), "R1".to_string())]);
+        }
     }
 
     #[test]
     fn unindexed_inserts_race_to_one_record_and_keep_only_its_deadline() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let fetched =
-            |env: &[u8], until| StoredRecord { source: RecordSource::Fetched, retain_until_ms: until, ..rec(env) };
-        // Eight threads insert the same id: two contents, two retention deadlines.
-        let outcomes: Vec<_> = (0..8)
-            .map(|i| {
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let r = fetched(if i % 2 == 0 { b"a" } else { b"b" }, 1_000 + (i % 4) * 100);
-                    s.insert_record("sh", "R1", &r, None).unwrap()
+        for place in crate::testing::places() {
+            let s = place.open();
+            let fetched =
+                |env: &[u8], until| StoredRecord { source: RecordSource::Fetched, retain_until_ms: until, ..rec(env) };
+            // Eight threads insert the same id: two contents, two retention deadlines.
+            let outcomes: Vec<_> = (0..8)
+                .map(|i| {
+                    let s = s.clone();
+                    std::thread::spawn(move || {
+                        let r = fetched(if i % 2 == 0 { b"a" } else { b"b" }, 1_000 + (i % 4) * 100);
+                        s.insert_record("sh", "R1", &r, None).unwrap()
+                    })
                 })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect();
-        assert_eq!(outcomes.iter().filter(|o| **o == InsertOutcome::Inserted).count(), 1);
-        let kept = s.get_record("sh", "R1").unwrap().unwrap();
-        // Exactly the kept record's deadline remains: retention deletes it once, at its time.
-        let deadlines: Vec<_> = s.deadlines.iter().keys().map(|k| k.unwrap().to_vec()).collect();
-        assert_eq!(deadlines, vec![crate::data::deadline_key(kept.retain_until_ms, "sh\0R1")]);
-        assert!(s.delete_due(kept.retain_until_ms - 1, 10).unwrap().is_empty());
-        assert_eq!(s.delete_due(kept.retain_until_ms, 10).unwrap().len(), 1);
-        assert_eq!(s.get_record("sh", "R1").unwrap(), None);
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert_eq!(outcomes.iter().filter(|o| **o == InsertOutcome::Inserted).count(), 1);
+            let kept = s.get_record("sh", "R1").unwrap().unwrap();
+            // Exactly the kept record's deadline remains: retention deletes it once, at its time.
+            let deadlines: Vec<_> = s.deadlines.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+            assert_eq!(deadlines, vec![crate::data::deadline_key(kept.retain_until_ms, "sh\0R1")]);
+            assert!(s.delete_due(kept.retain_until_ms - 1, 10).unwrap().is_empty());
+            assert_eq!(s.delete_due(kept.retain_until_ms, 10).unwrap().len(), 1);
+            assert_eq!(s.get_record("sh", "R1").unwrap(), None);
+        }
     }
 
     #[test]
     fn a_deadline_left_without_its_record_is_dropped_without_a_deletion() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        // What a crash between the deadline entry and the record leaves.
-        s.deadlines.insert(crate::data::deadline_key(500, "sh\0R9"), []).unwrap();
-        // And a record whose deadline is later than a stale entry for it.
-        let r = StoredRecord { source: RecordSource::Fetched, retain_until_ms: 900, ..rec(b"x") };
-        s.insert_record("sh", "R8", &r, None).unwrap();
-        s.deadlines.insert(crate::data::deadline_key(600, "sh\0R8"), []).unwrap();
-        assert!(s.delete_due(700, 10).unwrap().is_empty());
-        assert!(s.deletions().unwrap().is_empty());
-        assert!(s.get_record("sh", "R8").unwrap().is_some());
-        assert_eq!(s.delete_due(900, 10).unwrap().len(), 1);
+        for place in crate::testing::places() {
+            let s = place.open();
+            // What a crash between the deadline entry and the record leaves.
+            s.deadlines.insert(crate::data::deadline_key(500, "sh\0R9"), []).unwrap();
+            // And a record whose deadline is later than a stale entry for it.
+            let r = StoredRecord { source: RecordSource::Fetched, retain_until_ms: 900, ..rec(b"x") };
+            s.insert_record("sh", "R8", &r, None).unwrap();
+            s.deadlines.insert(crate::data::deadline_key(600, "sh\0R8"), []).unwrap();
+            assert!(s.delete_due(700, 10).unwrap().is_empty());
+            assert!(s.deletions().unwrap().is_empty());
+            assert!(s.get_record("sh", "R8").unwrap().is_some());
+            assert_eq!(s.delete_due(900, 10).unwrap().len(), 1);
+        }
     }
 
     #[test]
     fn updates_apply_atomically_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-            s.insert_record("sh", "R1", &rec(b"a"), None).unwrap();
-            let after = s
-                .update_record("sh", "R1", |old| {
-                    Some(StoredRecord { revocation: b"rev".to_vec(), updated_at_ms: 5, ..old.clone() })
-                })
-                .unwrap()
-                .unwrap();
-            assert_eq!(after.revocation, b"rev");
-            // A change that declines leaves the record as it is.
-            assert_eq!(s.update_record("sh", "R1", |_| None).unwrap().unwrap().updated_at_ms, 5);
-            assert_eq!(s.update_record("sh", "nope", |o| Some(o.clone())).unwrap(), None);
-            s.add_holder("R1", "hainan").unwrap();
-            s.add_holder("R1", "hainan").unwrap();
-            s.add_holder("R1", "guangdong").unwrap();
-            s.add_holder("R10", "macau").unwrap();
+        for place in crate::testing::places() {
+            {
+                let s = place.open();
+                s.insert_record("sh", "R1", &rec(b"a"), None).unwrap();
+                let after = s
+                    .update_record("sh", "R1", |old| {
+                        Some(StoredRecord { revocation: b"rev".to_vec(), updated_at_ms: 5, ..old.clone() })
+                    })
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(after.revocation, b"rev");
+                // A change that declines leaves the record as it is.
+                assert_eq!(s.update_record("sh", "R1", |_| None).unwrap().unwrap().updated_at_ms, 5);
+                assert_eq!(s.update_record("sh", "nope", |o| Some(o.clone())).unwrap(), None);
+                s.add_holder("R1", "hainan").unwrap();
+                s.add_holder("R1", "hainan").unwrap();
+                s.add_holder("R1", "guangdong").unwrap();
+                s.add_holder("R10", "macau").unwrap();
+            }
+            let s = place.open();
+            assert_eq!(s.get_record("sh", "R1").unwrap().unwrap().revocation, b"rev");
+            assert_eq!(s.holders("R1").unwrap(), vec!["guangdong", "hainan"]);
         }
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(s.get_record("sh", "R1").unwrap().unwrap().revocation, b"rev");
-        assert_eq!(s.holders("R1").unwrap(), vec!["guangdong", "hainan"]);
     }
 
     #[test]
     fn retention_deletes_due_records_with_their_lot_entries_and_keeps_an_account() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let foreign = |deadline| StoredRecord { source: RecordSource::Fetched, retain_until_ms: deadline, ..rec(b"x") };
-        s.insert_record("gd", "R1", &foreign(100), Some("LOT-1")).unwrap();
-        s.insert_record("gd", "R2", &foreign(300), None).unwrap();
-        s.insert_record("sh", "OWN", &rec(b"own"), Some("LOT-1")).unwrap();
-        s.put_received(150, "answer-1", b"a").unwrap();
-        assert!(s.delete_due(99, 100).unwrap().is_empty());
-        let gone = s.delete_due(200, 100).unwrap();
-        assert_eq!(gone.iter().map(|d| d.what.as_str()).collect::<Vec<_>>(), vec!["record gd/R1", "received answer-1"]);
-        assert!(s.get_record("gd", "R1").unwrap().is_none());
-        assert!(s.get_record("gd", "R2").unwrap().is_some());
-        assert_eq!(s.records_for_lot("LOT-1", 10).unwrap(), vec![("sh".to_string(), "OWN".to_string())]);
-        assert_eq!(s.received_count().unwrap(), 0);
-        assert_eq!(s.deletions().unwrap().len(), 2);
-        assert_eq!(s.delete_due(1_000, 100).unwrap().len(), 1);
-        assert!(s.get_record("sh", "OWN").unwrap().is_some(), "own records have no deadline");
+        for place in crate::testing::places() {
+            let s = place.open();
+            let foreign =
+                |deadline| StoredRecord { source: RecordSource::Fetched, retain_until_ms: deadline, ..rec(b"x") };
+            s.insert_record("gd", "R1", &foreign(100), Some("LOT-1")).unwrap();
+            s.insert_record("gd", "R2", &foreign(300), None).unwrap();
+            s.insert_record("sh", "OWN", &rec(b"own"), Some("LOT-1")).unwrap();
+            s.put_received(150, "answer-1", b"a").unwrap();
+            assert!(s.delete_due(99, 100).unwrap().is_empty());
+            let gone = s.delete_due(200, 100).unwrap();
+            assert_eq!(
+                gone.iter().map(|d| d.what.as_str()).collect::<Vec<_>>(),
+                vec!["record gd/R1", "received answer-1"]
+            );
+            assert!(s.get_record("gd", "R1").unwrap().is_none());
+            assert!(s.get_record("gd", "R2").unwrap().is_some());
+            assert_eq!(s.records_for_lot("LOT-1", 10).unwrap(), vec![("sh".to_string(), "OWN".to_string())]);
+            assert_eq!(s.received_count().unwrap(), 0);
+            assert_eq!(s.deletions().unwrap().len(), 2);
+            assert_eq!(s.delete_due(1_000, 100).unwrap().len(), 1);
+            assert!(s.get_record("sh", "OWN").unwrap().is_some(), "own records have no deadline");
+        }
     }
 
     #[test]

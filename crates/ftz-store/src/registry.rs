@@ -123,21 +123,22 @@ mod tests {
 
     #[test]
     fn installs_survive_reopen_and_cas_guards() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-            assert_eq!(s.current_registry().unwrap(), None);
-            s.install_registry(&reg(1), [1; 32], None).unwrap();
-            // A stale expectation loses.
-            let err = s.install_registry(&reg(2), [2; 32], None).unwrap_err();
-            assert!(matches!(err, StoreError::Conflict { expected: None, found: Some(1) }));
-            s.install_registry(&reg(2), [2; 32], Some(1)).unwrap();
+        for place in crate::testing::places() {
+            {
+                let s = place.open();
+                assert_eq!(s.current_registry().unwrap(), None);
+                s.install_registry(&reg(1), [1; 32], None).unwrap();
+                // A stale expectation loses.
+                let err = s.install_registry(&reg(2), [2; 32], None).unwrap_err();
+                assert!(matches!(err, StoreError::Conflict { expected: None, found: Some(1) }));
+                s.install_registry(&reg(2), [2; 32], Some(1)).unwrap();
+            }
+            let s = place.open();
+            assert_eq!(s.current_registry().unwrap(), Some(reg(2)));
+            let hist = s.registry_history().unwrap();
+            assert_eq!(hist.iter().map(|h| h.version).collect::<Vec<_>>(), vec![1, 2]);
+            assert_eq!(hist[1].envelope_digest, vec![2; 32]);
         }
-        let s = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(s.current_registry().unwrap(), Some(reg(2)));
-        let hist = s.registry_history().unwrap();
-        assert_eq!(hist.iter().map(|h| h.version).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(hist[1].envelope_digest, vec![2; 32]);
     }
 
     #[test]
