@@ -30,7 +30,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Store, StoreOptions};
 
     #[test]
     fn compare_and_set() {

@@ -323,7 +323,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreOptions;
 
     #[test]
     fn batches_append_atomically_in_order() {

@@ -196,7 +196,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Store, StoreOptions};
 
     #[test]
     fn budgets_charge_atomically_within_their_limit() {

@@ -263,7 +263,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StoreOptions;
 
     fn rec(env: &[u8]) -> StoredRecord {
         StoredRecord {
