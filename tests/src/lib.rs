@@ -29,6 +29,34 @@ pub struct Cluster {
     pub local: LocalFederation,
     pub clock: Arc<dyn Clock>,
     dir: tempfile::TempDir,
+    /// The throwaway PostgreSQL cluster the nodes' stores are in (see [`on_postgres`]).
+    _postgres: Option<ftz_devkit::postgres::TempPostgres>,
+}
+
+/// Whether the multi-node tests run their nodes on PostgreSQL (`FTZ_TEST_STORE=postgres`: each
+/// zone's node on a database of its own in one throwaway cluster) instead of sled. `.ci/run`
+/// runs them both ways.
+pub fn on_postgres() -> bool {
+    match std::env::var("FTZ_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sled") | Err(_) => false,
+        Ok(other) => panic!("FTZ_TEST_STORE={other:?}: say sled or postgres"),
+    }
+}
+
+/// A throwaway PostgreSQL cluster with a database per zone, and the change that puts each
+/// node's store in its zone's database.
+pub fn postgres_for(zones: &[&str]) -> (ftz_devkit::postgres::TempPostgres, ftz_devkit::local::Tune) {
+    let pg = ftz_devkit::postgres::TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+    for z in zones {
+        pg.create_database(z).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let base = pg.url("");
+    let tune: ftz_devkit::local::Tune = Arc::new(move |cfg: &mut ftz_node::NodeConfig| {
+        cfg.store.engine = ftz_node::config::StoreEngine::Postgres;
+        cfg.store.url = Some(format!("{base}{}", cfg.zone_id));
+    });
+    (pg, tune)
 }
 
 impl Cluster {
@@ -39,10 +67,26 @@ impl Cluster {
 
     pub async fn start_with_clock(zones: &[&str], clock: Arc<dyn Clock>) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let local = LocalFederation::start(zones, &dir.path().join("federation"), clock.clone())
-            .await
-            .expect("federation starts");
-        Cluster { local, clock, dir }
+        let root = dir.path().join("federation");
+        if on_postgres() {
+            let (pg, tune) = postgres_for(zones);
+            let local =
+                LocalFederation::start_tuned(zones, &root, clock.clone(), tune).await.expect("federation starts");
+            for z in &local.fed.zones {
+                assert!(!z.data_dir().join("db").exists(), "{}'s node runs on sled, not on PostgreSQL", z.id);
+                // In its config file too, for what reads the file (restore, --check).
+                let text = std::fs::read_to_string(&z.config_path).expect("a node config");
+                let mut doc: toml::Table = text.parse().expect("a node config");
+                let mut store = toml::Table::new();
+                store.insert("engine".into(), toml::Value::String("postgres".into()));
+                store.insert("url".into(), toml::Value::String(pg.url(z.id.as_str())));
+                doc.insert("store".into(), toml::Value::Table(store));
+                std::fs::write(&z.config_path, toml::to_string(&doc).expect("toml")).expect("a node config");
+            }
+            return Cluster { local, clock, dir, _postgres: Some(pg) };
+        }
+        let local = LocalFederation::start(zones, &root, clock.clone()).await.expect("federation starts");
+        Cluster { local, clock, dir, _postgres: None }
     }
 
     /// The leaves of `zone`'s transfer entries (the first 1000), as its auditor lists them.
@@ -54,7 +98,38 @@ impl Cluster {
 
     /// A cluster around a federation a test started itself (tuned limits), keeping `dir`.
     pub fn from_local(local: LocalFederation, clock: Arc<dyn Clock>, dir: tempfile::TempDir) -> Cluster {
-        Cluster { local, clock, dir }
+        Cluster { local, clock, dir, _postgres: None }
+    }
+
+    /// `zone`'s store, opened as its node opens it (its node must be stopped on sled).
+    pub fn open_store(&self, zone: &str) -> ftz_store::Store {
+        let cfg = ftz_node::NodeConfig::load(&self.zone(zone).config_path).expect("the node's config");
+        ftz_node::open_store(&cfg).expect("the node's store")
+    }
+
+    /// Loses `zone`'s store, as a lost disk (sled: its data directory) or a lost database does.
+    pub fn lose_store(&self, zone: &str) {
+        match &self._postgres {
+            None => std::fs::remove_dir_all(self.zone(zone).data_dir()).expect("removing the data directory"),
+            Some(pg) => {
+                pg.drop_database(zone).unwrap_or_else(|e| panic!("{e}"));
+                pg.create_database(zone).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+
+    /// Whether `zone` has a store (sled: its data directory; PostgreSQL: one in its database).
+    pub fn has_store(&self, zone: &str) -> bool {
+        match &self._postgres {
+            None => self.zone(zone).data_dir().exists(),
+            Some(_) => {
+                let mut cfg = ftz_node::NodeConfig::load(&self.zone(zone).config_path).expect("config");
+                let mut o = cfg.store.postgres().expect("postgres options");
+                o.create = false;
+                cfg.store.engine = ftz_node::config::StoreEngine::Postgres;
+                !matches!(ftz_store::Store::open_postgres(o), Err(ftz_store::StoreError::Absent))
+            }
+        }
     }
 
     pub fn path(&self) -> &std::path::Path {

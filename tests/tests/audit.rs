@@ -283,19 +283,18 @@ async fn a_restarted_node_continues_its_history_and_refuses_to_start_on_a_forged
 
     // Someone with the node's key writes a checkpoint for a history the store does not hold.
     c.local.stop("shanghai").await.unwrap();
-    let data = c.zone("shanghai").data_dir();
     for (forged, why) in [
         (signed_checkpoint(&c, "shanghai", b.size, [3; 32]), "is not the one its signed checkpoint states"),
         (signed_checkpoint(&c, "shanghai", b.size + 10, [3; 32]), "but a checkpoint was signed at size"),
     ] {
-        let store = ftz_store::Store::open(&data, Default::default()).unwrap();
+        let store = c.open_store("shanghai");
         let size = statement(&forged).size;
         store.put_checkpoint(size, &forged).unwrap();
         drop(store);
         let err = c.local.restart("shanghai").await.unwrap_err().to_string();
         assert!(err.contains(why), "{err}");
         // Put the genuine one back: the node starts again.
-        let store = ftz_store::Store::open(&data, Default::default()).unwrap();
+        let store = c.open_store("shanghai");
         store.put_checkpoint(b.size, &new.checkpoint).unwrap();
         drop(store);
         c.local.restart("shanghai").await.unwrap();

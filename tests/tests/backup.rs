@@ -76,7 +76,7 @@ async fn lose_the_disk_and_restore(c: &mut Cluster, file: &Path) -> ftz_node::re
     c.local.stop(LOST).await.unwrap();
     let dz = c.zone(LOST);
     let (config, data) = (dz.config_path.clone(), dz.data_dir());
-    std::fs::remove_dir_all(&data).unwrap();
+    c.lose_store(LOST);
     let restored = ftz_node::restore::restore(&config, file, c.clock.now_ms()).expect("restore");
     assert_eq!(restored.data_dir, data);
     c.local.restart(LOST).await.unwrap();
@@ -200,19 +200,14 @@ async fn a_backup_taken_after_the_last_cosigned_checkpoint_restores_and_continue
 
     c.local.stop(LOST).await.unwrap();
     let dz = c.zone(LOST);
-    let (config, data) = (dz.config_path.clone(), dz.data_dir());
-    // A non-empty data directory is refused, and left as it was.
-    let listing = |d: &Path| {
-        let mut v: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
-        v.sort();
-        v
-    };
-    let held = listing(&data);
+    let config = dz.config_path.clone();
+    // A store that holds something is refused, and left as it was.
+    let held = c.open_store(LOST).audit_size().unwrap();
     let err = ftz_node::restore::restore(&config, &file, 0).unwrap_err().to_string();
     assert!(err.contains("not empty") && err.contains("nothing was written"), "{err}");
-    assert_eq!(listing(&data), held);
+    assert_eq!(c.open_store(LOST).audit_size().unwrap(), held);
     // A backup with one byte changed is refused before anything is written.
-    std::fs::remove_dir_all(&data).unwrap();
+    c.lose_store(LOST);
     let bytes = std::fs::read(&file).unwrap();
     for at in [bytes.len() / 3, bytes.len() - 40] {
         let mut bad = bytes.clone();
@@ -222,7 +217,7 @@ async fn a_backup_taken_after_the_last_cosigned_checkpoint_restores_and_continue
         let err = format!("{:#}", ftz_node::restore::restore(&config, &corrupt, 0).unwrap_err());
         assert!(err.contains("SHA-256") || err.contains("not valid"), "byte {at}: {err}");
         assert!(err.contains("nothing was written"), "{err}");
-        assert!(!data.exists(), "byte {at}: the data directory was created");
+        assert!(!c.has_store(LOST), "byte {at}: a store was created");
     }
 
     // The real one restores; the witnesses hold exactly the cut with the same root: it continues.

@@ -210,18 +210,88 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where the node keeps its state: sled in `data_dir` (the default), or a PostgreSQL database
+/// that several replicas of the zone's node share (docs/scale-out.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreEngine {
+    #[default]
+    Sled,
+    Postgres,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// "sled" or "postgres".
+    pub engine: StoreEngine,
     /// sled's page cache in MiB (sled's own default is 1 GiB). 32 by default: a proof reads one
     /// tile (see `audit::tree`), so a larger cache buys little, and sled's memory grows beyond
     /// it anyway (docs/performance.md).
     pub cache_capacity_mb: u64,
+    /// PostgreSQL: the connection URL (`postgresql://user@host:port/db`). A password is better
+    /// given in `FTZ_STORE_URL` than in this file; it is never logged.
+    pub url: Option<String>,
+    /// PostgreSQL: connections at most.
+    pub pool_size: usize,
+    /// PostgreSQL: verify the server against this CA (PEM) and speak TLS; without it, no TLS
+    /// (a database on the same host or a trusted link only).
+    pub postgres_ca: Option<PathBuf>,
+    /// PostgreSQL: each statement's and each connection attempt's deadline.
+    pub timeout_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { cache_capacity_mb: 32 }
+        Self {
+            engine: StoreEngine::Sled,
+            cache_capacity_mb: 32,
+            url: None,
+            pool_size: 16,
+            postgres_ca: None,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The URL may hold a password: shown without it.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("engine", &self.engine)
+            .field("cache_capacity_mb", &self.cache_capacity_mb)
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("pool_size", &self.pool_size)
+            .field("postgres_ca", &self.postgres_ca)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// A connection URL with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ if url.contains("password=") => "(a connection string with a password)".into(),
+        _ => url.to_string(),
+    }
+}
+
+impl StoreConfig {
+    /// The PostgreSQL engine's options (engine = "postgres").
+    pub fn postgres(&self) -> Result<ftz_store::PgOptions, ConfigError> {
+        let url = self.url.clone().ok_or_else(|| invalid("store.url", "is needed with store.engine = \"postgres\""))?;
+        let mut o = ftz_store::PgOptions::new(url);
+        o.pool_size = self.pool_size;
+        o.tls_ca = self.postgres_ca.clone();
+        o.timeout = std::time::Duration::from_millis(self.timeout_ms);
+        Ok(o)
     }
 }
 
@@ -265,6 +335,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("FTZ_LOG_FORMAT", "log.format"),
     ("FTZ_LOG_LEVEL", "log.level"),
     ("FTZ_OPS_LISTEN", "ops.listen"),
+    ("FTZ_STORE_URL", "store.url"),
 ];
 
 impl NodeConfig {
@@ -295,6 +366,7 @@ impl NodeConfig {
                 "FTZ_REGISTRY_FILE" => self.registry.file = Some(v.into()),
                 "FTZ_TRUST_ANCHOR" => self.registry.trust_anchor = Some(v),
                 "FTZ_OPS_LISTEN" => self.ops.listen = Some(v),
+                "FTZ_STORE_URL" => self.store.url = Some(v),
                 "FTZ_LOG_FORMAT" => {
                     self.log.format = match v.as_str() {
                         "text" => LogFormat::Text,
@@ -324,6 +396,9 @@ impl NodeConfig {
             fix(k);
         }
         if let Some(f) = self.registry.file.as_mut() {
+            fix(f);
+        }
+        if let Some(f) = self.store.postgres_ca.as_mut() {
             fix(f);
         }
     }
@@ -391,6 +466,15 @@ impl NodeConfig {
         }
         if !(8..=65_536).contains(&self.store.cache_capacity_mb) {
             return Err(invalid("store.cache_capacity_mb", "must be 8 to 65536"));
+        }
+        if self.store.engine == StoreEngine::Postgres {
+            self.store.postgres()?;
+            if !(1..=1_000).contains(&self.store.pool_size) {
+                return Err(invalid("store.pool_size", "must be 1 to 1000"));
+            }
+            if !(100..=600_000).contains(&self.store.timeout_ms) {
+                return Err(invalid("store.timeout_ms", "must be 100 ms to 10 min"));
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("{:?}: {e}", self.log.level)))?;

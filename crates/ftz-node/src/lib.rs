@@ -63,5 +63,5 @@ mod testkit;
 
 pub use audit::{AuditLog, Placed, tree::TreeReader};
 pub use config::NodeConfig;
-pub use node::StartError;
+pub use node::{StartError, open_store};
 pub use server::{NodeOptions, RunningNode, start};

@@ -124,11 +124,7 @@ pub(crate) fn load(
     let tls_key = files::read_tls_key(&config.tls.key)?;
     let node_key = files::read_signing_key(&config.keys.node_signing_key)?;
     let issuing_key = config.keys.issuing_key.as_deref().map(files::read_signing_key).transpose()?;
-    create_private_dir(&config.data_dir)?;
-    let store = Store::open(
-        &config.data_dir,
-        StoreOptions { cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024 },
-    )?;
+    let store = open_store(config)?;
     let held = held_registry(&store)?;
     let (registry, install) = choose_registry(config, held.as_ref(), &zone, &node_key, &tls_chain, now)?;
     if let Some(stored) = install {
@@ -192,7 +188,22 @@ pub(crate) fn check(config: &NodeConfig, now: UnixMillis) -> Result<Vec<String>,
         .prefix("ftz-node-check-")
         .tempdir()
         .map_err(|source| StartError::DataDir { path: std::env::temp_dir().display().to_string(), source })?;
-    let store = if in_use {
+    let store = if config.store.engine == crate::config::StoreEngine::Postgres {
+        let mut options = config.store.postgres()?;
+        options.create = false;
+        let url = crate::config::redact_url(&options.url);
+        match Store::open_postgres(options) {
+            Ok(store) => {
+                found.push(format!("PostgreSQL store at {url} opens (format {})", ftz_store::FORMAT_VERSION));
+                Some(store)
+            }
+            Err(ftz_store::StoreError::Absent) => {
+                found.push(format!("no store at {url} yet: the node creates it at its first start"));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else if in_use {
         found.push(format!(
             "store at {} is in use by a running node: its format, registry and log are checked with the node stopped",
             dir.display()
@@ -256,6 +267,21 @@ pub(crate) fn check(config: &NodeConfig, now: UnixMillis) -> Result<Vec<String>,
         }
     }
     Ok(found)
+}
+
+/// Opens the configured store: sled in the data directory (created, private), or the
+/// PostgreSQL database (its schema created or checked).
+pub fn open_store(config: &NodeConfig) -> Result<Store, StartError> {
+    match config.store.engine {
+        crate::config::StoreEngine::Sled => {
+            create_private_dir(&config.data_dir)?;
+            Ok(Store::open(
+                &config.data_dir,
+                StoreOptions { cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024 },
+            )?)
+        }
+        crate::config::StoreEngine::Postgres => Ok(Store::open_postgres(config.store.postgres()?)?),
+    }
 }
 
 /// Whether a running node holds the store in `dir` (sled's lock on its `db` file).

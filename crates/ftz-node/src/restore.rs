@@ -46,11 +46,27 @@ pub fn restore(config: &Path, from: &Path, now_ms: i64) -> anyhow::Result<Restor
     cfg.validate()?;
     let zone = cfg.zone()?;
     let dir = cfg.data_dir.clone();
-    if !empty_or_missing(&dir)? {
+    let sled = cfg.store.engine == crate::config::StoreEngine::Sled;
+    if sled && !empty_or_missing(&dir)? {
         bail!(
             "data directory {} is not empty: a restore writes only into an empty or missing directory (stop the node and move the directory aside first); nothing was written",
             dir.display()
         );
+    }
+    // PostgreSQL: the configured database must hold no store (read only: nothing is written
+    // before the backup has been checked).
+    if !sled {
+        let mut probe = cfg.store.postgres()?;
+        probe.create = false;
+        match Store::open_postgres(probe) {
+            Err(ftz_store::StoreError::Absent) => {}
+            Ok(store) if store.is_empty_store()? => {}
+            Ok(_) => bail!(
+                "the PostgreSQL store at {} is not empty: a restore writes only into a database that holds no store (stop the zone's nodes and give the restore a new database); nothing was written",
+                crate::config::redact_url(cfg.store.url.as_deref().unwrap_or(""))
+            ),
+            Err(e) => return Err(e.into()),
+        }
     }
     let open = || File::open(from).with_context(|| format!("opening backup {}", from.display()));
     let (manifest, sha) =
@@ -70,14 +86,20 @@ pub fn restore(config: &Path, from: &Path, now_ms: i64) -> anyhow::Result<Restor
             ftz_store::FORMAT_VERSION
         );
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating data directory {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("data directory {}", dir.display()))?;
-    }
-    let store = Store::open(&dir, StoreOptions { cache_capacity_bytes: cfg.store.cache_capacity_mb * 1024 * 1024 })?;
+    // sled: a new store in the data directory; PostgreSQL: the configured database, which
+    // must hold no store yet (`import_begin` refuses one that does).
+    let store = if sled {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("data directory {}", dir.display()))?;
+        }
+        Store::open(&dir, StoreOptions { cache_capacity_bytes: cfg.store.cache_capacity_mb * 1024 * 1024 })?
+    } else {
+        crate::node::open_store(&cfg)?
+    };
     let mut importer = store.import_begin()?;
     let mut put = |tree: &str, k: Vec<u8>, v: Vec<u8>| importer.put(tree, &k, &v).map_err(backup::BackupError::from);
     let written = backup::read(open()?, Some(&mut put));

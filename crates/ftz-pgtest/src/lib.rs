@@ -106,6 +106,11 @@ impl TempPostgres {
         self.run("createdb", &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, name]).map(|_| ())
     }
 
+    /// Drops a database (its connections are ended first).
+    pub fn drop_database(&self, name: &str) -> Result<(), PgError> {
+        self.run("dropdb", &["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, "--force", name]).map(|_| ())
+    }
+
     /// Starts the server again after [`TempPostgres::stop`] (same data, same port).
     pub fn start_server(&self) -> Result<(), PgError> {
         let log = self.dir.path().join("server.log");

@@ -78,6 +78,9 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("store: flushing to disk failed: {0}")]
     Flush(String),
+    /// Opened only to read (`PgOptions::create` false) and there is no store yet.
+    #[error("no store here yet: the node creates it at its first start")]
+    Absent,
     /// The PostgreSQL engine's database refused or did not answer; nothing was changed.
     #[error("store (PostgreSQL): {0}")]
     Postgres(String),
@@ -211,18 +214,20 @@ impl Store {
                 Err(source) => return Err(StoreError::Open { path: dir.display().to_string(), source }),
             }
         };
-        Self::with_engine(kv::Engine::Sled(db))
+        Self::with_engine(kv::Engine::Sled(db), true)
     }
 
     /// Opens the store in a PostgreSQL database (creating or checking its schema, safely when
     /// several replicas start at once). Every replica of the zone's node opens the same one.
     pub fn open_postgres(options: PgOptions) -> Result<Self, StoreError> {
-        Self::with_engine(kv::Engine::Postgres(pg::Pg::open(options)?))
+        let create = options.create;
+        Self::with_engine(kv::Engine::Postgres(pg::Pg::open(options)?), create)
     }
 
-    fn with_engine(db: kv::Engine) -> Result<Self, StoreError> {
+    fn with_engine(db: kv::Engine, create: bool) -> Result<Self, StoreError> {
         let meta = db.open_tree("meta")?;
         match stored_format(&meta)? {
+            None if !create => return Err(StoreError::Absent),
             None => {
                 // Replicas starting together: the first to write the format wins, the others
                 // read it.
@@ -358,13 +363,6 @@ pub(crate) mod testing {
                     o.timeout = std::time::Duration::from_secs(10);
                     Store::open_postgres(o).unwrap()
                 }
-            }
-        }
-
-        pub(crate) fn engine(&self) -> &'static str {
-            match self {
-                Self::Sled(_) => "sled",
-                Self::Postgres(_) => "postgres",
             }
         }
     }

@@ -58,11 +58,14 @@ pub struct PgOptions {
     pub tls_ca: Option<PathBuf>,
     /// Each statement's deadline on the server, and each connection attempt's.
     pub timeout: Duration,
+    /// Create the schema when it is missing (a node's start); false: only read (`--check`),
+    /// and a database without the schema is [`StoreError::Absent`].
+    pub create: bool,
 }
 
 impl PgOptions {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), pool_size: 8, tls_ca: None, timeout: Duration::from_secs(10) }
+        Self { url: url.into(), pool_size: 8, tls_ca: None, timeout: Duration::from_secs(10), create: true }
     }
 }
 
@@ -160,7 +163,11 @@ impl Pg {
                 returned: Condvar::new(),
             }),
         };
-        pg.migrate()?;
+        if pg.inner.options.create {
+            pg.migrate()?;
+        } else {
+            pg.check_schema()?;
+        }
         Ok(pg)
     }
 
@@ -284,6 +291,22 @@ impl Pg {
         match self.block(async move { client.batch_execute(sql).await }) {
             Ok(r) => r.map_err(QueryError::Db),
             Err(_) => Err(QueryError::Gone),
+        }
+    }
+
+    /// Checks, writing nothing, that the database holds this build's schema.
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let rows = self.query("SELECT to_regclass('ftz_schema') IS NOT NULL", vec![])?;
+        if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+            return Err(StoreError::Absent);
+        }
+        let rows = self.query("SELECT version FROM ftz_schema", vec![])?;
+        match rows.first().map(|r| r.get::<_, i32>(0)) {
+            None => Err(StoreError::Absent),
+            Some(v) if v != SCHEMA_VERSION => Err(StoreError::Postgres(format!(
+                "the database holds schema version {v}, this build reads version {SCHEMA_VERSION}"
+            ))),
+            Some(_) => Ok(()),
         }
     }
 
