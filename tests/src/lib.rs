@@ -123,10 +123,9 @@ impl Cluster {
         match &self._postgres {
             None => self.zone(zone).data_dir().exists(),
             Some(_) => {
-                let mut cfg = ftz_node::NodeConfig::load(&self.zone(zone).config_path).expect("config");
+                let cfg = ftz_node::NodeConfig::load(&self.zone(zone).config_path).expect("config");
                 let mut o = cfg.store.postgres().expect("postgres options");
                 o.create = false;
-                cfg.store.engine = ftz_node::config::StoreEngine::Postgres;
                 !matches!(ftz_store::Store::open_postgres(o), Err(ftz_store::StoreError::Absent))
             }
         }

@@ -268,20 +268,7 @@ impl std::fmt::Debug for StoreConfig {
     }
 }
 
-/// A connection URL with any password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ if url.contains("password=") => "(a connection string with a password)".into(),
-        _ => url.to_string(),
-    }
-}
+pub use ftz_store::redact_url;
 
 impl StoreConfig {
     /// The PostgreSQL engine's options (engine = "postgres").

@@ -17,6 +17,10 @@ use crate::{
     pg::{Pg, PgRange, PgTree, PgTx},
 };
 
+/// Attempts of a fetch-and-update on PostgreSQL before it gives up (a key changed by others
+/// that often is a bug, not load).
+const UPDATE_ATTEMPTS: usize = 64;
+
 /// A value read from a tree: sled's own buffer (no copy), or the bytes PostgreSQL sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
@@ -280,13 +284,18 @@ impl Tree {
         let key = key.as_ref();
         match self {
             Self::Sled(t) => Ok(t.fetch_and_update(key, &mut f)?.map(Value::Sled)),
-            Self::Postgres(_) => loop {
-                let current = self.get(key)?;
-                let new = f(current.as_deref());
-                if self.compare_and_swap(key, current.as_deref(), new.as_deref())?.is_ok() {
-                    return Ok(current);
+            Self::Postgres(_) => {
+                for _ in 0..UPDATE_ATTEMPTS {
+                    let current = self.get(key)?;
+                    let new = f(current.as_deref());
+                    if self.compare_and_swap(key, current.as_deref(), new.as_deref())?.is_ok() {
+                        return Ok(current);
+                    }
                 }
-            },
+                Err(StoreError::Postgres(format!(
+                    "an update kept racing with concurrent changes ({UPDATE_ATTEMPTS} attempts)"
+                )))
+            }
         }
     }
 

@@ -32,7 +32,7 @@ use thiserror::Error;
 pub use audit::{AuditBatch, PendingIntent};
 pub use backup::{AuditCut, Exported, Importer, RestoredMarker};
 pub use outbox::{MAX_OUTBOX_ITEMS, OutboxItem};
-pub use pg::PgOptions;
+pub use pg::{PgOptions, redact_url};
 pub use policies::StoredBudget;
 pub use records::{InsertOutcome, RecordSource, StoredRecord};
 pub use registry::{RegistryInstall, StoredRegistry};
@@ -365,6 +365,22 @@ pub(crate) mod testing {
                 }
             }
         }
+    }
+
+    /// Backups copy the trees [`super::TREES`] names: every tree a store opens must be there.
+    #[test]
+    fn every_tree_a_store_opens_is_one_a_backup_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let super::kv::Engine::Sled(db) = &store.db else { unreachable!("a sled store") };
+        let mut opened: Vec<String> = db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .filter(|n| n != "__sled__default")
+            .collect();
+        opened.sort();
+        assert_eq!(opened, super::TREES, "TREES (kept sorted) must list every tree `with_engine` opens");
     }
 
     /// A new place on each engine.

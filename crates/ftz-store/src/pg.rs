@@ -47,8 +47,14 @@ fn backoff(n: u32) {
 /// A key for `pg_advisory_lock` that serialises schema migrations of concurrent starts.
 const MIGRATION_LOCK: i64 = 0x667a_7873_6368_656d; // "fzxschem"
 
+/// One key's value; the same key set to a value (upsert); a key removed, with what it held.
+const GET: &str = "SELECT value FROM ftz_kv WHERE tree = $1 AND key = $2";
+const UPSERT: &str = "INSERT INTO ftz_kv (tree, key, value) VALUES ($1, $2, $3) \
+                      ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
+const DELETE: &str = "DELETE FROM ftz_kv WHERE tree = $1 AND key = $2 RETURNING value";
+
 /// How to reach the database.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgOptions {
     /// A libpq-style URL or key=value string (`postgresql://user@host:port/db`).
     pub url: String,
@@ -61,6 +67,34 @@ pub struct PgOptions {
     /// Create the schema when it is missing (a node's start); false: only read (`--check`),
     /// and a database without the schema is [`StoreError::Absent`].
     pub create: bool,
+}
+
+/// The URL may hold a password: shown without it.
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("tls_ca", &self.tls_ca)
+            .field("timeout", &self.timeout)
+            .field("create", &self.create)
+            .finish()
+    }
+}
+
+/// A connection URL or key=value string with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ if url.contains("password") => "(a connection string with a password)".into(),
+        _ => url.to_string(),
+    }
 }
 
 impl PgOptions {
@@ -470,9 +504,7 @@ impl PgTree {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let rows =
-            self.pg.query("SELECT value FROM ftz_kv WHERE tree = $1 AND key = $2", vec![self.p(), Self::bytes(key)])?;
-        Ok(rows.first().map(|r| r.get(0)))
+        Ok(first_value(&self.pg.query(GET, vec![self.p(), Self::bytes(key)])?))
     }
 
     /// Sets `key`; the value it held before.
@@ -487,11 +519,7 @@ impl PgTree {
     }
 
     pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let rows = self.pg.query(
-            "DELETE FROM ftz_kv WHERE tree = $1 AND key = $2 RETURNING value",
-            vec![self.p(), Self::bytes(key)],
-        )?;
-        Ok(rows.first().map(|r| r.get(0)))
+        Ok(first_value(&self.pg.query(DELETE, vec![self.p(), Self::bytes(key)])?))
     }
 
     /// Sets `key` to `new` if it holds `old` (`None`: absent); otherwise `Err(current)`.
@@ -620,27 +648,43 @@ impl PgTx<'_> {
         })
     }
 
+    fn keyed(tree: &str, key: &[u8]) -> Params {
+        vec![Box::new(tree.to_string()), PgTree::bytes(key)]
+    }
+
     pub fn get(&mut self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let rows = self.run(
-            "SELECT value FROM ftz_kv WHERE tree = $1 AND key = $2",
-            vec![Box::new(tree.to_string()), PgTree::bytes(key)],
-        )?;
-        Ok(rows.first().map(|r| r.get(0)))
+        Ok(first_value(&self.run(GET, Self::keyed(tree, key))?))
     }
 
     pub fn insert(&mut self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.run(
-            "INSERT INTO ftz_kv (tree, key, value) VALUES ($1, $2, $3) ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
-            vec![Box::new(tree.to_string()), PgTree::bytes(key), PgTree::bytes(value)],
-        )?;
-        Ok(())
+        let mut params = Self::keyed(tree, key);
+        params.push(PgTree::bytes(value));
+        self.run(UPSERT, params).map(|_| ())
     }
 
     pub fn remove(&mut self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let rows = self.run(
-            "DELETE FROM ftz_kv WHERE tree = $1 AND key = $2 RETURNING value",
-            vec![Box::new(tree.to_string()), PgTree::bytes(key)],
-        )?;
-        Ok(rows.first().map(|r| r.get(0)))
+        Ok(first_value(&self.run(DELETE, Self::keyed(tree, key))?))
+    }
+}
+
+/// The first row's first column (a value), if there is a row.
+fn first_value(rows: &[tokio_postgres::Row]) -> Option<Vec<u8>> {
+    rows.first().map(|r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_the_url_is_never_shown() {
+        let o = PgOptions::new("postgresql://ftz:s3cret@db.example:5432/shanghai");
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("postgresql://ftz:***@db.example:5432/shanghai"),
+            "{shown}"
+        );
+        assert_eq!(redact_url("host=db password=s3cret"), "(a connection string with a password)");
+        assert_eq!(redact_url("postgresql://ftz@db/x"), "postgresql://ftz@db/x");
     }
 }
