@@ -55,6 +55,14 @@ impl Agreements {
         self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Loads the installed agreements again (another replica of this node installed one).
+    pub(crate) async fn reload(&self) -> Result<(), LoadError> {
+        let _guard = self.lock.lock().await;
+        let loaded = load(&self.core.store)?;
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(())
+    }
+
     /// Installs `candidate` if the rules allow it; durable before the in-memory set changes.
     /// Returns the agreement and whether exactly it was installed already.
     pub(crate) async fn install(&self, candidate: Agreement) -> Result<(Agreement, bool), ApiError> {

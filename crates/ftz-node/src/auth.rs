@@ -260,10 +260,10 @@ impl Authenticator {
             return Err(Box::new((Some(who), e)));
         }
         let limits = &self.core.limits;
-        let per_second = match who.principal {
+        let per_second = limits.share(match who.principal {
             Principal::Node => limits.peer_requests_per_second,
             Principal::User { .. } => limits.user_requests_per_second,
-        };
+        });
         if let Admission::Refuse { retry_after_ms, log } =
             self.rates.admit(&who.to_uri(), per_second, self.core.now_ms())
         {

@@ -162,6 +162,17 @@ pub struct Limits {
     /// Oldest transfer intent accepted, in milliseconds: a delivery retried from a sender's
     /// outbox may be this old, a replay older than this is refused.
     pub max_intent_age_ms: i64,
+    /// Replicas of this node that share its store (`store.replicas`, set at load): every rate
+    /// limit is divided among them.
+    #[serde(skip)]
+    pub replicas: u32,
+}
+
+impl Limits {
+    /// This replica's share of a rate of `per_second` for the whole zone (at least 1).
+    pub fn share(&self, per_second: u32) -> u32 {
+        (per_second / self.replicas.max(1)).max(1)
+    }
 }
 
 impl Default for Limits {
@@ -184,6 +195,7 @@ impl Default for Limits {
             user_requests_per_second: 50,
             max_intent_age_ms: 7 * 86_400_000,
             outbox_per_destination: 10_000,
+            replicas: 1,
         }
     }
 }
@@ -239,6 +251,11 @@ pub struct StoreConfig {
     pub postgres_ca: Option<PathBuf>,
     /// PostgreSQL: each statement's and each connection attempt's deadline.
     pub timeout_ms: u64,
+    /// PostgreSQL: how many replicas of this node serve the zone from this database. Each
+    /// enforces 1/replicas of every rate limit (a caller's requests a second, a policy's
+    /// requests per window), so that the zone as a whole admits no more than the limit (plus
+    /// at most one request per replica) however the load balancer spreads the calls.
+    pub replicas: u32,
 }
 
 impl Default for StoreConfig {
@@ -250,6 +267,7 @@ impl Default for StoreConfig {
             pool_size: 16,
             postgres_ca: None,
             timeout_ms: 10_000,
+            replicas: 1,
         }
     }
 }
@@ -264,6 +282,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("pool_size", &self.pool_size)
             .field("postgres_ca", &self.postgres_ca)
             .field("timeout_ms", &self.timeout_ms)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -274,6 +293,14 @@ impl StoreConfig {
     /// The PostgreSQL engine's options (engine = "postgres").
     pub fn postgres(&self) -> Result<ftz_store::PgOptions, ConfigError> {
         let url = self.url.clone().ok_or_else(|| invalid("store.url", "is needed with store.engine = \"postgres\""))?;
+        // The audit log's appender holds one connection under the log's lock and reads with
+        // another.
+        if self.pool_size < 2 {
+            return Err(invalid("store.pool_size", "must be at least 2 with store.engine = \"postgres\""));
+        }
+        if self.replicas == 0 {
+            return Err(invalid("store.replicas", "must be at least 1"));
+        }
         let mut o = ftz_store::PgOptions::new(url);
         o.pool_size = self.pool_size;
         o.tls_ca = self.postgres_ca.clone();

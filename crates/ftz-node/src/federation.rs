@@ -85,6 +85,21 @@ impl Federation {
         Self { core, log, tls_chain, lock: tokio::sync::Mutex::new(()) }
     }
 
+    /// Takes the registry the store holds if it is newer than the one in force (another
+    /// replica of this node installed it, by the same rules). Returns its version if taken.
+    pub(crate) async fn reload(&self) -> Result<Option<u64>, ApiError> {
+        let _guard = self.lock.lock().await;
+        let Some(stored) = self.core.store.current_registry()? else { return Ok(None) };
+        if stored.version <= self.core.registry().version() {
+            return Ok(None);
+        }
+        let registry = Registry::from_bytes(&stored.envelope)
+            .map_err(|e| ApiError::internal(format!("the stored registry is unreadable: {e}")))?;
+        let version = registry.version();
+        self.core.set_registry(registry);
+        Ok(Some(version))
+    }
+
     /// Installs `candidate` if the rules allow it. Acknowledges only after the store has flushed
     /// the new registry; the new registry is in force for every later call (peer channels follow it).
     pub(crate) async fn install(&self, candidate: Registry) -> Result<InstallReport, ApiError> {

@@ -10,7 +10,7 @@ const LAYERS: &[&[&str]] = &[
     &["core"],
     &["records", "peers", "audit", "backup"],
     &["ping", "outbox", "witness", "restored", "agreements", "federation", "retention", "users"],
-    &["policies"],
+    &["policies", "replicas"],
     &["transfer"],
     &["issuing", "provider", "recognition", "industry"],
     &["auth"],
@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["services"],
     &["gateway", "ops"],
     &["server"],
-    &["restore", "process"],
+    &["restore", "migrate_store", "process"],
     &["layering", "testkit"],
 ];
 

@@ -39,6 +39,7 @@ mod users;
 mod witness;
 // Layer 5-6: exchange policies, transfers.
 mod policies;
+mod replicas;
 mod transfer;
 // Layer 7: the roles of an exchange.
 mod industry;

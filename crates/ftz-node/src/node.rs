@@ -76,7 +76,7 @@ pub(crate) struct Node {
     pub agreements: Arc<Agreements>,
     pub policies: Arc<Policies>,
     pub users: Arc<UserRevocations>,
-    pub federation: Federation,
+    pub federation: Arc<Federation>,
     pub issuer: Issuer,
     pub provider: Provider,
     pub verifier: Verifier,
@@ -157,7 +157,12 @@ pub(crate) fn load(
             tracing::warn!(key = %k.key_id(), "the issuing key is not a valid issuing key of this zone in the registry: issuing is refused until it is");
         }
     }
-    let core = Core::new(zone, clock, store, node_key, config.limits.clone(), registry, Tasks::new(shutdown));
+    let mut limits = config.limits.clone();
+    limits.replicas = match config.store.engine {
+        crate::config::StoreEngine::Postgres => config.store.replicas.max(1),
+        crate::config::StoreEngine::Sled => 1,
+    };
+    let core = Core::new(zone, clock, store, node_key, limits, registry, Tasks::new(shutdown));
     let core = Arc::new(core.with_metrics(metrics));
     Ok(Parts { tls_chain, tls_key, core, issuing_key, agreements, policies, pseudonym_secret, withdrawn, log })
 }
@@ -328,7 +333,7 @@ impl Parts {
         ));
         let witness = Arc::new(Witness::new(core.clone(), log.clone(), peers.clone()));
         let node = Node {
-            federation: Federation::new(core.clone(), log.clone(), tls_chain),
+            federation: Arc::new(Federation::new(core.clone(), log.clone(), tls_chain)),
             issuer: Issuer::new(core.clone(), issuing_key, transfers.clone(), outbox.clone()),
             provider: Provider::new(core.clone(), transfers.clone(), config.recognition.clone()),
             verifier: Verifier::new(core.clone(), agreements.clone(), transfers.clone(), config.recognition.clone()),
@@ -361,6 +366,15 @@ impl Parts {
         crate::restored::spawn(node.core.clone(), node.log.clone(), peers.clone());
         transfer::spawn_unacknowledged_sweeper(node.core.clone(), node.log.clone());
         node.outbox.spawn_retries();
+        if node.core.store.is_shared() {
+            let reloads = crate::replicas::Reloads {
+                federation: node.federation.clone(),
+                agreements: node.agreements.clone(),
+                policies: node.policies.clone(),
+                users: node.users.clone(),
+            };
+            crate::replicas::spawn(node.core.clone(), node.log.clone(), reloads);
+        }
         Ok(node)
     }
 }

@@ -90,7 +90,8 @@ impl Outgoing {
         id
     }
 
-    /// The outbox item for this message, first due at `now_ms`.
+    /// The outbox item for this message, first due at `now_ms` and claimed by the replica that
+    /// makes it, which attempts it at once (see [`CLAIM_MS`]).
     pub(crate) fn item(self, now_ms: i64) -> OutboxItem {
         OutboxItem {
             id: self.id,
@@ -101,6 +102,7 @@ impl Outgoing {
             attempts: 0,
             next_attempt_ms: now_ms,
             last_error: String::new(),
+            claimed_until_ms: now_ms + CLAIM_MS,
         }
     }
 }
@@ -223,6 +225,11 @@ pub(crate) fn backoff_ms(attempts: u64) -> i64 {
     ceiling / 2 + (ceiling / 2) * i64::from(r) / i64::from(u32::MAX)
 }
 
+/// How long an attempt holds its claim on an item: well beyond one attempt (a peer's answer
+/// comes within [`CARRY_TIMEOUT`]), so no two replicas attempt an item at once; a replica that
+/// dies holding a claim delays that item by at most this much.
+pub(crate) const CLAIM_MS: i64 = 3 * CARRY_TIMEOUT.as_millis() as i64;
+
 /// At most this many messages are sent at once.
 const PARALLEL: usize = 16;
 
@@ -257,6 +264,12 @@ impl Outbox {
         max_per_zone: usize,
     ) -> Self {
         let couriers = couriers.into_iter().map(|(k, c)| (k as u8, c)).collect();
+        // Claims in a store only this process holds are those of its previous run.
+        if !core.store.is_shared()
+            && let Err(e) = core.store.outbox_release_all()
+        {
+            tracing::warn!("outbox: releasing the claims of the last run: {e}");
+        }
         let mut per_zone: HashMap<String, usize> = HashMap::new();
         for item in core.store.outbox_items(usize::MAX).unwrap_or_default() {
             if item.kind != Kind::Receipt as u8 {
@@ -353,7 +366,10 @@ impl Outbox {
                 store.write_durably(|s| s.outbox_retry_later(&item.id, at_ms, &error)).await?;
                 Ok(Sent::Queued { error })
             }
-            Next::Keep { error } => Ok(Sent::Queued { error }),
+            Next::Keep { error } => {
+                store.outbox_release(&item.id)?;
+                Ok(Sent::Queued { error })
+            }
             Next::Drop { error } => {
                 tracing::warn!(kind = kind_name(item.kind), to = %item.to_zone, "message refused, not retried: {error}");
                 store.write_durably(|s| s.outbox_remove(&item.id)).await?;
@@ -421,12 +437,23 @@ impl Outbox {
         let now = self.core.now_ms();
         let store = self.core.store.clone();
         let Ok(Ok(items)) = tokio::task::spawn_blocking(move || store.outbox_items(usize::MAX)).await else { return };
-        let due: Vec<OutboxItem> = items.into_iter().filter(|i| i.next_attempt_ms <= now).collect();
+        let due: Vec<OutboxItem> =
+            items.into_iter().filter(|i| i.next_attempt_ms <= now && i.claimed_until_ms <= now).collect();
         for chunk in due.chunks(PARALLEL) {
             if self.core.stopping() {
                 return;
             }
             let tries = chunk.iter().map(|item| async move {
+                // Another replica of this node may be looking at the same item: one claims it.
+                let (store, id, now) = (self.core.store.clone(), item.id, self.core.now_ms());
+                let claimed = tokio::task::spawn_blocking(move || store.outbox_claim(&id, now, now + CLAIM_MS)).await;
+                let item = match claimed {
+                    Ok(Ok(Some(item))) => item,
+                    Ok(Ok(None)) => return,
+                    Ok(Err(e)) => return tracing::warn!("outbox: {e}"),
+                    Err(_) => return,
+                };
+                let item = &item;
                 match self.attempt(item).await {
                     Ok(Sent::Delivered { .. }) => {
                         tracing::info!(kind = kind_name(item.kind), to = %item.to_zone, attempts = item.attempts + 1, "delivered from the outbox");

@@ -141,6 +141,15 @@ impl Policies {
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
     }
 
+    /// Loads the installed policies, revocations and negative list again (another replica of
+    /// this node installed one).
+    pub(crate) async fn reload(&self) -> Result<(), LoadError> {
+        let _guard = self.lock.lock().await;
+        let loaded = load(&self.core.store, &self.core.zone)?;
+        self.replace(loaded);
+        Ok(())
+    }
+
     /// Installs a signed policy if the rules allow it; durable before it takes effect.
     pub(crate) async fn install(&self, env: Envelope) -> Result<(String, u64, bool), ApiError> {
         let state = &*self.core;
@@ -303,8 +312,12 @@ impl Policies {
             } else {
                 0
             };
+            // Each of the zone's replicas counts the requests it admitted: as a share of the
+            // zone's, they count for every replica (the zone admits no more than the rate, plus
+            // at most one request per replica).
+            let replicas = state.limits.replicas.max(1) as usize;
             Usage {
-                requests_in_window: u32::try_from(in_window).unwrap_or(u32::MAX),
+                requests_in_window: u32::try_from(in_window.saturating_mul(replicas)).unwrap_or(u32::MAX),
                 epsilon_spent_milli: spent,
                 epsilon_needed_milli: needed,
             }

@@ -85,6 +85,15 @@ impl UserRevocations {
         Ok(Self { core, log, set: RwLock::new(Arc::new(withdrawn)), lock: tokio::sync::Mutex::new(()) })
     }
 
+    /// Loads the installed list again (another replica of this node installed one).
+    pub(crate) async fn reload(&self) -> Result<(), LoadError> {
+        let _guard = self.lock.lock().await;
+        let Some(env) = load(&self.core.store)? else { return Ok(()) };
+        let (doc, digests) = parse(&env).map_err(|e| LoadError::Unreadable(e.to_string()))?;
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Withdrawn { version: doc.version, digests });
+        Ok(())
+    }
+
     /// Whether the certificate (its DER) was withdrawn by this zone's authority.
     pub(crate) fn is_withdrawn(&self, cert_der: &[u8]) -> bool {
         let set = self.set.read().unwrap_or_else(|e| e.into_inner()).clone();

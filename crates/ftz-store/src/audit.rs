@@ -14,6 +14,9 @@ use crate::{Store, StoreError};
 const SIZE: &[u8] = b"s";
 const LATEST: &[u8] = b"c";
 
+/// The advisory lock the appenders of every replica of a node take turns on (PostgreSQL).
+const AUDIT_LOCK: i64 = 0x667a_7861_7564_6974; // "fzxaudit"
+
 fn entry_key(i: u64) -> Vec<u8> {
     [b"e".as_slice(), &i.to_be_bytes()].concat()
 }
@@ -67,21 +70,84 @@ impl Store {
         self.audit.get(SIZE)?.map(|v| u64_of(&v)).transpose().map(|s| s.unwrap_or(0))
     }
 
-    /// Appends a batch atomically and durably: the leaves, tiles, subtree hashes, transfer ids
-    /// and outbox items first, then the size, then one flush. Fails (changing nothing readable)
-    /// if the log is no longer at `old_size`. The log has one appender (the node's audit log
-    /// task): the size check and the compare-and-swap refuse a batch computed from a stale size,
-    /// they do not make two appenders safe.
+    /// Appends a batch atomically and durably (see [`Store::audit_append_with`]), refused
+    /// (changing nothing readable) if the log is no longer at `b.old_size`.
+    pub fn audit_append(&self, b: &AuditBatch) -> Result<u64, StoreError> {
+        match self.db.as_postgres() {
+            Some(pg) => self.append_locked(pg, |_| Ok(b.clone())),
+            None => self.append_sled(b),
+        }
+    }
+
+    /// Appends the batch `plan(size)` makes for the log's current `size`, atomically and
+    /// durably; returns the new size. `plan` must plan from `size` (the batch is refused if its
+    /// `old_size` is another) and may read the store: it sees every batch appended before.
+    ///
+    /// On PostgreSQL, several replicas of a node append to one log: reading the size, `plan`
+    /// and the writes run in one transaction holding the log's lock (Tessera's way: whoever
+    /// holds the lock is the only writer, and reads the truth before it decides), so the log
+    /// has one history however many replicas append, and a transfer id is looked up and
+    /// recorded by one appender at a time. On sled the log has one appender, the node's audit
+    /// log task: the size is read, the batch planned and written with the size last (see the
+    /// module's notes), and a batch from a stale size is refused.
+    pub fn audit_append_with(&self, plan: impl FnOnce(u64) -> Result<AuditBatch, StoreError>) -> Result<u64, StoreError> {
+        match self.db.as_postgres() {
+            Some(pg) => self.append_locked(pg, plan),
+            None => self.append_sled(&plan(self.audit_size()?)?),
+        }
+    }
+
+    /// The PostgreSQL append: one transaction under the log's lock, every row of the batch in
+    /// one statement and its outbox items in another.
+    fn append_locked(
+        &self,
+        pg: &crate::pg::Pg,
+        plan: impl FnOnce(u64) -> Result<AuditBatch, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let name = |t: &crate::kv::Tree| t.as_postgres().map(|t| t.name().to_string());
+        let (Some(audit), Some(outbox)) = (name(&self.audit), name(&self.outbox)) else {
+            return Err(StoreError::Postgres("the audit log's trees are not in PostgreSQL".into()));
+        };
+        let (new_size, added) = pg.exclusive(AUDIT_LOCK, |tx| {
+            let size = tx.get(&audit, SIZE)?.map(|v| u64_of(&v)).transpose()?.unwrap_or(0);
+            let b = plan(size)?;
+            if b.old_size != size {
+                return Err(StoreError::Conflict { expected: Some(b.old_size), found: Some(size) });
+            }
+            if b.leaves.is_empty() {
+                return Ok((size, 0));
+            }
+            let new_size = b.old_size + b.leaves.len() as u64;
+            let mut rows = Vec::with_capacity(b.leaves.len() + b.tiles.len() + b.nodes.len() + b.transfers.len() + 1);
+            rows.extend(b.leaves.iter().enumerate().map(|(i, l)| (entry_key(b.old_size + i as u64), l.clone())));
+            rows.extend(b.tiles.iter().map(|(i, t)| (tile_key(*i), t.clone())));
+            rows.extend(b.nodes.iter().map(|(l, i, h)| (node_key(*l, *i), h.to_vec())));
+            rows.extend(b.transfers.iter().map(|(id, i)| (transfer_key(id), i.to_be_bytes().to_vec())));
+            rows.push((SIZE.to_vec(), new_size.to_be_bytes().to_vec()));
+            tx.insert_many(&audit, rows)?;
+            let items = b.outbox.iter().map(|i| (i.id.to_vec(), i.encode())).collect();
+            let added = tx.insert_absent_many(&outbox, items)?.len();
+            Ok((new_size, added))
+        })?;
+        self.outbox_added(added);
+        Ok(new_size)
+    }
+
+    /// The sled append: the leaves, tiles, subtree hashes, transfer ids and outbox items
+    /// first, then the size, then one flush.
     ///
     /// An outbox item of a batch that a crash cut short stays queued without its transfer in
     /// the log: the node drops such items at start (ftz-node's `audit::transfer`).
-    pub fn audit_append(&self, b: &AuditBatch) -> Result<u64, StoreError> {
+    fn append_sled(&self, b: &AuditBatch) -> Result<u64, StoreError> {
         let new_size = b.old_size + b.leaves.len() as u64;
         let current = self.audit.get(SIZE)?;
         let size = current.as_ref().map(|v| u64_of(v)).transpose()?.unwrap_or(0);
         let conflict = |found| StoreError::Conflict { expected: Some(b.old_size), found: Some(found) };
         if size != b.old_size {
             return Err(conflict(size));
+        }
+        if b.leaves.is_empty() {
+            return Ok(size);
         }
         for (i, leaf) in b.leaves.iter().enumerate() {
             self.audit.insert(entry_key(b.old_size + i as u64), leaf.as_slice())?;
@@ -155,16 +221,7 @@ impl Store {
 
     /// The first `count` nodes of `level`, by index.
     pub fn audit_level(&self, level: u32, count: u64) -> Result<Vec<[u8; 32]>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.audit.range(node_key(level, 0)..node_key(level, count)) {
-            let (k, v) = kv?;
-            let corrupt = |detail: &str| StoreError::Corrupt { what: "audit node", detail: detail.into() };
-            if u64_of(&k[2..])? != out.len() as u64 {
-                return Err(corrupt("a level has a gap"));
-            }
-            out.push(v.as_ref().try_into().map_err(|_| corrupt("not 32 bytes"))?);
-        }
-        Ok(out)
+        self.audit_level_range(level, 0, count)
     }
 
     /// The index the transfer index names for this id, if it is within the log. An id written
@@ -176,9 +233,53 @@ impl Store {
         Ok((index < self.audit_size()?).then_some(index))
     }
 
-    /// Keeps a signed checkpoint (the latest, and in the history by size). Durable on return.
+    /// [`Store::audit_transfer`] for many ids in one read (one round trip on PostgreSQL):
+    /// the ids the transfer index names an entry within the log for, with that index.
+    pub fn audit_transfers(&self, ids: &[[u8; 16]]) -> Result<Vec<([u8; 16], u64)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<Vec<u8>> = ids.iter().map(transfer_key).collect();
+        let size = self.audit_size()?;
+        let mut out = Vec::new();
+        for (k, v) in self.audit.get_many(&keys)? {
+            let index = u64_of(&v)?;
+            if let (Ok(id), true) = (<[u8; 16]>::try_from(&k[1..]), index < size) {
+                out.push((id, index));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The entries at `indexes` that the log holds, in one read: (index, leaf).
+    pub fn audit_entries_at(&self, indexes: &[u64]) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        if indexes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = self.audit_size()?;
+        let keys: Vec<Vec<u8>> = indexes.iter().filter(|i| **i < size).map(|i| entry_key(*i)).collect();
+        self.audit.get_many(&keys)?.into_iter().map(|(k, v)| Ok((u64_of(&k[1..])?, v.to_vec()))).collect()
+    }
+
+    /// The nodes of `level` from index `from` up to (not including) `to`, by index: what a
+    /// replica that follows a log others append to reads of the levels it keeps in memory.
+    pub fn audit_level_range(&self, level: u32, from: u64, to: u64) -> Result<Vec<[u8; 32]>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.audit.range(node_key(level, from)..node_key(level, to)) {
+            let (k, v) = kv?;
+            let corrupt = |detail: &str| StoreError::Corrupt { what: "audit node", detail: detail.into() };
+            if u64_of(&k[2..])? != from + out.len() as u64 {
+                return Err(corrupt("a level has a gap"));
+            }
+            out.push(v.as_ref().try_into().map_err(|_| corrupt("not 32 bytes"))?);
+        }
+        Ok(out)
+    }
+
+    /// Keeps a signed checkpoint as the latest and in the history by size, whatever was there
+    /// (a repair, and how tests forge one). The node keeps what it signs with
+    /// [`Store::advance_checkpoint`]. Durable on return.
     pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), StoreError> {
-        let _serial = self.checkpoint_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut latest = size.to_be_bytes().to_vec();
         latest.extend_from_slice(note.as_bytes());
         let mut batch = crate::kv::Batch::default();
@@ -188,29 +289,62 @@ impl Store {
         self.flush()
     }
 
+    /// Keeps a checkpoint this node signed at `size`, if it moves the log's checkpoints forward:
+    /// it becomes the latest only if it is larger than the latest, and enters the history only
+    /// if none is kept at its size (one kept there may carry cosignatures already). Returns
+    /// whether it became the latest; durable on return.
+    ///
+    /// Several replicas of a node sign checkpoints of one shared log: they run this in one
+    /// transaction each, so of the replicas that signed a size only one stores it (and only
+    /// that one has it witnessed), and the latest checkpoint never goes back to a smaller size
+    /// a slower replica signed. Every replica signs only sizes the shared log has reached, from
+    /// its hashes, so no two checkpoints of this log can contradict each other.
+    pub fn advance_checkpoint(&self, size: u64, note: &str) -> Result<bool, StoreError> {
+        let advanced = self.db.transaction(&[&self.audit], |tx| {
+            let latest = match tx.get(0, LATEST)? {
+                Some(v) if v.len() >= 8 => Some(u64_of(&v[..8])?),
+                Some(_) => return Err(StoreError::Corrupt { what: "audit checkpoint", detail: "short".into() }),
+                None => None,
+            };
+            if tx.get(0, &history_key(size))?.is_none() {
+                tx.insert(0, &history_key(size), note.as_bytes())?;
+            }
+            if latest.is_some_and(|l| l >= size) {
+                return Ok(false);
+            }
+            let mut v = size.to_be_bytes().to_vec();
+            v.extend_from_slice(note.as_bytes());
+            tx.insert(0, LATEST, &v)?;
+            Ok(true)
+        })?;
+        self.flush()?;
+        Ok(advanced)
+    }
+
     /// Rewrites the checkpoint at `size` with `update(note)` (a cosignature added): in the
     /// history, and as the latest only if it still is the latest. `None` from `update` leaves it
-    /// as it is. Returns whether a checkpoint was rewritten; durable on return.
-    pub fn update_checkpoint(
-        &self,
-        size: u64,
-        update: impl FnOnce(&str) -> Option<String>,
-    ) -> Result<bool, StoreError> {
-        let _serial = self.checkpoint_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(old) = self.audit.get(history_key(size))? else { return Ok(false) };
-        let Some(new) = update(&String::from_utf8_lossy(&old)) else { return Ok(false) };
-        let mut batch = crate::kv::Batch::default();
-        batch.insert(history_key(size), new.as_bytes());
-        if let Some((latest, _)) = self.latest_checkpoint()?
-            && latest == size
-        {
-            let mut v = size.to_be_bytes().to_vec();
-            v.extend_from_slice(new.as_bytes());
-            batch.insert(LATEST, v);
+    /// as it is. Returns whether a checkpoint was rewritten; durable on return. One
+    /// transaction: cosignatures that replicas add at once are all kept. `update` may run more
+    /// than once (a transaction run again after a conflict).
+    pub fn update_checkpoint(&self, size: u64, update: impl Fn(&str) -> Option<String>) -> Result<bool, StoreError> {
+        let rewritten = self.db.transaction(&[&self.audit], |tx| {
+            let Some(old) = tx.get(0, &history_key(size))? else { return Ok(false) };
+            let Some(new) = update(&String::from_utf8_lossy(&old)) else { return Ok(false) };
+            tx.insert(0, &history_key(size), new.as_bytes())?;
+            if let Some(latest) = tx.get(0, LATEST)?
+                && latest.len() >= 8
+                && u64_of(&latest[..8])? == size
+            {
+                let mut v = size.to_be_bytes().to_vec();
+                v.extend_from_slice(new.as_bytes());
+                tx.insert(0, LATEST, &v)?;
+            }
+            Ok(true)
+        })?;
+        if rewritten {
+            self.flush()?;
         }
-        self.audit.apply_batch(batch)?;
-        self.flush()?;
-        Ok(true)
+        Ok(rewritten)
     }
 
     /// The latest signed checkpoint: (size, note).
@@ -344,6 +478,7 @@ mod tests {
                         attempts: 0,
                         next_attempt_ms: 1,
                         last_error: String::new(),
+                        claimed_until_ms: 0,
                     }],
                 };
                 assert_eq!(s.audit_append(&b).unwrap(), 2);

@@ -55,6 +55,20 @@ impl<'a> Reader<'a> {
         Ok(r)
     }
 
+    /// A reader of a record in any of the `versions`, and the version it is in.
+    pub(crate) fn versioned(
+        buf: &'a [u8],
+        what: &'static str,
+        versions: std::ops::RangeInclusive<u8>,
+    ) -> Result<(Self, u8), crate::StoreError> {
+        let mut r = Reader { buf, what };
+        let v = r.take(1)?[0];
+        if !versions.contains(&v) {
+            return Err(r.corrupt(format!("record version {v}, expected {versions:?}")));
+        }
+        Ok((r, v))
+    }
+
     fn corrupt(&self, detail: String) -> crate::StoreError {
         crate::StoreError::Corrupt { what: self.what, detail }
     }

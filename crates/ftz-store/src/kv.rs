@@ -79,6 +79,15 @@ impl Engine {
         }
     }
 
+    /// The PostgreSQL engine, for what only a shared database needs (locks several replicas
+    /// take turns on).
+    pub(crate) fn as_postgres(&self) -> Option<&Pg> {
+        match self {
+            Self::Postgres(pg) => Some(pg),
+            Self::Sled(_) => None,
+        }
+    }
+
     /// Whether writes need a flush to be durable (sled); PostgreSQL's are when they return.
     pub fn needs_flush(&self) -> bool {
         matches!(self, Self::Sled(_))
@@ -324,6 +333,31 @@ impl Tree {
             Self::Postgres(t) => {
                 Ok(t.compare_and_swap(key.as_ref(), old, new)?.map_err(|c| CasFailure { current: c.map(Value::Owned) }))
             }
+        }
+    }
+
+    /// The values of `keys` that the tree holds (one round trip on PostgreSQL): (key, value),
+    /// in no particular order.
+    pub fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, Value)>, StoreError> {
+        match self {
+            Self::Sled(t) => {
+                let mut out = Vec::new();
+                for k in keys {
+                    if let Some(v) = t.get(k)? {
+                        out.push((k.clone(), Value::Sled(v)));
+                    }
+                }
+                Ok(out)
+            }
+            Self::Postgres(t) => Ok(t.get_many(keys.to_vec())?.into_iter().map(|(k, v)| (k, Value::Owned(v))).collect()),
+        }
+    }
+
+    /// The PostgreSQL tree, when the engine is PostgreSQL.
+    pub(crate) fn as_postgres(&self) -> Option<&PgTree> {
+        match self {
+            Self::Postgres(t) => Some(t),
+            Self::Sled(_) => None,
         }
     }
 

@@ -156,9 +156,6 @@ pub struct Store {
     flusher: std::sync::Arc<group_flush::GroupFlush>,
     /// Items in `outbox`, counted once at open (sled's `len` is a scan).
     outbox_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// Serialises writes of signed checkpoints (a new one, or a cosignature added), so that the
-    /// latest never goes back and no cosignature is lost.
-    checkpoint_lock: std::sync::Arc<std::sync::Mutex<()>>,
     /// Set on the view [`Store::write_durably`] hands its writes: they skip their own flush,
     /// and one flush after them covers them all.
     defer_flush: bool,
@@ -264,7 +261,6 @@ impl Store {
             outbox,
             flusher: Default::default(),
             outbox_count,
-            checkpoint_lock: Default::default(),
             defer_flush: false,
             meta,
             db,
@@ -274,6 +270,23 @@ impl Store {
     /// A number never handed out before by this store (by any replica sharing it), increasing.
     pub fn next_id(&self) -> Result<u64, StoreError> {
         self.db.generate_id()
+    }
+
+    /// Whether other processes (replicas of this node) may write this store at the same time:
+    /// PostgreSQL; a sled store is held by one process (sled locks its directory).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.db, kv::Engine::Postgres(_))
+    }
+
+    /// A digest of what installs change (registry, agreements, policies and their
+    /// revocations, the lists kept in `meta`), on a shared store: a replica that sees it change
+    /// loads them again, since another replica installed something. `None` on sled, which one
+    /// process holds (its installs change its memory as they change the store).
+    pub fn config_digest(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.db.as_postgres() {
+            Some(pg) => pg.digest_of(&["agreements", "meta", "policies", "policy_revocations", "registry"]).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Which engine holds this store: "sled" or "postgres".

@@ -13,7 +13,8 @@ use crate::{
     codec::{Reader, Writer},
 };
 
-const VERSION: u8 = 1;
+/// Records are written in version 2 (with the claim); version 1 (before claims) is read.
+const VERSION: u8 = 2;
 
 /// At most this many items wait in the outbox; beyond it new messages are refused, so a peer
 /// that is gone for good cannot make the node's disk grow without bound.
@@ -32,6 +33,10 @@ pub struct OutboxItem {
     pub attempts: u64,
     pub next_attempt_ms: i64,
     pub last_error: String,
+    /// An attempt is under way until then, by the replica that claimed it
+    /// ([`Store::outbox_claim`]): no other takes the item before. A replica that dies holding
+    /// it only delays it to then. 0: not claimed.
+    pub claimed_until_ms: i64,
 }
 
 impl OutboxItem {
@@ -44,13 +49,14 @@ impl OutboxItem {
             .u64(self.attempts)
             .i64(self.next_attempt_ms)
             .bytes(self.last_error.as_bytes())
+            .i64(self.claimed_until_ms)
             .finish()
     }
 
     fn decode(id: &[u8], v: &[u8]) -> Result<Self, StoreError> {
         let corrupt = |d: &str| StoreError::Corrupt { what: "outbox item", detail: d.into() };
         let id: [u8; 16] = id.try_into().map_err(|_| corrupt("key is not 16 bytes"))?;
-        let mut r = Reader::new(v, "outbox item", VERSION)?;
+        let (mut r, version) = Reader::versioned(v, "outbox item", 1..=VERSION)?;
         let kind = u8::try_from(r.u64()?).map_err(|_| corrupt("kind"))?;
         let to_zone = String::from_utf8(r.bytes()?).map_err(|_| corrupt("zone is not UTF-8"))?;
         let item = OutboxItem {
@@ -62,6 +68,7 @@ impl OutboxItem {
             attempts: r.u64()?,
             next_attempt_ms: r.i64()?,
             last_error: String::from_utf8_lossy(&r.bytes()?).into_owned(),
+            claimed_until_ms: if version >= 2 { r.i64()? } else { 0 },
         };
         r.end()?;
         Ok(item)
@@ -85,20 +92,82 @@ impl Store {
         Ok(true)
     }
 
-    /// Records a failed attempt: the new attempt count, when to try next, and why it failed.
-    /// Nothing happens if the item was delivered (removed) meanwhile.
+    /// Records a failed attempt: the new attempt count, when to try next, and why it failed;
+    /// the claim is released. Nothing happens if the item was delivered (removed) meanwhile.
     pub fn outbox_retry_later(&self, id: &[u8; 16], next_attempt_ms: i64, error: &str) -> Result<(), StoreError> {
         let updated = self.outbox.fetch_and_update(id, |old| {
             let mut item = OutboxItem::decode(id, old?).ok()?;
             item.attempts += 1;
             item.next_attempt_ms = next_attempt_ms;
             item.last_error = error.chars().take(512).collect();
+            item.claimed_until_ms = 0;
             Some(item.encode())
         })?;
         if updated.is_some() {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Claims the item for one attempt by this replica until `until_ms`, if it is due at
+    /// `now_ms` and nobody's attempt is under way: the item as claimed, or `None` (delivered,
+    /// not due, or claimed by another). A compare-and-swap: of the replicas that look at a due
+    /// item at once, one attempts it (PostgreSQL's `FOR UPDATE SKIP LOCKED`, as a lease that
+    /// outlives no crash by more than its length).
+    pub fn outbox_claim(&self, id: &[u8; 16], now_ms: i64, until_ms: i64) -> Result<Option<OutboxItem>, StoreError> {
+        let Some(current) = self.outbox.get(id)? else { return Ok(None) };
+        let mut item = OutboxItem::decode(id, &current)?;
+        if item.next_attempt_ms > now_ms || item.claimed_until_ms > now_ms {
+            return Ok(None);
+        }
+        item.claimed_until_ms = until_ms;
+        let won = self.outbox.compare_and_swap(id, Some(current), Some(item.encode()))?.is_ok();
+        if won {
+            self.flush()?;
+        }
+        Ok(won.then_some(item))
+    }
+
+    /// Releases the claim on an item (its attempt is over, and left it as it was). Nothing
+    /// happens if it was delivered meanwhile.
+    pub fn outbox_release(&self, id: &[u8; 16]) -> Result<(), StoreError> {
+        let updated = self.outbox.fetch_and_update(id, |old| {
+            let mut item = OutboxItem::decode(id, old?).ok()?;
+            item.claimed_until_ms = 0;
+            Some(item.encode())
+        })?;
+        if updated.is_some() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Releases every claim: at the start of a node whose store no other process can hold
+    /// (sled), claims are those of its previous run, whose attempts ended with it.
+    pub fn outbox_release_all(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.outbox.iter() {
+            let (k, v) = kv?;
+            let mut item = OutboxItem::decode(&k, &v)?;
+            if item.claimed_until_ms != 0 {
+                item.claimed_until_ms = 0;
+                if self.outbox.compare_and_swap(&k, Some(v), Some(item.encode()))?.is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
+    /// Counts the items again (PostgreSQL: replicas add and remove items of one outbox, and
+    /// each counts only its own changes between two recounts).
+    pub fn outbox_recount(&self) -> Result<usize, StoreError> {
+        let n = self.outbox.len()?;
+        self.outbox_count.store(n, Ordering::Relaxed);
+        Ok(n)
     }
 
     /// Removes a delivered (or abandoned) item; true if it was there.
@@ -118,7 +187,8 @@ impl Store {
         for kv in self.outbox.iter() {
             let (k, v) = kv?;
             let item = OutboxItem::decode(&k, &v)?;
-            if item.to_zone == zone && item.next_attempt_ms > now_ms {
+            // An item whose attempt is under way is left to it.
+            if item.to_zone == zone && item.next_attempt_ms > now_ms && item.claimed_until_ms <= now_ms {
                 let mut due = item;
                 due.next_attempt_ms = now_ms;
                 // Only if unchanged meanwhile (delivered, or attempted again).
@@ -166,6 +236,7 @@ mod tests {
             attempts: 0,
             next_attempt_ms: 5,
             last_error: String::new(),
+            claimed_until_ms: 0,
         }
     }
 
@@ -204,5 +275,44 @@ mod tests {
             let items = s.outbox_items(10).unwrap();
             assert_eq!((items[0].next_attempt_ms, items[1].next_attempt_ms), (10, 500));
         }
+    }
+
+    #[test]
+    fn a_due_item_is_claimed_by_one_attempt_at_a_time_until_its_lease_ends() {
+        for place in crate::testing::places() {
+            let s = place.open();
+            s.outbox_put(&item(1)).unwrap();
+            assert!(s.outbox_claim(&[1; 16], 4, 100).unwrap().is_none(), "not due yet");
+            let claimed = s.outbox_claim(&[1; 16], 10, 100).unwrap().unwrap();
+            assert_eq!(claimed.claimed_until_ms, 100);
+            assert!(s.outbox_claim(&[1; 16], 50, 200).unwrap().is_none(), "claimed by another");
+            // The zone is back: an item whose attempt is under way is left to it.
+            assert_eq!(s.outbox_make_due("hainan", 50).unwrap(), 0);
+            // Its holder died: after the lease, another replica takes it.
+            assert_eq!(s.outbox_claim(&[1; 16], 101, 300).unwrap().unwrap().claimed_until_ms, 300);
+            // A failed attempt releases it; so does a release, and a restart of a sled node.
+            s.outbox_retry_later(&[1; 16], 120, "down").unwrap();
+            assert_eq!(s.outbox_items(1).unwrap()[0].claimed_until_ms, 0);
+            s.outbox_claim(&[1; 16], 130, 400).unwrap().unwrap();
+            s.outbox_release(&[1; 16]).unwrap();
+            assert!(s.outbox_claim(&[1; 16], 131, 400).unwrap().is_some());
+            assert_eq!(s.outbox_release_all().unwrap(), 1);
+            assert_eq!(s.outbox_items(1).unwrap()[0].claimed_until_ms, 0);
+            assert!(s.outbox_claim(&[2; 16], 10, 100).unwrap().is_none(), "no such item");
+        }
+    }
+
+    #[test]
+    fn an_item_written_before_claims_existed_is_read_as_unclaimed() {
+        let mut it = item(4);
+        it.claimed_until_ms = 77;
+        let v2 = it.encode();
+        // Version 1: the same fields without the claim.
+        let mut v1 = v2[..v2.len() - 8].to_vec();
+        v1[0] = 1;
+        let read = OutboxItem::decode(&[4; 16], &v1).unwrap();
+        assert_eq!(read, OutboxItem { claimed_until_ms: 0, ..it.clone() });
+        assert_eq!(OutboxItem::decode(&[4; 16], &v2).unwrap(), it);
+        assert!(OutboxItem::decode(&[4; 16], &[3]).is_err(), "an unknown version");
     }
 }

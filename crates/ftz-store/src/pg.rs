@@ -222,7 +222,12 @@ impl Pg {
         let mut config: tokio_postgres::Config = self.inner.options.url.parse().map_err(pg_err)?;
         let timeout = self.inner.options.timeout;
         config.connect_timeout(timeout);
-        config.options(format!("-c statement_timeout={} -c lock_timeout={}", timeout.as_millis(), timeout.as_millis()));
+        // A replica that stops answering in the middle of a transaction (it died, or lost its
+        // network) must not hold its locks, the audit log's among them, for longer than a call.
+        let ms = timeout.as_millis();
+        config.options(format!(
+            "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
+        ));
         config.application_name("ftz-node");
         let tls = self.inner.tls.clone();
         let client = self.block(async move {
@@ -393,6 +398,18 @@ impl Pg {
         Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }
 
+    /// A digest of every row of `trees`, computed by the database (one row back): what a
+    /// replica compares to tell, cheaply and exactly, whether another changed them.
+    pub fn digest_of(&self, trees: &[&str]) -> Result<Vec<u8>, StoreError> {
+        let names: Vec<String> = trees.iter().map(|t| (*t).to_string()).collect();
+        let rows = self.query(
+            "SELECT decode(md5(coalesce(string_agg(tree || ':' || encode(key, 'hex') || ':' || md5(value), ',' \
+             ORDER BY tree, key), '')), 'hex') FROM ftz_kv WHERE tree = ANY($1)",
+            vec![Box::new(names)],
+        )?;
+        Ok(first_value(&rows).unwrap_or_default())
+    }
+
     pub fn tree(&self, name: &str) -> PgTree {
         PgTree { pg: self.clone(), name: Arc::from(name) }
     }
@@ -447,6 +464,51 @@ impl Pg {
             last.map(|e| e.to_string()).unwrap_or_default()
         )))
     }
+}
+
+impl Pg {
+    /// Runs `f` in one READ COMMITTED transaction that holds the advisory lock `lock` from its
+    /// first statement to its commit, once (no retry: a READ COMMITTED transaction is not
+    /// aborted for serialization, and a caller that lost the connection must read the truth
+    /// again before it tries again).
+    ///
+    /// This is how writers that must not interleave (the audit log's appenders of every
+    /// replica) take turns: whoever holds the lock sees, in every statement it runs (on this
+    /// connection or any other), everything the previous holders committed, so it can read
+    /// the current state, decide, and write it, as the only writer. A replica that dies
+    /// holding the lock loses its connection, and with it the lock and its uncommitted writes.
+    pub fn exclusive<T>(&self, lock: i64, f: impl FnOnce(&mut PgTx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut conn = self.checkout()?;
+        if let Err(e) = self.batch_on(&conn, "BEGIN ISOLATION LEVEL READ COMMITTED") {
+            self.checkin(conn);
+            return Err(pg_err(e));
+        }
+        let mut tx = PgTx { pg: self, conn: &mut conn, failed: None };
+        let out = tx.run("SELECT pg_advisory_xact_lock($1)", vec![Box::new(lock)]).and_then(|_| f(&mut tx));
+        let failed = tx.failed.take();
+        let out = match (out, failed) {
+            (Ok(v), None) => self.batch_on(&conn, "COMMIT").map(|()| v).map_err(pg_err),
+            (Ok(_), Some(e)) => {
+                let _ = self.batch_on(&conn, "ROLLBACK");
+                Err(pg_err(e))
+            }
+            (Err(e), _) => {
+                let _ = self.batch_on(&conn, "ROLLBACK");
+                Err(e)
+            }
+        };
+        self.checkin(conn);
+        out
+    }
+}
+
+/// Pairs with each key once, the last value given for it kept (one `INSERT ... ON CONFLICT`
+/// may not touch a row twice).
+fn last_per_key(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<(Vec<u8>, Vec<u8>)> = pairs.into_iter().rev().filter(|(k, _)| seen.insert(k.clone())).collect();
+    kept.reverse();
+    kept.into_iter().unzip()
 }
 
 fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
@@ -664,6 +726,54 @@ impl PgTx<'_> {
 
     pub fn remove(&mut self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(first_value(&self.run(DELETE, Self::keyed(tree, key))?))
+    }
+}
+
+impl PgTx<'_> {
+    /// Sets every key of `pairs` in `tree`, in one statement.
+    pub fn insert_many(&mut self, tree: &str, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let (keys, values) = last_per_key(pairs);
+        self.run(
+            "INSERT INTO ftz_kv (tree, key, value) SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v) \
+             ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+            vec![Box::new(tree.to_string()), Box::new(keys), Box::new(values)],
+        )
+        .map(|_| ())
+    }
+
+    /// Sets the keys of `pairs` that `tree` does not hold, in one statement; the keys it set.
+    pub fn insert_absent_many(
+        &mut self,
+        tree: &str,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (keys, values) = last_per_key(pairs);
+        let rows = self.run(
+            "INSERT INTO ftz_kv (tree, key, value) SELECT $1, k, v FROM unnest($2::bytea[], $3::bytea[]) AS t(k, v) \
+             ON CONFLICT (tree, key) DO NOTHING RETURNING key",
+            vec![Box::new(tree.to_string()), Box::new(keys), Box::new(values)],
+        )?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+}
+
+impl PgTree {
+    /// The values of `keys` (absent ones left out), in one statement: (key, value).
+    pub fn get_many(&self, keys: Vec<Vec<u8>>) -> Result<Pairs, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.pg.query(
+            "SELECT key, value FROM ftz_kv WHERE tree = $1 AND key = ANY($2::bytea[])",
+            vec![self.p(), Box::new(keys)],
+        )?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 

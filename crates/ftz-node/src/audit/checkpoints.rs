@@ -1,7 +1,10 @@
 //! Checkpoints: signed by one task over the durable size only, at most once per interval while
 //! busy and once after the last append, stored (flushed) before anyone sees them, and published
 //! to whoever has them witnessed (the `witness` module). At start, the latest one must be
-//! reproducible from the durable log, or the node refuses to run.
+//! reproducible from the durable log, or the node refuses to run. Replicas of one node on one
+//! database each sign what they see of the shared log; the store keeps one checkpoint per size
+//! and the latest only moves forward, and only the replica whose checkpoint it kept has it
+//! witnessed ([`ftz_store::Store::advance_checkpoint`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -99,14 +102,21 @@ pub(crate) fn spawn_signer(core: Arc<Core>, log: AuditLog, interval: Duration) -
             let size = *size_rx.borrow_and_update();
             // Nothing is signed while the log is shut (a restore its witnesses have not confirmed).
             if (size > signed || unsigned) && log.writable().is_ok() {
-                match sign_checkpoint(&log.tree(), &c.zone, &c.node_key, size)
-                    .and_then(|(_, note)| c.store.put_checkpoint(size, &note).map(|()| note).map_err(Into::into))
-                {
-                    Ok(note) => {
+                let stored = sign_checkpoint(&log.tree(), &c.zone, &c.node_key, size).and_then(|(_, note)| {
+                    c.store.advance_checkpoint(size, &note).map(|advanced| (note, advanced)).map_err(Into::into)
+                });
+                match stored {
+                    Ok((note, true)) => {
                         (signed, unsigned) = (size, false);
                         c.metrics.checkpoint_signed(c.now_ms());
                         tracing::debug!(size, "checkpoint signed");
                         tx.send_replace(Some((size, note)));
+                    }
+                    Ok((_, false)) => {
+                        // Another replica of this node signed this size, or a larger one, first:
+                        // its checkpoint stands and it has it witnessed.
+                        (signed, unsigned) = (size, false);
+                        tracing::debug!(size, "checkpoint signed by another replica");
                     }
                     Err(e) => tracing::error!("checkpoint: {e}"),
                 }

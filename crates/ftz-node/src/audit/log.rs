@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     plan::{Edge, Entry, Placed, frontier, plan},
-    reader::{LogReader, logged_transfer},
+    reader::{LogReader, logged_transfers},
     tree::{TILE_WIDTH, TreeReader, UpperLevels},
 };
 use crate::error::ApiError;
@@ -70,6 +70,9 @@ enum Msg {
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     size: watch::Receiver<u64>,
+    /// The durable size moves when this node's batches are durable, and (on a shared store)
+    /// when it sees other replicas' batches: see [`AuditLog::follow`].
+    size_tx: watch::Sender<u64>,
     store: Store,
     cache: Arc<RwLock<UpperLevels>>,
     /// How many refusals involving each other zone may be logged (see `events`).
@@ -93,8 +96,8 @@ impl AuditLog {
             )),
             None => super::gate::LogGate::default(),
         };
-        tokio::spawn(append_loop(store.clone(), cache.clone(), rx, edge, size_tx));
-        Ok(Self { tx, size: size_rx, store, cache, refusals: Arc::default(), gate: Arc::new(gate) })
+        tokio::spawn(append_loop(store.clone(), cache.clone(), rx, edge, size_tx.clone()));
+        Ok(Self { tx, size: size_rx, size_tx, store, cache, refusals: Arc::default(), gate: Arc::new(gate) })
     }
 
     /// Reads the durable tree (roots and proofs) of any size the caller already knows durable.
@@ -105,6 +108,18 @@ impl AuditLog {
     /// Reads the log as durable now: nothing past the durable size is visible through it.
     pub(crate) fn reader(&self) -> LogReader<'_> {
         LogReader::new(&self.store, &self.cache, self.durable_size())
+    }
+
+    /// Catches up with a log other replicas of this node append to (one PostgreSQL database):
+    /// what they committed is durable, so the durable size moves to the store's, after the
+    /// cache has the hashes it needs. Returns the durable size.
+    pub(crate) fn follow(&self) -> Result<u64, StoreError> {
+        let size = self.store.audit_size()?;
+        if size > self.durable_size() {
+            self.cache.write().unwrap_or_else(|e| e.into_inner()).catch_up(&self.store, size)?;
+            self.size_tx.send_if_modified(|s| (size > *s).then(|| *s = size).is_some());
+        }
+        Ok(self.durable_size())
     }
 
     /// Subtree hashes held in memory.
@@ -197,6 +212,56 @@ fn failed() -> ApiError {
     ApiError::new(Reason::StoreFailure, "the audit log could not be written")
 }
 
+/// A batch as appended: the log's new size, where each entry went, the edge after it and
+/// the subtree hashes it completed (for the cache).
+struct Committed {
+    new_size: u64,
+    placed: Vec<Placed>,
+    edge: Edge,
+    nodes: Vec<(u32, u64, [u8; 32])>,
+}
+
+/// One entry as queued: the leaf, its transfer id, and what goes into the outbox with it.
+type Queued = (Vec<u8>, Option<[u8; 16]>, Option<OutboxItem>);
+
+/// Plans and appends one batch from the log's size as the store has it. With one appender
+/// (sled, or one replica) that is `edge`'s size. When other replicas appended meanwhile (one
+/// database, several nodes), the store's append hands over the size they left under the log's
+/// lock: the edge is read again there, the cache caught up, and the batch planned from it, so
+/// every replica's batches form one history, and a transfer another replica logged is a
+/// duplicate here too.
+fn commit(store: &Store, cache: &Arc<RwLock<UpperLevels>>, edge: Edge, entries: &[Queued]) -> Result<Committed, StoreError> {
+    let mut planned = None;
+    let mut edge = Some(edge);
+    let new_size = store.audit_append_with(|size| {
+        let mut from = edge.take().unwrap_or_default();
+        if size != from.size {
+            cache.write().unwrap_or_else(|e| e.into_inner()).catch_up(store, size)?;
+            from = read_edge(store, cache)?;
+            if from.size != size {
+                return Err(StoreError::Conflict { expected: Some(size), found: Some(from.size) });
+            }
+        }
+        // Transfers already in the log keep their first index.
+        let ids: Vec<[u8; 16]> = entries.iter().filter_map(|(_, id, _)| *id).collect();
+        let logged = logged_transfers(store, &ids)?;
+        let p = plan(
+            &from,
+            entries.iter().map(|(leaf, transfer_id, outbox)| Entry {
+                leaf,
+                transfer_id: *transfer_id,
+                outbox: outbox.as_ref(),
+            }),
+            |id| logged.get(id).copied(),
+        );
+        planned = Some((p.placed, p.edge, p.batch.nodes.clone()));
+        Ok(p.batch)
+    })?;
+    let (placed, edge, nodes) =
+        planned.ok_or_else(|| StoreError::Corrupt { what: "audit", detail: "the batch was not planned".into() })?;
+    Ok(Committed { new_size, placed, edge, nodes })
+}
+
 async fn append_loop(
     store: Store,
     cache: Arc<RwLock<UpperLevels>>,
@@ -212,52 +277,39 @@ async fn append_loop(
         if batch.is_empty() {
             continue;
         }
-        // Transfers already in the log keep their first index (their batch may still be on its
-        // way to disk: every reply waits for a flush).
-        let mut lookup_failed = None;
-        let p = plan(
-            &edge,
-            batch.iter().map(|a| Entry { leaf: &a.leaf, transfer_id: a.transfer_id, outbox: a.outbox.as_ref() }),
-            |id| match logged_transfer(&store, id) {
-                Ok(i) => i,
-                Err(e) => {
-                    lookup_failed = Some(e);
-                    None
-                }
-            },
-        );
-        if let Some(e) = lookup_failed {
-            tracing::error!("audit append failed: {e}");
-            for a in batch {
-                let _ = a.reply.send(Err(failed()));
-            }
-            continue;
-        }
-        let replies: Vec<_> = batch.into_iter().map(|a| a.reply).zip(p.placed).collect();
-        if p.batch.leaves.is_empty() {
-            let store = store.clone();
-            flushing.spawn(async move {
-                let durable = store.flush_async().await;
-                for (reply, placed) in replies {
-                    let _ = reply.send(durable.as_ref().map(|()| placed).map_err(|_| failed()));
-                }
-            });
-            continue;
-        }
+        let (replies, entries): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|a| (a.reply, (a.leaf, a.transfer_id, a.outbox))).unzip();
         // The writes here, their flush in a task of its own: the next batch's writes overlap
-        // this one's flush (one flush can then cover both). A small batch is a few in-memory
-        // sled inserts, cheaper in place than a trip to the blocking pool and back.
-        let st = store.without_flush();
-        let b = p.batch;
-        let committed = if b.leaves.len() <= INLINE_BATCH {
-            Ok(st.audit_append(&b).map(|s| (s, b.nodes)))
+        // this one's flush (one flush can then cover both). A small batch on sled is a few
+        // in-memory inserts, cheaper in place than a trip to the blocking pool and back; on
+        // PostgreSQL every batch is a transaction of round trips, never run on this task.
+        let job = {
+            let (store, cache, edge) = (store.without_flush(), cache.clone(), edge.clone());
+            move || commit(&store, &cache, edge, &entries)
+        };
+        let committed = if !store.is_shared() && replies.len() <= INLINE_BATCH {
+            Ok(job())
         } else {
-            tokio::task::spawn_blocking(move || st.audit_append(&b).map(|s| (s, b.nodes))).await
+            tokio::task::spawn_blocking(job).await
         };
         match committed {
-            Ok(Ok((new_size, nodes))) => {
+            Ok(Ok(Committed { new_size, placed, edge: next, nodes })) => {
+                let replies: Vec<_> = replies.into_iter().zip(placed).collect();
+                if nodes.is_empty() && next.size == edge.size {
+                    // Nothing appended (every entry a transfer logged before): answered once
+                    // what they duplicate is durable.
+                    let store = store.clone();
+                    flushing.spawn(async move {
+                        let durable = store.flush_async().await;
+                        for (reply, placed) in replies {
+                            let _ = reply.send(durable.as_ref().map(|()| placed).map_err(|_| failed()));
+                        }
+                    });
+                    edge = next;
+                    continue;
+                }
                 cache.write().unwrap_or_else(|e| e.into_inner()).extend(&nodes);
-                edge = p.edge;
+                edge = next;
                 debug_assert_eq!(edge.size, new_size);
                 while flushing.len() >= MAX_FLUSHING {
                     let _ = flushing.join_next().await;
@@ -284,7 +336,7 @@ async fn append_loop(
                     Ok(Ok(_)) => String::new(),
                 };
                 tracing::error!("audit append failed: {msg}");
-                for (reply, _) in replies {
+                for reply in replies {
                     let _ = reply.send(Err(failed()));
                 }
                 // Re-read what is durable, so the next batch starts from the truth.

@@ -3,7 +3,10 @@
 //! durable size when it is made: the store may already hold a batch whose flush is under way,
 //! and no reader sees it (tessera's rule: readers never see past what is durable).
 
-use std::sync::{Arc, RwLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
 
 use ftz_audit::{
     leaf::Leaf,
@@ -25,13 +28,26 @@ use crate::error::ApiError;
 pub(crate) fn logged_transfer(store: &Store, id: &[u8; 16]) -> Result<Option<u64>, StoreError> {
     let Some(index) = store.audit_transfer(id)? else { return Ok(None) };
     let Some(bytes) = store.audit_entry(index)? else { return Ok(None) };
-    let same = match Leaf::decode(&bytes) {
+    Ok(is_transfer_of(&bytes, id).then_some(index))
+}
+
+/// [`logged_transfer`] of several ids in two reads (the appender's, for a whole batch under
+/// the log's lock): the ids logged, with their index.
+pub(crate) fn logged_transfers(store: &Store, ids: &[[u8; 16]]) -> Result<HashMap<[u8; 16], u64>, StoreError> {
+    let named = store.audit_transfers(ids)?;
+    let indexes: Vec<u64> = named.iter().map(|(_, i)| *i).collect();
+    let entries: HashMap<u64, Vec<u8>> = store.audit_entries_at(&indexes)?.into_iter().collect();
+    Ok(named.into_iter().filter(|(id, i)| entries.get(i).is_some_and(|b| is_transfer_of(b, id))).collect())
+}
+
+/// Whether `leaf` is the transfer leaf of the intent with this id.
+fn is_transfer_of(leaf: &[u8], id: &[u8; 16]) -> bool {
+    match Leaf::decode(leaf) {
         Ok(Leaf::Transfer { intent, .. }) => {
             TransferIntent::decode(intent.payload.as_slice()).is_ok_and(|i| i.transfer_id.as_slice() == id)
         }
         _ => false,
-    };
-    Ok(same.then_some(index))
+    }
 }
 
 pub(crate) struct LogReader<'a> {

@@ -75,6 +75,32 @@ impl UpperLevels {
         self.bound();
     }
 
+    /// Reads from the store the nodes of a log of `size` leaves that the cache lacks (other
+    /// replicas appended them): each cached level up to `size`'s nodes. The store holds
+    /// every node of a size it holds.
+    pub fn catch_up(&mut self, store: &Store, size: u64) -> Result<(), StoreError> {
+        for level in self.lowest..64 {
+            let want = size >> level;
+            if want == 0 {
+                break;
+            }
+            while self.levels.len() <= level as usize {
+                self.levels.push(Vec::new());
+            }
+            let have = self.levels[level as usize].len() as u64;
+            if have < want {
+                let more = store.audit_level_range(level, have, want)?;
+                if more.len() as u64 != want - have {
+                    return Err(StoreError::Corrupt { what: "audit node", detail: format!("level {level} is short") });
+                }
+                self.count += more.len();
+                self.levels[level as usize].extend(more);
+            }
+        }
+        self.bound();
+        Ok(())
+    }
+
     fn bound(&mut self) {
         while self.count > MAX_CACHED && (self.lowest as usize) < self.levels.len() {
             let dropped = std::mem::take(&mut self.levels[self.lowest as usize]);

@@ -565,6 +565,7 @@ mod tests {
             attempts: 0,
             next_attempt_ms: 1,
             last_error: String::new(),
+            claimed_until_ms: 0,
         }
     }
 
