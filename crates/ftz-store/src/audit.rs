@@ -552,6 +552,88 @@ mod tests {
         }
     }
 
+    fn two_replicas() -> (ftz_pgtest::TempPostgres, Store, Store) {
+        let pg = ftz_pgtest::TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+        pg.create_database("store").unwrap_or_else(|e| panic!("{e}"));
+        let open = || Store::open_postgres(crate::PgOptions::new(pg.url("store"))).unwrap();
+        let (a, b) = (open(), open());
+        (pg, a, b)
+    }
+
+    /// Replicas of a node on one database append at once: one history, every batch planned
+    /// from the size the previous one left, and a transfer that two replicas log at once
+    /// logged once (each looks it up under the log's lock).
+    #[test]
+    fn replicas_appending_at_once_make_one_history_and_log_a_transfer_once() {
+        let (_pg, a, b) = two_replicas();
+        let shared = [0xAB; 16];
+        let append = |s: &Store, leaf: Vec<u8>, id: Option<[u8; 16]>| {
+            s.audit_append_with(|size| {
+                if let Some(id) = id
+                    && s.audit_transfer(&id)?.is_some()
+                {
+                    return Ok(AuditBatch { old_size: size, ..Default::default() });
+                }
+                Ok(AuditBatch {
+                    old_size: size,
+                    leaves: vec![leaf.clone()],
+                    transfers: id.map(|id| (id, size)).into_iter().collect(),
+                    ..Default::default()
+                })
+            })
+            .unwrap()
+        };
+        std::thread::scope(|scope| {
+            for (t, s) in [(0u8, &a), (1, &b), (2, &a), (3, &b)] {
+                scope.spawn(move || {
+                    for i in 0..40u8 {
+                        append(s, vec![t, i], None);
+                        if i % 10 == 0 {
+                            append(s, vec![9, 9], Some(shared));
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(a.audit_size().unwrap(), 161, "160 leaves and the shared transfer once");
+        let entries = b.audit_entries(0, 1000).unwrap();
+        let mut leaves: Vec<Vec<u8>> = entries.iter().map(|(_, l)| l.clone()).collect();
+        leaves.sort();
+        leaves.dedup();
+        assert_eq!(leaves.len(), 161, "no leaf lost or written twice");
+        let at = a.audit_transfer(&shared).unwrap().unwrap();
+        assert_eq!(entries[at as usize].1, vec![9, 9]);
+        // A batch from a stale size is refused, as on sled.
+        let stale = AuditBatch { old_size: 3, leaves: vec![b"x".to_vec()], ..Default::default() };
+        assert!(matches!(a.audit_append(&stale), Err(StoreError::Conflict { .. })));
+    }
+
+    /// Replicas sign checkpoints of one log: the latest only moves forward, a size signed twice
+    /// keeps the first (which may carry cosignatures), and cosignatures added at once by two
+    /// replicas are all kept.
+    #[test]
+    fn checkpoints_only_move_forward_and_keep_every_cosignature() {
+        let (_pg, a, b) = two_replicas();
+        assert!(a.advance_checkpoint(5, "five\n").unwrap());
+        assert!(!b.advance_checkpoint(3, "three\n").unwrap(), "a slower replica's smaller checkpoint");
+        assert_eq!(b.latest_checkpoint().unwrap(), Some((5, "five\n".to_string())));
+        assert_eq!(b.checkpoint_at(3).unwrap().as_deref(), Some("three\n"), "kept in the history");
+        assert!(b.update_checkpoint(5, |n| Some(format!("{n}cosigned\n"))).unwrap());
+        assert!(!b.advance_checkpoint(5, "five again\n").unwrap());
+        assert_eq!(a.checkpoint_at(5).unwrap().as_deref(), Some("five\ncosigned\n"), "the first one stands");
+        std::thread::scope(|scope| {
+            for (s, w) in [(&a, "w1"), (&b, "w2"), (&a, "w3"), (&b, "w4")] {
+                scope.spawn(move || assert!(s.update_checkpoint(5, |n| Some(format!("{n}{w}\n"))).unwrap()));
+            }
+        });
+        let (size, note) = a.latest_checkpoint().unwrap().unwrap();
+        assert_eq!(size, 5);
+        for w in ["cosigned", "w1", "w2", "w3", "w4"] {
+            assert!(note.contains(w), "{w} kept: {note}");
+        }
+        assert_eq!(a.checkpoint_at(5).unwrap().as_deref(), Some(note.as_str()));
+    }
+
     #[test]
     fn pending_intents_and_witness_state() {
         for place in crate::testing::places() {
