@@ -123,7 +123,7 @@ impl Ops {
         match path {
             "/healthz" => answer(http::StatusCode::OK, TEXT, "ok\n"),
             "/readyz" => {
-                let checks = self.readiness();
+                let checks = self.readiness().await;
                 let ready = checks.values().all(|v| v == "ok");
                 let body = serde_json::json!({ "ready": ready, "checks": checks });
                 let status = if ready { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
@@ -132,7 +132,7 @@ impl Ops {
             "/metrics" => {
                 // Store reads and signature checks of recent checkpoints: off the async threads.
                 let node = self.node.clone();
-                let ready = self.readiness().values().all(|v| v == "ok");
+                let ready = self.readiness().await.values().all(|v| v == "ok");
                 let tls = self.tls_not_after_ms;
                 match tokio::task::spawn_blocking(move || encode(&node, tls, ready)).await {
                     Ok(Ok(text)) => answer(http::StatusCode::OK, OPENMETRICS, text),
@@ -145,47 +145,48 @@ impl Ops {
     }
 
     /// Each readiness check by name: "ok", or why not.
-    fn readiness(&self) -> BTreeMap<&'static str, String> {
-        let (node, core) = (&self.node, &self.node.core);
-        let now = core.now_ms();
-        let mut checks = BTreeMap::new();
-        checks.insert(
-            "draining",
-            if self.draining.load(Ordering::Relaxed) || core.stopping() {
-                "the node is stopping".to_string()
-            } else {
-                "ok".into()
-            },
-        );
-        let (store, waiting) = match (core.store.audit_size(), core.store.latest_checkpoint()) {
-            (Ok(_), Ok(cp)) => ("ok".to_string(), node.log.durable_size().saturating_sub(cp.map_or(0, |(s, _)| s))),
-            (Err(e), _) | (_, Err(e)) => (format!("the store failed: {e}"), 0),
-        };
-        checks.insert("store", store);
-        let registry = core.registry();
-        checks.insert(
-            "registry",
-            if registry.valid_at(now) {
-                "ok".into()
-            } else {
-                format!(
-                    "registry v{} is not valid now (valid until {} ms)",
-                    registry.version(),
-                    registry.valid_until_ms()
-                )
-            },
-        );
-        let since = core.metrics.last_checkpoint_signed_ms().unwrap_or(node.started_at_ms);
-        checks.insert(
-            "checkpoint",
-            if waiting > 0 && now.saturating_sub(since) > self.max_checkpoint_delay_ms {
-                format!("{waiting} entries have waited more than {} ms for a checkpoint", self.max_checkpoint_delay_ms)
-            } else {
-                "ok".into()
-            },
-        );
-        checks
+    async fn readiness(&self) -> BTreeMap<&'static str, String> {
+        // The store's answer may take up to its deadline (a database that does not answer):
+        // off the async threads.
+        let (node, draining, max_delay) =
+            (self.node.clone(), self.draining.load(Ordering::Relaxed), self.max_checkpoint_delay_ms);
+        tokio::task::spawn_blocking(move || readiness(&node, draining, max_delay))
+            .await
+            .unwrap_or_else(|e| BTreeMap::from([("store", format!("the readiness check failed: {e}"))]))
     }
+}
+
+/// Each readiness check by name: "ok", or why not.
+fn readiness(node: &Node, draining: bool, max_checkpoint_delay_ms: i64) -> BTreeMap<&'static str, String> {
+    let core = &node.core;
+    let now = core.now_ms();
+    let mut checks = BTreeMap::new();
+    checks
+        .insert("draining", if draining || core.stopping() { "the node is stopping".to_string() } else { "ok".into() });
+    let (store, waiting) = match (core.store.audit_size(), core.store.latest_checkpoint()) {
+        (Ok(_), Ok(cp)) => ("ok".to_string(), node.log.durable_size().saturating_sub(cp.map_or(0, |(s, _)| s))),
+        (Err(e), _) | (_, Err(e)) => (format!("the store failed: {e}"), 0),
+    };
+    checks.insert("store", store);
+    let registry = core.registry();
+    checks.insert(
+        "registry",
+        if registry.valid_at(now) {
+            "ok".into()
+        } else {
+            format!("registry v{} is not valid now (valid until {} ms)", registry.version(), registry.valid_until_ms())
+        },
+    );
+    let since = core.metrics.last_checkpoint_signed_ms().unwrap_or(node.started_at_ms);
+    checks.insert(
+        "checkpoint",
+        if waiting > 0 && now.saturating_sub(since) > max_checkpoint_delay_ms {
+            format!("{waiting} entries have waited more than {max_checkpoint_delay_ms} ms for a checkpoint")
+        } else {
+            "ok".into()
+        },
+    );
+    checks
 }
 
 fn seconds(ms: i64) -> f64 {

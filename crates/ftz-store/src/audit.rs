@@ -384,6 +384,24 @@ impl Store {
         self.flush()
     }
 
+    /// Claims an overdue intent for the one replica that declares it unacknowledged: moves
+    /// its deadline from (at or before) `now_ms` to `until_ms`, unless another replica did so
+    /// first. True if this call claimed it. One that dies before declaring it leaves it
+    /// overdue again at `until_ms`.
+    pub fn claim_overdue_intent(&self, id: &[u8; 16], now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
+        let Some(current) = self.pending.get(id)? else { return Ok(false) };
+        if current.len() < 8 || i64::from_be_bytes(current[..8].try_into().unwrap_or([0; 8])) > now_ms {
+            return Ok(false);
+        }
+        let mut claimed = until_ms.to_be_bytes().to_vec();
+        claimed.extend_from_slice(&current[8..]);
+        let won = self.pending.compare_and_swap(id, Some(current), Some(claimed))?.is_ok();
+        if won {
+            self.flush()?;
+        }
+        Ok(won)
+    }
+
     /// Forgets a pending intent; true if it was pending.
     pub fn take_pending_intent(&self, id: &[u8; 16]) -> Result<bool, StoreError> {
         let was = self.pending.remove(id)?.is_some();
@@ -641,6 +659,11 @@ mod tests {
             s.put_pending_intent(&[1; 16], 100, b"i1").unwrap();
             s.put_pending_intent(&[2; 16], 300, b"i2").unwrap();
             assert_eq!(s.overdue_intents(200).unwrap(), vec![([1; 16], b"i1".to_vec())]);
+            assert!(!s.claim_overdue_intent(&[2; 16], 200, 900).unwrap(), "not overdue");
+            assert!(s.claim_overdue_intent(&[1; 16], 200, 250).unwrap());
+            assert!(!s.claim_overdue_intent(&[1; 16], 200, 250).unwrap(), "claimed already");
+            assert!(s.overdue_intents(200).unwrap().is_empty());
+            assert_eq!(s.overdue_intents(250).unwrap(), vec![([1; 16], b"i1".to_vec())], "overdue again");
             assert!(s.take_pending_intent(&[1; 16]).unwrap());
             assert!(!s.take_pending_intent(&[1; 16]).unwrap());
             assert!(s.witness_cas("o", None, "n1").unwrap());

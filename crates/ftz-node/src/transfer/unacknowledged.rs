@@ -43,6 +43,11 @@ async fn sweep(core: &Core, log: &AuditLog) {
             let _ = store.take_pending_intent(&id);
             continue;
         }
+        // Another replica of this node may be sweeping too: one declares it.
+        let now = core.now_ms();
+        if !store.claim_overdue_intent(&id, now, now + 10 * SWEEP_EVERY.as_millis() as i64).unwrap_or(false) {
+            continue;
+        }
         let Ok(env) = Envelope::decode(bytes.as_slice()) else { continue };
         let Ok(intent) = part(&env) else { continue };
         let consumer = TransferIntent::decode(intent.payload.as_slice()).map(|i| i.consumer_zone).unwrap_or_default();
