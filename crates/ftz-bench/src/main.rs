@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, hide = true)]
     smoke: bool,
     /// Run only these groups: crypto, audit, nodes, observed (what metrics and the default log
-    /// level cost), or one node scenario (echo, verify, proof, list, pull, push); all when not
+    /// level cost), postgres (the PostgreSQL engine, one and two replicas), or one node scenario (echo, verify, proof, list, pull, push); all when not
     /// given. For profiling.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -258,6 +258,10 @@ async fn suite(args: Args) -> Result<()> {
         fed.shutdown();
     }
 
+    if run("postgres") {
+        postgres(&sizes, dir.path(), &mut |r| add(&mut rows, r)).await?;
+    }
+
     if run("observed") {
         observed(&sizes, dir.path(), &mut |r| add(&mut rows, r)).await?;
     }
@@ -369,6 +373,49 @@ async fn observed(sizes: &scenarios::Sizes, dir: &std::path::Path, add: &mut imp
     }
     for fed in feds {
         fed.shutdown();
+    }
+    Ok(())
+}
+
+/// The PostgreSQL engine next to sled: durable audit appends through the node's appender, on
+/// sled (the baseline, in this run), on one PostgreSQL database with one replica, and with two
+/// replicas appending to the same log at once (each its own connection pool, as two processes
+/// would have); with the database's CPU per append. The database is a throwaway cluster on
+/// this machine (fsync on).
+async fn postgres(sizes: &scenarios::Sizes, dir: &std::path::Path, add: &mut impl FnMut(Row)) -> Result<()> {
+    eprintln!("the PostgreSQL engine (a throwaway cluster on this machine), next to sled");
+    let n = sizes.appends;
+    let in_flight = 256;
+    let sled = ftz_store::Store::open(&dir.join("pg-baseline-sled"), Default::default())?;
+    let on_sled = scenarios::appends_through(std::slice::from_ref(&sled), n, in_flight).await?;
+    drop(sled);
+    add(Row::new("sled_audit_append_durable", &on_sled, None));
+    let pg = ftz_devkit::postgres::TempPostgres::start().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut one_replica = 0.0;
+    for replicas in [1usize, 2] {
+        let db = format!("append{replicas}");
+        pg.create_database(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stores: Vec<ftz_store::Store> = (0..replicas)
+            .map(|_| ftz_store::Store::open_postgres(ftz_store::PgOptions::new(pg.url(&db))))
+            .collect::<Result<_, _>>()?;
+        let cpu_before = pg.cpu_time().unwrap_or_default();
+        let m = scenarios::appends_through(&stores, n, in_flight).await?;
+        let db_cpu = pg.cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+        let name = if replicas == 1 {
+            "pg_audit_append_durable".to_string()
+        } else {
+            format!("pg_audit_append_durable_{replicas}_replicas")
+        };
+        let baseline = if replicas == 1 {
+            ("sled_audit_append_durable", on_sled.ops_per_s())
+        } else {
+            ("pg_audit_append_durable", one_replica)
+        };
+        if replicas == 1 {
+            one_replica = m.ops_per_s();
+        }
+        add(Row::new(&name, &m, Some(baseline)));
+        eprintln!("    the database's CPU per append: {:.1} µs", db_cpu.as_secs_f64() * 1e6 / m.ops.max(1) as f64);
     }
     Ok(())
 }

@@ -193,6 +193,25 @@ pub async fn audit_append(
     Ok((appended, baseline, store, log))
 }
 
+/// Durable, batched audit appends (`in_flight` appenders) through one audit log per store in
+/// `stores`, taking turns (each store a replica of one node when they share a database).
+pub async fn appends_through(stores: &[Store], n: usize, in_flight: usize) -> Result<Measured> {
+    let logs: Vec<AuditLog> = stores.iter().map(|s| AuditLog::start(s.clone())).collect::<Result<_, _>>()?;
+    let shared = Arc::new(logs.clone());
+    let m = drive(n, in_flight, move |i| {
+        let l = shared[i % shared.len()].clone();
+        async move {
+            l.append(&sample_leaf(i), None).await.map_err(|e| anyhow!("{e}"))?;
+            Ok(())
+        }
+    })
+    .await?;
+    for l in logs {
+        l.close().await;
+    }
+    Ok(m)
+}
+
 /// Grows the stored log to `size` entries (durable, batched), with the node's own appender:
 /// transfer leaves and, one in [`REFUSAL_EVERY`], refusals.
 pub async fn grow(store: &Store, log: &AuditLog, size: u64) -> Result<()> {

@@ -139,6 +139,34 @@ impl TempPostgres {
         self.run("pg_ctl", &["-D", &self.data().display().to_string(), "-m", "immediate", "-w", "stop"]).map(|_| ())
     }
 
+    /// The CPU time (user and system) the server has used so far: the postmaster, its live
+    /// processes (backends, writers), and those it has reaped. `None` if it is not running or
+    /// `/proc` cannot be read. Assumes the usual 100 clock ticks a second.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid_file = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
+        let postmaster: u32 = pid_file.lines().next()?.trim().parse().ok()?;
+        // Fields after the command: state, ppid, ..., utime (14), stime (15), cutime (16),
+        // cstime (17), numbered from 1 as in proc(5).
+        let stat = |pid: u32| -> Option<(u32, u64, u64)> {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &text[text.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let n = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            Some((n(4) as u32, n(14) + n(15), n(16) + n(17)))
+        };
+        let (_, own, reaped) = stat(postmaster)?;
+        let mut ticks = own + reaped;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if let Some((ppid, t, _)) = stat(pid)
+                && ppid == postmaster
+            {
+                ticks += t;
+            }
+        }
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     fn run(&self, program: &str, args: &[&str]) -> Result<Output, PgError> {
         let mut cmd = Command::new(self.bin.join(program));
         cmd.args(args).current_dir(self.dir.path()).env("LC_ALL", "C").env_remove("PGDATA");
