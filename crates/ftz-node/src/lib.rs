@@ -56,6 +56,8 @@ mod server;
 mod services;
 // `ftz-node restore`: a store written from a backup file, before any node runs on it.
 pub mod restore;
+// `ftz-node migrate-store`: a zone's sled store copied into PostgreSQL and verified.
+pub mod migrate_store;
 
 #[cfg(test)]
 mod layering;

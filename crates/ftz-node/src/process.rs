@@ -45,6 +45,45 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Copies a zone's sled store into an empty PostgreSQL database and verifies the copy:
+    /// the step that moves a zone from the sled engine to PostgreSQL (docs/operations.md,
+    /// "Moving a zone from sled to PostgreSQL"). Needs no --config.
+    ///
+    /// Stop the zone's node first: a running node holds the sled directory's lock, and the
+    /// migration is refused while it does (nothing may change under the copy). The sled store's
+    /// data is not changed.
+    ///
+    /// The target database must be empty: new (createdb), or with an ftz schema that holds no
+    /// entry. A database that already holds a store is refused: a migration never merges into
+    /// or overwrites one.
+    ///
+    /// Every tree is copied in batches, and the id sequence is moved above every id the sled
+    /// store handed out. Then the PostgreSQL store is opened again and compared with sled key by
+    /// key and value by value, and the audit log's root at its size and the latest signed
+    /// checkpoint are checked on the copy. Only then does it report success (trees, rows,
+    /// bytes, audit log size and root, time) and exit 0. Progress goes to stderr.
+    ///
+    /// Exit 1: refused or failed (what and why on stderr). Exit 3: the copy differs from the
+    /// sled store (each difference listed); then drop the database, create it empty and run the
+    /// migration again. After success, set `[store] engine = "postgres"` and `url` in the
+    /// node's config and start it; keep the sled directory until it runs.
+    #[command(name = "migrate-store")]
+    MigrateStore {
+        /// The zone's sled store: the node's data directory (`data_dir` in its config).
+        #[arg(long, value_name = "SLED_DIR")]
+        from: PathBuf,
+        /// The empty target database, `postgresql://user@host:port/db`. FTZ_STORE_URL instead
+        /// keeps a password off the command line; it is never printed.
+        #[arg(long, value_name = "POSTGRES_URL", env = "FTZ_STORE_URL", hide_env_values = true)]
+        to: String,
+        /// Speak TLS to the database and verify it against this CA (PEM), as `[store]
+        /// postgres_ca` does; without it, no TLS (a database on this host or a trusted link).
+        #[arg(long, value_name = "PATH")]
+        postgres_ca: Option<PathBuf>,
+        /// Print the report (or the failure) as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn env_help() -> String {
@@ -64,6 +103,9 @@ pub fn main() -> ExitCode {
 /// a node (the benchmark runs each node as a child process of itself).
 pub fn main_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let args = Args::parse_from(args);
+    if let Some(Command::MigrateStore { from, to, postgres_ca, json }) = &args.command {
+        return migrate_store_main(from, to, postgres_ca.as_deref(), *json);
+    }
     let Some(config) = args.config.clone() else {
         use clap::CommandFactory;
         Args::command().error(clap::error::ErrorKind::MissingRequiredArgument, "--config <CONFIG> is required").exit()
@@ -110,6 +152,55 @@ fn restore_main(config: &std::path::Path, from: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("ftz-node: restore refused: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ftz-node migrate-store`: the report on stdout (text or JSON), or why not on stderr (and as
+/// JSON on stdout with `--json`).
+fn migrate_store_main(from: &std::path::Path, to: &str, ca: Option<&std::path::Path>, json: bool) -> ExitCode {
+    use crate::migrate_store::{MigrateOptions, migrate};
+    let mut target = ftz_store::PgOptions::new(to);
+    target.tls_ca = ca.map(std::path::Path::to_path_buf);
+    let mut options = MigrateOptions::new(from, target);
+    options.progress = true;
+    match migrate(&options) {
+        Ok(m) => {
+            if json {
+                let mut v = serde_json::to_value(&m).unwrap_or_default();
+                v["ok"] = serde_json::Value::Bool(true);
+                println!("{v}");
+            } else {
+                let checkpoint = match m.checkpoint_size {
+                    Some(size) => format!("the latest signed checkpoint (size {size}) matches"),
+                    None => "no checkpoint signed yet".into(),
+                };
+                println!(
+                    "ftz-node: migrated {} into {} and verified it: {} trees, {} rows, {} bytes; audit log of {} entries, root {}; {checkpoint}; ids above {}; in {:.1} s",
+                    m.from.display(),
+                    m.to,
+                    m.trees,
+                    m.rows,
+                    m.bytes,
+                    m.audit_size,
+                    m.audit_root,
+                    m.ids_above,
+                    m.elapsed_ms as f64 / 1000.0
+                );
+                println!(
+                    "ftz-node: now set [store] engine = \"postgres\" and url in the node's config and start it; keep {} until it runs",
+                    m.from.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ftz-node: migrate-store: {e}");
+            if json {
+                let v = serde_json::json!({"ok": false, "error": e.to_string(), "differences": e.differences()});
+                println!("{v}");
+            }
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -18,6 +18,7 @@ mod codec;
 mod data;
 mod group_flush;
 mod kv;
+mod migrate;
 mod outbox;
 mod pg;
 mod policies;
@@ -31,6 +32,7 @@ use thiserror::Error;
 
 pub use audit::{AuditBatch, PendingIntent};
 pub use backup::{AuditCut, Exported, Importer, RestoredMarker};
+pub use migrate::{BatchLimits, Difference, PostgresTarget, Tally, TargetContents, TreeComparison, show_key};
 pub use outbox::{MAX_OUTBOX_ITEMS, OutboxItem};
 pub use pg::{PgOptions, redact_url};
 pub use policies::StoredBudget;
