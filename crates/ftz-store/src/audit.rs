@@ -13,6 +13,8 @@ use crate::{Store, StoreError};
 
 const SIZE: &[u8] = b"s";
 const LATEST: &[u8] = b"c";
+/// The edge the last batch left (PostgreSQL), written with the size.
+const EDGE: &[u8] = b"f";
 
 /// The advisory lock the appenders of every replica of a node take turns on (PostgreSQL).
 const AUDIT_LOCK: i64 = 0x667a_7861_7564_6974; // "fzxaudit"
@@ -63,6 +65,11 @@ pub struct AuditBatch {
     /// its transfer is logged; one queued without, by a crash, is dropped at start). Not
     /// subject to the outbox's size cap: the transfer has happened.
     pub outbox: Vec<crate::OutboxItem>,
+    /// The right edge of the tree after the batch, as the caller encodes it: kept with the
+    /// size on PostgreSQL, where another replica's appender reads it under the log's lock
+    /// ([`Store::audit_edge`]) instead of rebuilding it from the tree. Not kept on sled (one
+    /// appender, whose edge is in its memory).
+    pub edge: Vec<u8>,
 }
 
 impl Store {
@@ -90,7 +97,10 @@ impl Store {
     /// recorded by one appender at a time. On sled the log has one appender, the node's audit
     /// log task: the size is read, the batch planned and written with the size last (see the
     /// module's notes), and a batch from a stale size is refused.
-    pub fn audit_append_with(&self, plan: impl FnOnce(u64) -> Result<AuditBatch, StoreError>) -> Result<u64, StoreError> {
+    pub fn audit_append_with(
+        &self,
+        plan: impl FnOnce(u64) -> Result<AuditBatch, StoreError>,
+    ) -> Result<u64, StoreError> {
         match self.db.as_postgres() {
             Some(pg) => self.append_locked(pg, plan),
             None => self.append_sled(&plan(self.audit_size()?)?),
@@ -124,6 +134,9 @@ impl Store {
             rows.extend(b.nodes.iter().map(|(l, i, h)| (node_key(*l, *i), h.to_vec())));
             rows.extend(b.transfers.iter().map(|(id, i)| (transfer_key(id), i.to_be_bytes().to_vec())));
             rows.push((SIZE.to_vec(), new_size.to_be_bytes().to_vec()));
+            if !b.edge.is_empty() {
+                rows.push((EDGE.to_vec(), b.edge.clone()));
+            }
             tx.insert_many(&audit, rows)?;
             let items = b.outbox.iter().map(|i| (i.id.to_vec(), i.encode())).collect();
             let added = tx.insert_absent_many(&outbox, items)?.len();
@@ -184,6 +197,13 @@ impl Store {
         self.outbox_added(added.len());
         self.flush()?;
         Ok(new_size)
+    }
+
+    /// The tree's right edge as the last batch's appender encoded it ([`AuditBatch::edge`]),
+    /// if kept (PostgreSQL). It may be of another size than the log's (a store moved from
+    /// sled, or written by an older build): the caller checks.
+    pub fn audit_edge(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.audit.get(EDGE)?.map(|v| v.to_vec()))
     }
 
     pub fn audit_entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -498,6 +518,7 @@ mod tests {
                         last_error: String::new(),
                         claimed_until_ms: 0,
                     }],
+                    edge: vec![],
                 };
                 assert_eq!(s.audit_append(&b).unwrap(), 2);
                 assert_eq!(s.outbox_len(), 1);

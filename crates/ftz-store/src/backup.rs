@@ -193,8 +193,9 @@ fn audit_at_cut(k: &[u8], v: &[u8], cut: AuditCut, latest: Option<&(u64, String)
     let n = cut.size;
     let num = |b: &[u8]| b.try_into().ok().map(u64::from_be_bytes);
     let keep = match k.first() {
-        // Size and latest checkpoint: stated by the caller, not copied.
-        Some(b's') => return None,
+        // Size and latest checkpoint: stated by the caller, not copied. The edge kept with the
+        // size (PostgreSQL) is of the whole log: left out, appenders rebuild it from the tree.
+        Some(b's' | b'f') => return None,
         Some(b'c') => {
             return latest.map(|(size, note)| {
                 let mut v = size.to_be_bytes().to_vec();
@@ -253,6 +254,7 @@ mod tests {
                 nodes,
                 transfers,
                 outbox: vec![],
+                edge: vec![],
             };
             s.audit_append(&b(
                 0,

@@ -18,6 +18,51 @@ pub(crate) struct Edge {
     pub tile: Vec<Hash>,
 }
 
+impl Edge {
+    /// The edge as stored with the log's size on a shared store (see [`AuditBatch::edge`]):
+    /// the size, then each frontier subtree (level, hash), then the partial tile's hashes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 2 + self.front.len() * 33 + 1 + self.tile.len() * 32);
+        out.extend_from_slice(&self.size.to_be_bytes());
+        out.push(self.front.len() as u8);
+        for (level, hash) in &self.front {
+            out.push(*level as u8);
+            out.extend_from_slice(hash);
+        }
+        out.push(self.tile.len() as u8);
+        for hash in &self.tile {
+            out.extend_from_slice(hash);
+        }
+        out
+    }
+
+    /// The edge [`Edge::encode`] wrote; `None` if the bytes are not one.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Edge> {
+        let size = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let mut rest = &bytes[8..];
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            rest = tail;
+            Some(head)
+        };
+        let fronts = take(1)?[0] as usize;
+        let mut front = Vec::with_capacity(fronts);
+        for _ in 0..fronts {
+            let level = u32::from(take(1)?[0]);
+            front.push((level, take(32)?.try_into().ok()?));
+        }
+        let tiles = take(1)?[0] as usize;
+        let tile = (0..tiles).map(|_| take(32).and_then(|h| h.try_into().ok())).collect::<Option<Vec<Hash>>>()?;
+        let edge = Edge { size, front, tile };
+        // What the edge of a log of this size must look like: one subtree per bit of the
+        // size, and the leaves of its last partial tile.
+        let shaped = edge.front.len() == size.count_ones() as usize
+            && edge.tile.len() as u64 == size % TILE_WIDTH
+            && rest.is_empty();
+        shaped.then_some(edge)
+    }
+}
+
 /// The perfect subtrees along the right edge of a tree of `size` leaves, left to right.
 pub(crate) fn frontier<N: Nodes>(nodes: &N, size: u64) -> Result<Vec<(u32, Hash)>, N::Error> {
     let mut out = Vec::new();
@@ -114,7 +159,9 @@ pub(crate) fn plan<'a>(
     if !tile.is_empty() && new_size > size {
         b.tiles.push(((new_size - 1) / TILE_WIDTH, tile.concat()));
     }
-    Plan { batch: b, placed, edge: Edge { size: new_size, front, tile } }
+    let edge = Edge { size: new_size, front, tile };
+    b.edge = edge.encode();
+    Plan { batch: b, placed, edge }
 }
 
 #[cfg(test)]
@@ -151,6 +198,23 @@ mod tests {
             assert_eq!(bytes.len() as u64, 32 * (((next - 1) % TILE_WIDTH) + 1));
             edge = p.edge;
         }
+    }
+
+    #[test]
+    fn an_edge_stored_with_the_size_reads_back_and_a_misshapen_one_does_not() {
+        let mut edge = Edge::default();
+        for burst in [1u64, 15, 16, 33, 200] {
+            let leaves: Vec<Vec<u8>> = (0..burst).map(leaf).collect();
+            let p = plan(&edge, leaves.iter().map(|l| Entry { leaf: l, transfer_id: None, outbox: None }), |_| None);
+            assert_eq!(Edge::decode(&p.batch.edge), Some(p.edge.clone()), "at size {}", p.edge.size);
+            edge = p.edge;
+        }
+        let bytes = edge.encode();
+        assert_eq!(Edge::decode(&bytes[..bytes.len() - 1]), None, "short");
+        let mut wrong_size = bytes.clone();
+        wrong_size[7] ^= 1;
+        assert_eq!(Edge::decode(&wrong_size), None, "a frontier that is not this size's");
+        assert_eq!(Edge::decode(&[]), None);
     }
 
     #[test]
