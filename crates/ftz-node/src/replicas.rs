@@ -90,7 +90,7 @@ pub(crate) fn spawn(core: Arc<Core>, log: AuditLog, reloads: Reloads) {
 /// installs change.
 fn poll(store: &ftz_store::Store, log: &AuditLog, n: u32) -> Result<Option<Vec<u8>>, ftz_store::StoreError> {
     log.follow()?;
-    if n % RECOUNT_EVERY == 0 {
+    if n.is_multiple_of(RECOUNT_EVERY) {
         store.outbox_recount()?;
     }
     store.config_digest()

@@ -209,13 +209,20 @@ impl Pg {
         self.inner.rt.as_ref().expect("the runtime lives as long as the engine")
     }
 
-    /// Runs `fut` on the engine's runtime and waits for it here.
+    /// Runs `fut` on the engine's runtime and waits for it here. A caller on a worker thread of
+    /// a multi-thread tokio runtime (a node's request handler) waits in `block_in_place`, so
+    /// the runtime moves its other tasks to another thread meanwhile instead of stalling them
+    /// for a round trip to the database.
     fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.rt().spawn(async move {
             let _ = tx.send(fut.await);
         });
-        rx.recv().map_err(|_| pg_err("the PostgreSQL client runtime stopped"))
+        let wait = || rx.recv().map_err(|_| pg_err("the PostgreSQL client runtime stopped"));
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
     }
 
     fn connect(&self) -> Result<Conn, StoreError> {
@@ -477,7 +484,11 @@ impl Pg {
     /// connection or any other), everything the previous holders committed, so it can read
     /// the current state, decide, and write it, as the only writer. A replica that dies
     /// holding the lock loses its connection, and with it the lock and its uncommitted writes.
-    pub fn exclusive<T>(&self, lock: i64, f: impl FnOnce(&mut PgTx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn exclusive<T>(
+        &self,
+        lock: i64,
+        f: impl FnOnce(&mut PgTx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.checkout()?;
         if let Err(e) = self.batch_on(&conn, "BEGIN ISOLATION LEVEL READ COMMITTED") {
             self.checkin(conn);
