@@ -349,7 +349,9 @@ impl Tree {
                 }
                 Ok(out)
             }
-            Self::Postgres(t) => Ok(t.get_many(keys.to_vec())?.into_iter().map(|(k, v)| (k, Value::Owned(v))).collect()),
+            Self::Postgres(t) => {
+                Ok(t.get_many(keys.to_vec())?.into_iter().map(|(k, v)| (k, Value::Owned(v))).collect())
+            }
         }
     }
 
