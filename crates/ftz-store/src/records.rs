@@ -367,6 +367,33 @@ mod tests {
         }
     }
 
+    /// Two replicas of a node on one database run retention at once: each due item is
+    /// deleted once and its deletion recorded once (the audit log gets one entry per deletion).
+    #[test]
+    fn replicas_running_retention_at_once_delete_and_account_each_item_once() {
+        let pg = ftz_pgtest::TempPostgres::start().unwrap_or_else(|e| panic!("{e}"));
+        pg.create_database("store").unwrap();
+        let open = || Store::open_postgres(crate::PgOptions::new(pg.url("store"))).unwrap();
+        let (a, b) = (open(), open());
+        let foreign = |deadline| StoredRecord { source: RecordSource::Fetched, retain_until_ms: deadline, ..rec(b"x") };
+        for i in 0..40 {
+            a.insert_record("gd", &format!("R{i}"), &foreign(100), Some("LOT-1")).unwrap();
+            a.put_received(100, &format!("answer-{i}"), b"a").unwrap();
+        }
+        let (da, db) = std::thread::scope(|scope| {
+            let ta = scope.spawn(|| a.delete_due(200, 1000).unwrap());
+            let tb = scope.spawn(|| b.delete_due(200, 1000).unwrap());
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        let mut all: Vec<String> = da.iter().chain(&db).map(|d| d.what.clone()).collect();
+        assert_eq!(all.len(), 80, "every item deleted by exactly one replica");
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 80);
+        assert_eq!(a.deletions().unwrap().len(), 80, "each deletion recorded once");
+        assert_eq!(b.received_count().unwrap(), 0);
+    }
+
     #[test]
     fn retention_deletes_due_records_with_their_lot_entries_and_keeps_an_account() {
         for place in crate::testing::places() {

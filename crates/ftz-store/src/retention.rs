@@ -46,15 +46,23 @@ impl Store {
             let entry = encode_deletion(&d);
             let seq = self.db.generate_id()?;
             // [deadlines, records, lots, deletions]
-            self.db.transaction(&[&self.deadlines, &self.records, &self.lots, &self.deletions], |tx| {
-                tx.remove(0, k.as_ref())?;
-                tx.remove(1, record_key.as_slice())?;
-                for lk in &lot_keys {
-                    tx.remove(2, lk.as_slice())?;
-                }
-                tx.insert(3, &seq.to_be_bytes(), entry.as_slice())
-            })?;
-            done.push(d);
+            // Another replica of the node may be deleting it too: the one whose transaction
+            // removes the deadline deletes it and records the deletion.
+            let deleted =
+                self.db.transaction(&[&self.deadlines, &self.records, &self.lots, &self.deletions], |tx| {
+                    if tx.remove(0, k.as_ref())?.is_none() {
+                        return Ok(false);
+                    }
+                    tx.remove(1, record_key.as_slice())?;
+                    for lk in &lot_keys {
+                        tx.remove(2, lk.as_slice())?;
+                    }
+                    tx.insert(3, &seq.to_be_bytes(), entry.as_slice())?;
+                    Ok(true)
+                })?;
+            if deleted {
+                done.push(d);
+            }
         }
         let bound = deadline_key(now_ms, "\u{10FFFF}");
         for kv in self.received.range(..bound).take(max.saturating_sub(done.len())) {
@@ -68,11 +76,16 @@ impl Store {
             let entry = encode_deletion(&d);
             let seq = self.db.generate_id()?;
             // [received, deletions]
-            self.db.transaction(&[&self.received, &self.deletions], |tx| {
-                tx.remove(0, k.as_ref())?;
-                tx.insert(1, &seq.to_be_bytes(), entry.as_slice())
+            let deleted = self.db.transaction(&[&self.received, &self.deletions], |tx| {
+                if tx.remove(0, k.as_ref())?.is_none() {
+                    return Ok(false);
+                }
+                tx.insert(1, &seq.to_be_bytes(), entry.as_slice())?;
+                Ok(true)
             })?;
-            done.push(d);
+            if deleted {
+                done.push(d);
+            }
         }
         if !done.is_empty() {
             self.flush()?;
