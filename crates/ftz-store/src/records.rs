@@ -135,7 +135,9 @@ impl Store {
         let value = encode(rec);
         let deadline = (rec.retain_until_ms > 0)
             .then(|| crate::data::deadline_key(rec.retain_until_ms, &String::from_utf8_lossy(&k)));
-        if lot.is_none() {
+        // On PostgreSQL one transaction is one commit (one WAL flush), cheaper than the
+        // unindexed path's several single-statement commits.
+        if lot.is_none() && !self.is_shared() {
             return self.insert_unindexed(&k, &value, deadline.as_deref());
         }
         // [records, lots, deadlines]
