@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod crash;
 pub mod https;
 pub mod ops;
 pub mod rogue;
