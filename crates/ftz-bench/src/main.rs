@@ -417,5 +417,53 @@ async fn postgres(sizes: &scenarios::Sizes, dir: &std::path::Path, add: &mut imp
         add(Row::new(&name, &m, Some(baseline)));
         eprintln!("    the database's CPU per append: {:.1} µs", db_cpu.as_secs_f64() * 1e6 / m.ops.max(1) as f64);
     }
+    drop(pg);
+
+    // The nodes: the same three scenarios on a federation on sled, on PostgreSQL, and on
+    // PostgreSQL with shanghai and hainan as two replicas each behind a load balancer.
+    let mut sled_rates = [0.0; 3];
+    let mut one_replica_rates = [0.0; 3];
+    for (variant, replicas) in [("sled", 0usize), ("pg", 1), ("pg_2_replicas", 2)] {
+        let path = dir.join(format!("pg-nodes-{variant}"));
+        let mut fed =
+            if replicas == 0 { Federation::create(&path)? } else { Federation::create_on_postgres(&path, replicas)? };
+        fed.start().await.with_context(|| format!("the {variant} federation"))?;
+        fed.prepare_verify().await?;
+        fed.prepare_pull(0, sizes.transfers).await?;
+        fed.prepare_push(sizes.transfers).await?;
+        let scenarios: [(&str, usize); 3] = [
+            ("verify_credential_cached", sizes.verify),
+            ("cross_zone_pull_transfer", sizes.transfers),
+            ("push_through_outbox", sizes.transfers),
+        ];
+        for (k, (scenario, n)) in scenarios.into_iter().enumerate() {
+            let db_before = fed.database_cpu();
+            let m = match k {
+                0 => fed.verify_cached(Api::Grpc, n, sizes.in_flight).await?,
+                1 => fed.pull(0, n, sizes.in_flight).await?,
+                _ => fed.push(n, sizes.in_flight).await?,
+            };
+            let db = fed.database_cpu().zip(db_before).map(|(a, b)| a.saturating_sub(b));
+            let base_sled = format!("{variant_base}_{scenario}", variant_base = "sled");
+            let base_pg = format!("pg_{scenario}");
+            let (name, baseline) = match replicas {
+                0 => (base_sled.clone(), None),
+                1 => (base_pg.clone(), Some((base_sled.as_str(), sled_rates[k]))),
+                _ => (format!("pg_2_replicas_{scenario}"), Some((base_pg.as_str(), one_replica_rates[k]))),
+            };
+            match replicas {
+                0 => sled_rates[k] = m.ops_per_s(),
+                1 => one_replica_rates[k] = m.ops_per_s(),
+                _ => {}
+            }
+            let mut row = Row::new(&name, &m, baseline);
+            row.rss_mb = fed.peak_rss_mb().iter().map(|(_, mb)| *mb).fold(0.0, f64::max);
+            add(row);
+            if let Some(db) = db {
+                eprintln!("    the database's CPU per operation: {:.0} µs", db.as_secs_f64() * 1e6 / n.max(1) as f64);
+            }
+        }
+        fed.shutdown();
+    }
     Ok(())
 }

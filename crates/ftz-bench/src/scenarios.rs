@@ -268,6 +268,9 @@ pub fn proofs(store: &Store, log: &AuditLog, size: u64, n: usize) -> Result<(Mea
 /// the system itself limits the rate.
 pub struct Federation {
     pub fed: ProcessFederation,
+    /// Client connections each scenario spreads its requests over: one per replica of the
+    /// zone it calls (a load balancer sends each new connection to the next replica).
+    spread: usize,
 }
 
 /// Entries in one page of an auditor's log listing, as the console asks for.
@@ -328,7 +331,36 @@ impl Federation {
             }
         }
         fed.log_level = log_level.to_string();
-        Ok(Federation { fed })
+        Ok(Federation { fed, spread: 1 })
+    }
+
+    /// The zones on PostgreSQL (one throwaway cluster, a database per zone), shanghai and
+    /// hainan with `replicas` replicas each behind a load balancer when it is more than one;
+    /// no HTTPS listener (the PostgreSQL rows are gRPC's).
+    pub fn create_on_postgres(dir: &std::path::Path, replicas: usize) -> Result<Federation> {
+        let me = std::env::current_exe().context("this program's path")?;
+        let mut options = ftz_devkit::processes::ProcessOptions::new()
+            .limit("user_requests_per_second", 1_000_000)
+            .limit("peer_requests_per_second", 1_000_000)
+            .postgres(&ZONES);
+        if replicas > 1 {
+            for zone in ["shanghai", "hainan"] {
+                options = options.replicas(zone, replicas).set_in(zone, "store", "replicas", replicas as i64);
+            }
+        }
+        let mut fed = ProcessFederation::create_with(dir, &ZONES, &me, &[NODE_MODE], options)?;
+        fed.log_level = "warn".into();
+        Ok(Federation { fed, spread: replicas.max(1) })
+    }
+
+    /// `spread` clients of `zone` as `role`, each on its own connection.
+    fn clients<C>(&self, zone: &str, role: Role, client: impl Fn(Channel) -> C) -> Result<Arc<Vec<C>>> {
+        (0..self.spread).map(|_| Ok(client(self.channel(zone, role)?))).collect::<Result<Vec<C>>>().map(Arc::new)
+    }
+
+    /// The CPU the database has used so far (PostgreSQL federations).
+    pub fn database_cpu(&self) -> Option<Duration> {
+        self.fed.postgres().and_then(|pg| pg.cpu_time())
     }
 
     /// An HTTP/2 connection to `zone`'s JSON API as its user with `role`.
@@ -459,9 +491,9 @@ impl Federation {
     }
 
     async fn verify_cached_grpc(&self, n: usize, in_flight: usize) -> Result<Measured> {
-        let client = VerifyClient::new(self.channel("hainan", Role::Enterprise)?);
-        drive(n, in_flight, move |_| {
-            let mut c = client.clone();
+        let clients = self.clients("hainan", Role::Enterprise, VerifyClient::new)?;
+        drive(n, in_flight, move |i| {
+            let mut c = clients[i % clients.len()].clone();
             async move {
                 let v = c.verify_record(Self::verify_request("SH-BENCH-CACHED")).await?.into_inner();
                 if !answered_from_cache(&v.source) || !v.valid {
@@ -646,11 +678,11 @@ impl Federation {
     pub async fn pull(&self, from: usize, n: usize, in_flight: usize) -> Result<Measured> {
         let ids: Vec<String> = (from..from + n).map(Self::pull_id).collect();
         let before = self.log_size("shanghai").await?;
-        let client = VerifyClient::new(self.channel("hainan", Role::Enterprise)?);
+        let clients = self.clients("hainan", Role::Enterprise, VerifyClient::new)?;
         let ids = Arc::new(ids);
         let start = std::time::Instant::now();
         let mut m = drive(n, in_flight, move |i| {
-            let (mut c, id) = (client.clone(), ids[i].clone());
+            let (mut c, id) = (clients[i % clients.len()].clone(), ids[i].clone());
             async move {
                 let v = c.verify_record(Self::verify_request(&id)).await?.into_inner();
                 if v.source != "fetched" || !v.valid {

@@ -182,8 +182,9 @@ pub(crate) enum Next {
     GiveUp,
 }
 
-/// A failure worth retrying: the peer could not be reached or asked us to slow down, or a
-/// registry (ours or the peer's) is not in force until the next is installed. Anything else (a
+/// A failure worth retrying: the peer could not be reached or asked us to slow down, its store
+/// failed (a database restarting: nothing was changed), or a registry (ours or the peer's) is
+/// not in force until the next is installed. Anything else (a
 /// refusal, an answer that does not verify) would fail the same way again.
 pub(crate) fn transient(e: &ApiError) -> bool {
     let busy = |r: Reason| {
@@ -196,6 +197,7 @@ pub(crate) fn transient(e: &ApiError) -> bool {
                 | Reason::StatusUnavailable
                 | Reason::RegistryExpired
                 | Reason::LogBehindWitnesses
+                | Reason::StoreFailure
         )
     };
     let peer_reason = e.metadata.iter().find(|(k, _)| k == "peer_reason").and_then(|(_, v)| Reason::from_code(v));
@@ -515,6 +517,8 @@ mod tests {
             Handover::Failed(ApiError::new(Reason::RateLimited, "slow")),
             Handover::Failed(refused(Reason::OutboxFull)),
             Handover::Failed(refused(Reason::Internal)),
+            // The peer's database is restarting: nothing was changed there.
+            Handover::Failed(refused(Reason::StoreFailure)),
             Handover::NotYet("not durable yet".into()),
         ] {
             match decide(h.clone(), 2, now, false) {
