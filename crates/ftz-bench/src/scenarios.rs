@@ -410,6 +410,11 @@ impl Federation {
             now,
         );
         fed.install_policy(&unlimited(p)).await?;
+        if self.spread > 1 {
+            // Each install went to one replica; the others load it within 250 ms (the
+            // node's `replicas::FOLLOW_EVERY`). Setup, not measured.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         Ok(())
     }
 
