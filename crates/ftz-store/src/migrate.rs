@@ -4,25 +4,29 @@
 //!
 //! - [`Store::copy_tree_into`] copies one tree in key order, a bounded batch at a time
 //!   ([`BatchLimits`]), so a store of any size is copied in bounded memory; each batch is one
-//!   transaction on PostgreSQL.
+//!   transaction on PostgreSQL, of one multi-row statement ([`kv::Tree::insert_many`]).
 //! - [`Store::compare_tree`] streams a tree of both stores side by side in key order and reports
 //!   every key that is missing, extra or different (the first few of them in full), so a copy is
 //!   checked against its source key by key and value by value, again in bounded memory.
 //! - [`Store::unlisted_trees`] finds sled trees that hold entries but are not among the trees a
 //!   store has (`TREES`): a migration would leave them behind, so it refuses instead.
-//! - [`PostgresTarget`] is a plain connection to the target database for the two things the
-//!   key-value engine does not do: seeing whether the database already holds any row (of any
-//!   tree, even one this build does not know), and moving the id sequence `ftz_ids` above every
-//!   id the source store handed out (ids are unique in a store, and a record or message keyed by
-//!   an id that the new engine hands out again would be overwritten).
+//! - [`PostgresTarget`] is an engine of its own on the target database (`pg`'s pool, one that
+//!   neither creates nor checks the schema) for the two things the key-value engine does not
+//!   do: seeing whether the database already holds any row (of any tree, even one this build
+//!   does not know), and moving the id sequence `ftz_ids` above every id the source store
+//!   handed out (ids are unique in a store, and a record or message keyed by an id that the new
+//!   engine hands out again would be overwritten).
 //!
 //! A copy is made with the source store locked by this process (sled's lock: the node is
 //! stopped), so it is a snapshot: nothing changes under it, and the comparison afterwards
 //! expects equality, not "equal up to what changed meanwhile" (unlike a backup, see `backup`).
 
-use std::{fmt, sync::Arc};
+use std::fmt;
 
-use crate::{PgOptions, Store, StoreError, kv};
+use crate::{
+    PgOptions, Store, StoreError, kv,
+    pg::{Params, Pg},
+};
 
 /// What was copied or compared: entries, and their bytes (keys plus values).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -159,7 +163,7 @@ impl Store {
     }
 
     /// Copies every entry of `tree` in this store into the same tree of `target`, in key order,
-    /// a batch of at most `limits` at a time (one transaction each on PostgreSQL), and calls
+    /// a batch of at most `limits` at a time (one statement each on PostgreSQL), and calls
     /// `progress` with the running tally after each batch. Returns what was copied. Writes
     /// over whatever `target` holds at those keys: the caller makes sure it holds nothing.
     pub fn copy_tree_into(
@@ -172,22 +176,21 @@ impl Store {
         let from = self.db.open_tree(tree)?;
         let to = target.db.open_tree(tree)?;
         let mut done = Tally::default();
-        let mut batch = kv::Batch::default();
-        let (mut rows, mut bytes) = (0usize, 0usize);
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
         for kv in from.iter() {
             let (k, v) = kv?;
-            batch.insert(&k, &v);
-            rows += 1;
-            bytes += k.len() + v.len();
             done.add(&k, &v);
-            if rows >= limits.rows.max(1) || bytes >= limits.bytes {
-                to.apply_batch(std::mem::take(&mut batch))?;
-                (rows, bytes) = (0, 0);
+            bytes += k.len() + v.len();
+            batch.push((k.to_vec(), v.to_vec()));
+            if batch.len() >= limits.rows.max(1) || bytes >= limits.bytes {
+                to.insert_many(std::mem::take(&mut batch))?;
+                bytes = 0;
                 progress(done);
             }
         }
-        if rows > 0 {
-            to.apply_batch(batch)?;
+        if !batch.is_empty() {
+            to.insert_many(batch)?;
             progress(done);
         }
         target.db.flush()?;
@@ -289,130 +292,45 @@ impl TargetContents {
     }
 }
 
-/// How long one statement of [`PostgresTarget`] may run: a full count of the rows of a store
+/// How long a scan of [`PostgresTarget`] may run: a full count of the rows of a store
 /// of tens of millions of entries.
 const SCAN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
-/// A plain connection to a migration's target database, next to the engine's pool: it runs
-/// the few statements a migration needs that the key-value engine has no call for (see the
-/// module's comment). TLS as the engine speaks it (`PgOptions::tls_ca`).
+/// A migration's target database, for the few statements a migration needs that the key-value
+/// engine has no call for (see the module's comment): an engine of its own, next to the store's,
+/// that neither creates nor checks the schema (the database may hold none yet). TLS as the
+/// engine speaks it (`PgOptions::tls_ca`).
 pub struct PostgresTarget {
-    /// Some until dropped (a runtime must not be dropped inside another one's context).
-    rt: Option<tokio::runtime::Runtime>,
-    client: Arc<tokio_postgres::Client>,
-}
-
-impl Drop for PostgresTarget {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-fn pg_err(e: impl fmt::Display) -> StoreError {
-    StoreError::Postgres(e.to_string())
-}
-
-/// A database error as PostgreSQL words it (SQLSTATE and message: tokio-postgres's own
-/// display says only "db error"), or the client's.
-fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
-    }
-}
-
-fn db_err(e: tokio_postgres::Error) -> StoreError {
-    pg_err(db_message(&e))
+    pg: Pg,
 }
 
 impl PostgresTarget {
-    /// Connects to the database `options` names (its URL, CA and timeout; not its pool).
+    /// Connects to the database `options` names (its URL, CA, timeout and pool; not `create`).
     pub fn connect(options: &PgOptions) -> Result<Self, StoreError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("ftz-migrate")
-            .enable_all()
-            .build()
-            .map_err(|e| pg_err(format!("cannot start the PostgreSQL client runtime: {e}")))?;
-        let mut config: tokio_postgres::Config = options.url.parse().map_err(pg_err)?;
-        config.connect_timeout(options.timeout);
-        // Counting a large store's rows is a scan: longer than a node's call may take, but
-        // still bounded, so a database that stops answering fails the migration.
-        let ms = options.timeout.max(SCAN_TIMEOUT).as_millis();
-        config.options(format!("-c statement_timeout={ms} -c lock_timeout={}", options.timeout.as_millis()));
-        config.application_name("ftz-node migrate-store");
-        let tls = options.tls_ca.as_deref().map(tls_connector).transpose()?;
-        let client = run_on(&rt, async move {
-            match tls {
-                None => {
-                    let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    Ok::<_, tokio_postgres::Error>(client)
-                }
-                Some(tls) => {
-                    let (client, conn) = config.connect(tls).await?;
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    Ok(client)
-                }
-            }
-        });
-        let client = match client {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                rt.shutdown_background();
-                return Err(pg_err(format!("cannot connect to PostgreSQL: {}", db_message(&e))));
-            }
-            Err(e) => {
-                rt.shutdown_background();
-                return Err(e);
-            }
-        };
-        Ok(Self { rt: Some(rt), client: Arc::new(client) })
+        Ok(Self { pg: Pg::connect_only(options.clone(), "ftz-node migrate-store")? })
     }
 
-    /// Runs `fut` on this connection's runtime and waits for it here.
-    fn block<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> Result<T, StoreError> {
-        match &self.rt {
-            Some(rt) => run_on(rt, fut),
-            None => Err(pg_err("the PostgreSQL client runtime stopped")),
-        }
-    }
-
-    fn query(
-        &self,
-        sql: &'static str,
-        params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
-    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let client = self.client.clone();
-        self.block(async move {
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                params.iter().map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
-            client.query(sql, &refs).await
-        })?
-        .map_err(db_err)
+    /// A statement that scans (counting a large store's rows): longer than a node's call may
+    /// take, but still bounded, so a database that stops answering fails the migration.
+    fn scan(&self, sql: &str, params: Params) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        self.pg.query_with_timeout(sql, params, self.pg.timeout().max(SCAN_TIMEOUT))
     }
 
     /// What the database holds: no store's table, no entry (but the format version), or
     /// entries of some store. Reads only.
     pub fn contents(&self) -> Result<TargetContents, StoreError> {
-        let rows = self.query("SELECT to_regclass('ftz_kv') IS NOT NULL", vec![])?;
+        let rows = self.pg.query("SELECT to_regclass('ftz_kv') IS NOT NULL", vec![])?;
         if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
             return Ok(TargetContents::NoSchema);
         }
-        let first = self.query("SELECT tree, key FROM ftz_kv ORDER BY tree, key LIMIT 2", vec![])?;
+        let first = self.pg.query("SELECT tree, key FROM ftz_kv ORDER BY tree, key LIMIT 2", vec![])?;
         let entries: Vec<(String, Vec<u8>)> = first.iter().map(|r| (r.get(0), r.get(1))).collect();
         match entries.as_slice() {
             [] => return Ok(TargetContents::Empty),
             [(tree, key)] if tree == "meta" && key.as_slice() == crate::FORMAT_KEY => return Ok(TargetContents::Empty),
             _ => {}
         }
-        let rows = self.query(
+        let rows = self.scan(
             "SELECT count(*) FROM (SELECT 1 FROM ftz_kv LIMIT $1) AS t",
             vec![Box::new(TargetContents::COUNTED as i64)],
         )?;
@@ -422,7 +340,7 @@ impl PostgresTarget {
 
     /// Every entry of every tree in the database (a full count: for checking a copy).
     pub fn rows(&self) -> Result<u64, StoreError> {
-        let rows = self.query("SELECT count(*) FROM ftz_kv", vec![])?;
+        let rows = self.scan("SELECT count(*) FROM ftz_kv", vec![])?;
         Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
     }
 
@@ -430,42 +348,13 @@ impl PostgresTarget {
     /// (never down: a sequence already beyond stays). The store must exist (its schema).
     pub fn ensure_ids_above(&self, n: u64) -> Result<(), StoreError> {
         let n = i64::try_from(n.max(1))
-            .map_err(|_| pg_err(format!("id {n} is beyond what a PostgreSQL sequence holds")))?;
-        self.query("SELECT setval('ftz_ids', GREATEST($1::bigint, last_value), true) FROM ftz_ids", vec![Box::new(n)])?;
+            .map_err(|_| StoreError::Postgres(format!("id {n} is beyond what a PostgreSQL sequence holds")))?;
+        self.pg.query(
+            "SELECT setval('ftz_ids', GREATEST($1::bigint, last_value), true) FROM ftz_ids",
+            vec![Box::new(n)],
+        )?;
         Ok(())
     }
-}
-
-/// Runs `fut` on `rt` and waits for it on a channel: from any thread, inside another runtime
-/// or not (as the engine does, see `pg`).
-fn run_on<T: Send + 'static>(
-    rt: &tokio::runtime::Runtime,
-    fut: impl Future<Output = T> + Send + 'static,
-) -> Result<T, StoreError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    rt.spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    rx.recv().map_err(|_| pg_err("the PostgreSQL client runtime stopped"))
-}
-
-/// rustls with ring, trusting only `ca` (PEM): the engine's TLS (`pg`), for this connection.
-fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
-    use rustls::pki_types::{CertificateDer, pem::PemObject};
-    let bad = |e: &dyn fmt::Display| pg_err(format!("postgres CA {}: {e}", ca.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    let certs =
-        CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))?.collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
-    for c in certs {
-        roots.add(c).map_err(|e| bad(&e))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(pg_err)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 #[cfg(test)]
@@ -540,6 +429,35 @@ mod tests {
             let extra = from.compare_tree(&to, "pending_intents", &mut |_| {}).unwrap();
             assert_eq!(extra.differences, vec![Difference::Extra { key: vec![200; 16] }]);
             assert_eq!((extra.source.rows, extra.target.rows), (50, 51));
+        }
+    }
+
+    /// A tree of more entries than one batch of the default limits holds, copied whole into
+    /// either engine (the time it took is printed: `--nocapture`).
+    #[test]
+    fn a_tree_of_several_default_batches_is_copied_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let records = from.db.open_tree("records").unwrap();
+        let n = 5000u32;
+        for i in 0..n {
+            records.insert(format!("SH-{i:08}"), vec![i as u8; 100]).unwrap();
+        }
+        for place in crate::testing::places() {
+            let engine = if matches!(place, Place::Sled(_)) { "sled" } else { "PostgreSQL" };
+            let to = place.open();
+            let started = std::time::Instant::now();
+            let mut batches = 0;
+            let copied = from.copy_tree_into(&to, "records", BatchLimits::default(), &mut |_| batches += 1).unwrap();
+            let elapsed = started.elapsed();
+            println!(
+                "copied {} rows ({} bytes) into {engine} in {batches} batches: {elapsed:?} ({:.0} rows/s)",
+                copied.rows,
+                copied.bytes,
+                copied.rows as f64 / elapsed.as_secs_f64()
+            );
+            assert_eq!((copied.rows, batches), (u64::from(n), 3));
+            assert!(from.compare_tree(&to, "records", &mut |_| {}).unwrap().is_same());
         }
     }
 

@@ -107,6 +107,22 @@ fn pg_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Postgres(e.to_string())
 }
 
+/// A client error as an operator needs it: a database error as PostgreSQL words it (SQLSTATE
+/// and message; tokio-postgres's own display says only "db error"), any other with its causes
+/// (its display says only "error connecting to server", not why).
+fn db_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
+    }
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    out
+}
+
 /// A statement's failure: the database's error, or the client's runtime gone.
 #[derive(Debug)]
 enum QueryError {
@@ -117,10 +133,7 @@ enum QueryError {
 impl std::fmt::Display for QueryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Db(e) => match e.as_db_error() {
-                Some(db) => write!(f, "{}: {}", db.code().code(), db.message()),
-                None => write!(f, "{e}"),
-            },
+            Self::Db(e) => f.write_str(&db_message(e)),
             Self::Gone => f.write_str("the PostgreSQL client runtime stopped"),
         }
     }
@@ -149,6 +162,8 @@ struct Inner {
     /// Some until dropped (a runtime must not be dropped inside another one's context).
     rt: Option<tokio::runtime::Runtime>,
     options: PgOptions,
+    /// The name the database shows for this engine's connections (`pg_stat_activity`).
+    application: &'static str,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     idle: Mutex<(Vec<Conn>, usize)>,
     returned: Condvar,
@@ -178,6 +193,27 @@ impl Pg {
     /// Connects and creates or checks the schema (serialised among replicas starting at once by
     /// an advisory lock).
     pub fn open(options: PgOptions) -> Result<Pg, StoreError> {
+        let pg = Self::start(options, "ftz-node")?;
+        if pg.inner.options.create {
+            pg.migrate()?;
+        } else {
+            pg.check_schema()?;
+        }
+        Ok(pg)
+    }
+
+    /// Connects (once, to see that the database answers) and neither creates nor checks the
+    /// schema: for a tool that looks at a database that may hold no store yet (`migrate`), as
+    /// `application` (the name the database shows for its connections).
+    pub(crate) fn connect_only(options: PgOptions, application: &'static str) -> Result<Pg, StoreError> {
+        let pg = Self::start(options, application)?;
+        let conn = pg.checkout()?;
+        pg.checkin(conn);
+        Ok(pg)
+    }
+
+    /// The engine's runtime and empty pool: no connection yet.
+    fn start(options: PgOptions, application: &'static str) -> Result<Pg, StoreError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ftz-postgres")
@@ -188,21 +224,21 @@ impl Pg {
             None => None,
             Some(path) => Some(tls_connector(path)?),
         };
-        let pg = Pg {
+        Ok(Pg {
             inner: Arc::new(Inner {
                 rt: Some(rt),
                 options,
+                application,
                 tls,
                 idle: Mutex::new((Vec::new(), 0)),
                 returned: Condvar::new(),
             }),
-        };
-        if pg.inner.options.create {
-            pg.migrate()?;
-        } else {
-            pg.check_schema()?;
-        }
-        Ok(pg)
+        })
+    }
+
+    /// Each statement's deadline on the server (`PgOptions::timeout`).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.options.timeout
     }
 
     fn rt(&self) -> &tokio::runtime::Runtime {
@@ -220,7 +256,9 @@ impl Pg {
         });
         let wait = || rx.recv().map_err(|_| pg_err("the PostgreSQL client runtime stopped"));
         match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
             _ => wait(),
         }
     }
@@ -235,7 +273,7 @@ impl Pg {
         config.options(format!(
             "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={ms}"
         ));
-        config.application_name("ftz-node");
+        config.application_name(self.inner.application);
         let tls = self.inner.tls.clone();
         let client = self.block(async move {
             match tls {
@@ -255,7 +293,7 @@ impl Pg {
                 }
             }
         })?;
-        let client = client.map_err(|e| pg_err(format!("cannot connect to PostgreSQL: {e}")))?;
+        let client = client.map_err(|e| pg_err(format!("cannot connect to PostgreSQL: {}", db_message(&e))))?;
         Ok(Conn { client: Arc::new(client), statements: HashMap::new() })
     }
 
@@ -293,23 +331,37 @@ impl Pg {
     }
 
     /// Runs `sql` with `params` on a pooled connection: the rows.
-    fn query(
-        &self,
-        sql: &str,
-        params: Vec<Box<dyn ToSql + Sync + Send>>,
-    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    pub(crate) fn query(&self, sql: &str, params: Params) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let mut conn = self.checkout()?;
         let out = self.query_on(&mut conn, sql, params);
         self.checkin(conn);
         out.map_err(pg_err)
     }
 
-    fn query_on(
+    /// Runs `sql` with `params` alone in a transaction whose statement timeout is `timeout`
+    /// instead of the connection's (a scan of a large store takes longer than a node's call may):
+    /// the rows.
+    pub(crate) fn query_with_timeout(
         &self,
-        conn: &mut Conn,
         sql: &str,
-        params: Vec<Box<dyn ToSql + Sync + Send>>,
-    ) -> Result<Vec<tokio_postgres::Row>, QueryError> {
+        params: Params,
+        timeout: Duration,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let mut conn = self.checkout()?;
+        let begin = format!("BEGIN; SET LOCAL statement_timeout = {}", timeout.as_millis().max(1));
+        let out = self
+            .batch_on(&conn, &begin)
+            .and_then(|()| self.query_on(&mut conn, sql, params))
+            .and_then(|rows| self.batch_on(&conn, "COMMIT").map(|()| rows));
+        if out.is_err() {
+            // Whatever failed, the connection goes back to the pool outside a transaction.
+            let _ = self.batch_on(&conn, "ROLLBACK");
+        }
+        self.checkin(conn);
+        out.map_err(pg_err)
+    }
+
+    fn query_on(&self, conn: &mut Conn, sql: &str, params: Params) -> Result<Vec<tokio_postgres::Row>, QueryError> {
         let client = conn.client.clone();
         let cached = conn.statements.get(sql).cloned();
         let owned_sql = sql.to_string();
@@ -332,9 +384,10 @@ impl Pg {
         }
     }
 
-    fn batch_on(&self, conn: &Conn, sql: &'static str) -> Result<(), QueryError> {
+    fn batch_on(&self, conn: &Conn, sql: &str) -> Result<(), QueryError> {
         let client = conn.client.clone();
-        match self.block(async move { client.batch_execute(sql).await }) {
+        let sql = sql.to_string();
+        match self.block(async move { client.batch_execute(&sql).await }) {
             Ok(r) => r.map_err(QueryError::Db),
             Err(_) => Err(QueryError::Gone),
         }
@@ -522,15 +575,15 @@ fn last_per_key(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) 
     kept.into_iter().unzip()
 }
 
+/// rustls with ring, trusting only `ca` (PEM).
 fn tls_connector(ca: &std::path::Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bad = |e: &dyn std::fmt::Display| pg_err(format!("the PostgreSQL CA {}: {e}", ca.display()));
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| pg_err(format!("store.postgres_ca {}: {e}", ca.display())))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pg_err(format!("store.postgres_ca {}: {e}", ca.display())))?;
+    let certs =
+        CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))?.collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
     for c in certs {
-        roots.add(c).map_err(|e| pg_err(format!("store.postgres_ca {}: {e}", ca.display())))?;
+        roots.add(c).map_err(|e| bad(&e))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -554,7 +607,8 @@ impl std::fmt::Debug for PgTree {
     }
 }
 
-type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+/// A statement's parameters.
+pub(crate) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 /// Key and value pairs, in order.
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -807,5 +861,48 @@ mod tests {
         );
         assert_eq!(redact_url("host=db password=s3cret"), "(a connection string with a password)");
         assert_eq!(redact_url("postgresql://ftz@db/x"), "postgresql://ftz@db/x");
+    }
+
+    fn one(pg: &Pg, sql: &str) -> Result<String, StoreError> {
+        Ok(pg.query(sql, vec![])?[0].get(0))
+    }
+
+    /// An engine that only connects leaves a database without the schema as it is; one
+    /// statement may run longer than the connection's timeout, and the connection goes back
+    /// to the pool with its own (after a failure too, outside any transaction); database and
+    /// connection errors say what the database or the client said, not only "db error".
+    #[test]
+    fn a_longer_timeout_holds_for_one_statement_and_errors_say_why() {
+        let cluster = ftz_pgtest::TempPostgres::start().unwrap();
+        cluster.create_database("bare").unwrap();
+        let mut o = PgOptions::new(cluster.url("bare"));
+        o.timeout = Duration::from_millis(500);
+        o.pool_size = 1;
+        let pg = Pg::connect_only(o.clone(), "ftz-store test").unwrap();
+        assert_eq!(one(&pg, "SELECT coalesce(to_regclass('ftz_kv')::text, 'none')").unwrap(), "none");
+        assert_eq!(
+            one(&pg, "SELECT application_name::text FROM pg_stat_activity WHERE pid = pg_backend_pid()").unwrap(),
+            "ftz-store test"
+        );
+
+        let long = Duration::from_secs(60);
+        let shown: String = pg.query_with_timeout("SHOW statement_timeout", vec![], long).unwrap()[0].get(0);
+        assert_eq!(shown, "1min");
+        pg.query_with_timeout("SELECT pg_sleep(0.8)::text", vec![], long).unwrap();
+        let e = pg.query("SELECT pg_sleep(0.8)::text", vec![]).unwrap_err().to_string();
+        assert!(e.contains("57014") && e.contains("statement timeout"), "{e}");
+        assert_eq!(one(&pg, "SHOW statement_timeout").unwrap(), "500ms", "the pool's connection keeps its own");
+        let e = pg.query_with_timeout("SELECT (1 / 0)::text", vec![], long).unwrap_err().to_string();
+        assert!(e.contains("22012: division by zero"), "{e}");
+        assert_eq!(one(&pg, "SELECT 'outside a failed transaction'").unwrap(), "outside a failed transaction");
+
+        let mut missing = o.clone();
+        missing.url = cluster.url("no_such_database");
+        let e = Pg::connect_only(missing, "t").unwrap_err().to_string();
+        assert!(e.contains("cannot connect to PostgreSQL: 3D000: ") && e.contains("no_such_database"), "{e}");
+        let mut closed = o;
+        closed.url = "postgresql://ftz@127.0.0.1:1/x".into();
+        let e = Pg::connect_only(closed, "t").unwrap_err().to_string();
+        assert!(e.starts_with("store (PostgreSQL): cannot connect to PostgreSQL: error connecting to server: "), "{e}");
     }
 }
