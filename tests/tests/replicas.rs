@@ -95,14 +95,15 @@ async fn eventually<T>(
     }
 }
 
-/// Installs the agreements and policies (through the balancer: on one replica) and waits until
-/// every replica of shanghai has them (at most 5 s: replicas pick installs up within a second).
+/// Installs the agreements and policies (through the balancer: on one replica) and checks that
+/// every replica of shanghai has them within a second (replicas poll the database's digest of
+/// what installs change every 250 ms).
 async fn install(fed: &ProcessFederation) {
     crash::install_exchange(fed).await.unwrap_or_else(|e| panic!("{}", report(fed, e)));
     let wanted: BTreeSet<String> = ["sh-hn", "gd-sh"].into_iter().map(String::from).collect();
     for i in 0..REPLICAS {
         let mut admin = AdminClient::new(fed.replica_channel("shanghai", i, Role::Admin).unwrap());
-        eventually(fed, Duration::from_secs(5), async || {
+        eventually(fed, Duration::from_secs(1), async || {
             let listing = |s: tonic::Status| format!("replica {i}: {:?} {}", s.code(), s.message());
             let agreements: BTreeSet<String> = admin
                 .list_agreements(ListAgreementsRequest {})
@@ -126,7 +127,7 @@ async fn install(fed: &ProcessFederation) {
                 return Ok(());
             }
             Err(format!(
-                "shanghai's replica {i} does not have what was installed through the balancer 5 s later: agreements {agreements:?}, policies {policies:?}, wanted {wanted:?} of each"
+                "shanghai's replica {i} does not have what was installed through the balancer a second later: agreements {agreements:?}, policies {policies:?}, wanted {wanted:?} of each"
             ))
         })
         .await;

@@ -520,6 +520,20 @@ impl NodeConfig {
 mod tests {
     use super::*;
 
+    /// Each of N replicas admits 1/N of a zone's rate: together never more than the rate (or
+    /// one request a second each, when the rate is below N).
+    #[test]
+    fn replicas_share_every_rate_limit() {
+        let mut l = Limits::default();
+        assert_eq!(l.share(50), 50, "one node: the whole rate");
+        l.replicas = 3;
+        assert_eq!(l.share(50), 16);
+        assert!(l.share(50) * 3 <= 50);
+        assert_eq!(l.share(2), 1, "at least one each");
+        l.replicas = 0;
+        assert_eq!(l.share(50), 50, "an unset count is one node");
+    }
+
     const GOOD: &str = r#"
 zone_id = "shanghai"
 listen = "127.0.0.1:7443"

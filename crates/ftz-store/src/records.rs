@@ -135,9 +135,10 @@ impl Store {
         let value = encode(rec);
         let deadline = (rec.retain_until_ms > 0)
             .then(|| crate::data::deadline_key(rec.retain_until_ms, &String::from_utf8_lossy(&k)));
-        // On PostgreSQL one transaction is one commit (one WAL flush), cheaper than the
-        // unindexed path's several single-statement commits.
-        if lot.is_none() && !self.is_shared() {
+        if let Some(pg) = self.db.as_postgres() {
+            return self.insert_record_pg(pg, &k, &value, lot.map(|l| key(&[l, zone, record_id])), deadline, lot);
+        }
+        if lot.is_none() {
             return self.insert_unindexed(&k, &value, deadline.as_deref());
         }
         // [records, lots, deadlines]
@@ -163,6 +164,52 @@ impl Store {
             self.flush()?;
         }
         Ok(outcome)
+    }
+
+    /// [`Store::insert_record`] on PostgreSQL: one READ COMMITTED transaction (one commit) in
+    /// which the record's primary key decides the outcome: the record inserted if absent, then
+    /// its lot entry and its deadline (where absent); else what is there is compared.
+    fn insert_record_pg(
+        &self,
+        pg: &crate::pg::Pg,
+        k: &[u8],
+        value: &[u8],
+        lot_key: Option<Vec<u8>>,
+        deadline: Option<Vec<u8>>,
+        lot: Option<&str>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let name = |t: &crate::kv::Tree| t.as_postgres().map(|t| t.name().to_string());
+        let (Some(records), Some(lots), Some(deadlines)) =
+            (name(&self.records), name(&self.lots), name(&self.deadlines))
+        else {
+            return Err(StoreError::Postgres("the record trees are not in PostgreSQL".into()));
+        };
+        let envelope = decode(value)?.envelope;
+        pg.read_committed(None, |tx| {
+            // A record held when the insert ran may be deleted (retention) before it is read.
+            let mut attempts = 0;
+            while !tx.insert_absent(&records, k, value)? {
+                if let Some(existing) = tx.get(&records, k)? {
+                    let existing = decode(&existing)?;
+                    return Ok(if existing.envelope == envelope {
+                        InsertOutcome::Unchanged(existing)
+                    } else {
+                        InsertOutcome::Conflict(existing)
+                    });
+                }
+                attempts += 1;
+                if attempts > 8 {
+                    return Err(StoreError::Postgres("a record kept appearing and disappearing".into()));
+                }
+            }
+            if let Some(lk) = &lot_key {
+                tx.insert(&lots, lk, &[])?;
+            }
+            if let Some(d) = &deadline {
+                tx.insert_absent(&deadlines, d, lot.unwrap_or("").as_bytes())?;
+            }
+            Ok(InsertOutcome::Inserted)
+        })
     }
 
     /// [`Store::insert_record`] without a lot, on the path of every pulled transfer: no sled
