@@ -263,12 +263,21 @@ impl Policies {
         let state = &*self.core;
         let _guard = self.lock.lock().await;
         let set = self.current();
-        let installed = set.negative_list(&state.zone).map(|n| n.version).unwrap_or(0);
+        // Decided against what the store holds (another replica of this node may have
+        // installed a newer list), and written only over exactly that.
+        let stored = state.store.negative_list()?;
+        let installed = match &stored {
+            Some(b) => {
+                let held = Envelope::decode(b.as_slice()).map_err(|e| ApiError::internal(e.to_string()))?;
+                decode_negative_list(&held)?.version
+            }
+            None => 0,
+        };
         match check_negative_list(&env, &state.registry(), &state.zone, installed, state.now_ms())? {
             None => Ok((installed, true)),
             Some(list) => {
                 let bytes = env.encode_to_vec();
-                state.store.write_durably(|s| s.put_negative_list(&bytes)).await?;
+                state.store.write_durably(|s| s.replace_negative_list(stored.as_deref(), &bytes)).await?;
                 let version = list.version;
                 let mut next = (*set).clone();
                 next.set_negative_list(state.zone.clone(), list);

@@ -31,7 +31,6 @@ const MAX_LISTED: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Withdrawn {
-    version: u64,
     digests: HashSet<[u8; 32]>,
 }
 
@@ -77,8 +76,8 @@ impl UserRevocations {
     pub(crate) fn new(core: Arc<Core>, log: AuditLog, installed: Option<Envelope>) -> Result<Self, LoadError> {
         let withdrawn = match installed {
             Some(env) => {
-                let (doc, digests) = parse(&env).map_err(|e| LoadError::Unreadable(e.to_string()))?;
-                Withdrawn { version: doc.version, digests }
+                let (_, digests) = parse(&env).map_err(|e| LoadError::Unreadable(e.to_string()))?;
+                Withdrawn { digests }
             }
             None => Withdrawn::default(),
         };
@@ -89,8 +88,8 @@ impl UserRevocations {
     pub(crate) async fn reload(&self) -> Result<(), LoadError> {
         let _guard = self.lock.lock().await;
         let Some(env) = load(&self.core.store)? else { return Ok(()) };
-        let (doc, digests) = parse(&env).map_err(|e| LoadError::Unreadable(e.to_string()))?;
-        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Withdrawn { version: doc.version, digests });
+        let (_, digests) = parse(&env).map_err(|e| LoadError::Unreadable(e.to_string()))?;
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Withdrawn { digests });
         Ok(())
     }
 
@@ -117,7 +116,16 @@ impl UserRevocations {
             registry.zone(&core.zone).and_then(|z| z.key_valid_at(KeyPurpose::Authority, id, now))
         })?;
         let _guard = self.lock.lock().await;
-        let installed = self.set.read().unwrap_or_else(|e| e.into_inner()).version;
+        // Decided against what the store holds (another replica of this node may have
+        // installed a newer list), and written only over exactly that.
+        let stored = core.store.meta_value(STORE_KEY)?;
+        let installed = match &stored {
+            Some(b) => {
+                let env = Envelope::decode(b.as_slice()).map_err(|e| ApiError::internal(e.to_string()))?;
+                parse(&env)?.0.version
+            }
+            None => 0,
+        };
         if doc.version == installed {
             return Ok((installed, true, digests.len()));
         }
@@ -128,9 +136,9 @@ impl UserRevocations {
             ));
         }
         let bytes = env.encode_to_vec();
-        core.store.write_durably(|s| s.set_meta_value(STORE_KEY, &bytes)).await?;
+        core.store.write_durably(|s| s.replace_meta_value(STORE_KEY, stored.as_deref(), &bytes)).await?;
         let n = digests.len();
-        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Withdrawn { version: doc.version, digests });
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Withdrawn { digests });
         tracing::info!(version = doc.version, certificates = n, "withdrawn user certificates installed");
         log_config(core, &self.log, "user_revocations", core.zone.as_str(), doc.version, sha256(&env.payload)).await;
         Ok((doc.version, false, n))

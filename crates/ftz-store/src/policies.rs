@@ -66,6 +66,25 @@ impl Store {
         self.flush()
     }
 
+    /// Replaces a meta value only if it still is `expected` (`None`: absent): an install
+    /// decided against what another replica of the node replaced meanwhile is refused
+    /// (`StoreError::Conflict`), never written over the newer one. Durable on return.
+    pub fn replace_meta_value(&self, key: &str, expected: Option<&[u8]>, value: &[u8]) -> Result<(), StoreError> {
+        self.replace(&format!("x/{key}").into_bytes(), expected, value)
+    }
+
+    /// [`Store::replace_meta_value`] for the export negative list.
+    pub fn replace_negative_list(&self, expected: Option<&[u8]>, envelope: &[u8]) -> Result<(), StoreError> {
+        self.replace(NEGATIVE_LIST, expected, envelope)
+    }
+
+    fn replace(&self, key: &[u8], expected: Option<&[u8]>, value: &[u8]) -> Result<(), StoreError> {
+        match self.meta.compare_and_swap(key, expected, Some(value))? {
+            Ok(()) => self.flush(),
+            Err(_) => Err(StoreError::Conflict { expected: None, found: None }),
+        }
+    }
+
     pub fn put_negative_list(&self, envelope: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(NEGATIVE_LIST, envelope)?;
         self.flush()
@@ -227,6 +246,23 @@ mod tests {
                 ]
             );
             assert_eq!(s.budgets(1).unwrap().len(), 1);
+        }
+    }
+
+    /// An install decided against a list another replica replaced meanwhile is refused and
+    /// writes nothing.
+    #[test]
+    fn a_list_is_replaced_only_over_what_the_install_read() {
+        for place in crate::testing::places() {
+            let s = place.open();
+            s.replace_meta_value("l", None, b"v1").unwrap();
+            assert!(matches!(s.replace_meta_value("l", None, b"stale"), Err(crate::StoreError::Conflict { .. })));
+            s.replace_meta_value("l", Some(b"v1"), b"v2").unwrap();
+            assert!(matches!(s.replace_meta_value("l", Some(b"v1"), b"v3"), Err(crate::StoreError::Conflict { .. })));
+            assert_eq!(s.meta_value("l").unwrap().as_deref(), Some(b"v2".as_slice()));
+            s.replace_negative_list(None, b"n1").unwrap();
+            assert!(s.replace_negative_list(None, b"n0").is_err());
+            assert_eq!(s.negative_list().unwrap().as_deref(), Some(b"n1".as_slice()));
         }
     }
 
