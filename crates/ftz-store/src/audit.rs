@@ -404,6 +404,36 @@ impl Store {
         self.flush()
     }
 
+    /// [`Store::put_pending_intent`], and the record's new holder if there is one
+    /// ([`Store::add_holder`]): on PostgreSQL in one transaction (one commit instead of two, on
+    /// the path of every transfer a provider seals); on sled two writes, durable at the next
+    /// flush.
+    pub fn put_pending_intent_for(
+        &self,
+        id: &[u8; 16],
+        deadline_ms: i64,
+        intent: &[u8],
+        holder: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let name = |t: &crate::kv::Tree| t.as_postgres().map(|t| t.name().to_string());
+        if let (Some(pg), Some(pending), Some(holders)) =
+            (self.db.as_postgres(), name(&self.pending), name(&self.holders))
+        {
+            let mut v = deadline_ms.to_be_bytes().to_vec();
+            v.extend_from_slice(intent);
+            return pg.read_committed(None, |tx| {
+                if let Some((record, zone)) = holder {
+                    tx.insert(&holders, &crate::records::holder_key(record, zone), &[])?;
+                }
+                tx.insert(&pending, id, &v)
+            });
+        }
+        if let Some((record, zone)) = holder {
+            self.add_holder(record, zone)?;
+        }
+        self.put_pending_intent(id, deadline_ms, intent)
+    }
+
     /// Claims an overdue intent for the one replica that declares it unacknowledged: moves
     /// its deadline from (at or before) `now_ms` to `until_ms`, unless another replica did so
     /// first. True if this call claimed it. One that dies before declaring it leaves it
@@ -687,6 +717,14 @@ mod tests {
             assert_eq!(s.overdue_intents(250).unwrap(), vec![([1; 16], b"i1".to_vec())], "overdue again");
             assert!(s.take_pending_intent(&[1; 16]).unwrap());
             assert!(!s.take_pending_intent(&[1; 16]).unwrap());
+            // With the record's new holder, together.
+            s.put_pending_intent_for(&[3; 16], 400, b"i3", Some(("R1", "hainan"))).unwrap();
+            s.put_pending_intent_for(&[4; 16], 500, b"i4", None).unwrap();
+            assert_eq!(s.holders("R1").unwrap(), vec!["hainan"]);
+            assert_eq!(
+                s.overdue_intents(500).unwrap().into_iter().map(|(id, _)| id[0]).collect::<Vec<_>>(),
+                vec![2, 3, 4]
+            );
             assert!(s.witness_cas("o", None, "n1").unwrap());
             assert!(!s.witness_cas("o", None, "n2").unwrap());
             assert!(s.witness_cas("o", Some("n1"), "n2").unwrap());

@@ -116,6 +116,11 @@ fn key(parts: &[&str]) -> Vec<u8> {
     parts.join("\0").into_bytes()
 }
 
+/// The key of a record's holder: the record, then the zone that holds it.
+pub(crate) fn holder_key(record_id: &str, zone: &str) -> Vec<u8> {
+    key(&[record_id, zone])
+}
+
 impl Store {
     pub fn get_record(&self, zone: &str, record_id: &str) -> Result<Option<StoredRecord>, StoreError> {
         self.records.get(key(&[zone, record_id]))?.map(|v| decode(&v)).transpose()
@@ -293,7 +298,7 @@ impl Store {
 
     /// Remembers that `zone` holds own record `record_id`. Durable on return.
     pub fn add_holder(&self, record_id: &str, zone: &str) -> Result<(), StoreError> {
-        if self.holders.insert(key(&[record_id, zone]), [])?.is_none() {
+        if self.holders.insert(holder_key(record_id, zone), [])?.is_none() {
             self.flush()?;
         }
         Ok(())

@@ -182,14 +182,7 @@ impl Transfers {
         let id: [u8; 16] = intent.transfer_id.as_slice().try_into().map_err(|_| ApiError::internal("transfer id"))?;
         let deadline = now + self.ack_timeout_ms;
         let (bytes, holder) = (env.encode_to_vec(), holder_of.map(|r| (r, permit.consumer.as_str())));
-        core.store
-            .write_durably(|st| {
-                if let Some((record, zone)) = holder {
-                    st.add_holder(record, zone)?;
-                }
-                st.put_pending_intent(&id, deadline, &bytes)
-            })
-            .await?;
+        core.store.write_durably(|st| st.put_pending_intent_for(&id, deadline, &bytes, holder)).await?;
         Ok(TransferSeal { intent: Some(env), nonce: nonce.to_vec() })
     }
 
