@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod agreement;
 pub mod bundle;
+pub mod diff;
 pub mod dp;
 pub mod examples;
 pub mod exchange;
