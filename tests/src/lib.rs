@@ -285,6 +285,32 @@ pub fn inspection(c: &Cluster, id: &str, lot: &str) -> InspectionResult {
     ftz_devkit::dev::sample_inspection(id, lot, c.clock.now_ms())
 }
 
+/// A valid unified social credit code: `prefix` (region and registration digits) and `n`,
+/// padded to 17 digits, then its check character.
+pub fn uscc(prefix: &str, n: u64) -> String {
+    let first17 = format!("{prefix}{n:0width$}", width = 17usize.saturating_sub(prefix.len()));
+    format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).expect("17 digits"))
+}
+
+/// One thousand industry rows of `region` (part `part` of a larger dataset: enterprises
+/// `part * 1000` on, their codes under `uscc_prefix`), each enterprise named "Enterprise
+/// part-i" and `name_suffix`: bulk for a store of some size.
+pub fn bulk_rows(part: u32, uscc_prefix: &str, region: &str, name_suffix: &str) -> Vec<ftz_proto::IndustryRow> {
+    (0..1000u32)
+        .map(|i| ftz_proto::IndustryRow {
+            line: u64::from(i) + 2,
+            enterprise_uscc: uscc(uscc_prefix, u64::from(part * 1000 + i)),
+            enterprise_name: format!("Enterprise {part}-{i}{name_suffix}"),
+            industry_code: "C3841".into(),
+            region: region.into(),
+            period: "2026-Q1".into(),
+            output_value: 1_000_000,
+            employment: 50,
+            capacity: 100,
+        })
+        .collect()
+}
+
 /// A TCP proxy on 127.0.0.1 in front of a node, that a test can cut and heal: while cut, it
 /// drops every open connection and refuses new ones (a network partition, as both ends see it).
 pub struct FaultyLink {

@@ -109,7 +109,11 @@ async fn a_node_restored_from_a_backup_older_than_its_cosigned_checkpoints_refus
     let load = {
         let (c, stop, next, acked) = (c.clone(), stop.clone(), next.clone(), acked.clone());
         tokio::spawn(async move {
+            // Paced below the issuer's 50 requests a second (a push is two), so that the
+            // pushes after the load are not refused RATE_LIMITED by a bucket it emptied.
+            let mut pace = tokio::time::interval(Duration::from_millis(60));
             while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if push(&*c.read().await, i).await.is_ok() {
                     acked.fetch_add(1, Ordering::Relaxed);
@@ -252,23 +256,7 @@ async fn one_backup_at_a_time() {
     // A store of a few MB (industry rows), so that a backup is more than the node can send
     // before its client reads (HTTP/2 flow control, and the node's own queue of 4 chunks).
     for part in 0..10u32 {
-        let rows = (0..1000u32)
-            .map(|i| {
-                let first17 = format!("9144010000{:07}", part * 1000 + i);
-                let uscc = format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).unwrap());
-                ftz_proto::IndustryRow {
-                    line: u64::from(i) + 2,
-                    enterprise_uscc: uscc,
-                    enterprise_name: format!("Enterprise {part}-{i} with a name long enough to take some room"),
-                    industry_code: "C3841".into(),
-                    region: "440104".into(),
-                    period: "2026-Q1".into(),
-                    output_value: 1_000_000,
-                    employment: 50,
-                    capacity: 100,
-                }
-            })
-            .collect();
+        let rows = ftz_tests::bulk_rows(part, "9144010000", "440104", " with a name long enough to take some room");
         c.issuer(LOST).import_rows(ftz_proto::ImportRowsRequest { rows }).await.unwrap();
     }
     let mut admin = c.admin(LOST);

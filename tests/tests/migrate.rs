@@ -55,23 +55,7 @@ async fn push(c: &Cluster, i: u32) -> String {
 /// Industry rows (the dataset tree), more than one batch of the copy.
 async fn import_rows(c: &Cluster, parts: u32) {
     for part in 0..parts {
-        let rows = (0..1000u32)
-            .map(|i| {
-                let first17 = format!("9131010000{:07}", part * 1000 + i);
-                let uscc = format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).unwrap());
-                ftz_proto::IndustryRow {
-                    line: u64::from(i) + 2,
-                    enterprise_uscc: uscc,
-                    enterprise_name: format!("Enterprise {part}-{i}"),
-                    industry_code: "C3841".into(),
-                    region: "310115".into(),
-                    period: "2026-Q1".into(),
-                    output_value: 1_000_000,
-                    employment: 50,
-                    capacity: 100,
-                }
-            })
-            .collect();
+        let rows = ftz_tests::bulk_rows(part, "9131010000", "310115", "");
         c.issuer(MOVED).import_rows(ftz_proto::ImportRowsRequest { rows }).await.unwrap();
     }
 }

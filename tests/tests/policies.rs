@@ -22,8 +22,7 @@ use tonic::Code;
 const ZONES: [&str; 3] = ["shanghai", "hainan", "guangdong"];
 
 fn uscc(i: usize) -> String {
-    let first17 = format!("9131011500000{i:04}");
-    format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).unwrap())
+    ftz_tests::uscc("9131011500000", i as u64)
 }
 
 /// Enterprises in C4011: enough that, under differential privacy, the group is released whatever

@@ -114,8 +114,7 @@ async fn a_bundle_is_checked_by_the_node_with_its_own_trust_and_a_changed_byte_i
 }
 
 fn uscc(i: usize) -> String {
-    let first17 = format!("9131011500000{i:04}");
-    format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).unwrap())
+    ftz_tests::uscc("9131011500000", i as u64)
 }
 
 fn industry_policy(c: &Cluster) -> ExchangePolicy {

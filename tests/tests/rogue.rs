@@ -143,8 +143,7 @@ async fn a_bundle_re_signed_with_a_long_status_age_is_stale_six_months_on() {
 }
 
 fn uscc(i: usize) -> String {
-    let first17 = format!("9131011500000{i:04}");
-    format!("{first17}{}", ftz_core::records::uscc_check_char(&first17).unwrap())
+    ftz_tests::uscc("9131011500000", i as u64)
 }
 
 /// Finding: under `min_group_size = 5` and no differential privacy, SUM(output_value) filtered

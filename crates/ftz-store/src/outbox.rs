@@ -95,12 +95,19 @@ impl Store {
     /// Records a failed attempt: the new attempt count, when to try next, and why it failed;
     /// the claim is released. Nothing happens if the item was delivered (removed) meanwhile.
     pub fn outbox_retry_later(&self, id: &[u8; 16], next_attempt_ms: i64, error: &str) -> Result<(), StoreError> {
-        let updated = self.outbox.fetch_and_update(id, |old| {
-            let mut item = OutboxItem::decode(id, old?).ok()?;
+        self.outbox_update(id, |item| {
             item.attempts += 1;
             item.next_attempt_ms = next_attempt_ms;
             item.last_error = error.chars().take(512).collect();
             item.claimed_until_ms = 0;
+        })
+    }
+
+    /// Changes a stored item with `change`, atomically; nothing happens if it is gone.
+    fn outbox_update(&self, id: &[u8; 16], change: impl Fn(&mut OutboxItem)) -> Result<(), StoreError> {
+        let updated = self.outbox.fetch_and_update(id, |old| {
+            let mut item = OutboxItem::decode(id, old?).ok()?;
+            change(&mut item);
             Some(item.encode())
         })?;
         if updated.is_some() {
@@ -131,15 +138,7 @@ impl Store {
     /// Releases the claim on an item (its attempt is over, and left it as it was). Nothing
     /// happens if it was delivered meanwhile.
     pub fn outbox_release(&self, id: &[u8; 16]) -> Result<(), StoreError> {
-        let updated = self.outbox.fetch_and_update(id, |old| {
-            let mut item = OutboxItem::decode(id, old?).ok()?;
-            item.claimed_until_ms = 0;
-            Some(item.encode())
-        })?;
-        if updated.is_some() {
-            self.flush()?;
-        }
-        Ok(())
+        self.outbox_update(id, |item| item.claimed_until_ms = 0)
     }
 
     /// Releases every claim: at the start of a node whose store no other process can hold
