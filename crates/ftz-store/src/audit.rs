@@ -254,13 +254,13 @@ impl Store {
     }
 
     /// [`Store::audit_transfer`] for many ids in one read (one round trip on PostgreSQL):
-    /// the ids the transfer index names an entry within the log for, with that index.
-    pub fn audit_transfers(&self, ids: &[[u8; 16]]) -> Result<Vec<([u8; 16], u64)>, StoreError> {
+    /// the ids the transfer index names an entry within a log of `size` entries for (the
+    /// appender's, read under the log's lock), with that index.
+    pub fn audit_transfers(&self, ids: &[[u8; 16]], size: u64) -> Result<Vec<([u8; 16], u64)>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<Vec<u8>> = ids.iter().map(transfer_key).collect();
-        let size = self.audit_size()?;
         let mut out = Vec::new();
         for (k, v) in self.audit.get_many(&keys)? {
             let index = u64_of(&v)?;
@@ -271,12 +271,11 @@ impl Store {
         Ok(out)
     }
 
-    /// The entries at `indexes` that the log holds, in one read: (index, leaf).
-    pub fn audit_entries_at(&self, indexes: &[u64]) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// The entries at `indexes` within a log of `size` entries, in one read: (index, leaf).
+    pub fn audit_entries_at(&self, indexes: &[u64], size: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         if indexes.is_empty() {
             return Ok(Vec::new());
         }
-        let size = self.audit_size()?;
         let keys: Vec<Vec<u8>> = indexes.iter().filter(|i| **i < size).map(|i| entry_key(*i)).collect();
         self.audit.get_many(&keys)?.into_iter().map(|(k, v)| Ok((u64_of(&k[1..])?, v.to_vec()))).collect()
     }

@@ -256,7 +256,7 @@ fn commit(
         }
         // Transfers already in the log keep their first index.
         let ids: Vec<[u8; 16]> = entries.iter().filter_map(|(_, id, _)| *id).collect();
-        let logged = logged_transfers(store, &ids)?;
+        let logged = logged_transfers(store, &ids, size)?;
         let p = plan(
             &from,
             entries.iter().map(|(leaf, transfer_id, outbox)| Entry {

@@ -31,12 +31,17 @@ pub(crate) fn logged_transfer(store: &Store, id: &[u8; 16]) -> Result<Option<u64
     Ok(is_transfer_of(&bytes, id).then_some(index))
 }
 
-/// [`logged_transfer`] of several ids in two reads (the appender's, for a whole batch under
-/// the log's lock): the ids logged, with their index.
-pub(crate) fn logged_transfers(store: &Store, ids: &[[u8; 16]]) -> Result<HashMap<[u8; 16], u64>, StoreError> {
-    let named = store.audit_transfers(ids)?;
+/// [`logged_transfer`] of several ids in a log of `size` entries, in two reads (the
+/// appender's, for a whole batch under the log's lock, which read the size there): the ids
+/// logged, with their index.
+pub(crate) fn logged_transfers(
+    store: &Store,
+    ids: &[[u8; 16]],
+    size: u64,
+) -> Result<HashMap<[u8; 16], u64>, StoreError> {
+    let named = store.audit_transfers(ids, size)?;
     let indexes: Vec<u64> = named.iter().map(|(_, i)| *i).collect();
-    let entries: HashMap<u64, Vec<u8>> = store.audit_entries_at(&indexes)?.into_iter().collect();
+    let entries: HashMap<u64, Vec<u8>> = store.audit_entries_at(&indexes, size)?.into_iter().collect();
     Ok(named.into_iter().filter(|(id, i)| entries.get(i).is_some_and(|b| is_transfer_of(b, id))).collect())
 }
 
